@@ -1,0 +1,66 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// One settings loop: every Swift target gets the same language mode and upcoming features.
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "Serendip",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "serendip", targets: ["serendip"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "CModbus", pkgConfig: "libmodbus",
+                       providers: [.apt(["libmodbus-dev"])]),
+        .systemLibrary(name: "CSerialPort", pkgConfig: "libserialport",
+                       providers: [.apt(["libserialport-dev"])]),
+        .target(name: "LabCore"),
+        .target(name: "LabSpec", dependencies: [
+            "LabCore", .product(name: "Yams", package: "Yams"), .product(name: "Crypto", package: "swift-crypto"),
+        ]),
+        .target(name: "LabTransport", dependencies: ["LabCore", "CModbus", "CSerialPort"]),
+        .target(name: "LabDrivers", dependencies: ["LabCore", "LabSpec", "LabTransport"]),
+        .target(name: "LabStorage", dependencies: ["LabCore", .product(name: "GRDB", package: "GRDB.swift")]),
+        .target(name: "LabPlanner", dependencies: ["LabCore"]),
+        .target(name: "LabEngine", dependencies: ["LabCore", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "LabAPI", dependencies: ["LabCore"]),
+        .target(name: "LabServer", dependencies: [
+            "LabAPI", "LabEngine", "LabStorage",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "serendip", dependencies: [
+            "LabCore", "LabSpec", "LabTransport", "LabDrivers", "LabStorage", "LabPlanner",
+            "LabEngine", "LabAPI", "LabServer",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .testTarget(name: "LabCoreTests", dependencies: ["LabCore"]),
+        .testTarget(name: "LabSpecTests", dependencies: ["LabSpec", "LabCore"]),
+        .testTarget(name: "LabTransportTests", dependencies: ["LabTransport", "LabCore"]),
+        .testTarget(name: "LabPlannerTests", dependencies: ["LabPlanner", "LabCore"]),
+        .testTarget(name: "LabIntegrationTests", dependencies: [
+            "LabCore", "LabSpec", "LabTransport", "LabDrivers", "LabStorage", "LabPlanner",
+            "LabEngine", "LabAPI", "LabServer",
+            .product(name: "GRDB", package: "GRDB.swift"),
+        ]),
+    ]
+)
+
+for target in package.targets where target.type != .system {
+    target.swiftSettings = (target.swiftSettings ?? []) + swiftSettings
+}

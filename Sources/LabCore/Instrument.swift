@@ -1,0 +1,45 @@
+/// Small capabilities an instrument may have; the engine asks for the one it needs.
+public protocol ChannelReadable: Sendable {
+    func read(_ channel: String) async throws -> Value
+}
+
+public protocol ChannelWritable: Sendable {
+    /// Writes a value already converted to the channel's unit. Implementations check limits
+    /// again right before the value reaches the wire.
+    func write(_ channel: String, _ value: Value) async throws
+}
+
+public protocol SafeStateCapable: Sendable {
+    /// Commands the instrument to the safe state its driver file declares.
+    func goToSafeState() async throws
+}
+
+/// What the engine needs to know about a channel to convert units and check limits.
+public struct ChannelInfo: Sendable, Hashable {
+    public var unit: LabUnit
+    public var writable: Bool
+    public var limits: ClosedRange<Double>?
+    public var isBoolean: Bool
+
+    public init(unit: LabUnit, writable: Bool, limits: ClosedRange<Double>?, isBoolean: Bool) {
+        self.unit = unit; self.writable = writable; self.limits = limits; self.isBoolean = isBoolean
+    }
+}
+
+/// Who an instrument is, for provenance.
+public struct InstrumentIdentity: Sendable, Hashable, Codable {
+    public var name: String
+    public var driver: String
+    public var driverSHA256: String
+    public var address: String
+
+    public init(name: String, driver: String, driverSHA256: String, address: String) {
+        self.name = name; self.driver = driver; self.driverSHA256 = driverSHA256; self.address = address
+    }
+}
+
+/// A connected instrument as the engine uses it.
+public protocol Instrument: ChannelReadable, ChannelWritable, SafeStateCapable {
+    var identity: InstrumentIdentity { get }
+    func channelInfo(_ channel: String) -> ChannelInfo?
+}

@@ -1,0 +1,90 @@
+public import LabCore
+public import LabSpec
+public import LabTransport
+
+/// An instrument whose driver file is a Modbus register map.
+public struct ModbusInstrument: Instrument {
+    public let identity: InstrumentIdentity
+    public let spec: DriverSpec
+    private let client: ModbusTCPClient
+
+    public init(name: String, spec: DriverSpec, client: ModbusTCPClient) {
+        self.spec = spec
+        self.client = client
+        identity = InstrumentIdentity(name: name, driver: spec.name, driverSHA256: spec.source.sha256,
+                                      address: client.endpoint.description)
+    }
+
+    public func channelInfo(_ channel: String) -> ChannelInfo? { spec.channel(channel)?.info }
+
+    public func read(_ channel: String) async throws -> Value {
+        let channel = try lookup(channel)
+        switch channel.register {
+        case .holding(let address):
+            return try await decode(client.readRegisters(.holding, address: address, count: channel.registerCount), channel)
+        case .input(let address):
+            return try await decode(client.readRegisters(.input, address: address, count: channel.registerCount), channel)
+        case .coil(let address):
+            return .bool(try await client.readBits(.coil, address: address, count: 1)[0])
+        case .discreteInput(let address):
+            return .bool(try await client.readBits(.discreteInput, address: address, count: 1)[0])
+        case .command:
+            throw LabError(.invalidFile, "\(identity.name).\(channel.name) is a serial command on a Modbus instrument")
+        }
+    }
+
+    public func write(_ channel: String, _ value: Value) async throws {
+        let channel = try lookup(channel)
+        let checked = try WriteGuard.check(value, for: channel, instrument: identity.name)
+        switch (channel.register, checked) {
+        case (.coil(let address), .bool(let bit)):
+            try await client.writeBit(address: address, bit)
+        case (.holding(let address), .real(let x)):
+            let registers = Self.encode(x, channel)
+            try await client.writeRegisters(address: address, values: registers)
+            // Read back: a device that silently ignored or clipped the write must not go unnoticed.
+            let echoed = try await client.readRegisters(.holding, address: address, count: registers.count)
+            guard echoed == registers else {
+                throw LabError(.protocolViolation, "\(identity.name).\(channel.name): wrote \(x), device holds \(try decode(echoed, channel))")
+            }
+        default:
+            throw LabError(.accessDenied, "\(identity.name).\(channel.name) cannot be written")
+        }
+    }
+
+    public func goToSafeState() async throws {
+        for (channel, value) in spec.safeState { try await write(channel, value) }
+    }
+
+    private func lookup(_ name: String) throws(LabError) -> ChannelSpec {
+        guard let channel = spec.channel(name) else {
+            throw LabError(.unknownReference, "\(identity.name) has no channel '\(name)'")
+        }
+        return channel
+    }
+
+    static func encode(_ x: Double, _ channel: ChannelSpec) -> [UInt16] {
+        switch channel.type {
+        case .float32, .float: ModbusFloat.encode(Float(x), channel.wordOrder.modbus)
+        case .int16: [UInt16(bitPattern: Int16(x.rounded()))]
+        default: [UInt16(x.rounded())]
+        }
+    }
+
+    private func decode(_ registers: [UInt16], _ channel: ChannelSpec) throws(LabError) -> Value {
+        switch channel.type {
+        case .float32, .float: .real(Double(ModbusFloat.decode(registers, channel.wordOrder.modbus)))
+        case .int16: .real(Double(Int16(bitPattern: registers[0])))
+        case .bool: .bool(registers[0] != 0)
+        case .uint16: .real(Double(registers[0]))
+        }
+    }
+}
+
+extension ChannelSpec {
+    var registerCount: Int { type == .float32 || type == .float ? 2 : 1 }
+}
+
+extension WordOrder {
+    var modbus: ModbusFloat.Order { ModbusFloat.Order(rawValue: rawValue)! }
+}

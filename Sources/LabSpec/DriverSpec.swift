@@ -1,0 +1,202 @@
+import Foundation
+public import LabCore
+import Yams
+
+/// One instrument TYPE, as its driver file describes it: channels, units, limits, safe state.
+/// No ports and no addresses: those belong to the lab config.
+public struct DriverSpec: Sendable {
+    public enum Transport: String, Sendable { case modbus, serial }
+
+    public var name: String
+    public var vendor: String
+    public var transport: Transport
+    public var channels: [String: ChannelSpec]
+    public var safeState: [(channel: String, value: Value)]
+    public var serial: SerialSettings
+    public var source: SourceText
+
+    public func channel(_ name: String) -> ChannelSpec? { channels[name] }
+}
+
+public struct SerialSettings: Sendable, Hashable {
+    public var baud: Int = 9600
+    public var terminator: String = "\n"
+    public var timeoutSeconds: Double = 1
+}
+
+public struct ChannelSpec: Sendable, Hashable {
+    public enum Register: Sendable, Hashable {
+        case holding(UInt16), input(UInt16), coil(UInt16), discreteInput(UInt16)
+        case command(query: String?, write: String?)
+    }
+
+    public enum DataType: String, Sendable, Hashable { case float32, uint16, int16, bool, float }
+
+    public var name: String
+    public var register: Register
+    public var type: DataType
+    public var wordOrder: WordOrder
+    public var unit: LabUnit
+    public var writable: Bool
+    public var readable: Bool
+    public var limits: ClosedRange<Double>?
+    public var location: SourceLocation
+
+    public var info: ChannelInfo {
+        ChannelInfo(unit: unit, writable: writable, limits: limits, isBoolean: type == .bool)
+    }
+}
+
+/// The order in which a 32-bit value's bytes travel in two 16-bit registers. Vendors disagree,
+/// so a driver file says which one its device uses.
+public enum WordOrder: String, Sendable, Hashable, CaseIterable {
+    case abcd = "ABCD", cdab = "CDAB", badc = "BADC", dcba = "DCBA"
+}
+
+extension DriverSpec {
+    public static func load(path: String) throws -> DriverSpec {
+        let text = try readUserFile(path)
+        return try parse(text, path: path)
+    }
+
+    public static func parse(_ text: String, path: String) throws(ValidationError) -> DriverSpec {
+        let source = YAMLSource(path: path, text: text)
+        let spec = source.root().flatMap { parse(root: $0, source: source) }
+        guard let spec, source.diagnostics.isEmpty else { throw ValidationError(source.diagnostics, source: text) }
+        return spec
+    }
+
+    private static func parse(root: Node, source: YAMLSource) -> DriverSpec? {
+        guard let top = source.mapping(root, "driver file") else { return nil }
+        let name = top.required("driver").flatMap { source.string($0, "driver") }
+        let vendor = top.optional("vendor").flatMap { source.string($0, "vendor") } ?? "unknown"
+        let transportNode = top.required("transport", hint: "modbus or serial")
+        var transport: Transport?
+        if let node = transportNode, let text = source.string(node, "transport") {
+            transport = Transport(rawValue: text)
+            if transport == nil { source.error(node, "unknown transport '\(text)'", hint: "use modbus or serial") }
+        }
+        var serial = SerialSettings()
+        if let node = top.optional("serial"), let line = source.mapping(node, "serial settings") {
+            if let baud = line.optional("baud").flatMap({ source.integer($0, "baud", in: 50...4_000_000) }) { serial.baud = baud }
+            if let t = line.optional("terminator").flatMap({ source.string($0, "terminator") }) { serial.terminator = t }
+            if let node = line.optional("timeout"), let expr = source.expression(node, "timeout") {
+                if let seconds = try? ExprEnvironment().quantity(expr).seconds, seconds > 0 {
+                    serial.timeoutSeconds = seconds
+                } else {
+                    source.error(node, "timeout must be a positive duration such as '1 s'")
+                }
+            }
+            line.rejectUnknownKeys()
+        }
+        var channels: [String: ChannelSpec] = [:]
+        if let node = top.required("channels"), let map = source.mapping(node, "channels") {
+            for (channelName, _, value) in map.pairs {
+                if let channel = parseChannel(channelName, value, source: source, transport: transport) {
+                    channels[channelName] = channel
+                }
+            }
+        }
+        var safeState: [(String, Value)] = []
+        if let node = top.optional("safe_state"), let map = source.mapping(node, "safe_state") {
+            for (channelName, keyNode, value) in map.pairs {
+                guard let channel = channels[channelName] else {
+                    source.error(keyNode, "safe_state names unknown channel '\(channelName)'",
+                                 hint: suggestion(for: channelName, among: channels.keys))
+                    continue
+                }
+                guard channel.writable else {
+                    source.error(keyNode, "safe_state channel '\(channelName)' is not writable")
+                    continue
+                }
+                if let v = constantValue(value, for: channel, source: source) { safeState.append((channelName, v)) }
+            }
+        }
+        top.rejectUnknownKeys()
+        guard let name, let transport else { return nil }
+        return DriverSpec(name: name, vendor: vendor, transport: transport, channels: channels, safeState: safeState,
+                          serial: serial, source: SourceText(path: source.path, text: source.text, sha256: source.sha256))
+    }
+
+    private static func parseChannel(_ name: String, _ node: Node, source: YAMLSource, transport: Transport?) -> ChannelSpec? {
+        guard let map = source.mapping(node, "channel '\(name)'") else { return nil }
+        var register: ChannelSpec.Register?
+        let address = { (key: String) -> UInt16? in
+            map.optional(key).flatMap { source.integer($0, key, in: 0...65535) }.map(UInt16.init)
+        }
+        if let a = address("holding") { register = .holding(a) }
+        else if let a = address("input") { register = .input(a) }
+        else if let a = address("coil") { register = .coil(a) }
+        else if let a = address("discrete") { register = .discreteInput(a) }
+        let query = map.optional("query").flatMap { source.string($0, "query") }
+        let write = map.optional("write").flatMap { source.string($0, "write") }
+        if query != nil || write != nil { register = .command(query: query, write: write) }
+        guard let register else {
+            source.error(node, "channel '\(name)' needs an address (holding, input, coil, discrete) or a command (query, write)")
+            return nil
+        }
+        let isBit: Bool
+        switch register {
+        case .coil, .discreteInput: isBit = true
+        default: isBit = false
+        }
+        var type: ChannelSpec.DataType = isBit ? .bool : (transport == .serial ? .float : .uint16)
+        if let node = map.optional("type"), let text = source.string(node, "type") {
+            if let t = ChannelSpec.DataType(rawValue: text) { type = t }
+            else { source.error(node, "unknown type '\(text)'", hint: "use float32, uint16, int16, bool or float") }
+        }
+        if let parse = map.optional("parse"), let text = source.string(parse, "parse"), text != "float" {
+            source.error(parse, "unknown parse '\(text)'", hint: "only 'float' is supported so far")
+        }
+        var wordOrder = WordOrder.abcd
+        if let node = map.optional("word_order"), let text = source.string(node, "word_order") {
+            if let order = WordOrder(rawValue: text) { wordOrder = order }
+            else { source.error(node, "unknown word_order '\(text)'", hint: "use ABCD, CDAB, BADC or DCBA") }
+        }
+        let unit = map.optional("unit").flatMap { source.unit($0, "unit") } ?? .one
+        var access = "r"
+        if case .command(let q, let w) = register { access = (q != nil ? "r" : "") + (w != nil ? "w" : "") }
+        if let node = map.optional("access"), let text = source.string(node, "access") {
+            if ["r", "w", "rw"].contains(text) { access = text }
+            else { source.error(node, "unknown access '\(text)'", hint: "use r, w or rw") }
+        }
+        let limits = map.optional("limits").flatMap { source.range($0, "limits") }
+        map.rejectUnknownKeys()
+        return ChannelSpec(name: name, register: register, type: type, wordOrder: wordOrder, unit: unit,
+                           writable: access.contains("w"), readable: access.contains("r"), limits: limits,
+                           location: source.location(node))
+    }
+
+    /// A constant in a driver file (`25 degC`, `false`) converted to the channel's unit.
+    static func constantValue(_ node: Node, for channel: ChannelSpec, source: YAMLSource) -> Value? {
+        if channel.type == .bool { return source.bool(node, "value for '\(channel.name)'").map(Value.bool) }
+        guard let expr = source.expression(node, "value for '\(channel.name)'") else { return nil }
+        do {
+            var q = try ExprEnvironment().quantity(expr)
+            if q.unit == .one { q.unit = channel.unit }
+            let value = try q.converted(to: channel.unit).value
+            if let limits = channel.limits, !limits.contains(value) {
+                source.error(node, "\(value) \(channel.unit) is outside the limits \(limits) of '\(channel.name)'")
+                return nil
+            }
+            return .real(value)
+        } catch {
+            source.error(node, error.message)
+            return nil
+        }
+    }
+}
+
+/// Reads a user's file as UTF-8, with an error that names the file.
+func readUserFile(_ path: String) throws -> String {
+    guard let data = FileManager.default.contents(atPath: path) else {
+        throw LabError(.invalidFile, "cannot read \(path)")
+    }
+    guard data.count <= YAMLSource.maximumBytes else {
+        throw LabError(.invalidFile, "\(path) is larger than \(YAMLSource.maximumBytes >> 20) MiB")
+    }
+    guard let text = String(data: data, encoding: .utf8) else {
+        throw LabError(.invalidFile, "\(path) is not valid UTF-8")
+    }
+    return text
+}

@@ -1,0 +1,100 @@
+import Foundation
+public import LabCore
+import Yams
+
+/// A lab: which instrument instances exist, which driver each uses, and where each is connected.
+public struct LabConfig: Sendable {
+    public enum Connection: Sendable, Hashable {
+        case modbusTCP(host: String, port: Int, unit: Int)
+        case serial(path: String)
+        case simulated
+    }
+
+    public struct Binding: Sendable {
+        public var name: String
+        public var driver: DriverSpec
+        public var connection: Connection
+    }
+
+    public struct Simulation: Sendable, Hashable {
+        public var speed: Double = 1
+        public var seed: UInt64 = 1
+    }
+
+    public var name: String
+    public var instruments: [String: Binding]
+    public var simulation: Simulation
+    public var source: SourceText
+
+    /// Driver specs by driver name, as a protocol validator wants them.
+    public var drivers: [String: DriverSpec] {
+        Dictionary(instruments.values.map { ($0.driver.name, $0.driver) }, uniquingKeysWith: { a, _ in a })
+    }
+
+    /// Loads a lab config; driver paths are relative to the config file.
+    public static func load(path: String) throws -> LabConfig {
+        let text = try readUserFile(path)
+        let source = YAMLSource(path: path, text: text)
+        let directory = URL(fileURLWithPath: path).deletingLastPathComponent()
+        var config: LabConfig?
+        if let root = source.root(), let top = source.mapping(root, "lab config") {
+            let name = top.required("lab").flatMap { source.string($0, "lab") } ?? "lab"
+            var bindings: [String: Binding] = [:]
+            if let node = top.required("instruments"), let map = source.mapping(node, "instruments") {
+                for (instrument, _, value) in map.pairs {
+                    if let binding = try binding(instrument, value, source: source, directory: directory) {
+                        bindings[instrument] = binding
+                    }
+                }
+            }
+            var simulation = Simulation()
+            if let node = top.optional("simulation"), let map = source.mapping(node, "simulation") {
+                if let speed = map.optional("speed").flatMap({ source.number($0, "speed") }) {
+                    if speed > 0 { simulation.speed = speed } else { source.error(map.optional("speed"), "speed must be positive") }
+                }
+                if let seed = map.optional("seed").flatMap({ source.integer($0, "seed", in: 0...Int.max) }) {
+                    simulation.seed = UInt64(seed)
+                }
+                map.rejectUnknownKeys()
+            }
+            top.rejectUnknownKeys()
+            config = LabConfig(name: name, instruments: bindings, simulation: simulation,
+                               source: SourceText(path: path, text: text, sha256: source.sha256))
+        }
+        guard let config, source.diagnostics.isEmpty else { throw ValidationError(source.diagnostics, source: text) }
+        return config
+    }
+
+    private static func binding(_ name: String, _ node: Node, source: YAMLSource, directory: URL) throws -> Binding? {
+        guard let map = source.mapping(node, "instrument '\(name)'") else { return nil }
+        guard let driverNode = map.required("driver", hint: "a path to a driver file"),
+              let driverPath = source.string(driverNode, "driver") else { return nil }
+        let resolved = URL(fileURLWithPath: driverPath, relativeTo: directory).path
+        let driver: DriverSpec
+        do {
+            driver = try DriverSpec.load(path: resolved)
+        } catch let error as ValidationError {
+            source.diagnostics.append(contentsOf: error.diagnostics)
+            return nil
+        } catch {
+            source.error(driverNode, "cannot load driver: \(error)")
+            return nil
+        }
+        var connection: Connection?
+        if let node = map.optional("simulate"), source.bool(node, "simulate") == true { connection = .simulated }
+        if let node = map.optional("modbus"), let m = source.mapping(node, "modbus") {
+            let host = m.required("host").flatMap { source.string($0, "host") } ?? "127.0.0.1"
+            let port = m.required("port").flatMap { source.integer($0, "port", in: 1...65535) } ?? 502
+            let unit = m.optional("unit").flatMap { source.integer($0, "unit", in: 0...247) } ?? 1
+            m.rejectUnknownKeys()
+            connection = .modbusTCP(host: host, port: port, unit: unit)
+        }
+        if let path = map.optional("serial").flatMap({ source.string($0, "serial") }) { connection = .serial(path: path) }
+        map.rejectUnknownKeys()
+        guard let connection else {
+            source.error(node, "instrument '\(name)' has no connection", hint: "add 'modbus:', 'serial:' or 'simulate: true'")
+            return nil
+        }
+        return Binding(name: name, driver: driver, connection: connection)
+    }
+}

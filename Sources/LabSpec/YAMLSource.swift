@@ -1,0 +1,197 @@
+import Foundation
+import Crypto
+public import LabCore
+import Yams
+
+/// A YAML file loaded with positions, and the diagnostics found while reading it.
+/// Reading never stops at the first problem: each accessor records what is wrong and returns nil.
+final class YAMLSource {
+    let path: String
+    let text: String
+    var diagnostics: [Diagnostic] = []
+
+    /// Files larger than this are refused before parsing: no protocol is this big.
+    static let maximumBytes = 4 << 20
+
+    init(path: String, text: String) {
+        self.path = path
+        self.text = text
+    }
+
+    var sha256: String {
+        SHA256.hash(data: Data(text.utf8)).map { String(format: "%02x", $0) }.joined()
+    }
+
+    func location(_ node: Node?) -> SourceLocation {
+        let mark = node?.mark
+        return SourceLocation(file: path, line: mark?.line ?? 1, column: mark?.column ?? 1)
+    }
+
+    func error(_ node: Node?, _ message: String, hint: String? = nil) {
+        diagnostics.append(Diagnostic(location(node), message, hint: hint))
+    }
+
+    func error(at location: SourceLocation, _ message: String, hint: String? = nil) {
+        diagnostics.append(Diagnostic(location, message, hint: hint))
+    }
+
+    /// Parses the text into a node tree; a syntax error becomes a diagnostic.
+    func root() -> Node? {
+        guard text.utf8.count <= Self.maximumBytes else {
+            error(nil, "file is larger than \(Self.maximumBytes >> 20) MiB", hint: "split it into sub-protocols")
+            return nil
+        }
+        do {
+            guard let node = try Yams.compose(yaml: text) else {
+                error(nil, "file is empty", hint: "start with 'serendip: 1'")
+                return nil
+            }
+            return node
+        } catch let yaml as YamlError {
+            switch yaml {
+            case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _),
+                 .composer(_, let problem, let mark, _):
+                error(at: SourceLocation(file: path, line: mark.line, column: mark.column), "YAML syntax: \(problem)")
+            default:
+                error(nil, "YAML syntax: \(yaml)")
+            }
+        } catch {
+            self.error(nil, "YAML syntax: \(error)")
+        }
+        return nil
+    }
+
+    // MARK: typed accessors
+
+    func mapping(_ node: Node, _ what: String) -> MappingReader? {
+        guard let mapping = node.mapping else {
+            error(node, "\(what) must be a mapping (key: value)")
+            return nil
+        }
+        return MappingReader(mapping, node: node, source: self, what: what)
+    }
+
+    func string(_ node: Node, _ what: String) -> String? {
+        guard let scalar = node.scalar else {
+            error(node, "\(what) must be a single value")
+            return nil
+        }
+        return scalar.string
+    }
+
+    func number(_ node: Node, _ what: String) -> Double? {
+        guard let text = string(node, what) else { return nil }
+        guard let value = Double(text.trimmingCharacters(in: .whitespaces)), value.isFinite else {
+            error(node, "\(what) must be a finite number, got '\(text)'")
+            return nil
+        }
+        return value
+    }
+
+    func integer(_ node: Node, _ what: String, in range: ClosedRange<Int>) -> Int? {
+        guard let text = string(node, what) else { return nil }
+        guard let value = Int(text), range.contains(value) else {
+            error(node, "\(what) must be a whole number from \(range.lowerBound) to \(range.upperBound), got '\(text)'")
+            return nil
+        }
+        return value
+    }
+
+    func bool(_ node: Node, _ what: String) -> Bool? {
+        guard let text = string(node, what) else { return nil }
+        switch text.lowercased() {
+        case "true", "yes", "on": return true
+        case "false", "no", "off": return false
+        default:
+            error(node, "\(what) must be true or false, got '\(text)'")
+            return nil
+        }
+    }
+
+    func unit(_ node: Node, _ what: String) -> LabUnit? {
+        guard let symbol = string(node, what) else { return nil }
+        guard let unit = LabUnit.named(symbol) else {
+            error(node, "unknown unit '\(symbol)'", hint: suggestion(for: symbol, among: LabUnit.known.keys))
+            return nil
+        }
+        return unit
+    }
+
+    func range(_ node: Node, _ what: String) -> ClosedRange<Double>? {
+        guard let items = node.sequence, items.count == 2 else {
+            error(node, "\(what) must be a pair [low, high]")
+            return nil
+        }
+        guard let low = number(items[0], what), let high = number(items[1], what) else { return nil }
+        guard low <= high else {
+            error(node, "\(what): low \(low) is above high \(high)")
+            return nil
+        }
+        return low...high
+    }
+
+    func expression(_ node: Node, _ what: String) -> Expr? {
+        guard let text = string(node, what) else { return nil }
+        var start = location(node)
+        if node.scalar?.style == .singleQuoted || node.scalar?.style == .doubleQuoted { start.column += 1 }
+        do {
+            return try ExpressionParser.parse(text, at: start)
+        } catch {
+            diagnostics.append(error.diagnostic)
+            return nil
+        }
+    }
+
+    func channelRef(_ node: Node, _ what: String) -> ChannelRef? {
+        guard let text = string(node, what) else { return nil }
+        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
+            error(node, "\(what) must name instrument.channel, got '\(text)'")
+            return nil
+        }
+        return ChannelRef(instrument: String(parts[0]), channel: String(parts[1]))
+    }
+}
+
+/// Reads one mapping, remembering which keys were used so that unknown and duplicate keys are
+/// reported (a typo in a key must not silently drop a setting).
+final class MappingReader {
+    let mapping: Node.Mapping
+    let node: Node
+    let source: YAMLSource
+    let what: String
+    private var used: Set<String> = []
+
+    init(_ mapping: Node.Mapping, node: Node, source: YAMLSource, what: String) {
+        self.mapping = mapping; self.node = node; self.source = source; self.what = what
+        var seen: Set<String> = []
+        for (key, _) in mapping {
+            guard let name = key.string else { continue }
+            if !seen.insert(name).inserted { source.error(key, "duplicate key '\(name)' in \(what)") }
+        }
+    }
+
+    var pairs: [(key: String, keyNode: Node, value: Node)] {
+        mapping.compactMap { pair in pair.key.string.map { ($0, pair.key, pair.value) } }
+    }
+
+    func optional(_ key: String) -> Node? {
+        used.insert(key)
+        return mapping.first { $0.key.string == key }?.value
+    }
+
+    func required(_ key: String, hint: String? = nil) -> Node? {
+        guard let value = optional(key) else {
+            source.error(node, "\(what) is missing '\(key)'", hint: hint)
+            return nil
+        }
+        return value
+    }
+
+    /// Reports every key that was never asked for.
+    func rejectUnknownKeys() {
+        for (key, keyNode, _) in pairs where !used.contains(key) {
+            source.error(keyNode, "unknown key '\(key)' in \(what)", hint: suggestion(for: key, among: used))
+        }
+    }
+}

@@ -1,0 +1,115 @@
+import CModbus
+import Dispatch
+import Foundation
+import Glibc
+public import LabCore
+import Synchronization
+
+/// The register tables of a running Modbus server, as a simulator sees them while one request is
+/// handled. Only valid inside the handler call; the C mapping never leaves this module.
+public struct ModbusRegisterBank: ~Copyable {
+    fileprivate let mapping: UnsafeMutablePointer<modbus_mapping_t>
+
+    fileprivate init(_ mapping: UnsafeMutablePointer<modbus_mapping_t>) { self.mapping = mapping }
+
+    public func holding(_ address: UInt16) -> UInt16 { mapping.pointee.tab_registers[Int(address)] }
+    public func setHolding(_ address: UInt16, _ value: UInt16) { mapping.pointee.tab_registers[Int(address)] = value }
+    public func input(_ address: UInt16) -> UInt16 { mapping.pointee.tab_input_registers[Int(address)] }
+    public func setInput(_ address: UInt16, _ value: UInt16) { mapping.pointee.tab_input_registers[Int(address)] = value }
+    public func coil(_ address: UInt16) -> Bool { mapping.pointee.tab_bits[Int(address)] != 0 }
+    public func setCoil(_ address: UInt16, _ value: Bool) { mapping.pointee.tab_bits[Int(address)] = value ? 1 : 0 }
+    public func discrete(_ address: UInt16) -> Bool { mapping.pointee.tab_input_bits[Int(address)] != 0 }
+    public func setDiscrete(_ address: UInt16, _ value: Bool) { mapping.pointee.tab_input_bits[Int(address)] = value ? 1 : 0 }
+}
+
+/// A Modbus TCP server on 127.0.0.1 built on libmodbus's own server API (modbus_receive /
+/// modbus_reply), serving several clients from one thread. A handler sees the tables before each
+/// reply (to publish fresh measurements) and after it (to react to what a client wrote).
+public final class ModbusServer: Sendable {
+    public enum Phase: Sendable { case beforeReply, afterReply }
+    public typealias Handler = @Sendable (borrowing ModbusRegisterBank, Phase) -> Void
+
+    public struct TableSizes: Sendable {
+        public var coils = 1, discreteInputs = 1, holding = 1, input = 1
+        public init(coils: Int = 1, discreteInputs: Int = 1, holding: Int = 1, input: Int = 1) {
+            self.coils = coils; self.discreteInputs = discreteInputs; self.holding = holding; self.input = input
+        }
+    }
+
+    public let port: Int
+    private let stopping = Atomic<Bool>(false)
+    private let finished = DispatchSemaphore(value: 0)
+    private let listenFD: Int32
+    /// Raw addresses of libmodbus objects owned by the server thread; Int so the class stays Sendable.
+    private let contextAddress: Int
+    private let mappingAddress: Int
+
+    public init(sizes: TableSizes, handler: @escaping Handler) throws(LabError) {
+        guard let ctx = modbus_new_tcp("127.0.0.1", 0) else { throw LabError(.transport, "cannot create a Modbus server") }
+        let fd = modbus_tcp_listen(ctx, 8)
+        guard fd >= 0 else {
+            modbus_free(ctx)
+            throw LabError(.transport, "cannot listen: \(String(cString: strerror(errno)))")
+        }
+        guard let mapping = modbus_mapping_new(Int32(sizes.coils), Int32(sizes.discreteInputs),
+                                               Int32(sizes.holding), Int32(sizes.input)) else {
+            Glibc.close(fd)
+            modbus_free(ctx)
+            throw LabError(.transport, "cannot allocate Modbus tables")
+        }
+        var address = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        port = Int(UInt16(bigEndian: address.sin_port))
+        listenFD = fd
+        contextAddress = Int(bitPattern: UnsafeRawPointer(ctx))
+        mappingAddress = Int(bitPattern: mapping)
+        let thread = Thread { [self] in serve(handler) }
+        thread.name = "serendip.modbus-server.\(port)"
+        thread.start()
+    }
+
+    /// Stops serving, closes every connection and frees the libmodbus objects. Idempotent.
+    public func stop() {
+        guard !stopping.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        finished.wait()
+    }
+
+    deinit { stop() }
+
+    private func serve(_ handler: Handler) {
+        let ctx = OpaquePointer(bitPattern: contextAddress)!
+        let mapping = UnsafeMutablePointer<modbus_mapping_t>(bitPattern: mappingAddress)!
+        var clients: [Int32] = []
+        var query = [UInt8](repeating: 0, count: Int(MODBUS_TCP_MAX_ADU_LENGTH))
+        while !stopping.load(ordering: .acquiring) {
+            var fds = [pollfd(fd: listenFD, events: Int16(POLLIN), revents: 0)]
+                + clients.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+            guard poll(&fds, nfds_t(fds.count), 20) > 0 else { continue }
+            if fds[0].revents & Int16(POLLIN) != 0 {
+                let client = accept(listenFD, nil, nil)
+                if client >= 0 { clients.append(client) }
+            }
+            for entry in fds.dropFirst() where entry.revents != 0 {
+                modbus_set_socket(ctx, entry.fd)
+                let length = query.withUnsafeMutableBufferPointer { modbus_receive(ctx, $0.baseAddress) }
+                if length > 0 {
+                    handler(ModbusRegisterBank(mapping), .beforeReply)
+                    _ = query.withUnsafeBufferPointer { modbus_reply(ctx, $0.baseAddress, length, mapping) }
+                    handler(ModbusRegisterBank(mapping), .afterReply)
+                } else if length == -1 {
+                    Glibc.close(entry.fd)
+                    clients.removeAll { $0 == entry.fd }
+                }
+            }
+        }
+        clients.forEach { Glibc.close($0) }
+        Glibc.close(listenFD)
+        modbus_set_socket(ctx, -1)
+        modbus_mapping_free(mapping)
+        modbus_free(ctx)
+        finished.signal()
+    }
+}

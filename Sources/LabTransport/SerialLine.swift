@@ -1,0 +1,117 @@
+import Dispatch
+import Foundation
+import Glibc
+public import LabCore
+
+/// An ASCII command/response line over a tty, driven with termios (as pyserial does), on its own
+/// serial queue because reads block. Each query drops stale input first, so a late reply to an
+/// earlier query is never taken as the answer to this one.
+public actor SerialLine {
+    public let path: String
+    public let baud: Int
+    public let terminator: String
+    public let timeout: Double
+    private let executor: SerialQueueExecutor
+    private var fd: Int32 = -1
+
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
+
+    public init(path: String, baud: Int = 9600, terminator: String = "\n", timeout: Double = 1) {
+        self.path = path; self.baud = baud; self.terminator = terminator; self.timeout = timeout
+        executor = SerialQueueExecutor(label: "serendip.serial.\(path)")
+    }
+
+    deinit {
+        if fd >= 0 { Glibc.close(fd) }
+    }
+
+    /// Sends one command and returns the reply line without its terminator.
+    public func query(_ command: String) throws(LabError) -> String {
+        let fd = try openedDescriptor()
+        tcflush(fd, TCIFLUSH)
+        try send(fd, command + terminator)
+        return try receiveLine(fd)
+    }
+
+    public func close() {
+        if fd >= 0 { Glibc.close(fd) }
+        fd = -1
+    }
+
+    private func openedDescriptor() throws(LabError) -> Int32 {
+        if fd >= 0 { return fd }
+        let opened = open(path, O_RDWR | O_NOCTTY | O_NONBLOCK)
+        guard opened >= 0 else { throw LabError(.instrumentLost, "\(path): cannot open: \(String(cString: strerror(errno)))") }
+        var tio = termios()
+        guard tcgetattr(opened, &tio) == 0 else {
+            Glibc.close(opened)
+            throw LabError(.transport, "\(path): not a terminal")
+        }
+        cfmakeraw(&tio)
+        tio.c_cflag |= tcflag_t(CLOCAL | CREAD)
+        let speed = Self.speed(for: baud)
+        cfsetispeed(&tio, speed)
+        cfsetospeed(&tio, speed)
+        tcsetattr(opened, TCSANOW, &tio)
+        fd = opened
+        return opened
+    }
+
+    private func send(_ fd: Int32, _ text: String) throws(LabError) {
+        var bytes = Array(text.utf8)[...]
+        while !bytes.isEmpty {
+            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EAGAIN || errno == EINTR { usleep(100); continue }
+                close()
+                throw LabError(.instrumentLost, "\(path): write failed: \(String(cString: strerror(errno)))")
+            }
+            bytes = bytes.dropFirst(n)
+        }
+    }
+
+    private func receiveLine(_ fd: Int32) throws(LabError) -> String {
+        let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(timeout * 1e9)
+        let end = Array(terminator.utf8)
+        var line: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 256)
+        while !(line.count >= end.count && Array(line.suffix(end.count)) == end) {
+            let now = DispatchTime.now().uptimeNanoseconds
+            guard now < deadline else {
+                throw LabError(.timeout, "\(path): no reply within \(timeout) s")
+            }
+            var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let ready = poll(&poller, 1, Int32((deadline - now) / 1_000_000) + 1)
+            if ready < 0 && errno != EINTR { throw LabError(.transport, "\(path): poll failed") }
+            if ready <= 0 { continue }
+            if poller.revents & Int16(POLLHUP | POLLERR) != 0 && poller.revents & Int16(POLLIN) == 0 {
+                close()
+                throw LabError(.instrumentLost, "\(path): device hung up")
+            }
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n > 0 { line += chunk[..<n] }
+            else if n == 0 || (errno != EAGAIN && errno != EINTR) {
+                close()
+                throw LabError(.instrumentLost, "\(path): device hung up")
+            }
+        }
+        guard let text = String(bytes: line.dropLast(end.count), encoding: .utf8) else {
+            throw LabError(.protocolViolation, "\(path): reply is not text")
+        }
+        return text.trimmingCharacters(in: CharacterSet(charactersIn: "\r"))
+    }
+
+    static func speed(for baud: Int) -> speed_t {
+        switch baud {
+        case 1200: speed_t(B1200)
+        case 2400: speed_t(B2400)
+        case 4800: speed_t(B4800)
+        case 19200: speed_t(B19200)
+        case 38400: speed_t(B38400)
+        case 57600: speed_t(B57600)
+        case 115200: speed_t(B115200)
+        default: speed_t(B9600)
+        }
+    }
+}
+
