@@ -43,9 +43,14 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
-        .executableTarget(name: "serendip", dependencies: [
+        // Composition root as a library, so that the CLI and the tests start the same daemon.
+        .target(name: "LabDaemon", dependencies: [
             "LabCore", "LabSpec", "LabTransport", "LabDrivers", "LabStorage", "LabPlanner",
             "LabEngine", "LabAPI", "LabServer",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "serendip", dependencies: [
+            "LabCore", "LabSpec", "LabEngine", "LabDrivers", "LabDaemon",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -55,7 +60,7 @@ let package = Package(
         .testTarget(name: "LabPlannerTests", dependencies: ["LabPlanner", "LabCore"]),
         .testTarget(name: "LabIntegrationTests", dependencies: [
             "LabCore", "LabSpec", "LabTransport", "LabDrivers", "LabStorage", "LabPlanner",
-            "LabEngine", "LabAPI", "LabServer",
+            "LabEngine", "LabAPI", "LabServer", "LabDaemon",
             .product(name: "GRDB", package: "GRDB.swift"),
         ]),
     ]

@@ -169,6 +169,7 @@ public struct ExpressionParser {
             return .parameter(name)
         case .identifier(let name):
             advance()
+            if name == "true" || name == "false" { return .number(Quantity(name == "true" ? 1 : 0)) }
             guard accept("(") else { return .series(name) }
             guard let function = SeriesFunction(rawValue: name) else {
                 index -= 2

@@ -50,6 +50,7 @@ private struct Compiler {
             }
         }
         let name = top.required("name").flatMap { source.string($0, "name") } ?? ""
+        _ = top.optional("description")
         if let node = top.required("instruments"), let map = source.mapping(node, "instruments") {
             for (role, keyNode, value) in map.pairs {
                 guard let driver = source.string(value, "driver of '\(role)'") else { continue }

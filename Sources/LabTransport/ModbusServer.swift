@@ -27,7 +27,25 @@ public struct ModbusRegisterBank: ~Copyable {
 /// reply (to publish fresh measurements) and after it (to react to what a client wrote).
 public final class ModbusServer: Sendable {
     public enum Phase: Sendable { case beforeReply, afterReply }
-    public typealias Handler = @Sendable (borrowing ModbusRegisterBank, Phase) -> Void
+
+    /// What a client asked for: the function code and the address range it touches.
+    public struct Request: Sendable, Hashable {
+        public var function: UInt8
+        public var address: UInt16
+        public var count: UInt16
+
+        public var touchesInputRegisters: Bool { function == 0x04 }
+        public var touchesHoldingRegisters: Bool { [0x03, 0x06, 0x10, 0x17].contains(function) }
+        public var touchesCoils: Bool { [0x01, 0x05, 0x0F].contains(function) }
+        public var touchesDiscreteInputs: Bool { function == 0x02 }
+
+        public func covers(_ first: UInt16, count span: Int) -> Bool {
+            let end = Int(address) + Int(function == 0x05 || function == 0x06 ? 1 : count)
+            return Int(first) < end && Int(first) + span > Int(address)
+        }
+    }
+
+    public typealias Handler = @Sendable (borrowing ModbusRegisterBank, Request, Phase) -> Void
 
     public struct TableSizes: Sendable {
         public var coils = 1, discreteInputs = 1, holding = 1, input = 1
@@ -96,9 +114,10 @@ public final class ModbusServer: Sendable {
                 modbus_set_socket(ctx, entry.fd)
                 let length = query.withUnsafeMutableBufferPointer { modbus_receive(ctx, $0.baseAddress) }
                 if length > 0 {
-                    handler(ModbusRegisterBank(mapping), .beforeReply)
+                    let request = Self.request(in: query, headerLength: Int(modbus_get_header_length(ctx)))
+                    handler(ModbusRegisterBank(mapping), request, .beforeReply)
                     _ = query.withUnsafeBufferPointer { modbus_reply(ctx, $0.baseAddress, length, mapping) }
-                    handler(ModbusRegisterBank(mapping), .afterReply)
+                    handler(ModbusRegisterBank(mapping), request, .afterReply)
                 } else if length == -1 {
                     Glibc.close(entry.fd)
                     clients.removeAll { $0 == entry.fd }
@@ -111,5 +130,11 @@ public final class ModbusServer: Sendable {
         modbus_mapping_free(mapping)
         modbus_free(ctx)
         finished.signal()
+    }
+
+    /// Function code, then big-endian address and count, right after the MBAP header.
+    private static func request(in query: [UInt8], headerLength: Int) -> Request {
+        let word = { (i: Int) in UInt16(query[i]) << 8 | UInt16(query[i + 1]) }
+        return Request(function: query[headerLength], address: word(headerLength + 1), count: word(headerLength + 3))
     }
 }

@@ -40,7 +40,7 @@ public actor ModbusTCPClient {
 
     public enum Table: Sendable { case holding, input, coil, discreteInput }
 
-    public let endpoint: Endpoint
+    public nonisolated let endpoint: Endpoint
     private let executor: SerialQueueExecutor
     private var context: ModbusContext?
     private var needsFlush = false

@@ -7,10 +7,10 @@ public import LabCore
 /// serial queue because reads block. Each query drops stale input first, so a late reply to an
 /// earlier query is never taken as the answer to this one.
 public actor SerialLine {
-    public let path: String
-    public let baud: Int
-    public let terminator: String
-    public let timeout: Double
+    public nonisolated let path: String
+    public nonisolated let baud: Int
+    public nonisolated let terminator: String
+    public nonisolated let timeout: Double
     private let executor: SerialQueueExecutor
     private var fd: Int32 = -1
 

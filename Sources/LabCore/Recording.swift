@@ -1,0 +1,96 @@
+public import Foundation
+
+/// Where the engine sends what happens in a run. Storage implements it; the engine only sees this.
+/// Each call returns once the data is durable: that is what "acknowledged" means.
+public protocol RunRecorder: Sendable {
+    func beginRun(_ start: RunStart) async throws -> Int64
+    /// One step's measurements, stored together in one transaction.
+    func record(_ measurements: [MeasurementRecord], run: Int64) async throws
+    func note(_ event: RunEvent, run: Int64) async throws
+    func finishRun(_ run: Int64, outcome: RunOutcome, outputs: [String: Quantity], error: String?) async throws
+}
+
+/// Everything needed to reproduce and audit a run, captured before it starts.
+public struct RunStart: Sendable {
+    public var campaignID: Int64?
+    public var protocolName: String
+    public var protocolSource: SourceText
+    public var parameters: [ParameterValue]
+    public var chosenBy: String
+    public var proposalID: String?
+    public var instruments: [String: InstrumentIdentity]
+    public var operatorName: String
+    public var softwareVersion: String
+    public var startedAt: Date
+    public var startedMonotonic: Double
+
+    public init(campaignID: Int64?, protocolName: String, protocolSource: SourceText, parameters: [ParameterValue],
+                chosenBy: String, proposalID: String?, instruments: [String: InstrumentIdentity],
+                operatorName: String, softwareVersion: String, startedAt: Date, startedMonotonic: Double) {
+        self.campaignID = campaignID; self.protocolName = protocolName; self.protocolSource = protocolSource
+        self.parameters = parameters; self.chosenBy = chosenBy; self.proposalID = proposalID
+        self.instruments = instruments; self.operatorName = operatorName; self.softwareVersion = softwareVersion
+        self.startedAt = startedAt; self.startedMonotonic = startedMonotonic
+    }
+}
+
+public struct ParameterValue: Sendable, Hashable {
+    public var name: String
+    public var value: Quantity
+
+    public init(name: String, value: Quantity) { self.name = name; self.value = value }
+}
+
+public struct MeasurementRecord: Sendable, Hashable {
+    public var stepIndex: Int
+    public var channel: ChannelRef
+    public var instrument: String
+    public var series: String
+    public var value: Double
+    public var unit: String
+    public var wallTime: Date
+    public var monotonicTime: Double
+
+    public init(stepIndex: Int, channel: ChannelRef, instrument: String, series: String, value: Double,
+                unit: String, wallTime: Date, monotonicTime: Double) {
+        self.stepIndex = stepIndex; self.channel = channel; self.instrument = instrument; self.series = series
+        self.value = value; self.unit = unit; self.wallTime = wallTime; self.monotonicTime = monotonicTime
+    }
+}
+
+/// A command sent, a log line, a branch taken, a fault: the run's own story.
+public struct RunEvent: Sendable, Hashable {
+    public enum Kind: String, Sendable { case command, log, branch, fault, safeState }
+    public var kind: Kind
+    public var message: String
+    public var wallTime: Date
+    public var monotonicTime: Double
+
+    public init(_ kind: Kind, _ message: String, wallTime: Date = Date(), monotonicTime: Double) {
+        self.kind = kind; self.message = message; self.wallTime = wallTime; self.monotonicTime = monotonicTime
+    }
+}
+
+/// How a run ended. After a daemon restart a run that was running is `interrupted`, never resumed.
+public enum RunOutcome: String, Sendable, Codable, CaseIterable {
+    case completed, failed, aborted, interrupted
+}
+
+/// Chooses experiments and learns from their results. The planner implements it; the engine only
+/// sees this, so that any strategy (a sweep, a person, a remote planner) can drive a campaign.
+public protocol Advisor: Sendable {
+    func suggest() async throws -> Suggestion
+    /// The result of a suggested experiment; nil means the run failed.
+    func observe(_ values: [String: Double], outcome: Double?) async throws
+}
+
+public struct Suggestion: Sendable, Hashable {
+    public var values: [String: Double]
+    /// Who chose these values, for provenance ("initial design", "planner").
+    public var chosenBy: String
+    public var proposalID: String
+
+    public init(values: [String: Double], chosenBy: String, proposalID: String) {
+        self.values = values; self.chosenBy = chosenBy; self.proposalID = proposalID
+    }
+}

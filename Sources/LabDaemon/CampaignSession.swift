@@ -1,0 +1,66 @@
+import Foundation
+public import LabCore
+import LabDrivers
+public import LabEngine
+import LabPlanner
+import LabSpec
+import LabStorage
+public import Logging
+
+/// Everything one campaign needs, started in dependency order and stopped in reverse:
+/// simulators → instruments → database → campaign loop.
+public struct CampaignSession {
+    public struct Summary: Sendable {
+        public var campaignID: Int64
+        public var databasePath: String
+        public var experiments: [ExperimentReport]
+        public var initialPoints: Int
+        public var maximize: Bool
+
+        public var best: ExperimentReport? { experiments.filter { $0.objective != nil }.max(by: better) }
+        public var bestInitial: ExperimentReport? {
+            experiments.prefix(initialPoints).filter { $0.objective != nil }.max(by: better)
+        }
+
+        private func better(_ a: ExperimentReport, _ b: ExperimentReport) -> Bool {
+            maximize ? a.objective! < b.objective! : a.objective! > b.objective!
+        }
+    }
+
+    public static let softwareVersion = "0.1.0"
+
+    /// Runs a campaign file against its lab, simulating every `simulate: true` instrument.
+    public static func run(campaignPath: String, databasePath: String, budget: Int? = nil,
+                           logger: Logger = Logger(label: "serendip"),
+                           onExperiment: @escaping @Sendable (ExperimentReport) -> Void = { _ in }) async throws -> Summary {
+        let campaign = try CampaignSpec.load(path: campaignPath)
+        let lab = try LabConfig.load(path: campaign.labPath)
+        let definition = try ProtocolParser.load(path: campaign.protocolPath, drivers: lab.drivers)
+        guard definition.outputs.contains(where: { $0.name == campaign.objective }) else {
+            throw LabError(.unknownReference, "\(campaign.source.path): objective '\(campaign.objective)' is not an output of \(definition.name)")
+        }
+        let clock = ScaledClock(rate: lab.simulation.speed)
+        let simulators = try SimulatedLab(config: lab, clock: clock)
+        defer { simulators.stop() }
+        let instruments = try InstrumentConnector.connect(lab, simulators: simulators)
+
+        let lock = try DatabaseLock(database: databasePath)
+        defer { withExtendedLifetime(lock) {} }
+        let database = try LabDatabase(path: databasePath)
+        try database.interruptRunningRuns()
+        let campaignID = try database.createCampaign(name: campaign.name, spec: campaign.source, objective: campaign.objective,
+                                                     direction: campaign.direction.rawValue, seed: campaign.seed)
+
+        let space = SearchSpace(definition.parameters.map { .init(name: $0.name, lower: $0.lower, upper: $0.upper) })
+        let advisor = BayesianOptimizer(space: space, initialPoints: campaign.initialPoints, seed: campaign.seed)
+        let executor = ProtocolExecutor(definition: definition, instruments: instruments, clock: clock,
+                                        recorder: database, logger: logger)
+        let runner = CampaignRunner(executor: executor, advisor: advisor, campaignID: campaignID,
+                                    objective: campaign.objective, maximize: campaign.direction == .maximize,
+                                    budget: budget ?? campaign.budget, operatorName: ProcessInfo.processInfo.userName,
+                                    softwareVersion: softwareVersion)
+        let experiments = try await runner.run(onExperiment: onExperiment)
+        return Summary(campaignID: campaignID, databasePath: databasePath, experiments: experiments,
+                       initialPoints: campaign.initialPoints, maximize: campaign.direction == .maximize)
+    }
+}

@@ -1,0 +1,71 @@
+public import LabCore
+public import LabSpec
+public import LabTransport
+
+/// The simulators behind a lab config's `simulate: true` instruments, each served over the real
+/// transport its driver names (Modbus TCP on 127.0.0.1, or a pty), with the toy chemistry behind
+/// the thermo-reactor and uv-vis drivers and an inert model behind any other.
+public final class SimulatedLab: Sendable {
+    public let chemistry: ToyChemistry
+    public let modbus: [String: ModbusSimulator]
+    public let serial: [String: SerialSimulator]
+
+    public init(config: LabConfig, clock: any LabClock) throws {
+        let chemistry = ToyChemistry(clock: clock, seed: config.simulation.seed)
+        var modbus: [String: ModbusSimulator] = [:], serial: [String: SerialSimulator] = [:]
+        for (name, binding) in config.instruments where binding.connection == .simulated {
+            let model: any DeviceModel = switch binding.driver.name {
+            case "thermo-reactor": chemistry.reactor
+            case "uv-vis": chemistry.spectrometer
+            default: InertModel()
+            }
+            switch binding.driver.transport {
+            case .modbus: modbus[name] = try ModbusSimulator(spec: binding.driver, model: model)
+            case .serial: serial[name] = try SerialSimulator(spec: binding.driver, model: model)
+            }
+        }
+        self.chemistry = chemistry
+        self.modbus = modbus
+        self.serial = serial
+    }
+
+    /// Where a simulated instrument can be reached.
+    public func connection(for name: String) -> LabConfig.Connection? {
+        if let sim = modbus[name] { return .modbusTCP(host: "127.0.0.1", port: sim.port, unit: 1) }
+        if let sim = serial[name] { return .serial(path: sim.path) }
+        return nil
+    }
+
+    public func stop() {
+        modbus.values.forEach { $0.stop() }
+        serial.values.forEach { $0.stop() }
+    }
+}
+
+/// Connects every instrument of a lab config (simulated ones through `simulators`).
+public enum InstrumentConnector {
+    public static func connect(_ config: LabConfig, simulators: SimulatedLab? = nil) throws -> [String: any Instrument] {
+        var instruments: [String: any Instrument] = [:]
+        for (name, binding) in config.instruments {
+            var connection = binding.connection
+            if connection == .simulated {
+                guard let simulated = simulators?.connection(for: name) else {
+                    throw LabError(.instrumentLost, "\(name) is simulated but no simulator is running")
+                }
+                connection = simulated
+            }
+            switch connection {
+            case .modbusTCP(let host, let port, let unit):
+                let client = ModbusTCPClient(.init(host: host, port: port, unit: unit))
+                instruments[name] = ModbusInstrument(name: name, spec: binding.driver, client: client)
+            case .serial(let path):
+                let s = binding.driver.serial
+                let line = SerialLine(path: path, baud: s.baud, terminator: s.terminator, timeout: s.timeoutSeconds)
+                instruments[name] = SerialInstrument(name: name, spec: binding.driver, line: line)
+            case .simulated:
+                break
+            }
+        }
+        return instruments
+    }
+}

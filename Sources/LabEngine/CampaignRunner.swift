@@ -1,0 +1,64 @@
+import Foundation
+public import LabCore
+public import Logging
+
+/// One finished experiment of a campaign, as a person watching wants to see it.
+public struct ExperimentReport: Sendable {
+    public var index: Int
+    public var runID: Int64
+    public var parameters: [String: Double]
+    public var chosenBy: String
+    public var objective: Double?
+    public var bestSoFar: Double?
+    public var outcome: RunOutcome
+    public var error: String?
+}
+
+/// The closed loop: ask the advisor, run the protocol, store everything, tell the advisor.
+public struct CampaignRunner: Sendable {
+    public var executor: ProtocolExecutor
+    public var advisor: any Advisor
+    public var campaignID: Int64
+    public var objective: String
+    public var maximize: Bool
+    public var budget: Int
+    public var operatorName: String
+    public var softwareVersion: String
+
+    public init(executor: ProtocolExecutor, advisor: any Advisor, campaignID: Int64, objective: String, maximize: Bool,
+                budget: Int, operatorName: String, softwareVersion: String) {
+        self.executor = executor; self.advisor = advisor; self.campaignID = campaignID; self.objective = objective
+        self.maximize = maximize; self.budget = budget; self.operatorName = operatorName
+        self.softwareVersion = softwareVersion
+    }
+
+    public func run(onExperiment: @Sendable (ExperimentReport) -> Void = { _ in }) async throws -> [ExperimentReport] {
+        let definition = executor.definition
+        var reports: [ExperimentReport] = []
+        var best: Double?
+        for index in 1...budget {
+            try Task.checkCancellation()
+            let suggestion = try await advisor.suggest()
+            let parameters = Dictionary(uniqueKeysWithValues: definition.parameters.map { spec in
+                (spec.name, Quantity(suggestion.values[spec.name] ?? spec.lower, spec.unit))
+            })
+            let start = RunStart(
+                campaignID: campaignID, protocolName: definition.name, protocolSource: definition.source,
+                parameters: parameters.map { ParameterValue(name: $0.key, value: $0.value) }.sorted { $0.name < $1.name },
+                chosenBy: suggestion.chosenBy, proposalID: suggestion.proposalID,
+                instruments: executor.instruments.mapValues(\.identity), operatorName: operatorName,
+                softwareVersion: softwareVersion, startedAt: Date(), startedMonotonic: executor.clock.now)
+            let result = try await executor.run(parameters: parameters, start: start)
+            if result.outcome == .aborted { throw CancellationError() }
+            let value = result.outcome == .completed ? result.outputs[objective]?.value : nil
+            try await advisor.observe(parameters.mapValues(\.value), outcome: value.map { maximize ? $0 : -$0 })
+            if let value { best = best.map { maximize ? max($0, value) : min($0, value) } ?? value }
+            let report = ExperimentReport(index: index, runID: result.runID, parameters: parameters.mapValues(\.value),
+                                          chosenBy: suggestion.chosenBy, objective: value, bestSoFar: best,
+                                          outcome: result.outcome, error: result.error)
+            reports.append(report)
+            onExperiment(report)
+        }
+        return reports
+    }
+}

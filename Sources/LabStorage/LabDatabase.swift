@@ -1,0 +1,193 @@
+import Foundation
+public import GRDB
+public import LabCore
+
+/// The daemon's one SQLite database: WAL, `synchronous=FULL` (acknowledged means durable),
+/// foreign keys and CHECK constraints, named append-only migrations.
+public final class LabDatabase: Sendable {
+    public let path: String
+    public let pool: DatabasePool
+
+    public init(path: String) throws {
+        self.path = path
+        var configuration = Configuration()
+        configuration.foreignKeysEnabled = true
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+        }
+        do {
+            pool = try DatabasePool(path: path, configuration: configuration)
+            try Self.migrator.migrate(pool)
+        } catch {
+            throw LabError(.storage, "cannot open database \(path)", cause: error)
+        }
+    }
+
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1: campaigns, runs, provenance, measurements, events") { db in
+            try db.execute(sql: """
+                CREATE TABLE campaign (
+                    id INTEGER PRIMARY KEY,
+                    name TEXT NOT NULL,
+                    spec_text TEXT NOT NULL,
+                    spec_sha256 TEXT NOT NULL,
+                    objective TEXT NOT NULL,
+                    direction TEXT NOT NULL CHECK (direction IN ('maximize', 'minimize')),
+                    seed INTEGER NOT NULL,
+                    created_at TEXT NOT NULL
+                );
+                CREATE TABLE run (
+                    id INTEGER PRIMARY KEY,
+                    campaign_id INTEGER REFERENCES campaign(id),
+                    protocol_name TEXT NOT NULL,
+                    protocol_path TEXT NOT NULL,
+                    protocol_sha256 TEXT NOT NULL,
+                    protocol_text TEXT NOT NULL,
+                    state TEXT NOT NULL CHECK (state IN ('running', 'completed', 'failed', 'aborted', 'interrupted')),
+                    chosen_by TEXT NOT NULL,
+                    proposal_id TEXT,
+                    operator TEXT NOT NULL,
+                    software_version TEXT NOT NULL,
+                    error TEXT,
+                    started_at TEXT NOT NULL,
+                    started_monotonic REAL NOT NULL,
+                    ended_at TEXT
+                );
+                CREATE TABLE run_parameter (
+                    run_id INTEGER NOT NULL REFERENCES run(id),
+                    name TEXT NOT NULL,
+                    value REAL NOT NULL,
+                    unit TEXT NOT NULL,
+                    PRIMARY KEY (run_id, name)
+                );
+                CREATE TABLE run_instrument (
+                    run_id INTEGER NOT NULL REFERENCES run(id),
+                    role TEXT NOT NULL,
+                    instrument TEXT NOT NULL,
+                    driver TEXT NOT NULL,
+                    driver_sha256 TEXT NOT NULL,
+                    address TEXT NOT NULL,
+                    PRIMARY KEY (run_id, role)
+                );
+                CREATE TABLE measurement (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    run_id INTEGER NOT NULL REFERENCES run(id),
+                    step_index INTEGER NOT NULL,
+                    role TEXT NOT NULL,
+                    channel TEXT NOT NULL,
+                    instrument TEXT NOT NULL,
+                    series TEXT NOT NULL,
+                    value REAL NOT NULL,
+                    unit TEXT NOT NULL,
+                    wall_time TEXT NOT NULL,
+                    monotonic_time REAL NOT NULL
+                );
+                CREATE INDEX measurement_by_run ON measurement(run_id, series);
+                CREATE TABLE run_output (
+                    run_id INTEGER NOT NULL REFERENCES run(id),
+                    name TEXT NOT NULL,
+                    value REAL NOT NULL,
+                    unit TEXT NOT NULL,
+                    PRIMARY KEY (run_id, name)
+                );
+                CREATE TABLE run_event (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    run_id INTEGER NOT NULL REFERENCES run(id),
+                    kind TEXT NOT NULL,
+                    message TEXT NOT NULL,
+                    wall_time TEXT NOT NULL,
+                    monotonic_time REAL NOT NULL
+                );
+                """)
+        }
+        return migrator
+    }
+
+    /// After a restart, a run that was running is interrupted, never resumed by itself.
+    @discardableResult
+    public func interruptRunningRuns() throws -> Int {
+        try pool.write { db in
+            try db.execute(sql: "UPDATE run SET state = 'interrupted', ended_at = ? WHERE state = 'running'",
+                           arguments: [Self.timestamp(Date())])
+            return db.changesCount
+        }
+    }
+
+    public func createCampaign(name: String, spec: SourceText, objective: String, direction: String, seed: UInt64) throws -> Int64 {
+        try pool.write { db in
+            try db.execute(sql: """
+                INSERT INTO campaign (name, spec_text, spec_sha256, objective, direction, seed, created_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [name, spec.text, spec.sha256, objective, direction, Int64(bitPattern: seed),
+                                 Self.timestamp(Date())])
+            return db.lastInsertedRowID
+        }
+    }
+
+    static func timestamp(_ date: Date) -> String {
+        date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
+    }
+}
+
+extension LabDatabase: RunRecorder {
+    public func beginRun(_ start: RunStart) async throws -> Int64 {
+        try await pool.write { db in
+            try db.execute(sql: """
+                INSERT INTO run (campaign_id, protocol_name, protocol_path, protocol_sha256, protocol_text, state,
+                                 chosen_by, proposal_id, operator, software_version, started_at, started_monotonic)
+                VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)
+                """, arguments: [start.campaignID, start.protocolName, start.protocolSource.path,
+                                 start.protocolSource.sha256, start.protocolSource.text, start.chosenBy,
+                                 start.proposalID, start.operatorName, start.softwareVersion,
+                                 Self.timestamp(start.startedAt), start.startedMonotonic])
+            let run = db.lastInsertedRowID
+            for p in start.parameters {
+                try db.execute(sql: "INSERT INTO run_parameter (run_id, name, value, unit) VALUES (?, ?, ?, ?)",
+                               arguments: [run, p.name, p.value.value, p.value.unit.symbol])
+            }
+            for (role, identity) in start.instruments {
+                try db.execute(sql: """
+                    INSERT INTO run_instrument (run_id, role, instrument, driver, driver_sha256, address)
+                    VALUES (?, ?, ?, ?, ?, ?)
+                    """, arguments: [run, role, identity.name, identity.driver, identity.driverSHA256, identity.address])
+            }
+            return run
+        }
+    }
+
+    public func record(_ measurements: [MeasurementRecord], run: Int64) async throws {
+        guard !measurements.isEmpty else { return }
+        try await pool.write { db in
+            let statement = try db.cachedStatement(sql: """
+                INSERT INTO measurement (run_id, step_index, role, channel, instrument, series, value, unit,
+                                         wall_time, monotonic_time)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """)
+            for m in measurements {
+                try statement.execute(arguments: [run, m.stepIndex, m.channel.instrument, m.channel.channel,
+                                                  m.instrument, m.series, m.value, m.unit,
+                                                  Self.timestamp(m.wallTime), m.monotonicTime])
+            }
+        }
+    }
+
+    public func note(_ event: RunEvent, run: Int64) async throws {
+        try await pool.write { db in
+            try db.execute(sql: "INSERT INTO run_event (run_id, kind, message, wall_time, monotonic_time) VALUES (?, ?, ?, ?, ?)",
+                           arguments: [run, event.kind.rawValue, event.message, Self.timestamp(event.wallTime),
+                                       event.monotonicTime])
+        }
+    }
+
+    public func finishRun(_ run: Int64, outcome: RunOutcome, outputs: [String: Quantity], error: String?) async throws {
+        try await pool.write { db in
+            for (name, q) in outputs {
+                try db.execute(sql: "INSERT INTO run_output (run_id, name, value, unit) VALUES (?, ?, ?, ?)",
+                               arguments: [run, name, q.value, q.unit.symbol])
+            }
+            try db.execute(sql: "UPDATE run SET state = ?, error = ?, ended_at = ? WHERE id = ?",
+                           arguments: [outcome.rawValue, error, Self.timestamp(Date()), run])
+        }
+    }
+}

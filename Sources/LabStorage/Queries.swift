@@ -1,0 +1,68 @@
+import Foundation
+public import GRDB
+public import LabCore
+
+/// A run as a client lists it.
+public struct RunSummary: Sendable, Hashable, Codable, FetchableRecord {
+    public var id: Int64
+    public var campaignID: Int64?
+    public var protocolName: String
+    public var state: String
+    public var chosenBy: String
+    public var startedAt: String
+    public var endedAt: String?
+    public var error: String?
+
+    public init(row: Row) {
+        id = row["id"]; campaignID = row["campaign_id"]; protocolName = row["protocol_name"]; state = row["state"]
+        chosenBy = row["chosen_by"]; startedAt = row["started_at"]; endedAt = row["ended_at"]; error = row["error"]
+    }
+}
+
+/// One stored measurement.
+public struct MeasurementRow: Sendable, Hashable, Codable, FetchableRecord {
+    public var id: Int64
+    public var runID: Int64
+    public var role: String
+    public var channel: String
+    public var series: String
+    public var value: Double
+    public var unit: String
+    public var wallTime: String
+
+    public init(row: Row) {
+        id = row["id"]; runID = row["run_id"]; role = row["role"]; channel = row["channel"]; series = row["series"]
+        value = row["value"]; unit = row["unit"]; wallTime = row["wall_time"]
+    }
+}
+
+extension LabDatabase {
+    public func runs(campaign: Int64? = nil) throws -> [RunSummary] {
+        try pool.read { db in
+            try RunSummary.fetchAll(db, sql: "SELECT * FROM run WHERE ? IS NULL OR campaign_id = ? ORDER BY id",
+                                    arguments: [campaign, campaign])
+        }
+    }
+
+    public func measurements(run: Int64, series: String? = nil) throws -> [MeasurementRow] {
+        try pool.read { db in
+            try MeasurementRow.fetchAll(db, sql: """
+                SELECT * FROM measurement WHERE run_id = ? AND (? IS NULL OR series = ?) ORDER BY id
+                """, arguments: [run, series, series])
+        }
+    }
+
+    public func parameters(run: Int64) throws -> [String: Double] {
+        try pool.read { db in
+            let rows = try Row.fetchAll(db, sql: "SELECT name, value FROM run_parameter WHERE run_id = ?", arguments: [run])
+            return Dictionary(uniqueKeysWithValues: rows.map { ($0["name"], $0["value"]) })
+        }
+    }
+
+    public func outputs(run: Int64) throws -> [String: Double] {
+        try pool.read { db in
+            let rows = try Row.fetchAll(db, sql: "SELECT name, value FROM run_output WHERE run_id = ?", arguments: [run])
+            return Dictionary(uniqueKeysWithValues: rows.map { ($0["name"], $0["value"]) })
+        }
+    }
+}

@@ -1,0 +1,8 @@
+import ArgumentParser
+
+@main
+struct Serendip: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Autonomous-lab orchestration: instruments, protocols, data and a planner in one daemon.",
+        subcommands: [Demo.self, Validate.self])
+}
