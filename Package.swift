@@ -56,7 +56,7 @@ let package = Package(
         ]),
         .testTarget(name: "LabCoreTests", dependencies: ["LabCore"]),
         .testTarget(name: "LabSpecTests", dependencies: ["LabSpec", "LabCore"]),
-        .testTarget(name: "LabTransportTests", dependencies: ["LabTransport", "LabCore"]),
+        .testTarget(name: "LabTransportTests", dependencies: ["LabTransport", "LabCore", "CModbus"]),
         .testTarget(name: "LabPlannerTests", dependencies: ["LabPlanner", "LabCore"]),
         .testTarget(name: "LabIntegrationTests", dependencies: [
             "LabCore", "LabSpec", "LabTransport", "LabDrivers", "LabStorage", "LabPlanner",

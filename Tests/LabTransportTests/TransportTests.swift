@@ -1,0 +1,64 @@
+import Foundation
+import LabCore
+import LabTransport
+import Synchronization
+import Testing
+
+@Suite struct ModbusTransportTests {
+    @Test func readsAndWritesRegistersAndCoilsOverARealSocket() async throws {
+        let server = try ModbusServer(sizes: .init(coils: 8, holding: 4, input: 4)) { bank, _, phase in
+            // The "device" mirrors holding register 0 into input register 1, plus one.
+            if phase == .beforeReply { bank.setInput(1, bank.holding(0) &+ 1) }
+        }
+        defer { server.stop() }
+        let client = ModbusTCPClient(.init(host: "127.0.0.1", port: server.port))
+        try await client.writeRegisters(address: 0, values: [41])
+        #expect(try await client.readRegisters(.holding, address: 0, count: 1) == [41])
+        #expect(try await client.readRegisters(.input, address: 1, count: 1) == [42])
+        try await client.writeBit(address: 5, true)
+        #expect(try await client.readBits(.coil, address: 0, count: 8) == [false, false, false, false, false, true, false, false])
+    }
+
+    @Test func reportsADeviceExceptionForAnAddressOutsideTheMap() async throws {
+        let server = try ModbusServer(sizes: .init(holding: 2)) { _, _, _ in }
+        defer { server.stop() }
+        let client = ModbusTCPClient(.init(host: "127.0.0.1", port: server.port))
+        await #expect(throws: LabError.self) { try await client.readRegisters(.holding, address: 10, count: 1) }
+        // The link survives a device exception.
+        #expect(try await client.readRegisters(.holding, address: 0, count: 2) == [0, 0])
+    }
+
+    @Test func reportsTheInstrumentLostWhenNothingListens() async throws {
+        let server = try ModbusServer(sizes: .init()) { _, _, _ in }
+        let port = server.port
+        server.stop()
+        let client = ModbusTCPClient(.init(host: "127.0.0.1", port: port, responseTimeout: 0.2))
+        await #expect { try await client.readRegisters(.holding, address: 0, count: 1) } throws: { error in
+            (error as? LabError)?.code == .instrumentLost
+        }
+    }
+}
+
+@Suite struct SerialTransportTests {
+    @Test func queriesALineDeviceOnAPseudoTerminal() async throws {
+        let device = try LineServer { line in line == "IDN?" ? "Serendip,pty-echo,1" : "ERR \(line)" }
+        defer { device.stop() }
+        let line = SerialLine(path: device.path, timeout: 1)
+        #expect(try await line.query("IDN?") == "Serendip,pty-echo,1")
+        #expect(try await line.query("FOO") == "ERR FOO")
+    }
+
+    @Test func timesOutOnASilentDeviceAndRecoversOnTheNextQuery() async throws {
+        let answered = Mutex(0)
+        let device = try LineServer { line in
+            // The first query is answered far too late: as a stale line the next query must drop.
+            if answered.withLock({ $0 += 1; return $0 }) == 1 { Thread.sleep(forTimeInterval: 0.4); return "LATE" }
+            return "FRESH \(line)"
+        }
+        defer { device.stop() }
+        let line = SerialLine(path: device.path, timeout: 0.2)
+        await #expect { try await line.query("A") } throws: { ($0 as? LabError)?.code == .timeout }
+        try await Task.sleep(for: .milliseconds(400))
+        #expect(try await line.query("B") == "FRESH B")
+    }
+}
