@@ -47,17 +47,21 @@ public struct ProtocolExecutor: Sendable {
             outcome = Task.isCancelled || error is CancellationError ? .aborted : .failed
             failure = String(describing: error)
             logger.warning("run failed", metadata: ["run": "\(runID)", "error": "\(error)"])
-            try? await recorder.note(RunEvent(.fault, failure!, monotonicTime: clock.now), run: runID)
         }
-        // Cleanup must run even when the run's task was cancelled, so it runs in a fresh task.
-        let cleanupState = state
-        let cleanupError = await Task { [self] in await cleanup(cleanupState) }.value
-        if let cleanupError, failure == nil {
-            outcome = .failed
-            failure = cleanupError
-        }
-        try await recorder.finishRun(runID, outcome: outcome, outputs: outcome == .completed ? state.outputs : [:], error: failure)
-        return RunResult(runID: runID, outcome: outcome, outputs: state.outputs, error: failure)
+        // Cleanup and the final record must happen even when the run's task was cancelled (an abort),
+        // so they run in a fresh task that does not inherit the cancellation.
+        let finalState = state
+        return try await Task { [self, outcome, failure] in
+            var (outcome, failure) = (outcome, failure)
+            if let failure { try? await recorder.note(RunEvent(.fault, failure, monotonicTime: clock.now), run: runID) }
+            if let cleanupError = await cleanup(finalState), failure == nil {
+                outcome = .failed
+                failure = cleanupError
+            }
+            let outputs = outcome == .completed ? finalState.outputs : [:]
+            try await recorder.finishRun(runID, outcome: outcome, outputs: outputs, error: failure)
+            return RunResult(runID: runID, outcome: outcome, outputs: outputs, error: failure)
+        }.value
     }
 
     /// Runs `finally`, then sends every instrument to its safe state. Returns the first error.

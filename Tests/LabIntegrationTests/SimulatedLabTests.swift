@@ -1,0 +1,195 @@
+import Foundation
+import GRDB
+import LabCore
+import LabDaemon
+import LabDrivers
+import LabEngine
+import LabSpec
+import LabStorage
+import Logging
+import Testing
+
+/// The repository's own example lab, so the tests exercise exactly what users run.
+enum Repository {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+    static func path(_ relative: String) -> String { root.appendingPathComponent(relative).path }
+
+    static func temporaryDatabase() -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("serendip-tests-\(UUID().uuidString)")
+        try! FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        return dir.appendingPathComponent("lab.sqlite").path
+    }
+}
+
+/// A started simulated lab with its instruments connected and a database to record into.
+struct LabFixture {
+    let lab: LabConfig
+    let clock: ScaledClock
+    let simulators: SimulatedLab
+    let instruments: [String: any Instrument]
+    let database: LabDatabase
+
+    init(speed: Double = 3000) throws {
+        var lab = try LabConfig.load(path: Repository.path("examples/toy-lab/lab.yaml"))
+        lab.simulation.speed = speed
+        self.lab = lab
+        clock = ScaledClock(rate: speed)
+        simulators = try SimulatedLab(config: lab, clock: clock)
+        instruments = try InstrumentConnector.connect(lab, simulators: simulators)
+        database = try LabDatabase(path: Repository.temporaryDatabase())
+    }
+
+    func executor(_ definition: ProtocolDefinition) -> ProtocolExecutor {
+        ProtocolExecutor(definition: definition, instruments: instruments, clock: clock, recorder: database,
+                         logger: Logger(label: "test"))
+    }
+
+    func start(_ definition: ProtocolDefinition, _ parameters: [String: Quantity]) -> RunStart {
+        RunStart(campaignID: nil, protocolName: definition.name, protocolSource: definition.source,
+                 parameters: parameters.map { ParameterValue(name: $0.key, value: $0.value) }, chosenBy: "test",
+                 proposalID: nil, instruments: instruments.mapValues(\.identity), operatorName: "tester",
+                 softwareVersion: "test", startedAt: Date(), startedMonotonic: clock.now)
+    }
+}
+
+@Suite(.serialized) struct SimulatedLabTests {
+    static let celsius = LabUnit.named("degC")!
+    static let minutes = LabUnit.named("min")!
+
+    @Test func storesExactlyWhatTheSimulatedInstrumentsProduced() async throws {
+        let fixture = try LabFixture()
+        defer { fixture.simulators.stop() }
+        let definition = try ProtocolParser.load(path: Repository.path("protocols/reactor-yield.yaml"), drivers: fixture.lab.drivers)
+        let parameters = ["temperature": Quantity(80, Self.celsius), "residence": Quantity(14, Self.minutes)]
+        let result = try await fixture.executor(definition).run(parameters: parameters, start: fixture.start(definition, parameters))
+
+        #expect(result.outcome == .completed, "\(result.error ?? "")")
+        let stored = try fixture.database.measurements(run: result.runID, series: "absorbance").map(\.value)
+        #expect(stored.count == 3)
+        #expect(stored == fixture.simulators.serial["spectro"]!.served["absorbance"])
+        // Every temperature the reactor served while the engine waited is stored, in order.
+        let temperatures = try fixture.database.measurements(run: result.runID, series: "reactor.temperature").map(\.value)
+        #expect(!temperatures.isEmpty)
+        #expect(temperatures == fixture.simulators.modbus["reactor"]!.served["temperature"])
+        #expect(abs(temperatures.last! - 80) <= 0.5)
+        // The output is computed from the stored series, and the chemistry is near its known yield.
+        let yield = try #require(result.outputs["yield"]?.value)
+        #expect(abs(yield - stored.reduce(0, +) / 3 * 41.2) < 1e-9)
+        #expect(abs(yield - 100 * ToyChemistry.isothermalYield(celsius: 80, minutes: 14)) < 3)
+        #expect(try fixture.database.outputs(run: result.runID)["yield"] == yield)
+    }
+
+    @Test func sendsEveryInstrumentToItsSafeStateWhenAStepFails() async throws {
+        let fixture = try LabFixture()
+        defer { fixture.simulators.stop() }
+        // Measuring with the lamp off makes the photometer answer with an error.
+        let text = """
+            serendip: 1
+            name: forgets-the-lamp
+            instruments: { reactor: thermo-reactor, spectro: uv-vis }
+            steps:
+              - set: reactor.setpoint
+                to: 60 degC
+              - set: reactor.stirrer
+                to: true
+              - measure: { channel: spectro.absorbance, as: a }
+            """
+        let definition = try ProtocolParser.parse(text, path: "forgets-the-lamp.yaml", drivers: fixture.lab.drivers)
+        let result = try await fixture.executor(definition).run(parameters: [:], start: fixture.start(definition, [:]))
+
+        #expect(result.outcome == .failed)
+        #expect(result.error?.contains("lamp off") == true)
+        #expect(result.error?.contains("forgets-the-lamp.yaml:9:5") == true)
+        let reactor = fixture.instruments["reactor"]!
+        #expect(try await reactor.read("setpoint") == .real(25))
+        #expect(try await reactor.read("stirrer") == .bool(false))
+        #expect(try fixture.database.runs().first?.state == "failed")
+    }
+
+    @Test func neverPutsAValueOutsideTheLimitsOrANaNOnTheWire() async throws {
+        let fixture = try LabFixture()
+        defer { fixture.simulators.stop() }
+        let reactor = fixture.instruments["reactor"]!
+        try await reactor.write("setpoint", .real(40))
+        for bad in [200.0, -1, .nan, .infinity] {
+            await #expect(throws: LabError.self) { try await reactor.write("setpoint", .real(bad)) }
+        }
+        await #expect(throws: LabError.self) { try await reactor.write("temperature", .real(30)) }
+        #expect(try await reactor.read("setpoint") == .real(40))
+        #expect(fixture.simulators.chemistry.productFraction == 0)
+    }
+
+    @Test func abortingARunStillRunsFinallyAndTheSafeState() async throws {
+        let fixture = try LabFixture(speed: 60)
+        defer { fixture.simulators.stop() }
+        let definition = try ProtocolParser.load(path: Repository.path("protocols/reactor-yield.yaml"), drivers: fixture.lab.drivers)
+        let parameters = ["temperature": Quantity(90, Self.celsius), "residence": Quantity(30, Self.minutes)]
+        let executor = fixture.executor(definition)
+        let start = fixture.start(definition, parameters)
+        let task = Task { try await executor.run(parameters: parameters, start: start) }
+        try await Task.sleep(for: .milliseconds(300))
+        task.cancel()
+        let result = try await task.value
+        #expect(result.outcome == .aborted)
+        #expect(try await fixture.instruments["reactor"]!.read("setpoint") == .real(25))
+        #expect(try await fixture.instruments["spectro"]!.read("lamp") == .bool(false))
+        #expect(try fixture.database.runs().first?.state == "aborted")
+    }
+}
+
+@Suite struct StorageTests {
+    @Test func aRunThatWasRunningAtRestartBecomesInterrupted() async throws {
+        let path = Repository.temporaryDatabase()
+        let fixture = try LabFixture()
+        defer { fixture.simulators.stop() }
+        let definition = try ProtocolParser.load(path: Repository.path("protocols/reactor-yield.yaml"), drivers: fixture.lab.drivers)
+        let first = try LabDatabase(path: path)
+        let run = try await first.beginRun(fixture.start(definition, [:]))
+        // The daemon "crashes" here; a new one opens the same file.
+        let second = try LabDatabase(path: path)
+        #expect(try second.interruptRunningRuns() == 1)
+        #expect(try second.runs().first { $0.id == run }?.state == "interrupted")
+    }
+
+    @Test func aSecondDaemonCannotOwnTheSameDatabase() throws {
+        let path = Repository.temporaryDatabase()
+        let lock = try DatabaseLock(database: path)
+        #expect(throws: LabError.self) { try DatabaseLock(database: path) }
+        withExtendedLifetime(lock) {}
+    }
+
+    @Test func theSchemaRefusesAnUnknownRunState() throws {
+        let database = try LabDatabase(path: Repository.temporaryDatabase())
+        #expect(throws: DatabaseError.self) {
+            try database.pool.write { db in
+                try db.execute(sql: """
+                    INSERT INTO run (protocol_name, protocol_path, protocol_sha256, protocol_text, state, chosen_by,
+                                     operator, software_version, started_at, started_monotonic)
+                    VALUES ('p', 'p', 'h', 't', 'resumed', 'x', 'o', 'v', 'now', 0)
+                    """)
+            }
+        }
+    }
+}
+
+@Suite struct CampaignTests {
+    @Test func theDemoCampaignStoresEveryRunAndImprovesOnItsInitialDesign() async throws {
+        let path = Repository.temporaryDatabase()
+        let summary = try await CampaignSession.run(campaignPath: Repository.path("examples/toy-lab/campaign.yaml"),
+                                                    databasePath: path, budget: 10)
+        #expect(summary.experiments.count == 10)
+        #expect(summary.experiments.allSatisfy { $0.outcome == .completed })
+        let database = try LabDatabase(path: path)
+        let runs = try database.runs(campaign: summary.campaignID)
+        #expect(runs.count == 10)
+        for (run, report) in zip(runs, summary.experiments) {
+            #expect(try database.parameters(run: run.id) == report.parameters)
+            #expect(try database.measurements(run: run.id, series: "absorbance").count == 3)
+        }
+        #expect(runs.prefix(5).allSatisfy { $0.chosenBy.contains("initial design") })
+        #expect(runs.dropFirst(5).allSatisfy { $0.chosenBy.contains("planner") })
+        let best = try #require(summary.best?.objective), initial = try #require(summary.bestInitial?.objective)
+        #expect(best > initial)
+    }
+}
