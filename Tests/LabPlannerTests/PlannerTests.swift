@@ -1,0 +1,114 @@
+import Foundation
+import LabCore
+@testable import LabPlanner
+import Testing
+
+@Suite struct GaussianProcessTests {
+    @Test func posteriorMatchesTheHandComputedOnePointCase() throws {
+        // One observation y=2 at x=0, noise σ²=0.01, length scale 1. With standardisation of a single
+        // value the mean is 2 and the scale 1, so at x the posterior mean is 2 + k(x,0)/(1+σ²)·0 = 2 and
+        // the variance is 1 − k²/(1+σ²).
+        let h = GaussianProcess.Hyperparameters(lengthScales: [1], noise: 0.01)
+        let gp = try #require(GaussianProcess(inputs: [[0]], outputs: [2], hyperparameters: h))
+        let k = GaussianProcess.kernel([0.5], [0], [1])
+        let p = gp.predict([0.5])
+        #expect(abs(p.mean - 2) < 1e-12)
+        #expect(abs(p.variance - (1 - k * k / 1.01)) < 1e-12)
+    }
+
+    @Test func matchesTheHandComputedTwoPointMean() throws {
+        // Outputs 0 and 2 standardise to −1/√2 and +1/√2 (mean 1, sd √2).
+        let h = GaussianProcess.Hyperparameters(lengthScales: [0.5], noise: 1e-6)
+        let gp = try #require(GaussianProcess(inputs: [[0], [1]], outputs: [0, 2], hyperparameters: h))
+        let k01 = GaussianProcess.kernel([0], [1], [0.5])
+        let (a, b) = (1 + 1e-6, k01)
+        let y = [-1 / 2.squareRoot(), 1 / 2.squareRoot()]
+        let det = a * a - b * b
+        let alpha = [(a * y[0] - b * y[1]) / det, (a * y[1] - b * y[0]) / det]
+        let x = [0.3]
+        let kx = [GaussianProcess.kernel(x, [0], [0.5]), GaussianProcess.kernel(x, [1], [0.5])]
+        let expected = 1 + 2.squareRoot() * (kx[0] * alpha[0] + kx[1] * alpha[1])
+        #expect(abs(gp.predict(x).mean - expected) < 1e-9)
+    }
+
+    @Test func interpolatesNoiseFreeDataAndIsUncertainFarAway() throws {
+        let xs: [[Double]] = (0..<8).map { [Double($0) / 7] }
+        let ys = xs.map { sin(6 * $0[0]) }
+        let gp = try #require(GaussianProcess(inputs: xs, outputs: ys))
+        for (x, y) in zip(xs, ys) { #expect(abs(gp.predict(x).mean - y) < 0.05) }
+        #expect(gp.predict([0.5 / 7]).variance < gp.predict([3]).variance)
+    }
+}
+
+@Suite struct AcquisitionTests {
+    @Test func expectedImprovementIsZeroWithoutUncertaintyBelowTheBest() {
+        #expect(ExpectedImprovement.value(mean: 1, variance: 0, best: 2) == 0)
+        #expect(ExpectedImprovement.value(mean: 3, variance: 0, best: 2) == 1)
+    }
+
+    @Test func expectedImprovementGrowsWithUncertaintyAndMean() {
+        let base = ExpectedImprovement.value(mean: 1, variance: 0.1, best: 1.5)
+        #expect(ExpectedImprovement.value(mean: 1, variance: 1, best: 1.5) > base)
+        #expect(ExpectedImprovement.value(mean: 1.2, variance: 0.1, best: 1.5) > base)
+    }
+
+    @Test func latinHypercubePutsOnePointInEverySliceOfEveryAxis() {
+        var rng = SplitMix64(seed: 3)
+        let points = LatinHypercube.sample(count: 10, dimensions: 3, using: &rng)
+        for axis in 0..<3 {
+            #expect(Set(points.map { Int($0[axis] * 10) }) == Set(0..<10))
+        }
+    }
+}
+
+@Suite struct BayesianOptimizerTests {
+    static let space = SearchSpace([.init(name: "x", lower: -2, upper: 2), .init(name: "y", lower: 0, upper: 10)])
+
+    static func objective(_ v: [String: Double]) -> Double {
+        -pow(v["x"]! - 0.7, 2) - pow((v["y"]! - 3) / 5, 2)
+    }
+
+    static func campaign(seed: UInt64, budget: Int) async throws -> [Suggestion] {
+        let optimizer = BayesianOptimizer(space: space, initialPoints: 5, seed: seed)
+        var suggestions: [Suggestion] = []
+        for _ in 0..<budget {
+            let s = try await optimizer.suggest()
+            suggestions.append(s)
+            await optimizer.observe(s.values, outcome: objective(s.values))
+        }
+        return suggestions
+    }
+
+    @Test func theSameSeedGivesTheSameProposals() async throws {
+        let a = try await Self.campaign(seed: 9, budget: 8), b = try await Self.campaign(seed: 9, budget: 8)
+        #expect(a == b)
+        #expect(try await Self.campaign(seed: 10, budget: 8) != a)
+    }
+
+    @Test func proposalsStayInsideTheBox() async throws {
+        for s in try await Self.campaign(seed: 1, budget: 12) {
+            #expect((-2...2).contains(s.values["x"]!) && (0...10).contains(s.values["y"]!))
+        }
+    }
+
+    @Test func findsTheOptimumOfASmoothFunctionBetterThanItsInitialDesign() async throws {
+        let s = try await Self.campaign(seed: 4, budget: 20)
+        let initial = s.prefix(5).map { Self.objective($0.values) }.max()!
+        let best = s.map { Self.objective($0.values) }.max()!
+        #expect(best > initial)
+        #expect(best > -0.01)
+    }
+
+    @Test func steersAwayFromAFailedRegion() async throws {
+        let optimizer = BayesianOptimizer(space: Self.space, initialPoints: 3, seed: 2)
+        for _ in 0..<3 {
+            let s = try await optimizer.suggest()
+            await optimizer.observe(s.values, outcome: Self.objective(s.values))
+        }
+        // A failed run at the optimum: it must not be proposed again.
+        let failed = ["x": 0.7, "y": 3.0]
+        await optimizer.observe(failed, outcome: nil)
+        let next = try await optimizer.suggest()
+        #expect(abs(next.values["x"]! - 0.7) + abs(next.values["y"]! - 3) / 5 > 0.01)
+    }
+}
