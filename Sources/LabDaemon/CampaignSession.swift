@@ -3,6 +3,7 @@ public import LabCore
 import LabDrivers
 public import LabEngine
 import LabPlanner
+import LabServer
 import LabSpec
 import LabStorage
 public import Logging
@@ -30,7 +31,7 @@ public struct CampaignSession {
     public static let softwareVersion = "0.1.0"
 
     /// Runs a campaign file against its lab, simulating every `simulate: true` instrument.
-    public static func run(campaignPath: String, databasePath: String, budget: Int? = nil,
+    public static func run(campaignPath: String, databasePath: String, budget: Int? = nil, socketPath: String? = nil,
                            logger: Logger = Logger(label: "serendip"),
                            onExperiment: @escaping @Sendable (ExperimentReport) -> Void = { _ in }) async throws -> Summary {
         let campaign = try CampaignSpec.load(path: campaignPath)
@@ -48,6 +49,10 @@ public struct CampaignSession {
         defer { withExtendedLifetime(lock) {} }
         let database = try LabDatabase(path: databasePath)
         try database.interruptRunningRuns()
+        let server = try socketPath.map {
+            try SocketServer(path: $0, dispatcher: RPCDispatcher(database: database, version: softwareVersion))
+        }
+        defer { server?.stop() }
         let campaignID = try database.createCampaign(name: campaign.name, spec: campaign.source, objective: campaign.objective,
                                                      direction: campaign.direction.rawValue, seed: campaign.seed)
 

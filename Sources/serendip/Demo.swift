@@ -32,7 +32,10 @@ struct Demo: AsyncParsableCommand {
         print("Serendip demo: \(campaign) → \(database)")
         print(" #   temperature  residence   yield   best   chosen by")
         let started = ContinuousClock.now
-        let summary = try await CampaignSession.run(campaignPath: campaign, databasePath: database, budget: budget) { r in
+        let socket = (database as NSString).deletingPathExtension + ".sock"
+        print("While it runs, the socket API answers on \(socket) (see docs/api.md).")
+        let summary = try await CampaignSession.run(campaignPath: campaign, databasePath: database, budget: budget,
+                                                    socketPath: socket) { r in
             let t = r.parameters["temperature"].map { String(format: "%7.1f °C", $0) } ?? "-"
             let m = r.parameters["residence"].map { String(format: "%6.1f min", $0) } ?? "-"
             let y = r.objective.map { String(format: "%6.1f %%", $0) } ?? " failed"

@@ -1,0 +1,134 @@
+/// The socket API's wire types: JSON-RPC 2.0, one message per line. Shared by the server and by
+/// Swift clients; clients in other languages follow docs/api.md.
+public enum RPCID: Codable, Hashable, Sendable {
+    case number(Int64)
+    case string(String)
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if let n = try? container.decode(Int64.self) { self = .number(n) } else { self = .string(try container.decode(String.self)) }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        switch self {
+        case .number(let n): try container.encode(n)
+        case .string(let s): try container.encode(s)
+        }
+    }
+}
+
+/// The envelope every request shares; the server decodes it first to find the method.
+public struct RPCEnvelope: Decodable, Sendable {
+    public var jsonrpc: String
+    public var id: RPCID?
+    public var method: String
+}
+
+/// A request with its method's parameters.
+public struct RPCRequest<Params: Codable & Sendable>: Codable, Sendable {
+    public var jsonrpc = "2.0"
+    public var id: RPCID?
+    public var method: String
+    public var params: Params
+
+    public init(id: RPCID?, method: String, params: Params) {
+        self.id = id; self.method = method; self.params = params
+    }
+}
+
+public struct RPCError: Codable, Sendable, Error {
+    public var code: Int
+    public var message: String
+
+    public init(code: Int, message: String) { self.code = code; self.message = message }
+
+    public static func parse(_ m: String) -> RPCError { RPCError(code: -32700, message: "parse error: \(m)") }
+    public static func invalidRequest(_ m: String) -> RPCError { RPCError(code: -32600, message: m) }
+    public static func methodNotFound(_ m: String) -> RPCError { RPCError(code: -32601, message: "no method '\(m)'") }
+    public static func invalidParams(_ m: String) -> RPCError { RPCError(code: -32602, message: m) }
+    public static func notFound(_ m: String) -> RPCError { RPCError(code: -32004, message: m) }
+    public static func internalError(_ m: String) -> RPCError { RPCError(code: -32603, message: m) }
+}
+
+public struct RPCResponse<Result: Codable & Sendable>: Codable, Sendable {
+    public var jsonrpc = "2.0"
+    public var id: RPCID?
+    public var result: Result?
+    public var error: RPCError?
+
+    public init(id: RPCID?, result: Result?, error: RPCError?) {
+        self.id = id; self.result = result; self.error = error
+    }
+}
+
+/// The methods this server answers.
+public enum Method {
+    public static let info = "server.info"
+    public static let runsList = "runs.list"
+    public static let runsGet = "runs.get"
+}
+
+public struct NoParams: Codable, Sendable { public init() {} }
+
+public struct ServerInfo: Codable, Sendable {
+    public var name: String
+    public var version: String
+    public var methods: [String]
+
+    public init(name: String, version: String, methods: [String]) {
+        self.name = name; self.version = version; self.methods = methods
+    }
+}
+
+public struct RunsListParams: Codable, Sendable {
+    public var campaign: Int64?
+    public init(campaign: Int64? = nil) { self.campaign = campaign }
+}
+
+public struct RunsGetParams: Codable, Sendable {
+    public var run: Int64
+    public init(run: Int64) { self.run = run }
+}
+
+public struct RunInfo: Codable, Sendable, Hashable {
+    public var id: Int64
+    public var campaign: Int64?
+    public var protocolName: String
+    public var state: String
+    public var chosenBy: String
+    public var startedAt: String
+    public var endedAt: String?
+    public var error: String?
+
+    public init(id: Int64, campaign: Int64?, protocolName: String, state: String, chosenBy: String,
+                startedAt: String, endedAt: String?, error: String?) {
+        self.id = id; self.campaign = campaign; self.protocolName = protocolName; self.state = state
+        self.chosenBy = chosenBy; self.startedAt = startedAt; self.endedAt = endedAt; self.error = error
+    }
+}
+
+public struct MeasurementInfo: Codable, Sendable, Hashable {
+    public var instrument: String
+    public var channel: String
+    public var series: String
+    public var value: Double
+    public var unit: String
+    public var time: String
+
+    public init(instrument: String, channel: String, series: String, value: Double, unit: String, time: String) {
+        self.instrument = instrument; self.channel = channel; self.series = series; self.value = value
+        self.unit = unit; self.time = time
+    }
+}
+
+public struct RunDetail: Codable, Sendable {
+    public var run: RunInfo
+    public var parameters: [String: Double]
+    public var outputs: [String: Double]
+    public var measurements: [MeasurementInfo]
+
+    public init(run: RunInfo, parameters: [String: Double], outputs: [String: Double], measurements: [MeasurementInfo]) {
+        self.run = run; self.parameters = parameters; self.outputs = outputs; self.measurements = measurements
+    }
+}
