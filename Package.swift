@@ -50,7 +50,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "serendip", dependencies: [
-            "LabCore", "LabSpec", "LabEngine", "LabDrivers", "LabDaemon",
+            "LabCore", "LabSpec", "LabEngine", "LabDrivers", "LabDaemon", "LabTransport", "LabStorage", "LabPlanner",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

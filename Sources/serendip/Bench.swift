@@ -1,0 +1,99 @@
+import ArgumentParser
+import Foundation
+import LabCore
+import LabPlanner
+import LabStorage
+import LabTransport
+
+/// `serendip bench` (what `make bench` runs): the figures the issues name, as a table.
+struct Bench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Measure transport, storage and planner figures.")
+
+    @Option(help: "Repetitions for round-trip measurements.")
+    var repetitions = 2000
+
+    func run() async throws {
+        print("| measurement | median | p99 | unit |")
+        print("| --- | ---: | ---: | --- |")
+        try await modbusRoundTrip()
+        try await serialRoundTrip()
+        try await sqliteIngest()
+        try await plannerLatency(observations: 20, dimensions: 2)
+        try await plannerLatency(observations: 60, dimensions: 6)
+    }
+
+    func row(_ name: String, _ samples: [Double], _ unit: String, scale: Double) {
+        let sorted = samples.sorted()
+        let median = sorted[sorted.count / 2] * scale, p99 = sorted[min(sorted.count - 1, sorted.count * 99 / 100)] * scale
+        print("| \(name) | \(String(format: "%.1f", median)) | \(String(format: "%.1f", p99)) | \(unit) |")
+    }
+
+    func seconds(_ body: () async throws -> Void) async rethrows -> Double {
+        let start = ContinuousClock.now
+        try await body()
+        let d = ContinuousClock.now - start
+        return Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
+    }
+
+    func modbusRoundTrip() async throws {
+        let server = try ModbusServer(sizes: .init(holding: 16)) { _, _, _ in }
+        defer { server.stop() }
+        let client = ModbusTCPClient(.init(host: "127.0.0.1", port: server.port))
+        _ = try await client.readRegisters(.holding, address: 0, count: 10)
+        var samples: [Double] = []
+        for _ in 0..<repetitions {
+            samples.append(try await seconds { _ = try await client.readRegisters(.holding, address: 0, count: 10) })
+        }
+        row("Modbus TCP read of 10 registers, round trip (libmodbus server)", samples, "µs", scale: 1e6)
+    }
+
+    func serialRoundTrip() async throws {
+        let device = try LineServer { _ in "0.4213" }
+        defer { device.stop() }
+        let line = SerialLine(path: device.path)
+        _ = try await line.query("ABS?")
+        var samples: [Double] = []
+        for _ in 0..<min(repetitions, 500) { samples.append(try await seconds { _ = try await line.query("ABS?") }) }
+        row("ASCII query over a pty, round trip", samples, "µs", scale: 1e6)
+    }
+
+    func sqliteIngest() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("serendip-bench-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let database = try LabDatabase(path: dir.appendingPathComponent("bench.sqlite").path)
+        let source = SourceText(path: "bench", text: "", sha256: "")
+        let run = try await database.beginRun(RunStart(
+            campaignID: nil, protocolName: "bench", protocolSource: source, parameters: [], chosenBy: "bench",
+            proposalID: nil, instruments: [:], operatorName: "bench", softwareVersion: "bench",
+            startedAt: Date(), startedMonotonic: 0))
+        let ref = ChannelRef(instrument: "spectro", channel: "absorbance")
+        let batch = (0..<1000).map {
+            MeasurementRecord(stepIndex: 1, channel: ref, instrument: "spectro", series: "a", value: Double($0),
+                              unit: "AU", wallTime: Date(), monotonicTime: Double($0))
+        }
+        var rates: [Double] = []
+        for _ in 0..<20 {
+            let t = try await seconds { try await database.record(batch, run: run) }
+            rates.append(Double(batch.count) / t)
+        }
+        row("SQLite ingest, 1,000-row committed transactions (WAL, synchronous=FULL)", rates, "rows/s", scale: 1)
+    }
+
+    func plannerLatency(observations: Int, dimensions: Int) async throws {
+        let space = SearchSpace((0..<dimensions).map { .init(name: "x\($0)", lower: 0, upper: 1) })
+        let optimizer = BayesianOptimizer(space: space, initialPoints: observations, seed: 1)
+        for _ in 0..<observations {
+            let s = try await optimizer.suggest()
+            try await optimizer.observe(s.values, outcome: s.values.values.reduce(0) { $0 - ($1 - 0.3) * ($1 - 0.3) })
+        }
+        var samples: [Double] = []
+        for _ in 0..<5 {
+            samples.append(try await seconds {
+                let s = try await optimizer.suggest()
+                try await optimizer.observe(s.values, outcome: 0)
+            })
+        }
+        row("Planner proposal, \(observations) observations in \(dimensions) dimensions", samples, "ms", scale: 1e3)
+    }
+}
