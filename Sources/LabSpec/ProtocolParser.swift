@@ -167,27 +167,31 @@ private struct Compiler {
     }
 
     mutating func waitUntil(_ body: MappingReader) -> WaitUntil? {
-        guard let channel = body.required("channel").flatMap({ readableChannel($0) }),
-              let targetNode = body.required("of"), let target = source.expression(targetNode, "of"),
-              let tolNode = body.required("within"), let tolerance = source.expression(tolNode, "within"),
-              let timeout = body.required("timeout", hint: "every wait needs a timeout, e.g. 'timeout: 10 min'")
-                .flatMap({ duration($0, "timeout") })
-        else { return nil }
+        // Read every key before giving up on any, so one mistake does not hide the others.
+        let channel = body.required("channel").flatMap { readableChannel($0) }
+        let targetNode = body.required("of"), toleranceNode = body.required("within")
+        let target = targetNode.flatMap { source.expression($0, "of") }
+        let tolerance = toleranceNode.flatMap { source.expression($0, "within") }
+        let timeout = body.required("timeout", hint: "every wait needs a timeout, e.g. 'timeout: 10 min'")
+            .flatMap { duration($0, "timeout") }
+        let poll = body.optional("poll").flatMap { duration($0, "poll") } ?? .number(Quantity(1, .second))
+        guard let channel, let targetNode, let toleranceNode, let target, let tolerance, let timeout else { return nil }
         checkReferences(target, targetNode)
-        checkReferences(tolerance, tolNode)
+        checkReferences(tolerance, toleranceNode)
         if let unit = channelUnit(channel) {
             checkDimension(target, unit.dimension, targetNode)
-            checkDimension(tolerance, unit.dimension, tolNode)
+            checkDimension(tolerance, unit.dimension, toleranceNode)
         }
-        let poll = body.optional("poll").flatMap { duration($0, "poll") } ?? .number(Quantity(1, .second))
         return WaitUntil(channel: channel, target: target, tolerance: tolerance, timeout: timeout, pollEvery: poll)
     }
 
     mutating func measure(_ body: MappingReader) -> Measure? {
-        guard let channel = body.required("channel").flatMap({ readableChannel($0) }) else { return nil }
-        let name = body.optional("as").flatMap { source.string($0, "as") } ?? channel.channel
+        let channel = body.required("channel").flatMap { readableChannel($0) }
+        let named = body.optional("as").flatMap { source.string($0, "as") }
         let count = body.optional("repeat").flatMap { source.integer($0, "repeat", in: 1...100_000) } ?? 1
         let every = body.optional("every").flatMap { duration($0, "every") }
+        guard let channel else { return nil }
+        let name = named ?? channel.channel
         measured[name] = channelUnit(channel) ?? .one
         return Measure(channel: channel, name: name, count: count, every: every)
     }

@@ -7,7 +7,10 @@ import Testing
 @Suite struct DocumentationTests {
     static func blocks(_ doc: String, language: String) throws -> [String] {
         let text = try String(contentsOfFile: Repository.path("docs/\(doc)"), encoding: .utf8)
-        return text.components(separatedBy: "```\(language)\n").dropFirst().map { $0.components(separatedBy: "\n```")[0] }
+        // A fence of the asked language opens a block; the next fence closes it.
+        return text.components(separatedBy: "```\(language)\n").dropFirst().map {
+            $0.components(separatedBy: "```")[0].trimmingCharacters(in: .newlines)
+        }
     }
 
     static var drivers: [String: DriverSpec] {

@@ -91,6 +91,17 @@ import Testing
         }
     }
 
+    @Test func aMisspeltChannelInAWaitDoesNotHideOrInventOtherErrors() {
+        let text = Self.valid.replacingOccurrences(of: "  - measure: { channel: reactor.temperature, as: t, repeat: 2, every: 1 s }",
+            with: "  - wait_until: { channel: reactor.temprature, within: 0.5 degC, of: 3 mL, timeout: 1 min }\n  - measure: { channel: reactor.temperature, as: t }")
+        do {
+            _ = try ProtocolParser.parse(text, path: "p.yaml", drivers: Self.drivers)
+            Issue.record("expected a validation error")
+        } catch {
+            #expect(error.diagnostics.map(\.message) == ["unknown channel 'reactor.temprature'"])
+        }
+    }
+
     @Test func refusesALiteralNaNInADriverFile() {
         #expect(throws: ValidationError.self) {
             try DriverSpec.parse("""
