@@ -3,7 +3,7 @@ public import LabSpec
 public import LabTransport
 
 /// An instrument whose driver file is a Modbus register map.
-public struct ModbusInstrument: Instrument {
+public struct ModbusInstrument: DriverBackedInstrument {
     public let identity: InstrumentIdentity
     public let spec: DriverSpec
     private let client: ModbusTCPClient
@@ -11,11 +11,8 @@ public struct ModbusInstrument: Instrument {
     public init(name: String, spec: DriverSpec, client: ModbusTCPClient) {
         self.spec = spec
         self.client = client
-        identity = InstrumentIdentity(name: name, driver: spec.name, driverSHA256: spec.source.sha256,
-                                      address: client.endpoint.description)
+        identity = Self.identity(name: name, spec: spec, address: client.endpoint.description)
     }
-
-    public func channelInfo(_ channel: String) -> ChannelInfo? { spec.channel(channel)?.info }
 
     public func read(_ channel: String) async throws -> Value {
         let channel = try lookup(channel)
@@ -50,10 +47,6 @@ public struct ModbusInstrument: Instrument {
         default:
             throw LabError(.accessDenied, "\(identity.name).\(channel.name) cannot be written")
         }
-    }
-
-    public func goToSafeState() async throws {
-        for (channel, value) in spec.safeState { try await write(channel, value) }
     }
 
     private func lookup(_ name: String) throws(LabError) -> ChannelSpec {

@@ -5,7 +5,7 @@ public import LabTransport
 
 /// An instrument whose driver file is an ASCII command set: `query: "ABS?"` reads a channel,
 /// `write: "WL {value}"` sets one. A reply starting with `ERR` is the device refusing.
-public struct SerialInstrument: Instrument {
+public struct SerialInstrument: DriverBackedInstrument {
     public let identity: InstrumentIdentity
     public let spec: DriverSpec
     private let line: SerialLine
@@ -13,10 +13,8 @@ public struct SerialInstrument: Instrument {
     public init(name: String, spec: DriverSpec, line: SerialLine) {
         self.spec = spec
         self.line = line
-        identity = InstrumentIdentity(name: name, driver: spec.name, driverSHA256: spec.source.sha256, address: line.path)
+        identity = Self.identity(name: name, spec: spec, address: line.path)
     }
-
-    public func channelInfo(_ channel: String) -> ChannelInfo? { spec.channel(channel)?.info }
 
     public func read(_ name: String) async throws -> Value {
         guard let channel = spec.channel(name), case .command(let query?, _) = channel.register else {
@@ -39,10 +37,6 @@ public struct SerialInstrument: Instrument {
         case .real(let x): String(x)
         }
         _ = try await checked(line.query(template.replacingOccurrences(of: "{value}", with: text)), name)
-    }
-
-    public func goToSafeState() async throws {
-        for (channel, value) in spec.safeState { try await write(channel, value) }
     }
 
     private func checked(_ reply: String, _ channel: String) throws(LabError) -> String {

@@ -1,0 +1,59 @@
+import LabCore
+import Testing
+
+@Suite struct UnitTests {
+    let degC = LabUnit.named("degC")!, degF = LabUnit.named("degF")!, minutes = LabUnit.named("min")!
+
+    @Test func convertsAbsoluteTemperaturesWithTheirOffsets() throws {
+        #expect(try Quantity(25, degC).converted(to: .kelvin).value == 298.15)
+        #expect(abs(try Quantity(212, degF).converted(to: degC).value - 100) < 1e-12)
+    }
+
+    @Test func convertsTemperatureDifferencesWithoutOffsets() throws {
+        #expect(try Quantity(0.5, degC).convertedDifference(to: .kelvin).value == 0.5)
+        #expect(abs(try Quantity(9, degF).convertedDifference(to: degC).value - 5) < 1e-12)
+    }
+
+    @Test func refusesToConvertAcrossDimensions() {
+        #expect(throws: LabError.self) { try Quantity(3, LabUnit.named("mL")!).converted(to: degC) }
+    }
+
+    @Test func knowsDurationsInSeconds() {
+        #expect(Quantity(2, minutes).seconds == 120)
+        #expect(Quantity(2, degC).seconds == nil)
+    }
+}
+
+@Suite struct ExpressionTests {
+    let degC = LabUnit.named("degC")!
+
+    @Test func computesSeriesFunctions() throws {
+        let env = ExprEnvironment(series: ["a": [1, 2, 3, 6].map { Quantity($0, .one) }])
+        func value(_ f: SeriesFunction) throws -> Double { try env.quantity(.call(f, .series("a"))).value }
+        #expect(try value(.mean) == 3)
+        #expect(try value(.min) == 1)
+        #expect(try value(.max) == 6)
+        #expect(try value(.last) == 6)
+        #expect(try value(.count) == 4)
+        #expect(abs(try value(.std) - (14.0 / 3).squareRoot()) < 1e-12)
+    }
+
+    @Test func addsADifferenceToATemperature() throws {
+        let sum = Expr.binary(.add, .number(Quantity(20, degC)), .number(Quantity(5, .kelvin)))
+        #expect(try ExprEnvironment().quantity(sum) == Quantity(25, degC))
+    }
+
+    @Test func comparesAcrossUnitsOfOneDimension() throws {
+        let hotter = Expr.binary(.greater, .number(Quantity(300, .kelvin)), .number(Quantity(25, degC)))
+        #expect(try ExprEnvironment().condition(hotter))
+    }
+
+    @Test func refusesToAddATemperatureToAVolume() {
+        let bad = Expr.binary(.add, .number(Quantity(20, degC)), .number(Quantity(5, LabUnit.named("mL")!)))
+        #expect(throws: LabError.self) { try ExprEnvironment().evaluate(bad) }
+    }
+
+    @Test func reportsAMissingSeriesInsteadOfInventingAValue() {
+        #expect(throws: LabError.self) { try ExprEnvironment().quantity(.call(.mean, .series("absorbance"))) }
+    }
+}
