@@ -75,7 +75,9 @@ public actor SerialLine {
         let end = Array(terminator.utf8)
         var line: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 256)
-        while !(line.count >= end.count && Array(line.suffix(end.count)) == end) {
+        // The reply is everything up to the first terminator; anything after it is dropped with the
+        // next query's flush.
+        while line.firstRange(of: end) == nil {
             let now = DispatchTime.now().uptimeNanoseconds
             guard now < deadline else {
                 throw LabError(.timeout, "\(path): no reply within \(timeout) s")
@@ -95,7 +97,7 @@ public actor SerialLine {
                 throw LabError(.instrumentLost, "\(path): device hung up")
             }
         }
-        guard let text = String(bytes: line.dropLast(end.count), encoding: .utf8) else {
+        guard let text = String(bytes: line[..<line.firstRange(of: end)!.lowerBound], encoding: .utf8) else {
             throw LabError(.protocolViolation, "\(path): reply is not text")
         }
         return text.trimmingCharacters(in: CharacterSet(charactersIn: "\r"))

@@ -48,6 +48,16 @@ import Testing
         #expect(try await line.query("FOO") == "ERR FOO")
     }
 
+    @Test func takesTheFirstLineOfAChattyReplyWithoutWaitingForTheTimeout() async throws {
+        let device = try LineServer { _ in "0.42\nSTATUS OK" }
+        defer { device.stop() }
+        let line = SerialLine(path: device.path, timeout: 5)
+        let started = ContinuousClock.now
+        #expect(try await line.query("ABS?") == "0.42")
+        #expect(ContinuousClock.now - started < .seconds(4))
+        #expect(try await line.query("ABS?") == "0.42")
+    }
+
     @Test func timesOutOnASilentDeviceAndRecoversOnTheNextQuery() async throws {
         let answered = Mutex(0)
         let device = try LineServer { line in
