@@ -122,13 +122,34 @@ public struct MeasurementInfo: Codable, Sendable, Hashable {
     }
 }
 
+/// A parameter value on the wire: a JSON number, boolean or string.
+public enum WireValue: Codable, Sendable, Hashable {
+    case number(Double), bool(Bool), text(String)
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if let b = try? c.decode(Bool.self) { self = .bool(b) }
+        else if let x = try? c.decode(Double.self) { self = .number(x) }
+        else { self = .text(try c.decode(String.self)) }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        switch self {
+        case .number(let x): try c.encode(x)
+        case .bool(let b): try c.encode(b)
+        case .text(let s): try c.encode(s)
+        }
+    }
+}
+
 public struct RunDetail: Codable, Sendable {
     public var run: RunInfo
-    public var parameters: [String: Double]
+    public var parameters: [String: WireValue]
     public var outputs: [String: Double]
     public var measurements: [MeasurementInfo]
 
-    public init(run: RunInfo, parameters: [String: Double], outputs: [String: Double], measurements: [MeasurementInfo]) {
+    public init(run: RunInfo, parameters: [String: WireValue], outputs: [String: Double], measurements: [MeasurementInfo]) {
         self.run = run; self.parameters = parameters; self.outputs = outputs; self.measurements = measurements
     }
 }

@@ -1,4 +1,4 @@
-/// The validated, typed form of a protocol file. The engine interprets it; a simulator can run the
+/// The validated, typed form of a protocol file. The engine interprets it; a simulator runs the
 /// same data. Nothing here performs I/O.
 public struct ProtocolDefinition: Sendable {
     public var name: String
@@ -9,15 +9,32 @@ public struct ProtocolDefinition: Sendable {
     public var finally: [Step]
     public var outputs: [OutputSpec]
     public var source: SourceText
+    /// Files included as sub-protocols, for provenance.
+    public var includes: [SourceText]
 
     public init(name: String, languageVersion: Int, instruments: [InstrumentRole], parameters: [ParameterSpec],
-                steps: [Step], finally: [Step], outputs: [OutputSpec], source: SourceText) {
+                steps: [Step], finally: [Step], outputs: [OutputSpec], source: SourceText, includes: [SourceText] = []) {
         self.name = name; self.languageVersion = languageVersion; self.instruments = instruments
         self.parameters = parameters; self.steps = steps; self.finally = finally
-        self.outputs = outputs; self.source = source
+        self.outputs = outputs; self.source = source; self.includes = includes
     }
 
     public func parameter(named name: String) -> ParameterSpec? { parameters.first { $0.name == name } }
+
+    /// Parameter values for a run: the given ones checked, the rest from their defaults.
+    public func resolveParameters(_ given: [String: ExprValue]) throws(LabError) -> [String: ExprValue] {
+        for name in given.keys where parameter(named: name) == nil {
+            throw LabError(.unknownReference, "\(self.name) has no parameter $\(name)")
+        }
+        var resolved: [String: ExprValue] = [:]
+        for spec in parameters {
+            guard let value = given[spec.name] ?? spec.defaultValue else {
+                throw LabError(.unknownReference, "no value for parameter $\(spec.name) and it has no default")
+            }
+            resolved[spec.name] = try spec.checked(value)
+        }
+        return resolved
+    }
 }
 
 /// The text a definition was compiled from, kept for provenance.
@@ -43,17 +60,56 @@ public struct InstrumentRole: Sendable, Hashable {
 }
 
 public struct ParameterSpec: Sendable, Hashable {
-    public var name: String
-    public var unit: LabUnit
-    public var lower: Double
-    public var upper: Double
-    public var location: SourceLocation
-
-    public init(name: String, unit: LabUnit, lower: Double, upper: Double, location: SourceLocation) {
-        self.name = name; self.unit = unit; self.lower = lower; self.upper = upper; self.location = location
+    public enum Kind: Sendable, Hashable {
+        case real(unit: LabUnit, lower: Double, upper: Double, logScale: Bool)
+        case integer(lower: Int, upper: Int)
+        case boolean
+        case choice([String])
     }
 
-    public func contains(_ value: Double) -> Bool { value.isFinite && value >= lower && value <= upper }
+    public var name: String
+    public var kind: Kind
+    public var defaultValue: ExprValue?
+    public var description: String?
+    public var location: SourceLocation
+
+    public init(name: String, kind: Kind, defaultValue: ExprValue? = nil, description: String? = nil,
+                location: SourceLocation) {
+        self.name = name; self.kind = kind; self.defaultValue = defaultValue; self.description = description
+        self.location = location
+    }
+
+    /// The value converted to the parameter's unit, or an error a person can act on.
+    public func checked(_ value: ExprValue) throws(LabError) -> ExprValue {
+        switch (kind, value) {
+        case (.real(let unit, let lower, let upper, _), .quantity(let q)):
+            let x = try (q.unit == .one ? Quantity(q.value, unit) : q).converted(to: unit).value
+            guard x.isFinite, x >= lower, x <= upper else {
+                throw LabError(.outOfLimits, "$\(name) = \(x) \(unit) is outside \(lower)…\(upper) \(unit)")
+            }
+            return .quantity(Quantity(x, unit))
+        case (.integer(let lower, let upper), .quantity(let q)) where q.unit == .one:
+            guard q.value.isFinite, q.value == q.value.rounded(), q.value >= Double(lower), q.value <= Double(upper) else {
+                throw LabError(.outOfLimits, "$\(name) must be a whole number from \(lower) to \(upper), not \(q.value)")
+            }
+            return value
+        case (.boolean, .bool):
+            return value
+        case (.choice(let options), .text(let s)):
+            guard options.contains(s) else {
+                throw LabError(.outOfLimits, "$\(name) must be one of \(options.joined(separator: ", ")), not '\(s)'")
+            }
+            return value
+        default:
+            throw LabError(.invalidFile, "$\(name) does not take \(value)")
+        }
+    }
+
+    /// The unit of a real parameter, the dimensionless unit otherwise.
+    public var unit: LabUnit {
+        if case .real(let unit, _, _, _) = kind { return unit }
+        return .one
+    }
 }
 
 public struct OutputSpec: Sendable, Hashable {
@@ -69,41 +125,78 @@ public struct OutputSpec: Sendable, Hashable {
 public struct Step: Sendable, Hashable {
     public var action: Action
     public var location: SourceLocation
+    /// The step's number in the file (pre-order, from 1), stored with every reading it takes.
+    public var id: Int
 
-    public init(_ action: Action, at location: SourceLocation) {
-        self.action = action; self.location = location
+    public init(_ action: Action, at location: SourceLocation, id: Int = 0) {
+        self.action = action; self.location = location; self.id = id
     }
 
     public enum Action: Sendable, Hashable {
         case set(ChannelRef, Expr)
+        case ramp(Ramp)
         case waitUntil(WaitUntil)
         case hold(Expr)
         case measure(Measure)
         case log(String)
+        case annotate([String: String])
+        case checkpoint(String)
         case branch(condition: Expr, then: [Step], otherwise: [Step])
+        case parallel([[Step]])
+        /// `repeat` and `for_each`: the body once per value, with the value bound to `variable`.
+        case loop(variable: String?, values: [Expr], body: [Step])
+        /// An included sub-protocol: its parameters bound from the including protocol's expressions.
+        case scope(name: String, bindings: [String: Expr], body: [Step])
+    }
+
+    /// The steps nested inside this one.
+    public var children: [[Step]] {
+        switch action {
+        case .branch(_, let then, let otherwise): [then, otherwise]
+        case .parallel(let branches): branches
+        case .loop(_, _, let body), .scope(_, _, let body): [body]
+        default: []
+        }
+    }
+}
+
+public struct Ramp: Sendable, Hashable {
+    public var channel: ChannelRef
+    public var target: Expr
+    public var rate: Expr
+    public var every: Expr
+
+    public init(channel: ChannelRef, target: Expr, rate: Expr, every: Expr) {
+        self.channel = channel; self.target = target; self.rate = rate; self.every = every
     }
 }
 
 public struct WaitUntil: Sendable, Hashable {
+    public enum OnTimeout: String, Sendable, Hashable, CaseIterable { case fail, `continue` }
+
     public var channel: ChannelRef
     public var target: Expr
     public var tolerance: Expr
     public var timeout: Expr
     public var pollEvery: Expr
+    public var onTimeout: OnTimeout
 
-    public init(channel: ChannelRef, target: Expr, tolerance: Expr, timeout: Expr, pollEvery: Expr) {
+    public init(channel: ChannelRef, target: Expr, tolerance: Expr, timeout: Expr, pollEvery: Expr,
+                onTimeout: OnTimeout = .fail) {
         self.channel = channel; self.target = target; self.tolerance = tolerance
-        self.timeout = timeout; self.pollEvery = pollEvery
+        self.timeout = timeout; self.pollEvery = pollEvery; self.onTimeout = onTimeout
     }
 }
 
 public struct Measure: Sendable, Hashable {
     public var channel: ChannelRef
     public var name: String
+    /// The number of readings; with `until`, the most readings taken.
     public var count: Int
     public var every: Expr?
+    public var until: Expr?
 
-    public init(channel: ChannelRef, name: String, count: Int, every: Expr?) {
-        self.channel = channel; self.name = name; self.count = count; self.every = every
+    public init(channel: ChannelRef, name: String, count: Int, every: Expr?, until: Expr? = nil) {
+        self.channel = channel; self.name = name; self.count = count; self.every = every; self.until = until
     }
 }

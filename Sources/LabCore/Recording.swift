@@ -36,9 +36,9 @@ public struct RunStart: Sendable {
 
 public struct ParameterValue: Sendable, Hashable {
     public var name: String
-    public var value: Quantity
+    public var value: ExprValue
 
-    public init(name: String, value: Quantity) { self.name = name; self.value = value }
+    public init(name: String, value: ExprValue) { self.name = name; self.value = value }
 }
 
 public struct MeasurementRecord: Sendable, Hashable {
@@ -60,7 +60,7 @@ public struct MeasurementRecord: Sendable, Hashable {
 
 /// A command sent, a log line, a branch taken, a fault: the run's own story.
 public struct RunEvent: Sendable, Hashable {
-    public enum Kind: String, Sendable { case command, log, branch, fault, safeState }
+    public enum Kind: String, Sendable { case command, log, annotation, checkpoint, branch, fault, safeState }
     public var kind: Kind
     public var message: String
     public var wallTime: Date

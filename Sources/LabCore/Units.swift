@@ -52,25 +52,57 @@ public struct LabUnit: Hashable, Sendable, CustomStringConvertible {
     public static let second = LabUnit("s", .time)
     public static let kelvin = LabUnit("K", .temperature)
 
-    /// The units a protocol or driver file may name. Issue #3 extends this table.
+    /// The units a protocol or driver file may name. A rate or ratio of two of them (`mL/min`,
+    /// `degC/min`, `mol/L`) is understood too; see `named(_:)`.
     public static let known: [String: LabUnit] = {
-        let volume = PhysicalDimension(length: 3)
+        let length = PhysicalDimension(length: 1), volume = PhysicalDimension(length: 3)
+        let mass = PhysicalDimension(mass: 1), amount = PhysicalDimension(amount: 1)
+        let pressure = PhysicalDimension(length: -1, mass: 1, time: -2)
+        let voltage = PhysicalDimension(length: 2, mass: 1, time: -3, current: -1)
+        let current = PhysicalDimension(current: 1), concentration = PhysicalDimension(length: -3, amount: 1)
+        let flow = PhysicalDimension(length: 3, time: -1), frequency = PhysicalDimension(time: -1)
         let units: [LabUnit] = [
-            .one, LabUnit("%", .dimensionless, scale: 0.01),
+            // dimensionless
+            .one, LabUnit("%", .dimensionless, scale: 0.01), LabUnit("ppm", .dimensionless, scale: 1e-6),
+            LabUnit("AU", .dimensionless), LabUnit("pH", .dimensionless),
+            // time
             .second, LabUnit("ms", .time, scale: 1e-3), LabUnit("min", .time, scale: 60),
             LabUnit("h", .time, scale: 3600),
+            // temperature (absolute; as a difference only the scale counts)
             .kelvin, LabUnit("degC", .temperature, offset: 273.15),
             LabUnit("degF", .temperature, scale: 5.0 / 9.0, offset: 273.15 - 32 * 5.0 / 9.0),
-            LabUnit("AU", .dimensionless),
-            LabUnit("L", volume, scale: 1e-3), LabUnit("mL", volume, scale: 1e-6),
-            LabUnit("uL", volume, scale: 1e-9),
-            LabUnit("bar", PhysicalDimension(length: -1, mass: 1, time: -2), scale: 1e5),
-            LabUnit("rpm", PhysicalDimension(time: -1), scale: 1.0 / 60),
+            // length, volume, mass, amount, concentration
+            LabUnit("m", length), LabUnit("cm", length, scale: 1e-2), LabUnit("mm", length, scale: 1e-3),
+            LabUnit("um", length, scale: 1e-6), LabUnit("nm", length, scale: 1e-9),
+            LabUnit("L", volume, scale: 1e-3), LabUnit("mL", volume, scale: 1e-6), LabUnit("uL", volume, scale: 1e-9),
+            LabUnit("kg", mass), LabUnit("g", mass, scale: 1e-3), LabUnit("mg", mass, scale: 1e-6),
+            LabUnit("ug", mass, scale: 1e-9),
+            LabUnit("mol", amount), LabUnit("mmol", amount, scale: 1e-3), LabUnit("umol", amount, scale: 1e-6),
+            LabUnit("M", concentration, scale: 1e3), LabUnit("mM", concentration, scale: 1),
+            LabUnit("uM", concentration, scale: 1e-3),
+            // pressure, electrical, rates
+            LabUnit("Pa", pressure), LabUnit("kPa", pressure, scale: 1e3), LabUnit("bar", pressure, scale: 1e5),
+            LabUnit("mbar", pressure, scale: 1e2), LabUnit("atm", pressure, scale: 101_325),
+            LabUnit("psi", pressure, scale: 6_894.757_293_168_361),
+            LabUnit("V", voltage), LabUnit("mV", voltage, scale: 1e-3),
+            LabUnit("A", current), LabUnit("mA", current, scale: 1e-3),
+            LabUnit("Hz", frequency), LabUnit("rpm", frequency, scale: 1.0 / 60),
+            LabUnit("sccm", flow, scale: 1e-6 / 60),
         ]
         return Dictionary(uniqueKeysWithValues: units.map { ($0.symbol, $0) })
     }()
 
-    public static func named(_ symbol: String) -> LabUnit? { known[symbol] }
+    /// A known unit, or a ratio `a/b` of two known units (a rate: the numerator counts as a difference).
+    public static func named(_ symbol: String) -> LabUnit? {
+        if let unit = known[symbol] { return unit }
+        let parts = symbol.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, let numerator = known[String(parts[0])], let denominator = known[String(parts[1])],
+              denominator.offset == 0 else { return nil }
+        return LabUnit(symbol, numerator.dimension / denominator.dimension, scale: numerator.scale / denominator.scale)
+    }
+
+    /// Every symbol `named(_:)` accepts without a slash, for suggestions.
+    public static var symbols: [String] { Array(known.keys) }
 
     public func toSI(_ value: Double) -> Double { value * scale + offset }
     public func fromSI(_ value: Double) -> Double { (value - offset) / scale }
@@ -90,6 +122,9 @@ public struct Quantity: Hashable, Sendable, CustomStringConvertible {
         guard target.dimension == unit.dimension else {
             throw LabError(.unitMismatch, "cannot convert \(unit) (\(unit.dimension)) to \(target) (\(target.dimension))")
         }
+        // Exact where it can be: the same scale and offset is no conversion at all.
+        if target.scale == unit.scale && target.offset == unit.offset { return Quantity(value, target) }
+        if target.offset == unit.offset { return Quantity(value * (unit.scale / target.scale), target) }
         return Quantity(target.fromSI(unit.toSI(value)), target)
     }
 

@@ -56,7 +56,17 @@ public struct CampaignSession {
         let campaignID = try database.createCampaign(name: campaign.name, spec: campaign.source, objective: campaign.objective,
                                                      direction: campaign.direction.rawValue, seed: campaign.seed)
 
-        let space = SearchSpace(definition.parameters.map { .init(name: $0.name, lower: $0.lower, upper: $0.upper) })
+        // The planner searches the real parameters; the others run at their defaults (issue #4 adds the rest).
+        var dimensions: [SearchSpace.Dimension] = []
+        for spec in definition.parameters {
+            if case .real(_, let lower, let upper, _) = spec.kind {
+                dimensions.append(.init(name: spec.name, lower: lower, upper: upper))
+            } else if spec.defaultValue == nil {
+                throw LabError(.invalidFile, "the planner searches real parameters only so far; give $\(spec.name) a default",
+                               at: spec.location)
+            }
+        }
+        let space = SearchSpace(dimensions)
         let advisor = BayesianOptimizer(space: space, initialPoints: campaign.initialPoints, seed: campaign.seed)
         let executor = ProtocolExecutor(definition: definition, instruments: instruments, clock: clock,
                                         recorder: database, logger: logger)

@@ -39,9 +39,11 @@ public struct CampaignRunner: Sendable {
         for index in 1...budget {
             try Task.checkCancellation()
             let suggestion = try await advisor.suggest()
-            let parameters = Dictionary(uniqueKeysWithValues: definition.parameters.map { spec in
-                (spec.name, Quantity(suggestion.values[spec.name] ?? spec.lower, spec.unit))
+            // The advisor chooses the parameters it searches; the others take their defaults.
+            let chosen = Dictionary(uniqueKeysWithValues: definition.parameters.compactMap { spec in
+                suggestion.values[spec.name].map { (spec.name, ExprValue.quantity(Quantity($0, spec.unit))) }
             })
+            let parameters = try definition.resolveParameters(chosen)
             let start = RunStart(
                 campaignID: campaignID, protocolName: definition.name, protocolSource: definition.source,
                 parameters: parameters.map { ParameterValue(name: $0.key, value: $0.value) }.sorted { $0.name < $1.name },
@@ -50,10 +52,11 @@ public struct CampaignRunner: Sendable {
                 softwareVersion: softwareVersion, startedAt: Date(), startedMonotonic: executor.clock.now)
             let result = try await executor.run(parameters: parameters, start: start)
             if result.outcome == .aborted { throw CancellationError() }
-            let value = result.outcome == .completed ? result.outputs[objective]?.value : nil
-            try await advisor.observe(parameters.mapValues(\.value), outcome: value.map { maximize ? $0 : -$0 })
+            var value: Double?
+            if result.outcome == .completed, case .quantity(let q)? = result.outputs[objective] { value = q.value }
+            try await advisor.observe(suggestion.values, outcome: value.map { maximize ? $0 : -$0 })
             if let value { best = best.map { maximize ? max($0, value) : min($0, value) } ?? value }
-            let report = ExperimentReport(index: index, runID: result.runID, parameters: parameters.mapValues(\.value),
+            let report = ExperimentReport(index: index, runID: result.runID, parameters: suggestion.values,
                                           chosenBy: suggestion.chosenBy, objective: value, bestSoFar: best,
                                           outcome: result.outcome, error: result.error)
             reports.append(report)

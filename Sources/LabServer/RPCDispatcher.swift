@@ -1,6 +1,7 @@
 public import Foundation
 public import LabAPI
 public import LabStorage
+import LabCore
 
 /// Answers one JSON-RPC line with one JSON line. Knows the methods; knows nothing of sockets.
 public struct RPCDispatcher: Sendable {
@@ -38,7 +39,14 @@ public struct RPCDispatcher: Sendable {
                     MeasurementInfo(instrument: $0.role, channel: $0.channel, series: $0.series, value: $0.value,
                                     unit: $0.unit, time: $0.wallTime)
                 }
-                return RunDetail(run: Self.info(run), parameters: try database.parameters(run: p.run),
+                let parameters = try database.parameters(run: p.run).mapValues { value -> WireValue in
+                    switch value {
+                    case .quantity(let q): .number(q.value)
+                    case .bool(let b): .bool(b)
+                    case .text(let t): .text(t)
+                    }
+                }
+                return RunDetail(run: Self.info(run), parameters: parameters,
                                  outputs: try database.outputs(run: p.run), measurements: measurements)
             }
         default:

@@ -27,17 +27,25 @@ public struct Diagnostic: Sendable, Hashable, CustomStringConvertible {
     }
 }
 
-/// A file that did not validate: every problem found, not just the first.
+/// Files that did not validate: every problem found, not just the first.
 public struct ValidationError: Error, Sendable, CustomStringConvertible {
     public var diagnostics: [Diagnostic]
-    public var source: String
+    /// The text of each file a diagnostic points into, by path, for rendering the offending line.
+    public var sources: [String: String]
+
+    public init(_ diagnostics: [Diagnostic], sources: [String: String]) {
+        self.diagnostics = diagnostics.sorted {
+            ($0.location.file, $0.location.line, $0.location.column) < ($1.location.file, $1.location.line, $1.location.column)
+        }
+        self.sources = sources
+    }
 
     public init(_ diagnostics: [Diagnostic], source: String) {
-        self.diagnostics = diagnostics; self.source = source
+        self.init(diagnostics, sources: Dictionary(diagnostics.map { ($0.location.file, source) }, uniquingKeysWith: { a, _ in a }))
     }
 
     public var description: String {
-        diagnostics.map { $0.rendered(source: source) }.joined(separator: "\n")
+        diagnostics.map { $0.rendered(source: sources[$0.location.file] ?? "") }.joined(separator: "\n")
     }
 }
 

@@ -1,9 +1,10 @@
 public import LabCore
 
 /// Parses the expression language of protocol files:
-/// `or` < `and` < comparison < `+ -` < `* /` < unary minus < primary.
-/// A primary is a number with an optional unit (`0.5 degC`), `$parameter`, a measured series
-/// name, `function(series)`, or a parenthesised expression.
+/// `or` < `and` < `not` < comparison < `in unit` < `+ -` < `* /` < unary minus < primary.
+/// A primary is a number with an optional unit (`0.5 degC`, `2 degC/min`), a quoted string,
+/// `true`/`false`, `$parameter`, a measured series name, `function(series)`, `abs(expr)`, or a
+/// parenthesised expression.
 public struct ExpressionParser {
     public struct Failure: Error, Sendable {
         public var diagnostic: Diagnostic
@@ -13,7 +14,7 @@ public struct ExpressionParser {
     static let maximumDepth = 64
 
     private enum Token: Equatable {
-        case number(Double), identifier(String), parameter(String), symbol(String), end
+        case number(Double), identifier(String), parameter(String), symbol(String), string(String), end
     }
 
     private let tokens: [(token: Token, column: Int)]
@@ -55,6 +56,12 @@ public struct ExpressionParser {
                 let literal = String(String.UnicodeScalarView(chars[begin..<i]))
                 guard let value = Double(literal), value.isFinite else { throw fail("'\(literal)' is not a number", begin) }
                 result.append((.number(value), begin))
+            } else if c == "\"" || c == "'" {
+                i += 1
+                while i < chars.count, chars[i] != c { i += 1 }
+                guard i < chars.count else { throw fail("string is not closed; add \(c)", begin) }
+                result.append((.string(String(String.UnicodeScalarView(chars[(begin + 1)..<i]))), begin))
+                i += 1
             } else if c == "$" || c.isIdentifierStart {
                 i += 1
                 while i < chars.count, chars[i].isIdentifierPart { i += 1 }
@@ -87,6 +94,7 @@ public struct ExpressionParser {
         case .number(let x): "\(x)"
         case .identifier(let s), .symbol(let s): s
         case .parameter(let s): "$\(s)"
+        case .string(let s): "\"\(s)\""
         case .end: "end of expression"
         }
     }
@@ -112,17 +120,52 @@ public struct ExpressionParser {
     }
 
     private mutating func parseAnd() throws(Failure) -> Expr {
-        var lhs = try parseComparison()
-        while accept("and") { lhs = .binary(.and, lhs, try parseComparison()) }
+        var lhs = try parseNot()
+        while accept("and") { lhs = .binary(.and, lhs, try parseNot()) }
         return lhs
     }
 
+    private mutating func parseNot() throws(Failure) -> Expr {
+        if accept("not") { return .not(try nested { (p: inout ExpressionParser) throws(Failure) in try p.parseNot() }) }
+        return try parseComparison()
+    }
+
     private mutating func parseComparison() throws(Failure) -> Expr {
-        let lhs = try parseSum()
+        let lhs = try parseConversion()
         for op in [BinaryOperator.lessEqual, .greaterEqual, .equal, .notEqual, .less, .greater] where accept(op.rawValue) {
-            return .binary(op, lhs, try parseSum())
+            return .binary(op, lhs, try parseConversion())
         }
         return lhs
+    }
+
+    private mutating func parseConversion() throws(Failure) -> Expr {
+        var expr = try parseSum()
+        while accept("in") {
+            guard let unit = unitSymbol() else { throw failure("expected a unit after 'in'") }
+            expr = .convert(expr, unit)
+        }
+        return expr
+    }
+
+    /// A unit symbol at the current token (`K`, `%`, `mL/min`), consumed if it is one.
+    private mutating func unitSymbol() -> LabUnit? {
+        if accept("%") { return LabUnit.named("%") }
+        guard case .identifier(let symbol) = current, let unit = LabUnit.named(symbol) else { return nil }
+        advance()
+        if current == .symbol("/"), case .identifier(let denominator) = tokens[index + 1].token,
+           tokens[min(index + 2, tokens.count - 1)].token != .symbol("("),
+           let rate = LabUnit.named("\(symbol)/\(denominator)") {
+            advance(); advance()
+            return rate
+        }
+        return unit
+    }
+
+    private mutating func nested<T>(_ body: (inout ExpressionParser) throws(Failure) -> T) throws(Failure) -> T {
+        depth += 1
+        defer { depth -= 1 }
+        guard depth <= Self.maximumDepth else { throw failure("expression nested too deeply") }
+        return try body(&self)
     }
 
     private mutating func parseSum() throws(Failure) -> Expr {
@@ -144,44 +187,47 @@ public struct ExpressionParser {
     }
 
     private mutating func parseUnary() throws(Failure) -> Expr {
-        depth += 1
-        defer { depth -= 1 }
-        guard depth <= Self.maximumDepth else { throw failure("expression nested too deeply") }
-        if accept("-") { return .negate(try parseUnary()) }
-        return try parsePrimary()
+        try nested { (p: inout ExpressionParser) throws(Failure) -> Expr in
+            if p.accept("-") { return .negate(try p.parseUnary()) }
+            return try p.parsePrimary()
+        }
     }
 
     private mutating func parsePrimary() throws(Failure) -> Expr {
         switch current {
         case .number(let value):
             advance()
-            if case .identifier(let symbol) = current, let unit = LabUnit.named(symbol) {
-                advance()
-                return .number(Quantity(value, unit))
-            }
-            if accept("%") { return .number(Quantity(value, LabUnit.named("%")!)) }
-            if case .identifier(let symbol) = current, tokens[index + 1].token != .symbol("(") {
-                throw failure("unknown unit '\(symbol)'", hint: suggestion(for: symbol, among: LabUnit.known.keys))
+            if let unit = unitSymbol() { return .number(Quantity(value, unit)) }
+            if case .identifier(let symbol) = current, !["and", "or", "in", "not"].contains(symbol),
+               tokens[index + 1].token != .symbol("(") {
+                throw failure("unknown unit '\(symbol)'", hint: suggestion(for: symbol, among: LabUnit.symbols))
             }
             return .number(Quantity(value))
+        case .string(let text):
+            advance()
+            return .text(text)
         case .parameter(let name):
             advance()
             return .parameter(name)
         case .identifier(let name):
             advance()
-            if name == "true" || name == "false" { return .number(Quantity(name == "true" ? 1 : 0)) }
+            if name == "true" || name == "false" { return .boolean(name == "true") }
             guard accept("(") else { return .series(name) }
-            guard let function = SeriesFunction(rawValue: name) else {
+            let functions = SeriesFunction.allCases.map(\.rawValue) + ["abs"]
+            guard functions.contains(name) else {
                 index -= 2
-                throw failure("unknown function '\(name)'",
-                              hint: suggestion(for: name, among: SeriesFunction.allCases.map(\.rawValue)))
+                throw failure("unknown function '\(name)'", hint: suggestion(for: name, among: functions))
             }
-            let argument = try parseOr()
+            let argument = try nested { (p: inout ExpressionParser) throws(Failure) in try p.parseOr() }
             guard accept(")") else { throw failure("expected ')' to close \(name)(") }
-            return .call(function, argument)
+            if name == "abs" { return .absolute(argument) }
+            guard case .series = argument else {
+                throw failure("\(name)() takes the name of a measured series, such as \(name)(absorbance)")
+            }
+            return .call(SeriesFunction(rawValue: name)!, argument)
         case .symbol("("):
             advance()
-            let inner = try parseOr()
+            let inner = try nested { (p: inout ExpressionParser) throws(Failure) in try p.parseOr() }
             guard accept(")") else { throw failure("expected ')'") }
             return inner
         default:

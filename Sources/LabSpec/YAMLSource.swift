@@ -41,6 +41,11 @@ final class YAMLSource {
             error(nil, "file is larger than \(Self.maximumBytes >> 20) MiB", hint: "split it into sub-protocols")
             return nil
         }
+        if let (line, column) = YAMLLimits.firstTooDeep(text) {
+            error(at: SourceLocation(file: path, line: line, column: column),
+                  "nested more than \(YAMLLimits.maximumNesting) levels deep", hint: "use sub-protocols")
+            return nil
+        }
         do {
             guard let node = try Yams.compose(yaml: text) else {
                 error(nil, "file is empty", hint: "start with 'serendip: 1'")
@@ -51,7 +56,12 @@ final class YAMLSource {
             switch yaml {
             case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _),
                  .composer(_, let problem, let mark, _):
-                error(at: SourceLocation(file: path, line: mark.line, column: mark.column), "YAML syntax: \(problem)")
+                let offending = text.split(separator: "\n", omittingEmptySubsequences: false)
+                let hasTab = mark.line <= offending.count && offending[mark.line - 1].contains("\t")
+                error(at: SourceLocation(file: path, line: mark.line, column: mark.column), "YAML syntax: \(problem)",
+                      hint: hasTab ? "indent with spaces; YAML does not allow tabs" : nil)
+            case .reader(let problem, _, _, _):
+                error(nil, "cannot read the file: \(problem)", hint: "save it as UTF-8")
             default:
                 error(nil, "YAML syntax: \(yaml)")
             }

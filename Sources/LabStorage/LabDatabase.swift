@@ -101,6 +101,22 @@ public final class LabDatabase: Sendable {
                 );
                 """)
         }
+        migrator.registerMigration("v2: text parameter values (choices)") { db in
+            try db.execute(sql: """
+                CREATE TABLE run_parameter_v2 (
+                    run_id INTEGER NOT NULL REFERENCES run(id),
+                    name TEXT NOT NULL,
+                    value REAL,
+                    text_value TEXT,
+                    unit TEXT NOT NULL,
+                    PRIMARY KEY (run_id, name),
+                    CHECK ((value IS NULL) <> (text_value IS NULL))
+                );
+                INSERT INTO run_parameter_v2 (run_id, name, value, unit) SELECT run_id, name, value, unit FROM run_parameter;
+                DROP TABLE run_parameter;
+                ALTER TABLE run_parameter_v2 RENAME TO run_parameter;
+                """)
+        }
         return migrator
     }
 
@@ -143,8 +159,13 @@ extension LabDatabase: RunRecorder {
                                  Self.timestamp(start.startedAt), start.startedMonotonic])
             let run = db.lastInsertedRowID
             for p in start.parameters {
-                try db.execute(sql: "INSERT INTO run_parameter (run_id, name, value, unit) VALUES (?, ?, ?, ?)",
-                               arguments: [run, p.name, p.value.value, p.value.unit.symbol])
+                let (value, text, unit): (Double?, String?, String) = switch p.value {
+                case .quantity(let q): (q.value, nil, q.unit.symbol)
+                case .bool(let b): (b ? 1 : 0, nil, "bool")
+                case .text(let t): (nil, t, "")
+                }
+                try db.execute(sql: "INSERT INTO run_parameter (run_id, name, value, text_value, unit) VALUES (?, ?, ?, ?, ?)",
+                               arguments: [run, p.name, value, text, unit])
             }
             for (role, identity) in start.instruments {
                 try db.execute(sql: """

@@ -52,10 +52,17 @@ extension LabDatabase {
         }
     }
 
-    public func parameters(run: Int64) throws -> [String: Double] {
+    public func parameters(run: Int64) throws -> [String: ExprValue] {
         try pool.read { db in
-            let rows = try Row.fetchAll(db, sql: "SELECT name, value FROM run_parameter WHERE run_id = ?", arguments: [run])
-            return Dictionary(uniqueKeysWithValues: rows.map { ($0["name"], $0["value"]) })
+            let rows = try Row.fetchAll(db, sql: "SELECT name, value, text_value, unit FROM run_parameter WHERE run_id = ?",
+                                        arguments: [run])
+            return Dictionary(uniqueKeysWithValues: rows.map { row -> (String, ExprValue) in
+                let unit: String = row["unit"]
+                if let text: String = row["text_value"] { return (row["name"], .text(text)) }
+                let value: Double = row["value"]
+                if unit == "bool" { return (row["name"], .bool(value != 0)) }
+                return (row["name"], .quantity(Quantity(value, LabUnit.named(unit) ?? .one)))
+            })
         }
     }
 

@@ -14,6 +14,12 @@ import Testing
         #expect(abs(try Quantity(9, degF).convertedDifference(to: degC).value - 5) < 1e-12)
     }
 
+    @Test func convertingToTheSameUnitChangesNoBit() throws {
+        let value = 73.92718048795962
+        #expect(try Quantity(value, degC).converted(to: degC).value == value)
+        #expect(try Quantity(value, minutes).converted(to: minutes).value == value)
+    }
+
     @Test func refusesToConvertAcrossDimensions() {
         #expect(throws: LabError.self) { try Quantity(3, LabUnit.named("mL")!).converted(to: degC) }
     }
@@ -28,7 +34,7 @@ import Testing
     let degC = LabUnit.named("degC")!
 
     @Test func computesSeriesFunctions() throws {
-        let env = ExprEnvironment(series: ["a": [1, 2, 3, 6].map { Quantity($0, .one) }])
+        let env = ExprEnvironment(series: ["a": Series(unit: .one, values: [1, 2, 3, 6], times: [0, 1, 2, 3])])
         func value(_ f: SeriesFunction) throws -> Double { try env.quantity(.call(f, .series("a"))).value }
         #expect(try value(.mean) == 3)
         #expect(try value(.min) == 1)
@@ -36,6 +42,32 @@ import Testing
         #expect(try value(.last) == 6)
         #expect(try value(.count) == 4)
         #expect(abs(try value(.std) - (14.0 / 3).squareRoot()) < 1e-12)
+        #expect(try value(.first) == 1)
+        // Least squares through (0,1) (1,2) (2,3) (3,6): slope 1.6 per second.
+        #expect(abs(try value(.slope) - 1.6) < 1e-12)
+    }
+
+    @Test func aBareNumberTakesTheUnitOfTheQuantityBesideIt() throws {
+        let env = ExprEnvironment(quantities: ["t": Quantity(60, degC)])
+        #expect(try env.condition(.binary(.greater, .parameter("t"), .number(Quantity(50)))))
+        #expect(try env.quantity(.binary(.add, .parameter("t"), .number(Quantity(5)))) == Quantity(65, degC))
+    }
+
+    @Test func convertsWithIn() throws {
+        let kelvin = try ExprEnvironment().quantity(.convert(.number(Quantity(25, degC)), .kelvin))
+        #expect(kelvin == Quantity(298.15, .kelvin))
+    }
+
+    @Test func shortCircuitsSoAnEmptySeriesIsNotRead() throws {
+        let guarded = Expr.binary(.and, .binary(.greater, .call(.count, .series("a")), .number(Quantity(0))),
+                                  .binary(.greater, .call(.last, .series("a")), .number(Quantity(1))))
+        #expect(try ExprEnvironment().condition(guarded) == false)
+    }
+
+    @Test func comparesChoicesAsText() throws {
+        let env = ExprEnvironment(parameters: ["catalyst": .text("Pd1")])
+        #expect(try env.condition(.binary(.equal, .parameter("catalyst"), .text("Pd1"))))
+        #expect(try env.condition(.binary(.notEqual, .parameter("catalyst"), .text("Ni1"))))
     }
 
     @Test func addsADifferenceToATemperature() throws {

@@ -1,0 +1,225 @@
+import LabCore
+import Yams
+
+/// References, units and limits: what makes a protocol that validates safe to run.
+extension ProtocolCompiler {
+    // MARK: channels
+
+    func channel(_ node: Node) -> (ChannelRef, ChannelSpec?)? {
+        guard let ref = source.channelRef(node, "channel") else { return nil }
+        guard let role = roles[ref.instrument] else {
+            source.error(node, "unknown instrument '\(ref.instrument)'",
+                         hint: suggestion(for: ref.instrument, among: roles.keys) ?? "declare it under 'instruments:'")
+            return nil
+        }
+        guard let driver = drivers[role.driver] else { return (ref, nil) }
+        guard let spec = driver.channel(ref.channel) else {
+            source.error(node, "unknown channel '\(ref.instrument).\(ref.channel)'",
+                         hint: suggestion(for: ref.channel, among: driver.channels.keys))
+            return nil
+        }
+        return (ref, spec)
+    }
+
+    func writableChannel(_ node: Node) -> ChannelRef? {
+        guard let (ref, spec) = channel(node) else { return nil }
+        if let spec, !spec.writable { source.error(node, "channel '\(ref)' is read-only") }
+        return ref
+    }
+
+    func readableChannel(_ node: Node) -> ChannelRef? {
+        guard let (ref, spec) = channel(node) else { return nil }
+        if let spec, !spec.readable { source.error(node, "channel '\(ref)' cannot be read") }
+        return ref
+    }
+
+    func channelSpec(_ ref: ChannelRef) -> ChannelSpec? {
+        roles[ref.instrument].flatMap { drivers[$0.driver] }?.channel(ref.channel)
+    }
+
+    // MARK: types
+
+    /// The type an expression will have, where it can be known before running; reports unknown
+    /// names and mismatched units at `node`.
+    func type(of expr: Expr, _ node: Node) -> ValueType? {
+        switch expr {
+        case .number(let q): return q.unit == .one ? .bare : .quantity(q.dimension)
+        case .boolean: return .bool
+        case .text: return .text
+        case .parameter(let name):
+            if let variable = variables.last(where: { $0.name == name }) { return variable.type }
+            guard let spec = parameters[name] else {
+                let known = Array(parameters.keys) + variables.map(\.name)
+                source.error(node, "unknown parameter '$\(name)'", hint: suggestion(for: name, among: known))
+                return nil
+            }
+            switch spec.kind {
+            case .real(let unit, _, _, _): return unit == .one ? .bare : .quantity(unit.dimension)
+            case .integer: return .bare
+            case .boolean: return .bool
+            case .choice: return .text
+            }
+        case .series(let name):
+            guard let unit = context.measured[name] else {
+                source.error(node, "'\(name)' is not measured before it is used",
+                             hint: suggestion(for: name, among: context.measured.keys) ?? "add a measure step with 'as: \(name)'")
+                return nil
+            }
+            return .quantity(unit.dimension)
+        case .call(let function, let argument):
+            guard let inner = type(of: argument, node) else { return function == .count ? .bare : nil }
+            switch function {
+            case .count: return .bare
+            case .slope: return inner.dimension.map { .quantity($0 / .time) }
+            default: return inner
+            }
+        case .absolute(let inner), .negate(let inner):
+            let t = type(of: inner, node)
+            if let t, t.dimension == nil { source.error(node, "'\(expr)' needs a number, not a \(t.name)") }
+            return t
+        case .convert(let inner, let unit):
+            if let t = type(of: inner, node), let d = t.dimension, t != .bare, d != unit.dimension {
+                source.error(node, "cannot express a \(d) in \(unit.symbol) (a \(unit.dimension))")
+            }
+            return .quantity(unit.dimension)
+        case .not(let inner):
+            checkType(inner, .bool, node)
+            return .bool
+        case .binary(let op, let l, let r):
+            let (a, b) = (type(of: l, node), type(of: r, node))
+            guard let a, let b else { return op.isComparison || op == .and || op == .or ? .bool : nil }
+            return combine(op, a, b, expr, node)
+        }
+    }
+
+    private func combine(_ op: BinaryOperator, _ a: ValueType, _ b: ValueType, _ expr: Expr, _ node: Node) -> ValueType? {
+        switch op {
+        case .and, .or:
+            if a != .bool || b != .bool { source.error(node, "'\(op.rawValue)' joins conditions; '\(expr)' has a \(a == .bool ? b.name : a.name)") }
+            return .bool
+        default:
+            break
+        }
+        if (op == .equal || op == .notEqual) && (a == .text || a == .bool) {
+            if a != b { source.error(node, "'\(expr)' compares a \(a.name) with a \(b.name)") }
+            return .bool
+        }
+        guard let da = a.dimension, let db = b.dimension else {
+            source.error(node, "'\(op.rawValue)' cannot combine a \(a.name) and a \(b.name) in '\(expr)'")
+            return nil
+        }
+        switch op {
+        case .multiply: return a == .bare ? b : b == .bare ? a : .quantity(da * db)
+        case .divide: return b == .bare ? a : .quantity(da / db)
+        default:
+            if !Self.compatible(a, b) {
+                source.error(node, "'\(expr)' mixes a \(da) and a \(db)")
+                return op.isComparison ? .bool : nil
+            }
+            return op.isComparison ? .bool : (a == .bare ? b : a)
+        }
+    }
+
+    /// Bare numbers go with anything numeric (they take the other side's unit).
+    static func compatible(_ a: ValueType, _ b: ValueType) -> Bool {
+        if a == b || (a == .bare && b.dimension != nil) || (b == .bare && a.dimension != nil) { return true }
+        return a.dimension != nil && a.dimension == b.dimension
+    }
+
+    func checkType(_ expr: Expr, _ expected: ValueType, _ node: Node, example: String? = nil) {
+        guard let actual = type(of: expr, node) else { return }
+        if !Self.compatible(actual, expected) {
+            source.error(node, "'\(expr)' is a \(actual.name), expected a \(expected.name)", hint: example.map { "e.g. '\($0)'" })
+        }
+    }
+
+    /// A duration must say its unit: `hold: 5` could be seconds or hours.
+    func duration(_ node: Node, _ what: String) -> Expr? {
+        guard let expr = source.expression(node, what) else { return nil }
+        if type(of: expr, node) == .bare {
+            source.error(node, "\(what) needs a time unit", hint: "e.g. '\(expr) s' or '\(expr) min'")
+            return nil
+        }
+        checkType(expr, .quantity(.time), node, example: "10 min")
+        return expr
+    }
+
+    // MARK: limits
+
+    /// The value a `set` writes: right kind, right dimension, and — where it can be known before
+    /// running — inside the channel's limits for every value its parameters and loop variables can take.
+    func checkAssignment(_ value: Expr, to ref: ChannelRef, _ node: Node) {
+        guard let spec = channelSpec(ref) else { _ = type(of: value, node); return }
+        if spec.type == .bool {
+            checkType(value, .bool, node, example: "true")
+            return
+        }
+        checkType(value, .quantity(spec.unit.dimension), node, example: "25 \(spec.unit.symbol)")
+        guard let limits = spec.limits, value.seriesNames.isEmpty else { return }
+        for environment in candidateEnvironments(for: value) {
+            guard let q = try? environment.quantity(value) else { continue }
+            let inUnit = q.unit == .one ? q : (try? q.converted(to: spec.unit)) ?? q
+            if !limits.contains(inUnit.value) {
+                source.error(node, "\(value) can be \(inUnit.value) \(spec.unit), outside the limits \(limits.lowerBound)…\(limits.upperBound) \(spec.unit) of '\(ref)'")
+                return
+            }
+        }
+    }
+
+    func checkParameterBinding(_ expr: Expr, _ spec: ParameterSpec, _ node: Node) {
+        switch spec.kind {
+        case .real(let unit, _, _, _): checkType(expr, unit == .one ? .bare : .quantity(unit.dimension), node)
+        case .integer: checkType(expr, .bare, node)
+        case .boolean: checkType(expr, .bool, node)
+        case .choice: checkType(expr, .text, node)
+        }
+        guard expr.seriesNames.isEmpty else { return }
+        for environment in candidateEnvironments(for: expr) {
+            guard let value = try? environment.evaluate(expr) else { continue }
+            do { _ = try spec.checked(value) } catch {
+                source.error(node, error.message)
+                return
+            }
+        }
+    }
+
+    /// Environments that put each parameter and loop variable the expression reads at each of its
+    /// extreme or listed values, one at a time (others at their first value).
+    func candidateEnvironments(for expr: Expr) -> [ExprEnvironment] {
+        var options: [String: [ExprValue]] = [:]
+        for name in expr.parameterNames {
+            if let variable = variables.last(where: { $0.name == name }) {
+                options[name] = variable.values.compactMap { try? ExprEnvironment().evaluate($0) }
+            } else if let spec = parameters[name] {
+                switch spec.kind {
+                case .real(let unit, let lower, let upper, _):
+                    options[name] = [.quantity(Quantity(lower, unit)), .quantity(Quantity(upper, unit))]
+                case .integer(let lower, let upper):
+                    options[name] = [.quantity(Quantity(Double(lower))), .quantity(Quantity(Double(upper)))]
+                case .boolean: options[name] = [.bool(false), .bool(true)]
+                case .choice(let values): options[name] = values.map(ExprValue.text)
+                }
+            }
+        }
+        guard options.count == expr.parameterNames.count, options.values.allSatisfy({ !$0.isEmpty }) else { return [] }
+        let base = options.mapValues { $0[0] }
+        var environments = [ExprEnvironment(parameters: base)]
+        for (name, values) in options {
+            for value in values.dropFirst() {
+                var parameters = base
+                parameters[name] = value
+                environments.append(ExprEnvironment(parameters: parameters))
+            }
+        }
+        return environments
+    }
+}
+
+extension BinaryOperator {
+    var isComparison: Bool {
+        switch self {
+        case .less, .lessEqual, .greater, .greaterEqual, .equal, .notEqual: true
+        default: false
+        }
+    }
+}
