@@ -32,6 +32,9 @@ public struct ProtocolExecutor: Sendable {
 
     public func run(parameters given: [String: ExprValue], start: RunStart) async throws -> RunResult {
         let parameters = try definition.resolveParameters(given)
+        // Provenance records every value the run used, defaults included.
+        var start = start
+        start.parameters = parameters.map { ParameterValue(name: $0.key, value: $0.value) }.sorted { $0.name < $1.name }
         let runID = try await recorder.beginRun(start)
         var state = RunState(runID: runID, environment: ExprEnvironment(parameters: parameters))
         var outcome = RunOutcome.completed

@@ -73,3 +73,13 @@ extension LabDatabase {
         }
     }
 }
+
+extension LabDatabase {
+    /// A run's events (commands, logs, branches, faults, safe state) in the order they happened.
+    public func events(run: Int64) throws -> [(kind: String, message: String)] {
+        try pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT kind, message FROM run_event WHERE run_id = ? ORDER BY id", arguments: [run])
+                .map { ($0["kind"], $0["message"]) }
+        }
+    }
+}
