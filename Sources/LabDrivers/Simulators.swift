@@ -30,28 +30,25 @@ public final class ModbusSimulator: Sendable {
         self.spec = spec
         let channels = Array(spec.channels.values)
         let served = self.served
-        let lastWritten = Mutex<[String: [UInt16]]>([:])
-        server = try ModbusServer(sizes: Self.sizes(channels)) { bank, request, phase in
+        server = try ModbusServer(sizes: Self.sizes(channels)) { bank, request in
             for channel in channels {
-                switch (channel.register, phase) {
-                case (.input(let address), .beforeReply) where request.touchesInputRegisters
-                    && request.covers(address, count: channel.registerCount):
+                switch channel.register {
+                case .input(let address) where request.touchesInputRegisters && request.covers(address, count: channel.registerCount):
                     let value = (try? model.value(of: channel.name)) ?? .nan
                     let registers = ModbusInstrument.encode(value, channel)
                     served.record(channel.name, Self.decoded(registers, channel))
                     for (i, r) in registers.enumerated() { bank.setInput(address + UInt16(i), r) }
-                case (.discreteInput(let address), .beforeReply) where request.touchesDiscreteInputs:
+                case .discreteInput(let address) where request.touchesDiscreteInputs:
                     bank.setDiscrete(address, ((try? model.value(of: channel.name)) ?? 0) != 0)
-                case (.holding(let address), .afterReply) where request.touchesHoldingRegisters:
-                    let registers = (0..<channel.registerCount).map { bank.holding(address + UInt16($0)) }
-                    if lastWritten.withLock({ $0.updateValue(registers, forKey: channel.name) }) != registers {
-                        model.didWrite(channel.name, Self.decoded(registers, channel))
+                case .holding(let address) where !request.written.isEmpty && request.touchesHoldingRegisters
+                    && request.covers(address, count: channel.registerCount):
+                    // The new content: what the request writes, the rest as it is.
+                    let registers = (0..<channel.registerCount).map { i in
+                        request.writtenValue(at: address + UInt16(i)) ?? bank.holding(address + UInt16(i))
                     }
-                case (.coil(let address), .afterReply) where request.touchesCoils:
-                    let bit: [UInt16] = [bank.coil(address) ? 1 : 0]
-                    if lastWritten.withLock({ $0.updateValue(bit, forKey: channel.name) }) != bit {
-                        model.didWrite(channel.name, Double(bit[0]))
-                    }
+                    model.didWrite(channel.name, Self.decoded(registers, channel))
+                case .coil(let address) where request.touchesCoils:
+                    if let bit = request.writtenValue(at: address) { model.didWrite(channel.name, Double(bit)) }
                 default:
                     break
                 }

@@ -6,8 +6,9 @@ public import LabCore
 /// `true`/`false`, `$parameter`, a measured series name, `function(series)`, `abs(expr)`, or a
 /// parenthesised expression.
 public struct ExpressionParser {
-    public struct Failure: Error, Sendable {
+    public struct Failure: Error, Sendable, CustomStringConvertible {
         public var diagnostic: Diagnostic
+        public var description: String { diagnostic.description }
     }
 
     /// Deeper nesting than this is refused so that hostile input cannot exhaust the stack.

@@ -23,16 +23,23 @@ public struct ModbusRegisterBank: ~Copyable {
 }
 
 /// A Modbus TCP server on 127.0.0.1 built on libmodbus's own server API (modbus_receive /
-/// modbus_reply), serving several clients from one thread. A handler sees the tables before each
-/// reply (to publish fresh measurements) and after it (to react to what a client wrote).
+/// modbus_reply), serving several clients from one thread. A handler sees each request, with the
+/// values it writes, before the reply goes out: a device reacts to a write before acknowledging it,
+/// so a client can never act on an acknowledgement the device has not yet seen.
 public final class ModbusServer: Sendable {
-    public enum Phase: Sendable { case beforeReply, afterReply }
-
-    /// What a client asked for: the function code and the address range it touches.
+    /// What a client asked for: the function code, the address range it touches, and for writes
+    /// the values written (registers, or 0/1 for coils).
     public struct Request: Sendable, Hashable {
         public var function: UInt8
         public var address: UInt16
         public var count: UInt16
+        public var written: [UInt16] = []
+
+        /// The value this request writes at `address`, if it writes there.
+        public func writtenValue(at target: UInt16) -> UInt16? {
+            let offset = Int(target) - Int(address)
+            return offset >= 0 && offset < written.count ? written[offset] : nil
+        }
 
         public var touchesInputRegisters: Bool { function == 0x04 }
         public var touchesHoldingRegisters: Bool { [0x03, 0x06, 0x10, 0x17].contains(function) }
@@ -45,7 +52,7 @@ public final class ModbusServer: Sendable {
         }
     }
 
-    public typealias Handler = @Sendable (borrowing ModbusRegisterBank, Request, Phase) -> Void
+    public typealias Handler = @Sendable (borrowing ModbusRegisterBank, Request) -> Void
 
     public struct TableSizes: Sendable {
         public var coils = 1, discreteInputs = 1, holding = 1, input = 1
@@ -115,9 +122,8 @@ public final class ModbusServer: Sendable {
                 let length = query.withUnsafeMutableBufferPointer { modbus_receive(ctx, $0.baseAddress) }
                 if length > 0 {
                     let request = Self.request(in: query, headerLength: Int(modbus_get_header_length(ctx)))
-                    handler(ModbusRegisterBank(mapping), request, .beforeReply)
+                    handler(ModbusRegisterBank(mapping), request)
                     _ = query.withUnsafeBufferPointer { modbus_reply(ctx, $0.baseAddress, length, mapping) }
-                    handler(ModbusRegisterBank(mapping), request, .afterReply)
                 } else if length == -1 {
                     Glibc.close(entry.fd)
                     clients.removeAll { $0 == entry.fd }
@@ -132,9 +138,19 @@ public final class ModbusServer: Sendable {
         finished.signal()
     }
 
-    /// Function code, then big-endian address and count, right after the MBAP header.
+    /// Function code, then big-endian address and count (or value), right after the MBAP header;
+    /// for writes, the values that follow.
     private static func request(in query: [UInt8], headerLength: Int) -> Request {
+        let h = headerLength
         let word = { (i: Int) in UInt16(query[i]) << 8 | UInt16(query[i + 1]) }
-        return Request(function: query[headerLength], address: word(headerLength + 1), count: word(headerLength + 3))
+        var request = Request(function: query[h], address: word(h + 1), count: word(h + 3))
+        switch request.function {
+        case 0x05: request.written = [word(h + 3) == 0xFF00 ? 1 : 0]
+        case 0x06: request.written = [word(h + 3)]
+        case 0x0F: request.written = (0..<Int(request.count)).map { UInt16(query[h + 6 + $0 / 8] >> ($0 % 8) & 1) }
+        case 0x10: request.written = (0..<Int(request.count)).map { word(h + 6 + 2 * $0) }
+        default: break
+        }
+        return request
     }
 }

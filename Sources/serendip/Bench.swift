@@ -36,7 +36,7 @@ struct Bench: AsyncParsableCommand {
     }
 
     func modbusRoundTrip() async throws {
-        let server = try ModbusServer(sizes: .init(holding: 16)) { _, _, _ in }
+        let server = try ModbusServer(sizes: .init(holding: 16)) { _, _ in }
         defer { server.stop() }
         let client = ModbusTCPClient(.init(host: "127.0.0.1", port: server.port))
         _ = try await client.readRegisters(.holding, address: 0, count: 10)

@@ -15,6 +15,9 @@ struct Validate: ParsableCommand {
     @Option(help: "A lab config whose driver files the protocols are checked against.")
     var lab: String?
 
+    @Flag(help: "Print one JSON object per file on standard output instead of text.")
+    var json = false
+
     func run() throws {
         var drivers: [String: DriverSpec] = [:]
         if let lab {
@@ -38,13 +41,24 @@ struct Validate: ParsableCommand {
             }
             do {
                 _ = try ProtocolParser.parse(text, path: file, drivers: drivers)
-                print("\(file): valid")
+                if json { printJSON(file: file, diagnostics: []) } else { print("\(file): valid") }
             } catch {
-                printError(error.description)
+                if json { printJSON(file: file, diagnostics: error.diagnostics) } else { printError(error.description) }
                 status = max(status, 1)
             }
         }
         if status != 0 { throw ExitCode(status) }
+    }
+
+    private func printJSON(file: String, diagnostics: [Diagnostic]) {
+        struct Entry: Encodable { var file: String; var line: Int; var column: Int; var message: String; var hint: String? }
+        struct Report: Encodable { var file: String; var valid: Bool; var diagnostics: [Entry] }
+        let report = Report(file: file, valid: diagnostics.isEmpty, diagnostics: diagnostics.map {
+            Entry(file: $0.location.file, line: $0.location.line, column: $0.location.column, message: $0.message, hint: $0.hint)
+        })
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        print(String(decoding: try! encoder.encode(report), as: UTF8.self))
     }
 
     private func printError(_ text: String) {

@@ -6,9 +6,9 @@ import Testing
 
 @Suite struct ModbusTransportTests {
     @Test func readsAndWritesRegistersAndCoilsOverARealSocket() async throws {
-        let server = try ModbusServer(sizes: .init(coils: 8, holding: 4, input: 4)) { bank, _, phase in
+        let server = try ModbusServer(sizes: .init(coils: 8, holding: 4, input: 4)) { bank, _ in
             // The "device" mirrors holding register 0 into input register 1, plus one.
-            if phase == .beforeReply { bank.setInput(1, bank.holding(0) &+ 1) }
+            bank.setInput(1, bank.holding(0) &+ 1)
         }
         defer { server.stop() }
         let client = ModbusTCPClient(.init(host: "127.0.0.1", port: server.port))
@@ -19,8 +19,23 @@ import Testing
         #expect(try await client.readBits(.coil, address: 0, count: 8) == [false, false, false, false, false, true, false, false])
     }
 
+    @Test func handsTheHandlerTheValuesAWriteCarriesBeforeReplying() async throws {
+        let seen = Mutex<[ModbusServer.Request]>([])
+        let server = try ModbusServer(sizes: .init(coils: 16, holding: 8)) { _, request in
+            if !request.written.isEmpty { seen.withLock { $0.append(request) } }
+        }
+        defer { server.stop() }
+        let client = ModbusTCPClient(.init(host: "127.0.0.1", port: server.port))
+        try await client.writeRegisters(address: 2, values: [7, 0xBEEF])
+        try await client.writeBit(address: 9, true)
+        let requests = seen.withLock { $0 }
+        #expect(requests.map(\.written) == [[7, 0xBEEF], [1]])
+        #expect(requests[0].writtenValue(at: 3) == 0xBEEF && requests[0].writtenValue(at: 4) == nil)
+        #expect(requests[1].writtenValue(at: 9) == 1)
+    }
+
     @Test func reportsADeviceExceptionForAnAddressOutsideTheMap() async throws {
-        let server = try ModbusServer(sizes: .init(holding: 2)) { _, _, _ in }
+        let server = try ModbusServer(sizes: .init(holding: 2)) { _, _ in }
         defer { server.stop() }
         let client = ModbusTCPClient(.init(host: "127.0.0.1", port: server.port))
         await #expect(throws: LabError.self) { try await client.readRegisters(.holding, address: 10, count: 1) }
@@ -29,7 +44,7 @@ import Testing
     }
 
     @Test func reportsTheInstrumentLostWhenNothingListens() async throws {
-        let server = try ModbusServer(sizes: .init()) { _, _, _ in }
+        let server = try ModbusServer(sizes: .init()) { _, _ in }
         let port = server.port
         server.stop()
         let client = ModbusTCPClient(.init(host: "127.0.0.1", port: port, responseTimeout: 0.2))
