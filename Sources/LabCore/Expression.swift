@@ -233,7 +233,7 @@ public struct ExprEnvironment: Sendable {
             let (x, y) = (a.value * a.unit.scale, b.value * b.unit.scale)
             let dimension = op == .multiply ? a.dimension * b.dimension : a.dimension / b.dimension
             let symbol = "\(a.unit.symbol)\(op == .multiply ? "·" : "/")\(b.unit.symbol)"
-            return .quantity(Quantity(op == .multiply ? x * y : x / y, LabUnit(symbol, dimension)))
+            return .quantity(Quantity(op == .multiply ? x * y : x / y, dimension == .dimensionless ? .one : LabUnit(symbol, dimension)))
         case .less, .lessEqual, .greater, .greaterEqual, .equal, .notEqual:
             let x = a.value, y = try b.converted(to: a.unit).value
             let result: Bool = switch op {

@@ -143,8 +143,9 @@ public struct Step: Sendable, Hashable {
         case checkpoint(String)
         case branch(condition: Expr, then: [Step], otherwise: [Step])
         case parallel([[Step]])
-        /// `repeat` and `for_each`: the body once per value, with the value bound to `variable`.
-        case loop(variable: String?, values: [Expr], body: [Step])
+        /// `repeat` and `for_each`: the body once per value, with the value bound to `variable`;
+        /// stops early once `until` holds after an iteration.
+        case loop(variable: String?, values: [Expr], body: [Step], until: Expr?)
         /// An included sub-protocol: its parameters bound from the including protocol's expressions.
         case scope(name: String, bindings: [String: Expr], body: [Step])
     }
@@ -154,7 +155,7 @@ public struct Step: Sendable, Hashable {
         switch action {
         case .branch(_, let then, let otherwise): [then, otherwise]
         case .parallel(let branches): branches
-        case .loop(_, _, let body), .scope(_, _, let body): [body]
+        case .loop(_, _, let body, _), .scope(_, _, let body): [body]
         default: []
         }
     }

@@ -43,7 +43,7 @@ public struct CampaignSession {
         let clock = ScaledClock(rate: lab.simulation.speed)
         let simulators = try SimulatedLab(config: lab, clock: clock)
         defer { simulators.stop() }
-        let instruments = try InstrumentConnector.connect(lab, simulators: simulators)
+        let instruments = try InstrumentConnector.connect(lab, simulators: simulators, for: definition)
 
         let lock = try DatabaseLock(database: databasePath)
         defer { withExtendedLifetime(lock) {} }

@@ -50,7 +50,7 @@ public enum ProtocolSimulation {
         let recorder = MemoryRecorder()
         let taken = Mutex<[(Int, Bool)]>([])
         var executor = ProtocolExecutor(definition: definition,
-                                        instruments: try InstrumentConnector.connect(simulated, simulators: simulators),
+                                        instruments: try InstrumentConnector.connect(simulated, simulators: simulators, for: definition),
                                         clock: clock, recorder: recorder, logger: Logger(label: "simulate"))
         executor.branchDecision = { id, evaluated in
             let side = forced[id] ?? evaluated

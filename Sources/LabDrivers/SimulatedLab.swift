@@ -4,19 +4,25 @@ public import LabTransport
 
 /// The simulators behind a lab config's `simulate: true` instruments, each served over the real
 /// transport its driver names (Modbus TCP on 127.0.0.1, or a pty), with the toy chemistry behind
-/// the thermo-reactor and uv-vis drivers and an inert model behind any other.
+/// the thermo-reactor and uv-vis drivers, a toy beaker behind the pump, balance and pH meter, and an
+/// inert model behind any other.
 public final class SimulatedLab: Sendable {
     public let chemistry: ToyChemistry
+    public let bench: ToyBench
     public let modbus: [String: ModbusSimulator]
     public let serial: [String: SerialSimulator]
 
     public init(config: LabConfig, clock: any LabClock) throws {
         let chemistry = ToyChemistry(clock: clock, seed: config.simulation.seed)
+        let bench = ToyBench(seed: config.simulation.seed)
         var modbus: [String: ModbusSimulator] = [:], serial: [String: SerialSimulator] = [:]
         for (name, binding) in config.instruments where binding.connection == .simulated {
             let model: any DeviceModel = switch binding.driver.name {
             case "thermo-reactor": chemistry.reactor
             case "uv-vis": chemistry.spectrometer
+            case "syringe-pump": bench.pump
+            case "balance": bench.balance
+            case "ph-meter": bench.phMeter
             default: InertModel()
             }
             switch binding.driver.transport {
@@ -25,6 +31,7 @@ public final class SimulatedLab: Sendable {
             }
         }
         self.chemistry = chemistry
+        self.bench = bench
         self.modbus = modbus
         self.serial = serial
     }
@@ -42,11 +49,28 @@ public final class SimulatedLab: Sendable {
     }
 }
 
-/// Connects every instrument of a lab config (simulated ones through `simulators`).
+/// Connects the instruments of a lab config (simulated ones through `simulators`).
 public enum InstrumentConnector {
-    public static func connect(_ config: LabConfig, simulators: SimulatedLab? = nil) throws -> [String: any Instrument] {
+    /// Connects the instruments a protocol's roles name (all of them without a protocol), checking
+    /// that each role exists in the lab with the driver the protocol expects.
+    public static func connect(_ config: LabConfig, simulators: SimulatedLab? = nil,
+                               for definition: ProtocolDefinition? = nil) throws -> [String: any Instrument] {
+        var wanted = config.instruments
+        if let definition {
+            wanted = [:]
+            for role in definition.instruments {
+                guard let binding = config.instruments[role.role] else {
+                    throw LabError(.unknownReference, "the lab '\(config.name)' has no instrument '\(role.role)'", at: role.location)
+                }
+                guard binding.driver.name == role.driver else {
+                    throw LabError(.unknownReference, "'\(role.role)' is a \(binding.driver.name) in the lab, the protocol needs a \(role.driver)",
+                                   at: role.location)
+                }
+                wanted[role.role] = binding
+            }
+        }
         var instruments: [String: any Instrument] = [:]
-        for (name, binding) in config.instruments {
+        for (name, binding) in wanted {
             var connection = binding.connection
             if connection == .simulated {
                 guard let simulated = simulators?.connection(for: name) else {

@@ -134,11 +134,12 @@ public struct ProtocolExecutor: Sendable {
             try await execute(taken ? then : otherwise, &state)
         case .parallel(let branches):
             try await parallel(branches, &state)
-        case .loop(let variable, let values, let body):
+        case .loop(let variable, let values, let body, let until):
             let saved = variable.flatMap { state.environment.parameters[$0] }
             for value in values {
                 if let variable { state.environment.parameters[variable] = try state.environment.evaluate(value) }
                 try await execute(body, &state)
+                if let until, try state.environment.condition(until) { break }
             }
             if let variable { state.environment.parameters[variable] = saved }
         case .scope(let name, let bindings, let body):

@@ -153,7 +153,7 @@ struct ProtocolCompiler {
     static func expandedCount(_ steps: [Step]) -> Double {
         steps.reduce(0) { total, step in
             let inner: Double = switch step.action {
-            case .loop(_, let values, let body): Double(values.count) * expandedCount(body)
+            case .loop(_, let values, let body, _): Double(values.count) * expandedCount(body)
             default: step.children.reduce(0) { $0 + expandedCount($1) }
             }
             return total + 1 + inner
@@ -416,7 +416,8 @@ struct ProtocolCompiler {
         let variable = map.optional("as").flatMap { source.string($0, "as") }
         let values = (1...(count ?? 1)).map { Expr.number(Quantity(Double($0))) }
         let steps = loopBody(map, variable: variable, type: .bare, values: values, depth: depth)
-        return count.map { _ in .loop(variable: variable, values: values, body: steps) }
+        let until = loopCondition(map)
+        return count.map { _ in .loop(variable: variable, values: values, body: steps, until: until) }
     }
 
     mutating func forEach(_ body: Node, _ map: MappingReader, depth: Int) -> Step.Action? {
@@ -429,14 +430,21 @@ struct ProtocolCompiler {
             return nil
         }
         let variable = map.required("as", hint: "name the value, e.g. 'as: t', and use it as $t").flatMap { source.string($0, "as") }
-        let values = items.compactMap { source.expression($0, "a for_each value") }
+        // A quoted YAML value is text (a sample's name); anything else is an expression (20 degC, $t).
+        let values = items.compactMap { item -> Expr? in
+            if let scalar = item.scalar, scalar.style == .singleQuoted || scalar.style == .doubleQuoted {
+                return .text(scalar.string)
+            }
+            return source.expression(item, "a for_each value")
+        }
         let types = zip(values, items).map { type(of: $0.0, $0.1) }
         if let first = types.first ?? nil, types.contains(where: { $0 != nil && !Self.compatible($0!, first) }) {
             source.error(body, "for_each values must all be of one kind (all temperatures, all volumes, …)")
         }
         let steps = loopBody(map, variable: variable, type: types.first ?? nil, values: values, depth: depth)
+        let until = loopCondition(map)
         guard let variable, values.count == items.count else { return nil }
-        return .loop(variable: variable, values: values, body: steps)
+        return .loop(variable: variable, values: values, body: steps, until: until)
     }
 
     mutating func loopBody(_ map: MappingReader, variable: String?, type: ValueType?, values: [Expr], depth: Int) -> [Step] {
@@ -448,6 +456,13 @@ struct ProtocolCompiler {
         }
         defer { if variable != nil { variables.removeLast() } }
         return map.required("steps", hint: "give the steps to repeat under 'steps:'").map { block($0, "steps", depth: depth + 1) } ?? []
+    }
+
+    /// `until:` of a loop, read after its body so that it can use the series the body measures.
+    func loopCondition(_ map: MappingReader) -> Expr? {
+        guard let node = map.optional("until"), let condition = source.expression(node, "until") else { return nil }
+        checkType(condition, .bool, node)
+        return condition
     }
 
     mutating func include(_ body: Node, _ map: MappingReader, depth: Int) -> Step.Action? {
