@@ -78,3 +78,21 @@ import Testing
         }
     }
 }
+
+@Suite struct ShippedProtocolTests {
+    static let files = (try? FileManager.default.contentsOfDirectory(atPath: Repository.path("protocols")))?
+        .filter { $0.hasSuffix(".yaml") }.sorted() ?? []
+
+    @Test func thereAreAtLeastFiveExampleProtocols() { #expect(Self.files.count >= 5) }
+
+    @Test(arguments: files)
+    func everyShippedProtocolSimulatesToCompletion(file: String) async throws {
+        let path = Repository.path("protocols/\(file)")
+        var parameters: [String: String] = [:]
+        if file == "reactor-yield.yaml" { parameters = ["temperature": "80 degC", "residence": "14 min"] }
+        let reports = try await ProtocolSimulation.run(protocolPath: path, labPath: SimulationTests.lab,
+                                                       parameters: parameters, allBranches: true)
+        for report in reports { #expect(report.result.outcome == .completed, "\(file): \(report.result.error ?? "")") }
+        #expect(reports[0].duration > 0)
+    }
+}
