@@ -55,7 +55,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "LabCoreTests", dependencies: ["LabCore"]),
-        .testTarget(name: "LabSpecTests", dependencies: ["LabSpec", "LabCore"]),
+        .testTarget(name: "LabSpecTests", dependencies: ["LabSpec", "LabCore"], exclude: ["Corpus"]),
         .testTarget(name: "LabTransportTests", dependencies: ["LabTransport", "LabCore", "CModbus"]),
         .testTarget(name: "LabPlannerTests", dependencies: ["LabPlanner", "LabCore"]),
         .testTarget(name: "LabIntegrationTests", dependencies: [

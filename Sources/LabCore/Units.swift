@@ -25,12 +25,17 @@ public struct PhysicalDimension: Hashable, Sendable, CustomStringConvertible {
                   current: a.current - b.current)
     }
 
+    /// Reads as a person would say it: `temperature/time`, `length^3`, `amount/length^3`.
     public var description: String {
         let parts: [(String, Int8)] = [("length", length), ("mass", mass), ("time", time),
                                        ("temperature", temperature), ("amount", amount),
                                        ("current", current)]
-        let named = parts.filter { $0.1 != 0 }.map { $0.1 == 1 ? $0.0 : "\($0.0)^\($0.1)" }
-        return named.isEmpty ? "dimensionless" : named.joined(separator: "·")
+        func power(_ name: String, _ n: Int8) -> String { n == 1 ? name : "\(name)^\(n)" }
+        let numerator = parts.filter { $0.1 > 0 }.map { power($0.0, $0.1) }
+        let denominator = parts.filter { $0.1 < 0 }.map { power($0.0, -$0.1) }
+        if numerator.isEmpty && denominator.isEmpty { return "dimensionless" }
+        let top = numerator.isEmpty ? "1" : numerator.joined(separator: "·")
+        return denominator.isEmpty ? top : top + "/" + denominator.joined(separator: "·")
     }
 }
 

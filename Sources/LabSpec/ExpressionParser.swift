@@ -213,16 +213,22 @@ public struct ExpressionParser {
         case .identifier(let name):
             advance()
             if name == "true" || name == "false" { return .boolean(name == "true") }
+            if ["nan", "inf", "infinity"].contains(name.lowercased()) {
+                index -= 1
+                throw failure("'\(name)' is not allowed: NaN and infinities never reach an instrument")
+            }
             guard accept("(") else { return .series(name) }
             let functions = SeriesFunction.allCases.map(\.rawValue) + ["abs"]
             guard functions.contains(name) else {
                 index -= 2
                 throw failure("unknown function '\(name)'", hint: suggestion(for: name, among: functions))
             }
+            let argumentStart = index
             let argument = try nested { (p: inout ExpressionParser) throws(Failure) in try p.parseOr() }
             guard accept(")") else { throw failure("expected ')' to close \(name)(") }
             if name == "abs" { return .absolute(argument) }
             guard case .series = argument else {
+                index = argumentStart
                 throw failure("\(name)() takes the name of a measured series, such as \(name)(absorbance)")
             }
             return .call(SeriesFunction(rawValue: name)!, argument)

@@ -139,7 +139,10 @@ struct ProtocolCompiler {
         top.rejectUnknownKeys()
         let expanded = Self.expandedCount(steps) + Self.expandedCount(finallySteps)
         if expanded > Double(ProtocolParser.maximumExpandedSteps) {
-            source.error(top.optional("steps"), "the loops expand to \(expanded.formatted(.number.notation(.scientific))) steps, more than \(ProtocolParser.maximumExpandedSteps)",
+            // Point at the step that contributes most: the loop to shorten.
+            let worst = (steps + finallySteps).max { Self.expandedCount([$0]) < Self.expandedCount([$1]) }
+            source.error(at: worst?.location ?? source.location(root),
+                         "this expands to \(String(format: "%.3g", Self.expandedCount(worst.map { [$0] } ?? []))) steps; a run may execute at most \(ProtocolParser.maximumExpandedSteps)",
                          hint: "run fewer iterations, or split the work into several runs")
         }
         return ProtocolDefinition(

@@ -60,13 +60,52 @@ final class YAMLSource {
                 let hasTab = mark.line <= offending.count && offending[mark.line - 1].contains("\t")
                 error(at: SourceLocation(file: path, line: mark.line, column: mark.column), "YAML syntax: \(problem)",
                       hint: hasTab ? "indent with spaces; YAML does not allow tabs" : nil)
-            case .reader(let problem, _, _, _):
-                error(nil, "cannot read the file: \(problem)", hint: "save it as UTF-8")
+            case .reader(let problem, let offset, _, _):
+                error(at: location(ofOffset: offset ?? 0), "cannot read the file: \(problem)", hint: "save it as UTF-8 text")
+            case .duplicatedKeysInMapping(let keys, let context):
+                let key = keys.first ?? ""
+                let first = context.mark
+                let second = Self.nextOccurrence(of: key, after: first, in: text) ?? (first.line, first.column)
+                error(at: SourceLocation(file: path, line: second.line, column: second.column), "duplicate key '\(key)'",
+                      hint: "the first '\(key)' is at line \(first.line); keep one")
             default:
                 error(nil, "YAML syntax: \(yaml)")
             }
         } catch {
             self.error(nil, "YAML syntax: \(error)")
+        }
+        return nil
+    }
+
+    /// Line and column (in Unicode scalars) of a byte offset into the text.
+    func location(ofOffset offset: Int) -> SourceLocation {
+        let bytes = text.utf8.prefix(offset)
+        let line = bytes.count(where: { $0 == UInt8(ascii: "\n") }) + 1
+        let lineStart = bytes.lastIndex(of: UInt8(ascii: "\n")).map { bytes.index(after: $0) } ?? bytes.startIndex
+        let column = String(decoding: bytes[lineStart...], as: UTF8.self).unicodeScalars.count + 1
+        return SourceLocation(file: path, line: line, column: column)
+    }
+
+    /// Where `key:` appears again after its first occurrence: later on the same line (a flow
+    /// mapping) or at the same column on a later line (a block mapping).
+    static func nextOccurrence(of key: String, after first: Mark, in text: String) -> (line: Int, column: Int)? {
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { Array($0.unicodeScalars) }
+        let needle = Array(key.unicodeScalars)
+        func isKey(_ line: [Unicode.Scalar], at start: Int) -> Bool {
+            guard start >= 0, start + needle.count <= line.count, Array(line[start..<start + needle.count]) == needle else { return false }
+            var i = start + needle.count
+            while i < line.count, line[i] == " " { i += 1 }
+            return i < line.count && line[i] == ":"
+        }
+        guard first.line >= 1, first.line <= lines.count else { return nil }
+        let firstLine = lines[first.line - 1]
+        var column = first.column - 1 + needle.count
+        while column < firstLine.count {
+            if isKey(firstLine, at: column) && [" ", "{", ","].contains(firstLine[column - 1]) { return (first.line, column + 1) }
+            column += 1
+        }
+        for index in first.line..<lines.count where isKey(lines[index], at: first.column - 1) {
+            return (index + 1, first.column)
         }
         return nil
     }
@@ -142,6 +181,10 @@ final class YAMLSource {
 
     func expression(_ node: Node, _ what: String) -> Expr? {
         guard let text = string(node, what) else { return nil }
+        if text.allSatisfy(\.isWhitespace) {
+            error(node, "\(what) has no value", hint: "a '#' starts a comment in YAML; quote a value that contains one")
+            return nil
+        }
         var start = location(node)
         if node.scalar?.style == .singleQuoted || node.scalar?.style == .doubleQuoted { start.column += 1 }
         do {
