@@ -13,6 +13,8 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "serendip", targets: ["serendip"]),
+        // For the fuzzing package in Fuzz/.
+        .library(name: "LabSpec", targets: ["LabSpec"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),

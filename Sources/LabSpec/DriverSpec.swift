@@ -187,15 +187,21 @@ extension DriverSpec {
     }
 }
 
-/// Reads a user's file as UTF-8, with an error that names the file.
+/// Reads a user's file as UTF-8, with an error that names the file. Only regular files under the
+/// size cap are read: `include: /dev/zero` must be an error, not a hang.
 func readUserFile(_ path: String) throws -> String {
+    let attributes = try? FileManager.default.attributesOfItem(atPath: path)
+    guard let attributes else { throw LabError(.invalidFile, "cannot read \(path)") }
+    guard attributes[.type] as? FileAttributeType == .typeRegular else {
+        throw LabError(.invalidFile, "\(path) is not a regular file")
+    }
+    guard let size = attributes[.size] as? Int, size <= YAMLSource.maximumBytes else {
+        throw LabError(.invalidFile, "\(path) is larger than \(YAMLSource.maximumBytes >> 20) MiB")
+    }
     guard let data = FileManager.default.contents(atPath: path) else {
         throw LabError(.invalidFile, "cannot read \(path)")
     }
-    guard data.count <= YAMLSource.maximumBytes else {
-        throw LabError(.invalidFile, "\(path) is larger than \(YAMLSource.maximumBytes >> 20) MiB")
-    }
-    guard let text = String(data: data, encoding: .utf8) else {
+    guard let text = String(data: data.prefix(YAMLSource.maximumBytes), encoding: .utf8) else {
         throw LabError(.invalidFile, "\(path) is not valid UTF-8")
     }
     return text

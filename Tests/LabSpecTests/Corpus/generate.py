@@ -106,6 +106,7 @@ CASES = [
     ("loop-var-out-of-scope", m("  - hold: $residence", "  - for_each: [20 degC]\n    as: t\n    steps:\n      - log: x\n  - set: reactor.setpoint\n    to: «$t"), "unknown parameter '$t'"),
     ("loop-var-over-limit", m("  - hold: $residence", "  - for_each: [20 degC, 200 degC]\n    as: t\n    steps:\n      - set: reactor.setpoint\n        to: «$t"), "outside the limits"),
     ("include-missing-file", m("  - hold: $residence", "  - include: «no-such-file.yaml"), "cannot include"),
+    ("include-device", m("  - hold: $residence", "  - include: «/dev/zero"), "not a regular file"),
     ("include-self", m("  - hold: $residence", "  - include: «SELF"), "includes itself"),
     ("ramp-no-rate", m("  - hold: $residence", "  - ramp: «{ channel: reactor.setpoint, to: 50 degC }"), "missing 'rate'"),
     ("ramp-rate-wrong-unit", m("  - hold: $residence", "  - ramp: { channel: reactor.setpoint, to: 50 degC, rate: «2 degC }"), "expected a temperature/time"),
