@@ -33,3 +33,16 @@ public func fuzzProtocol(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     _ = try? DriverSpec.parse(text, path: "/nonexistent/fuzz-driver.yaml")
     return 0
 }
+
+/// SwiftPM links an executable through `<module>_main`; hand control to libFuzzer's driver there.
+@_silgen_name("LLVMFuzzerRunDriver")
+func LLVMFuzzerRunDriver(_ argc: UnsafeMutablePointer<Int32>,
+                         _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
+                         _ callback: @convention(c) (UnsafePointer<UInt8>, Int) -> Int32) -> Int32
+
+@_cdecl("ProtocolFuzzer_main")
+public func fuzzerMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    var count = argc
+    var arguments = argv
+    return LLVMFuzzerRunDriver(&count, &arguments) { data, size in fuzzProtocol(data, size) }
+}
