@@ -33,58 +33,65 @@ public struct ExpressionParser {
     private init(_ text: String, at location: SourceLocation) throws(Failure) {
         start = location
         var result: [(Token, Int)] = []
-        let chars = Array(text.unicodeScalars)
-        var i = 0
-        func fail(_ message: String, _ column: Int) -> Failure {
+        let bytes = Array(text.utf8)
+        // Token columns count Unicode scalars (as editors and libyaml do), not bytes.
+        var scalarsBefore = [Int](repeating: 0, count: bytes.count + 1)
+        for (i, byte) in bytes.enumerated() { scalarsBefore[i + 1] = scalarsBefore[i] + (byte & 0xC0 == 0x80 ? 0 : 1) }
+        func fail(_ message: String, _ offset: Int) -> Failure {
             var at = location
-            at.column += column
+            at.column += scalarsBefore[offset]
             return Failure(diagnostic: Diagnostic(at, message))
         }
-        while i < chars.count {
-            let c = chars[i]
-            if c == " " || c == "\t" { i += 1; continue }
+        func string(_ range: Range<Int>) -> String { String(decoding: bytes[range], as: UTF8.self) }
+        func isDigit(_ b: UInt8) -> Bool { b >= 0x30 && b <= 0x39 }
+        // Letters, `_`, and any non-ASCII byte (so names in other scripts still read as names).
+        func isNameStart(_ b: UInt8) -> Bool { (b | 0x20) >= 0x61 && (b | 0x20) <= 0x7A || b == 0x5F || b >= 0x80 }
+        var i = 0
+        while i < bytes.count {
+            let c = bytes[i]
+            if c == 0x20 || c == 0x09 { i += 1; continue }
             let begin = i
-            if c.isASCIIDigit || (c == "." && i + 1 < chars.count && chars[i + 1].isASCIIDigit) {
-                while i < chars.count, chars[i].isASCIIDigit || chars[i] == "." { i += 1 }
-                if i < chars.count, chars[i] == "e" || chars[i] == "E" {
+            if isDigit(c) || (c == UInt8(ascii: ".") && i + 1 < bytes.count && isDigit(bytes[i + 1])) {
+                while i < bytes.count, isDigit(bytes[i]) || bytes[i] == UInt8(ascii: ".") { i += 1 }
+                if i < bytes.count, bytes[i] | 0x20 == UInt8(ascii: "e") {
                     var j = i + 1
-                    if j < chars.count, chars[j] == "+" || chars[j] == "-" { j += 1 }
-                    if j < chars.count, chars[j].isASCIIDigit {
+                    if j < bytes.count, bytes[j] == UInt8(ascii: "+") || bytes[j] == UInt8(ascii: "-") { j += 1 }
+                    if j < bytes.count, isDigit(bytes[j]) {
                         i = j
-                        while i < chars.count, chars[i].isASCIIDigit { i += 1 }
+                        while i < bytes.count, isDigit(bytes[i]) { i += 1 }
                     }
                 }
-                let literal = String(String.UnicodeScalarView(chars[begin..<i]))
+                let literal = string(begin..<i)
                 guard let value = Double(literal), value.isFinite else { throw fail("'\(literal)' is not a number", begin) }
-                result.append((.number(value), begin))
-            } else if c == "\"" || c == "'" {
+                result.append((.number(value), scalarsBefore[begin]))
+            } else if c == UInt8(ascii: "\"") || c == UInt8(ascii: "'") {
                 i += 1
-                while i < chars.count, chars[i] != c { i += 1 }
-                guard i < chars.count else { throw fail("string is not closed; add \(c)", begin) }
-                result.append((.string(String(String.UnicodeScalarView(chars[(begin + 1)..<i]))), begin))
+                while i < bytes.count, bytes[i] != c { i += 1 }
+                guard i < bytes.count else { throw fail("string is not closed; add \(Character(Unicode.Scalar(c)))", begin) }
+                result.append((.string(string((begin + 1)..<i)), scalarsBefore[begin]))
                 i += 1
-            } else if c == "$" || c.isIdentifierStart {
+            } else if c == UInt8(ascii: "$") || isNameStart(c) {
                 i += 1
-                while i < chars.count, chars[i].isIdentifierPart { i += 1 }
-                let name = String(String.UnicodeScalarView(chars[(c == "$" ? begin + 1 : begin)..<i]))
-                if c == "$" {
-                    guard !name.isEmpty else { throw fail("'$' must be followed by a parameter name", begin) }
-                    result.append((.parameter(name), begin))
+                while i < bytes.count, isNameStart(bytes[i]) || isDigit(bytes[i]) { i += 1 }
+                if c == UInt8(ascii: "$") {
+                    guard i > begin + 1 else { throw fail("'$' must be followed by a parameter name", begin) }
+                    result.append((.parameter(string((begin + 1)..<i)), scalarsBefore[begin]))
                 } else {
-                    result.append((.identifier(name), begin))
+                    result.append((.identifier(string(begin..<i)), scalarsBefore[begin]))
                 }
             } else {
-                let two = i + 1 < chars.count ? String(String.UnicodeScalarView([c, chars[i + 1]])) : ""
+                let two = i + 1 < bytes.count ? string(i..<(i + 2)) : ""
                 if ["<=", ">=", "==", "!="].contains(two) {
-                    result.append((.symbol(two), begin)); i += 2
-                } else if "+-*/()<>%".unicodeScalars.contains(c) {
-                    result.append((.symbol(String(c)), begin)); i += 1
+                    result.append((.symbol(two), scalarsBefore[begin])); i += 2
+                } else if "+-*/()<>%".utf8.contains(c) {
+                    result.append((.symbol(string(i..<(i + 1))), scalarsBefore[begin])); i += 1
                 } else {
-                    throw fail("unexpected character '\(c)' in expression", begin)
+                    let scalar = String(text.unicodeScalars.dropFirst(scalarsBefore[begin]).prefix(1))
+                    throw fail("unexpected character '\(scalar)' in expression", begin)
                 }
             }
         }
-        result.append((.end, chars.count))
+        result.append((.end, scalarsBefore[bytes.count]))
         tokens = result
     }
 
@@ -241,10 +248,4 @@ public struct ExpressionParser {
             throw failure("expected a number, $parameter or measurement name, found \(currentText)")
         }
     }
-}
-
-private extension Unicode.Scalar {
-    var isASCIIDigit: Bool { ("0"..."9").contains(self) }
-    var isIdentifierStart: Bool { properties.isAlphabetic || self == "_" }
-    var isIdentifierPart: Bool { isIdentifierStart || isASCIIDigit }
 }

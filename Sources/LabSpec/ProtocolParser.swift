@@ -264,7 +264,7 @@ struct ProtocolCompiler {
     mutating func step(_ node: Node, depth: Int) -> Step? {
         let id = context.nextStepID()
         guard let map = source.mapping(node, "step") else { return nil }
-        let present = map.pairs.map(\.key).filter(Self.stepKinds.contains)
+        let present = map.keyNames.filter(Self.stepKinds.contains)
         guard present.count == 1, let kind = present.first else {
             if present.isEmpty, let first = map.pairs.first {
                 source.error(first.keyNode, "unknown step '\(first.key)'", hint: suggestion(for: first.key, among: Self.stepKinds)

@@ -8,17 +8,17 @@ enum YAMLLimits {
     /// outside quotes, plus block indentation and compact `- ` indicators.
     static func firstTooDeep(_ text: String) -> (line: Int, column: Int)? {
         var line = 1, flow = 0
-        var quote: Character?
+        var quote: UInt8?
         var atLineStart = true, blockDepth = 0, column = 0
-        for character in text {
-            column += 1
-            if character == "\n" {
+        for byte in text.utf8 {
+            // Columns count Unicode scalars, as libyaml's do: skip UTF-8 continuation bytes.
+            if byte & 0xC0 != 0x80 { column += 1 }
+            if byte == UInt8(ascii: "\n") {
                 (line, column, atLineStart, blockDepth) = (line + 1, 0, true, 0)
-                if quote == "'" || quote == "\"" { continue }
                 continue
             }
             if atLineStart {
-                if character == " " || character == "-" || character == "?" || character == ":" {
+                if byte == UInt8(ascii: " ") || byte == UInt8(ascii: "-") || byte == UInt8(ascii: "?") || byte == UInt8(ascii: ":") {
                     blockDepth += 1
                     if blockDepth / 2 + flow > maximumNesting { return (line, column) }
                     continue
@@ -26,16 +26,15 @@ enum YAMLLimits {
                 atLineStart = false
             }
             if let q = quote {
-                if character == q { quote = nil }
+                if byte == q { quote = nil }
                 continue
             }
-            switch character {
-            case "\"", "'": quote = character
-            case "#": atLineStart = false
-            case "[", "{":
+            switch byte {
+            case UInt8(ascii: "\""), UInt8(ascii: "'"): quote = byte
+            case UInt8(ascii: "["), UInt8(ascii: "{"):
                 flow += 1
                 if flow + blockDepth / 2 > maximumNesting { return (line, column) }
-            case "]", "}": flow = max(0, flow - 1)
+            case UInt8(ascii: "]"), UInt8(ascii: "}"): flow = max(0, flow - 1)
             default: break
             }
         }

@@ -13,6 +13,10 @@ final class YAMLSource {
     /// Files larger than this are refused before parsing: no protocol is this big.
     static let maximumBytes = 4 << 20
 
+    /// Expressions already parsed, by text and the column their scalar starts at (a protocol repeats
+    /// `10 s` and `$temperature` many times). Only successes are kept; failures are reported each time.
+    private var parsedExpressions: [String: Expr] = [:]
+
     init(path: String, text: String) {
         self.path = path
         self.text = text
@@ -47,7 +51,9 @@ final class YAMLSource {
             return nil
         }
         do {
-            guard let node = try Yams.compose(yaml: text) else {
+            // The basic resolver tags every scalar as text: the compiler reads each scalar itself, and
+            // resolving implicit tags with regular expressions cost more than the rest of validation.
+            guard let node = try Yams.compose(yaml: text, .basic) else {
                 error(nil, "file is empty", hint: "start with 'serendip: 1'")
                 return nil
             }
@@ -187,8 +193,11 @@ final class YAMLSource {
         }
         var start = location(node)
         if node.scalar?.style == .singleQuoted || node.scalar?.style == .doubleQuoted { start.column += 1 }
+        if let cached = parsedExpressions[text] { return cached }
         do {
-            return try ExpressionParser.parse(text, at: start)
+            let expr = try ExpressionParser.parse(text, at: start)
+            parsedExpressions[text] = expr
+            return expr
         } catch {
             diagnostics.append(error.diagnostic)
             return nil
@@ -207,30 +216,42 @@ final class YAMLSource {
 }
 
 /// Reads one mapping, remembering which keys were used so that unknown and duplicate keys are
-/// reported (a typo in a key must not silently drop a setting).
+/// reported (a typo in a key must not silently drop a setting). Keys are read once, up front.
 final class MappingReader {
-    let mapping: Node.Mapping
     let node: Node
     let source: YAMLSource
     let what: String
+    private let mapping: Node.Mapping
+    /// Each key's text with its position in the mapping, in file order.
+    private let keys: [(text: String, position: Int)]
+    private let index: [String: Int]
     private var used: Set<String> = []
 
     init(_ mapping: Node.Mapping, node: Node, source: YAMLSource, what: String) {
-        self.mapping = mapping; self.node = node; self.source = source; self.what = what
-        var seen: Set<String> = []
-        for (key, _) in mapping {
-            guard let name = key.string else { continue }
-            if !seen.insert(name).inserted { source.error(key, "duplicate key '\(name)' in \(what)") }
+        self.node = node; self.source = source; self.what = what; self.mapping = mapping
+        var keys: [(String, Int)] = [], index: [String: Int] = [:]
+        keys.reserveCapacity(mapping.count)
+        for (position, pair) in zip(mapping.indices, mapping) {
+            guard case .scalar(let scalar) = pair.key else { continue }
+            keys.append((scalar.string, position))
+            if index.updateValue(position, forKey: scalar.string) != nil {
+                source.error(pair.key, "duplicate key '\(scalar.string)' in \(what)")
+            }
         }
+        self.keys = keys
+        self.index = index
     }
 
     var pairs: [(key: String, keyNode: Node, value: Node)] {
-        mapping.compactMap { pair in pair.key.string.map { ($0, pair.key, pair.value) } }
+        keys.map { ($0.text, mapping[$0.position].key, mapping[$0.position].value) }
     }
+
+    /// The keys in file order.
+    var keyNames: [String] { keys.map(\.text) }
 
     func optional(_ key: String) -> Node? {
         used.insert(key)
-        return mapping.first { $0.key.string == key }?.value
+        return index[key].map { mapping[$0].value }
     }
 
     func required(_ key: String, hint: String? = nil) -> Node? {
@@ -243,8 +264,8 @@ final class MappingReader {
 
     /// Reports every key that was never asked for.
     func rejectUnknownKeys() {
-        for (key, keyNode, _) in pairs where !used.contains(key) {
-            source.error(keyNode, "unknown key '\(key)' in \(what)", hint: suggestion(for: key, among: used))
+        for (key, position) in keys where !used.contains(key) {
+            source.error(mapping[position].key, "unknown key '\(key)' in \(what)", hint: suggestion(for: key, among: used))
         }
     }
 }

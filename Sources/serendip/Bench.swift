@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import LabCore
 import LabPlanner
+import LabSpec
 import LabStorage
 import LabTransport
 
@@ -20,6 +21,57 @@ struct Bench: AsyncParsableCommand {
         try await sqliteIngest()
         try await plannerLatency(observations: 20, dimensions: 2)
         try await plannerLatency(observations: 60, dimensions: 6)
+        try validation()
+    }
+
+    /// A protocol of `steps` steps against the example lab's drivers: sets, waits, holds, measures
+    /// and conditionals in turn, each with expressions to type-check.
+    static func protocolText(steps: Int) -> String {
+        var text = """
+            serendip: 1
+            name: bench
+            instruments: { reactor: thermo-reactor, spectro: uv-vis }
+            parameters:
+              temperature: { type: real, unit: degC, range: [25, 120] }
+            steps:
+
+            """
+        let kinds = [
+            "  - set: reactor.setpoint\n    to: $temperature - 2 degC\n",
+            "  - wait_until: { channel: reactor.temperature, of: $temperature, within: 0.5 degC, timeout: 10 min }\n",
+            "  - hold: 30 s\n",
+            "  - measure: { channel: spectro.absorbance, as: a, repeat: 3, every: 2 s }\n",
+            "  - if: mean(a) > 0.5 and $temperature < 100 degC\n    then:\n      - log: high\n",
+        ]
+        // An `if` with its `log` counts as two steps.
+        var written = 0, index = 0
+        while written < steps {
+            let kind = kinds[index % kinds.count]
+            if kind.contains("if:") && written + 2 > steps { index += 1; continue }
+            text += kind
+            written += kind.contains("if:") ? 2 : 1
+            index += 1
+        }
+        return text + "outputs:\n  y: mean(a) * 41.2\n"
+    }
+
+    func validation() throws {
+        let drivers = try LabConfig.load(path: "examples/toy-lab/lab.yaml").drivers
+        func time(_ text: String) throws -> [Double] {
+            try (0..<7).map { _ in
+                let start = ContinuousClock.now
+                _ = try ProtocolParser.parse(text, path: "bench.yaml", drivers: drivers)
+                let d = ContinuousClock.now - start
+                return Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
+            }
+        }
+        row("Validate a 10,000-step protocol against its drivers", try time(Self.protocolText(steps: 10_000)), "ms", scale: 1e3)
+        for (factor, steps) in [(1, 100), (10, 1_000), (100, 10_000)] {
+            let text = Self.protocolText(steps: steps)
+            let samples = try time(text)
+            let kib = Double(text.utf8.count) / 1024
+            row("Parse + validate \(factor)× (\(steps) steps, \(Int(kib.rounded())) KiB), per KiB", samples.map { $0 / kib }, "µs/KiB", scale: 1e6)
+        }
     }
 
     func row(_ name: String, _ samples: [Double], _ unit: String, scale: Double) {
