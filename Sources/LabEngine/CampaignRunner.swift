@@ -39,18 +39,17 @@ public struct CampaignRunner: Sendable {
         for index in 1...budget {
             try Task.checkCancellation()
             let suggestion = try await advisor.suggest()
-            // The advisor chooses the parameters it searches; the others take their defaults.
+            // The advisor chooses the parameters it searches; the executor fills the others from their
+            // defaults and records every value the run used.
             let chosen = Dictionary(uniqueKeysWithValues: definition.parameters.compactMap { spec in
                 suggestion.values[spec.name].map { (spec.name, ExprValue.quantity(Quantity($0, spec.unit))) }
             })
-            let parameters = try definition.resolveParameters(chosen)
             let start = RunStart(
                 campaignID: campaignID, protocolName: definition.name, protocolSource: definition.source,
-                parameters: parameters.map { ParameterValue(name: $0.key, value: $0.value) }.sorted { $0.name < $1.name },
-                chosenBy: suggestion.chosenBy, proposalID: suggestion.proposalID,
+                parameters: [], chosenBy: suggestion.chosenBy, proposalID: suggestion.proposalID,
                 instruments: executor.instruments.mapValues(\.identity), operatorName: operatorName,
                 softwareVersion: softwareVersion, startedAt: Date(), startedMonotonic: executor.clock.now)
-            let result = try await executor.run(parameters: parameters, start: start)
+            let result = try await executor.run(parameters: chosen, start: start)
             if result.outcome == .aborted { throw CancellationError() }
             var value: Double?
             if result.outcome == .completed, case .quantity(let q)? = result.outputs[objective] { value = q.value }

@@ -15,7 +15,6 @@ public actor MemoryRecorder: RunRecorder {
     }
 
     public private(set) var entries: [Entry] = []
-    public private(set) var outcome: RunOutcome?
     private var runs: Int64 = 0
 
     public init() {}
@@ -33,9 +32,7 @@ public actor MemoryRecorder: RunRecorder {
         entries.append(.event(event))
     }
 
-    public func finishRun(_ run: Int64, outcome: RunOutcome, outputs: [String: Quantity], error: String?) {
-        self.outcome = outcome
-    }
+    public func finishRun(_ run: Int64, outcome: RunOutcome, outputs: [String: Quantity], error: String?) {}
 
     /// Entries in time order (a step's readings are recorded together at its end).
     public var timeline: [Entry] {

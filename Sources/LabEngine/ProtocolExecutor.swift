@@ -160,7 +160,7 @@ public struct ProtocolExecutor: Sendable {
         switch value {
         case .bool(let b) where info.isBoolean: wire = .bool(b)
         case .quantity(let q) where !info.isBoolean:
-            wire = .real(q.unit == .one ? q.value : try q.converted(to: info.unit).value)
+            wire = .real(try q.inUnit(info.unit))
         default:
             throw LabError(.invalidFile, "\(ref) cannot be set to \(value)")
         }

@@ -32,7 +32,7 @@ public struct RPCDispatcher: Sendable {
             return answer(envelope, RunsListParams.self, line) { p in try database.runs(campaign: p.campaign).map(Self.info) }
         case Method.runsGet:
             return answer(envelope, RunsGetParams.self, line) { p in
-                guard let run = try database.runs().first(where: { $0.id == p.run }) else {
+                guard let run = try database.run(p.run) else {
                     throw RPCError.notFound("no run \(p.run)")
                 }
                 let measurements = try database.measurements(run: p.run).map {

@@ -14,10 +14,6 @@ public struct LabConfig: Sendable {
         public var name: String
         public var driver: DriverSpec
         public var connection: Connection
-
-        public init(name: String, driver: DriverSpec, connection: Connection) {
-            self.name = name; self.driver = driver; self.connection = connection
-        }
     }
 
     public struct Simulation: Sendable, Hashable {

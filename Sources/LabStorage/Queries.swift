@@ -44,6 +44,10 @@ extension LabDatabase {
         }
     }
 
+    public func run(_ id: Int64) throws -> RunSummary? {
+        try pool.read { db in try RunSummary.fetchOne(db, sql: "SELECT * FROM run WHERE id = ?", arguments: [id]) }
+    }
+
     public func measurements(run: Int64, series: String? = nil) throws -> [MeasurementRow] {
         try pool.read { db in
             try MeasurementRow.fetchAll(db, sql: """

@@ -28,23 +28,16 @@ struct Validate: ParsableCommand {
         }
         var status: Int32 = 0
         for file in files {
-            let text: String
             do {
-                guard let data = FileManager.default.contents(atPath: file), let decoded = String(data: data, encoding: .utf8) else {
-                    throw LabError(.invalidFile, "cannot read \(file) as UTF-8 text")
-                }
-                text = decoded
-            } catch {
-                printError("\(error)")
-                status = 2
-                continue
-            }
-            do {
-                _ = try ProtocolParser.parse(text, path: file, drivers: drivers)
+                _ = try ProtocolParser.load(path: file, drivers: drivers)
                 if json { printJSON(file: file, diagnostics: []) } else { print("\(file): valid") }
-            } catch {
+            } catch let error as LabSpec.ValidationError {
                 if json { printJSON(file: file, diagnostics: error.diagnostics) } else { printError(error.description) }
                 status = max(status, 1)
+            } catch {
+                // The file itself could not be read (missing, not a regular file, too large, not UTF-8).
+                printError("\(error)")
+                status = 2
             }
         }
         if status != 0 { throw ExitCode(status) }

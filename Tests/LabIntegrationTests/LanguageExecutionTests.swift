@@ -16,10 +16,17 @@ import Testing
         """
 
     func run(_ body: String, parameters: [String: ExprValue] = [:]) async throws -> (RunResult, LabFixture) {
+        let (result, fixture, _) = try await timedRun(body, parameters: parameters)
+        return (result, fixture)
+    }
+
+    /// Also returns the simulated seconds the run took.
+    func timedRun(_ body: String, parameters: [String: ExprValue] = [:]) async throws -> (RunResult, LabFixture, Double) {
         let fixture = try LabFixture()
         let definition = try ProtocolParser.parse(Self.header + body, path: "t.yaml", drivers: fixture.lab.drivers)
+        let started = fixture.clock.now
         let result = try await fixture.executor(definition).run(parameters: parameters, start: fixture.start(definition, parameters))
-        return (result, fixture)
+        return (result, fixture, fixture.clock.now - started)
     }
 
     @Test func forEachSetsEveryValueAndMeasuresEachTime() async throws {
@@ -87,7 +94,7 @@ import Testing
     }
 
     @Test func parallelBranchesRunAtTheSameTime() async throws {
-        let (result, fixture) = try await run("""
+        let (result, fixture, elapsed) = try await timedRun("""
             steps:
               - parallel:
                   - - set: reactor.setpoint
@@ -103,7 +110,8 @@ import Testing
         defer { fixture.simulators.stop() }
         #expect(result.outcome == .completed, "\(result.error ?? "")")
         #expect(result.outputs["lamp_on"] == .quantity(Quantity(1)))
-        // Both 10-minute holds overlap: at 3000× they take about 0.2 s of wall time, not 0.4 s.
+        // The two 10-minute holds overlap: one after the other they would take 20 simulated minutes.
+        #expect(elapsed >= 600 && elapsed < 15 * 60, "took \(elapsed) simulated seconds")
         #expect(try await fixture.instruments["reactor"]!.read("setpoint") == .real(25))
     }
 
