@@ -1,6 +1,5 @@
 import Foundation
 public import LabCore
-import Yams
 
 /// One instrument TYPE, as its driver file describes it: channels, units, limits, safe state.
 /// No ports and no addresses: those belong to the lab config.

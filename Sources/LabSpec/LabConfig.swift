@@ -1,6 +1,5 @@
 import Foundation
 public import LabCore
-import Yams
 
 /// A lab: which instrument instances exist, which driver each uses, and where each is connected.
 public struct LabConfig: Sendable {

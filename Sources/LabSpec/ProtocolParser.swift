@@ -1,6 +1,5 @@
 import Foundation
 public import LabCore
-import Yams
 
 /// Compiles a protocol file into a `ProtocolDefinition`, reporting every problem with its place.
 /// Given the driver specs of the instruments it will run on, it also checks channels, access,

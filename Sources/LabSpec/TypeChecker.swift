@@ -1,5 +1,4 @@
 import LabCore
-import Yams
 
 /// References, units and limits: what makes a protocol that validates safe to run.
 extension ProtocolCompiler {

@@ -1,7 +1,6 @@
 import Foundation
 import Crypto
 public import LabCore
-import Yams
 
 /// A YAML file loaded with positions, and the diagnostics found while reading it.
 /// Reading never stops at the first problem: each accessor records what is wrong and returns nil.
@@ -45,40 +44,26 @@ final class YAMLSource {
             error(nil, "file is larger than \(Self.maximumBytes >> 20) MiB", hint: "split it into sub-protocols")
             return nil
         }
-        if let (line, column) = YAMLLimits.firstTooDeep(text) {
-            error(at: SourceLocation(file: path, line: line, column: column),
-                  "nested more than \(YAMLLimits.maximumNesting) levels deep", hint: "use sub-protocols")
-            return nil
-        }
         do {
-            // The basic resolver tags every scalar as text: the compiler reads each scalar itself, and
-            // resolving implicit tags with regular expressions cost more than the rest of validation.
-            guard let node = try Yams.compose(yaml: text, .basic) else {
+            guard let node = try YAMLComposer.compose(text) else {
                 error(nil, "file is empty", hint: "start with 'serendip: 1'")
                 return nil
             }
             return node
-        } catch let yaml as YamlError {
-            switch yaml {
-            case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _),
-                 .composer(_, let problem, let mark, _):
-                let offending = text.split(separator: "\n", omittingEmptySubsequences: false)
-                let hasTab = mark.line <= offending.count && offending[mark.line - 1].contains("\t")
-                error(at: SourceLocation(file: path, line: mark.line, column: mark.column), "YAML syntax: \(problem)",
-                      hint: hasTab ? "indent with spaces; YAML does not allow tabs" : nil)
-            case .reader(let problem, let offset, _, _):
-                error(at: location(ofOffset: offset ?? 0), "cannot read the file: \(problem)", hint: "save it as UTF-8 text")
-            case .duplicatedKeysInMapping(let keys, let context):
-                let key = keys.first ?? ""
-                let first = context.mark
-                let second = Self.nextOccurrence(of: key, after: first, in: text) ?? (first.line, first.column)
-                error(at: SourceLocation(file: path, line: second.line, column: second.column), "duplicate key '\(key)'",
-                      hint: "the first '\(key)' is at line \(first.line); keep one")
-            default:
-                error(nil, "YAML syntax: \(yaml)")
-            }
         } catch {
-            self.error(nil, "YAML syntax: \(error)")
+            let at = SourceLocation(file: path, line: error.mark.line, column: error.mark.column)
+            switch error.kind {
+            case .unreadable:
+                self.error(at: location(ofOffset: error.byteOffset), "cannot read the file: \(error.message)",
+                           hint: "save it as UTF-8 text")
+            case .tooDeep:
+                self.error(at: at, error.message, hint: "use sub-protocols")
+            case .syntax:
+                let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+                let hasTab = error.mark.line <= lines.count && lines[error.mark.line - 1].contains("\t")
+                self.error(at: at, "YAML syntax: \(error.message)",
+                           hint: hasTab ? "indent with spaces; YAML does not allow tabs" : nil)
+            }
         }
         return nil
     }
@@ -90,30 +75,6 @@ final class YAMLSource {
         let lineStart = bytes.lastIndex(of: UInt8(ascii: "\n")).map { bytes.index(after: $0) } ?? bytes.startIndex
         let column = String(decoding: bytes[lineStart...], as: UTF8.self).unicodeScalars.count + 1
         return SourceLocation(file: path, line: line, column: column)
-    }
-
-    /// Where `key:` appears again after its first occurrence: later on the same line (a flow
-    /// mapping) or at the same column on a later line (a block mapping).
-    static func nextOccurrence(of key: String, after first: Mark, in text: String) -> (line: Int, column: Int)? {
-        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { Array($0.unicodeScalars) }
-        let needle = Array(key.unicodeScalars)
-        func isKey(_ line: [Unicode.Scalar], at start: Int) -> Bool {
-            guard start >= 0, start + needle.count <= line.count, Array(line[start..<start + needle.count]) == needle else { return false }
-            var i = start + needle.count
-            while i < line.count, line[i] == " " { i += 1 }
-            return i < line.count && line[i] == ":"
-        }
-        guard first.line >= 1, first.line <= lines.count else { return nil }
-        let firstLine = lines[first.line - 1]
-        var column = first.column - 1 + needle.count
-        while column < firstLine.count {
-            if isKey(firstLine, at: column) && [" ", "{", ","].contains(firstLine[column - 1]) { return (first.line, column + 1) }
-            column += 1
-        }
-        for index in first.line..<lines.count where isKey(lines[index], at: first.column - 1) {
-            return (index + 1, first.column)
-        }
-        return nil
     }
 
     // MARK: typed accessors
@@ -232,7 +193,10 @@ final class MappingReader {
         var keys: [(String, Int)] = [], index: [String: Int] = [:]
         keys.reserveCapacity(mapping.count)
         for (position, pair) in zip(mapping.indices, mapping) {
-            guard case .scalar(let scalar) = pair.key else { continue }
+            guard let scalar = pair.key.scalar else {
+                source.error(pair.key, "a key in \(what) must be a plain name, not a list or mapping")
+                continue
+            }
             keys.append((scalar.string, position))
             if index.updateValue(position, forKey: scalar.string) != nil {
                 source.error(pair.key, "duplicate key '\(scalar.string)' in \(what)")
