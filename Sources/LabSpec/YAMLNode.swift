@@ -82,9 +82,18 @@ enum YAMLComposer {
     }
 
     private struct Composer {
-        enum Open {
-            case sequence([Node], Node.Mark, anchor: String?)
-            case mapping(Node.Mapping, pendingKey: Node?, Node.Mark, anchor: String?)
+        /// A collection still being read. A class, so appending never copies what was read so far.
+        final class Open {
+            let isMapping: Bool
+            let mark: Node.Mark
+            let anchor: String?
+            var items: [Node] = []
+            var pairs: Node.Mapping = []
+            var pendingKey: Node?
+            init(isMapping: Bool, mark: Node.Mark, anchor: String?) {
+                (self.isMapping, self.mark, self.anchor) = (isMapping, mark, anchor)
+            }
+            var node: Node { Node(isMapping ? .mapping(pairs) : .sequence(items), mark: mark) }
         }
         var stack: [Open] = []
         var anchors: [String: Node] = [:]
@@ -113,26 +122,22 @@ enum YAMLComposer {
                 }
                 add(node)
             case YAML_SEQUENCE_START_EVENT:
-                try open(.sequence([], at, anchor: text(event.data.sequence_start.anchor)), at: at)
+                try open(Open(isMapping: false, mark: at, anchor: text(event.data.sequence_start.anchor)))
             case YAML_MAPPING_START_EVENT:
-                try open(.mapping([], pendingKey: nil, at, anchor: text(event.data.mapping_start.anchor)), at: at)
+                try open(Open(isMapping: true, mark: at, anchor: text(event.data.mapping_start.anchor)))
             case YAML_SEQUENCE_END_EVENT, YAML_MAPPING_END_EVENT:
-                let node: Node, anchor: String?
-                switch stack.removeLast() {
-                case .sequence(let items, let mark, let name): (node, anchor) = (Node(.sequence(items), mark: mark), name)
-                case .mapping(let pairs, _, let mark, let name): (node, anchor) = (Node(.mapping(pairs), mark: mark), name)
-                }
-                if let anchor { anchors[anchor] = node }
+                let closed = stack.removeLast(), node = closed.node
+                if let anchor = closed.anchor { anchors[anchor] = node }
                 add(node)
             default:
                 break
             }
         }
 
-        private mutating func open(_ collection: Open, at mark: Node.Mark) throws(YAMLProblem) {
+        private mutating func open(_ collection: Open) throws(YAMLProblem) {
             guard stack.count < YAMLComposer.maximumNesting else {
                 throw YAMLProblem(kind: .tooDeep, message: "nested more than \(YAMLComposer.maximumNesting) levels deep",
-                                  mark: mark, byteOffset: 0)
+                                  mark: collection.mark, byteOffset: 0)
             }
             stack.append(collection)
         }
@@ -143,19 +148,17 @@ enum YAMLComposer {
 
         /// Puts a finished node into the collection that is open, or makes it the document's root.
         private mutating func add(_ node: Node) {
-            guard let top = stack.popLast() else {
+            guard let top = stack.last else {
                 root = node
                 return
             }
-            switch top {
-            case .sequence(var items, let mark, let anchor):
-                items.append(node)
-                stack.append(.sequence(items, mark, anchor: anchor))
-            case .mapping(var pairs, let key?, let mark, let anchor):
-                pairs.append((key, node))
-                stack.append(.mapping(pairs, pendingKey: nil, mark, anchor: anchor))
-            case .mapping(let pairs, nil, let mark, let anchor):
-                stack.append(.mapping(pairs, pendingKey: node, mark, anchor: anchor))
+            if !top.isMapping {
+                top.items.append(node)
+            } else if let key = top.pendingKey {
+                top.pairs.append((key, node))
+                top.pendingKey = nil
+            } else {
+                top.pendingKey = node
             }
         }
 
