@@ -105,6 +105,28 @@ public struct ParameterSpec: Sendable, Hashable {
         }
     }
 
+    /// A value from a number an advisor works in: a real in the parameter's unit, an integer
+    /// rounded, a boolean as 0 or 1, a choice as the index of its option.
+    public func value(coordinate x: Double) -> ExprValue {
+        switch kind {
+        case .real(let unit, _, _, _): .quantity(Quantity(x, unit))
+        case .integer: .quantity(Quantity(x.rounded()))
+        case .boolean: .bool(x >= 0.5)
+        case .choice(let options): .text(options[min(max(Int(x.rounded()), 0), options.count - 1)])
+        }
+    }
+
+    /// The number an advisor works in for a value this parameter accepts (see `value(coordinate:)`).
+    public func coordinate(of value: ExprValue) -> Double? {
+        switch (kind, value) {
+        case (.real(let unit, _, _, _), .quantity(let q)): try? q.converted(to: unit).value
+        case (.integer, .quantity(let q)): q.value
+        case (.boolean, .bool(let b)): b ? 1 : 0
+        case (.choice(let options), .text(let s)): options.firstIndex(of: s).map(Double.init)
+        default: nil
+        }
+    }
+
     /// The unit of a real parameter, the dimensionless unit otherwise.
     public var unit: LabUnit {
         if case .real(let unit, _, _, _) = kind { return unit }

@@ -35,11 +35,8 @@ public struct CampaignSession {
                            logger: Logger = Logger(label: "serendip"),
                            onExperiment: @escaping @Sendable (ExperimentReport) -> Void = { _ in }) async throws -> Summary {
         let campaign = try CampaignSpec.load(path: campaignPath)
-        let lab = try LabConfig.load(path: campaign.labPath)
-        let definition = try ProtocolParser.load(path: campaign.protocolPath, drivers: lab.drivers)
-        guard definition.outputs.contains(where: { $0.name == campaign.objective }) else {
-            throw LabError(.unknownReference, "\(campaign.source.path): objective '\(campaign.objective)' is not an output of \(definition.name)")
-        }
+        let lab = campaign.lab, definition = campaign.definition
+        let (advisor, rules, initialPoints) = try plan(campaign, budget: budget)
         let clock = ScaledClock(rate: lab.simulation.speed)
         let simulators = try SimulatedLab(config: lab, clock: clock)
         defer { simulators.stop() }
@@ -53,29 +50,53 @@ public struct CampaignSession {
             try SocketServer(path: $0, dispatcher: RPCDispatcher(database: database, version: softwareVersion))
         }
         defer { server?.stop() }
-        let campaignID = try database.createCampaign(name: campaign.name, spec: campaign.source, objective: campaign.objective,
-                                                     direction: campaign.direction.rawValue, seed: campaign.seed)
-
-        // The planner searches the real parameters; the others run at their defaults (issue #4 adds the rest).
-        var dimensions: [SearchSpace.Dimension] = []
-        for spec in definition.parameters {
-            if case .real(_, let lower, let upper, _) = spec.kind {
-                dimensions.append(.init(name: spec.name, lower: lower, upper: upper))
-            } else if spec.defaultValue == nil {
-                throw LabError(.invalidFile, "the planner searches real parameters only so far; give $\(spec.name) a default",
-                               at: spec.location)
-            }
-        }
-        let space = SearchSpace(dimensions)
-        let advisor = BayesianOptimizer(space: space, initialPoints: campaign.initialPoints, seed: campaign.seed)
+        let direction = rules.objective.map { _ in rules.maximize ? "maximize" : "minimize" }
+        let campaignID = try database.createCampaign(name: campaign.name, spec: campaign.source, objective: rules.objective,
+                                                     direction: direction, seed: campaign.seed)
         let executor = ProtocolExecutor(definition: definition, instruments: instruments, clock: clock,
                                         recorder: database, logger: logger)
-        let runner = CampaignRunner(executor: executor, advisor: advisor, campaignID: campaignID,
-                                    objective: campaign.objective, maximize: campaign.direction == .maximize,
-                                    budget: budget ?? campaign.budget, operatorName: ProcessInfo.processInfo.userName,
-                                    softwareVersion: softwareVersion)
+        let runner = CampaignRunner(executor: executor, advisor: advisor, campaignID: campaignID, rules: rules,
+                                    operatorName: ProcessInfo.processInfo.userName, softwareVersion: softwareVersion)
         let experiments = try await runner.run(onExperiment: onExperiment)
         return Summary(campaignID: campaignID, databasePath: databasePath, experiments: experiments,
-                       initialPoints: campaign.initialPoints, maximize: campaign.direction == .maximize)
+                       initialPoints: initialPoints, maximize: rules.maximize)
+    }
+
+    /// The advisor and rules a campaign's plan asks for. What the planner cannot do yet is refused
+    /// here, by name, rather than half done.
+    static func plan(_ campaign: CampaignSpec, budget: Int?) throws -> (any Advisor, CampaignRules, initialPoints: Int) {
+        let definition = campaign.definition
+        switch campaign.plan {
+        case .sweep(let sweep):
+            let points = sweep.points(seed: campaign.seed)
+            let rules = CampaignRules(objective: nil, budget: min(budget ?? points.count, points.count), fixed: campaign.fixed)
+            return (SweepAdvisor(points: points, definition: definition), rules, 0)
+        case .optimize(let optimization):
+            var missing: [String] = []
+            if optimization.objectives.count > 1 { missing.append("several objectives") }
+            if !optimization.parameterConstraints.isEmpty || !optimization.outcomeConstraints.isEmpty { missing.append("constraints") }
+            if optimization.batchSize > 1 { missing.append("batch_size above 1") }
+            if optimization.initialDesign != .latin_hypercube { missing.append("initial_design: \(optimization.initialDesign)") }
+            if optimization.onFailure == .avoid { missing.append("on_failure: avoid") }
+            var dimensions: [SearchSpace.Dimension] = []
+            for name in optimization.parameters {
+                guard case .real(_, let lower, let upper, _)? = definition.parameter(named: name)?.kind else {
+                    missing.append("optimising $\(name), which is not a real number")
+                    continue
+                }
+                dimensions.append(.init(name: name, lower: lower, upper: upper))
+            }
+            guard missing.isEmpty else {
+                throw LabError(.planner, "\(campaign.source.path) is valid, but this planner does not support \(missing.joined(separator: ", ")) yet",
+                               cause: nil)
+            }
+            let objective = optimization.objectives[0]
+            let advisor = BayesianOptimizer(space: SearchSpace(dimensions), initialPoints: optimization.initialPoints, seed: campaign.seed)
+            let rules = CampaignRules(objective: objective.output, maximize: objective.maximize,
+                                      budget: budget ?? optimization.budget, fixed: campaign.fixed,
+                                      stopAfterNoImprovement: optimization.stopAfterNoImprovement,
+                                      stopAtTarget: optimization.stopAtTarget, stopOnFailure: optimization.onFailure == .stop)
+            return (advisor, rules, optimization.initialPoints)
+        }
     }
 }

@@ -1,51 +1,154 @@
 import Foundation
 public import LabCore
 
-/// A campaign: a protocol, a lab, and how to choose the experiments (here: optimise one output).
+/// A campaign: a protocol on a lab, and how its experiments are chosen, either a `sweep` written
+/// out in advance or an `optimize` block the planner follows. Loading checks the campaign against
+/// the protocol and the lab's drivers, so every run it can start is a valid run.
 public struct CampaignSpec: Sendable {
-    public enum Direction: String, Sendable { case maximize, minimize }
-
     public var name: String
     public var protocolPath: String
     public var labPath: String
-    public var objective: String
-    public var direction: Direction
-    public var budget: Int
-    public var initialPoints: Int
+    public var lab: LabConfig
+    public var definition: ProtocolDefinition
     public var seed: UInt64
+    /// Values held for every run, overriding the protocol's defaults.
+    public var fixed: [String: ExprValue]
+    public var plan: Plan
     public var source: SourceText
+
+    public enum Plan: Sendable {
+        case sweep(Sweep)
+        case optimize(Optimization)
+    }
+
+    /// The most runs one campaign file may describe. A sweep that multiplies out beyond this is an
+    /// error found by counting, before anything is allocated.
+    public static let maximumRuns = 100_000
 
     public static func load(path: String) throws -> CampaignSpec {
         let text = try readUserFile(path)
         let source = YAMLSource(path: path, text: text)
-        let directory = URL(fileURLWithPath: path).deletingLastPathComponent()
-        let relative = { (p: String) in URL(fileURLWithPath: p, relativeTo: directory).standardizedFileURL.path }
-        var spec: CampaignSpec?
-        if let root = source.root(), let top = source.mapping(root, "campaign") {
-            let name = top.required("campaign").flatMap { source.string($0, "campaign") }
-            let protocolPath = top.required("protocol").flatMap { source.string($0, "protocol") }
-            let labPath = top.required("lab").flatMap { source.string($0, "lab") }
-            let seed = top.optional("seed").flatMap { source.integer($0, "seed", in: 0...Int.max) } ?? 1
-            var objective: String?, direction = Direction.maximize, budget = 20, initial = 5
-            if let node = top.required("optimize"), let opt = source.mapping(node, "optimize") {
-                objective = opt.required("objective").flatMap { source.string($0, "objective") }
-                if let node = opt.optional("direction"), let text = source.string(node, "direction") {
-                    if let d = Direction(rawValue: text) { direction = d }
-                    else { source.error(node, "unknown direction '\(text)'", hint: "use maximize or minimize") }
-                }
-                budget = opt.optional("budget").flatMap { source.integer($0, "budget", in: 1...100_000) } ?? budget
-                initial = opt.optional("initial_points").flatMap { source.integer($0, "initial_points", in: 1...10_000) } ?? initial
-                opt.rejectUnknownKeys()
-            }
-            top.rejectUnknownKeys()
-            if let name, let protocolPath, let labPath, let objective {
-                spec = CampaignSpec(name: name, protocolPath: relative(protocolPath), labPath: relative(labPath),
-                                    objective: objective, direction: direction, budget: budget,
-                                    initialPoints: min(initial, budget), seed: UInt64(seed),
-                                    source: SourceText(path: path, text: text, sha256: source.sha256))
-            }
+        var reader = CampaignReader(source: source, directory: URL(fileURLWithPath: path).deletingLastPathComponent())
+        let spec = reader.read()
+        var sources = [path: text]
+        var diagnostics = source.diagnostics
+        if let failure = reader.dependencyFailure {
+            diagnostics += failure.diagnostics
+            sources.merge(failure.sources) { a, _ in a }
         }
-        guard let spec, source.diagnostics.isEmpty else { throw ValidationError(source.diagnostics, source: text) }
+        guard let spec, diagnostics.isEmpty else { throw ValidationError(diagnostics, sources: sources) }
         return spec
     }
+
+    /// Whether a file is a campaign (it has a top-level `campaign:` key) rather than a protocol.
+    public static func isCampaign(path: String) -> Bool {
+        guard let text = try? readUserFile(path), let root = try? YAMLComposer.compose(text) else { return false }
+        return root.mapping?.contains { $0.key.scalar?.string == "campaign" } ?? false
+    }
+}
+
+/// Every combination (a grid) or a Latin hypercube of the values written, each run `replicates` times.
+public struct Sweep: Sendable {
+    public enum Design: Sendable, Equatable { case grid, latinHypercube(points: Int) }
+    /// One varied parameter: the values it takes in a grid, or the range a Latin hypercube spreads over.
+    public enum Axis: Sendable {
+        case values(String, [ExprValue])
+        case range(String, low: Double, high: Double, unit: LabUnit, integer: Bool)
+
+        public var name: String {
+            switch self { case .values(let n, _), .range(let n, _, _, _, _): n }
+        }
+    }
+
+    public var design: Design
+    public var axes: [Axis]
+    public var replicates: Int
+
+    /// How many runs the sweep describes, replicates included.
+    public var runCount: Int {
+        switch design {
+        case .grid:
+            axes.reduce(replicates) { total, axis in
+                if case .values(_, let values) = axis { total * values.count } else { total }
+            }
+        case .latinHypercube(let points): points * replicates
+        }
+    }
+
+    /// The parameter values of every run, in the order they run: grids vary the last axis fastest,
+    /// and replicates of a point run one after another.
+    public func points(seed: UInt64) -> [[String: ExprValue]] {
+        var points: [[String: ExprValue]] = [[:]]
+        switch design {
+        case .grid:
+            for case .values(let name, let values) in axes {
+                points = points.flatMap { point in values.map { point.merging([name: $0]) { _, new in new } } }
+            }
+        case .latinHypercube(let count):
+            var random = SplitMix64(seed: seed)
+            points = Array(repeating: [:], count: count)
+            for case .range(let name, let low, let high, let unit, let integer) in axes {
+                var strata = Array(0..<count)
+                strata.shuffle(using: &random)
+                for (index, stratum) in strata.enumerated() {
+                    var x = low + (Double(stratum) + Double.random(in: 0..<1, using: &random)) / Double(count) * (high - low)
+                    if integer { x = x.rounded() }
+                    points[index][name] = .quantity(Quantity(x, unit))
+                }
+            }
+        }
+        return points.flatMap { Array(repeating: $0, count: replicates) }
+    }
+}
+
+/// What the planner optimises, and the rules it follows.
+public struct Optimization: Sendable {
+    public struct Objective: Sendable, Hashable {
+        public var output: String
+        public var maximize: Bool
+    }
+    public enum InitialDesign: String, Sendable, CaseIterable { case sobol, latin_hypercube, random }
+    /// What a failed run tells the planner.
+    public enum OnFailure: String, Sendable, CaseIterable {
+        /// The conditions are infeasible: learn where failures happen and steer away.
+        case avoid
+        /// Count the run as the worst result seen so far.
+        case worst
+        /// Stop the campaign.
+        case stop
+    }
+    /// A linear condition on the parameters, in their declared units: `coefficients · x (op) bound`.
+    public struct ParameterConstraint: Sendable, Hashable {
+        public enum Relation: String, Sendable { case atMost = "<=", atLeast = ">=", equal = "==" }
+        public var coefficients: [String: Double]
+        public var relation: Relation
+        public var bound: Double
+        public var text: String
+
+        public func holds(_ values: [String: Double], tolerance: Double = 1e-9) -> Bool {
+            let lhs = coefficients.reduce(0) { $0 + $1.value * (values[$1.key] ?? 0) }
+            let slack = tolerance * max(1, abs(bound))
+            switch relation {
+            case .atMost: return lhs <= bound + slack
+            case .atLeast: return lhs >= bound - slack
+            case .equal: return abs(lhs - bound) <= slack
+            }
+        }
+    }
+
+    public var objectives: [Objective]
+    public var budget: Int
+    public var initialDesign: InitialDesign
+    public var initialPoints: Int
+    public var batchSize: Int
+    /// The parameters the planner chooses; the others take their fixed or default values.
+    public var parameters: [String]
+    public var parameterConstraints: [ParameterConstraint]
+    /// Conditions on outputs (`purity >= 95`) a result must meet to count.
+    public var outcomeConstraints: [Expr]
+    public var onFailure: OnFailure
+    /// Stop early after this many runs in a row without improvement.
+    public var stopAfterNoImprovement: Int?
+    /// Stop early once the (single) objective reaches this value.
+    public var stopAtTarget: Double?
 }

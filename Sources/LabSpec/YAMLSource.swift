@@ -210,6 +210,11 @@ final class MappingReader {
         keys.map { ($0.text, mapping[$0.position].key, mapping[$0.position].value) }
     }
 
+    /// The node of a key itself, to point at `key:` rather than at what follows it.
+    func keyNode(_ key: String) -> Node? {
+        index[key].map { mapping[$0].key }
+    }
+
     /// The keys in file order.
     var keyNames: [String] { keys.map(\.text) }
 

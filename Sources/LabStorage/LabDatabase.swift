@@ -117,6 +117,25 @@ public final class LabDatabase: Sendable {
                 ALTER TABLE run_parameter_v2 RENAME TO run_parameter;
                 """)
         }
+        // Sweeps have no objective; a campaign's objectives are in its stored spec.
+        migrator.registerMigration("v3: campaigns without an objective (sweeps)", foreignKeyChecks: .deferred) { db in
+            try db.execute(sql: """
+                CREATE TABLE campaign_v3 (
+                    id INTEGER PRIMARY KEY,
+                    name TEXT NOT NULL,
+                    spec_text TEXT NOT NULL,
+                    spec_sha256 TEXT NOT NULL,
+                    objective TEXT,
+                    direction TEXT CHECK (direction IN ('maximize', 'minimize')),
+                    seed INTEGER NOT NULL,
+                    created_at TEXT NOT NULL,
+                    CHECK ((objective IS NULL) = (direction IS NULL))
+                );
+                INSERT INTO campaign_v3 SELECT * FROM campaign;
+                DROP TABLE campaign;
+                ALTER TABLE campaign_v3 RENAME TO campaign;
+                """)
+        }
         return migrator
     }
 
@@ -130,7 +149,7 @@ public final class LabDatabase: Sendable {
         }
     }
 
-    public func createCampaign(name: String, spec: SourceText, objective: String, direction: String, seed: UInt64) throws -> Int64 {
+    public func createCampaign(name: String, spec: SourceText, objective: String?, direction: String?, seed: UInt64) throws -> Int64 {
         try pool.write { db in
             try db.execute(sql: """
                 INSERT INTO campaign (name, spec_text, spec_sha256, objective, direction, seed, created_at)

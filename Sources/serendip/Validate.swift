@@ -6,10 +6,10 @@ import LabSpec
 /// `serendip validate`: check protocol files before anything runs.
 struct Validate: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Check protocol files: syntax, references, units; with --lab also channels, access and limits.",
+        abstract: "Check protocol and campaign files: syntax, references, units; with --lab also channels, access and limits.",
         discussion: "Exit status: 0 valid, 1 invalid, 2 could not read.")
 
-    @Argument(help: "Protocol files.")
+    @Argument(help: "Protocol or campaign files.")
     var files: [String]
 
     @Option(help: "A lab config whose driver files the protocols are checked against.")
@@ -29,7 +29,10 @@ struct Validate: ParsableCommand {
         var status: Int32 = 0
         for file in files {
             do {
-                _ = try ProtocolParser.load(path: file, drivers: drivers)
+                // A campaign names its own lab and protocol, and is checked against both.
+                if CampaignSpec.isCampaign(path: file) { _ = try CampaignSpec.load(path: file) } else {
+                    _ = try ProtocolParser.load(path: file, drivers: drivers)
+                }
                 if json { printJSON(file: file, diagnostics: []) } else { print("\(file): valid") }
             } catch let error as LabSpec.ValidationError {
                 if json { printJSON(file: file, diagnostics: error.diagnostics) } else { printError(error.description) }

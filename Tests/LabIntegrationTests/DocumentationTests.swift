@@ -36,12 +36,15 @@ import Testing
         }
     }
 
-    @Test func theCampaignExampleLoads() throws {
-        let text = try #require(Self.blocks("protocol-language.md", language: "yaml").first { $0.hasPrefix("campaign:") })
-        let file = FileManager.default.temporaryDirectory.appendingPathComponent("doc-campaign-\(UUID()).yaml").path
-        try text.write(toFile: file, atomically: true, encoding: .utf8)
-        let spec = try CampaignSpec.load(path: file)
-        #expect(spec.objective == "yield" && spec.budget == 20 && spec.initialPoints == 5)
+    static let campaignFiles = ["campaign.yaml", "screen-grid.yaml", "dispense-lhs.yaml", "constrained-optimisation.yaml"]
+        .map { Repository.path("examples/toy-lab/\($0)") }
+
+    @Test func everyCampaignExampleIsAShippedCampaignThatLoads() throws {
+        let examples = try Self.blocks("campaigns.md", language: "yaml").filter { $0.hasPrefix("serendip: 1\ncampaign:") }
+        #expect(examples.count == Self.campaignFiles.count)
+        let shipped = try Self.campaignFiles.map { try String(contentsOfFile: $0, encoding: .utf8) }
+        for text in examples { #expect(shipped.contains { $0.contains(text) }, "not shipped in examples/toy-lab:\n\(text)") }
+        for file in Self.campaignFiles { _ = try CampaignSpec.load(path: file) }
     }
 
     @Test func everyDriverExampleParsesAndMatchesTheShippedDriver() throws {

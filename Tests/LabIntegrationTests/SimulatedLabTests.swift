@@ -200,3 +200,30 @@ struct LabFixture {
         #expect(best > initial)
     }
 }
+
+@Suite struct SweepCampaignTests {
+    @Test func aSweepRunsItsPointsInOrderAndStoresEachValue() async throws {
+        let path = Repository.temporaryDatabase()
+        let summary = try await CampaignSession.run(campaignPath: Repository.path("examples/toy-lab/screen-grid.yaml"),
+                                                    databasePath: path, budget: 3)
+        #expect(summary.experiments.map(\.chosenBy) == ["sweep point 1 of 24", "sweep point 2 of 24", "sweep point 3 of 24"])
+        let database = try LabDatabase(path: path)
+        let stored = try database.runs(campaign: summary.campaignID).map { run in
+            try database.parameters(run: run.id).mapValues(\.description)
+        }
+        #expect(stored == [["temperature": "60.0 degC", "residence": "5.0 min"], ["temperature": "60.0 degC", "residence": "5.0 min"],
+                           ["temperature": "60.0 degC", "residence": "15.0 min"]])
+    }
+
+    @Test func whatThePlannerCannotDoYetIsRefusedByNameBeforeAnyRun() async throws {
+        let path = Repository.temporaryDatabase()
+        do {
+            _ = try await CampaignSession.run(campaignPath: Repository.path("examples/toy-lab/constrained-optimisation.yaml"),
+                                              databasePath: path)
+            Issue.record("expected the campaign to be refused")
+        } catch let error as LabError {
+            #expect(error.message.contains("constraints") && error.message.contains("batch_size above 1"))
+            #expect(!FileManager.default.fileExists(atPath: path))
+        }
+    }
+}

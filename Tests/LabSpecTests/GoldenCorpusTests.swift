@@ -4,7 +4,8 @@ import LabSpec
 import Testing
 
 /// Every file under Corpus/ is malformed or hostile. Each names, in its `# expect: LINE:COLUMN text`
-/// header, the diagnostic it must produce; none may crash or hang the validator.
+/// header, the diagnostic it must produce; none may crash or hang the validator. Files with a
+/// `campaign:` key are campaigns, checked against the shipped protocol and lab they name.
 @Suite struct GoldenCorpusTests {
     static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Corpus")
     static let files = ((try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? [])
@@ -27,9 +28,11 @@ import Testing
         let position = expectation.prefix { $0 != " " }.split(separator: ":").compactMap { Int($0) }
         let fragment = String(expectation.drop { $0 != " " }.dropFirst())
         do {
-            _ = try ProtocolParser.parse(text, path: path, drivers: Self.drivers)
+            if CampaignSpec.isCampaign(path: path) { _ = try CampaignSpec.load(path: path) } else {
+                _ = try ProtocolParser.parse(text, path: path, drivers: Self.drivers)
+            }
             Issue.record("\(file) validated, but it should fail with '\(fragment)'")
-        } catch {
+        } catch let error as ValidationError {
             let match = error.diagnostics.first { d in
                 d.location.line == position[0] && d.location.column == position[1]
                     && (d.message + " " + (d.hint ?? "")).contains(fragment)

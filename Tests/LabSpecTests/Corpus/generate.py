@@ -28,6 +28,27 @@ outputs:
   yield: mean(absorbance) * 41.2
 """
 
+# Campaign files name the shipped protocol and lab, relative to this directory.
+CAMPAIGN = """serendip: 1
+campaign: corpus
+protocol: ../../../protocols/reactor-yield.yaml
+lab: ../../../examples/toy-lab/lab.yaml
+seed: 3
+"""
+SWEEP = CAMPAIGN + """sweep:
+  replicates: 2
+  vary:
+    temperature: [60 degC, 70 degC, 80 degC]
+    residence: { from: 5 min, to: 25 min, points: 5 }
+"""
+OPTIMIZE = CAMPAIGN + """optimize:
+  maximize: yield
+  budget: 30
+  initial_points: 6
+  constraints:
+    - $temperature + 2 degC/min * $residence <= 150 degC
+"""
+
 def m(old, new, base=BASE):
     assert old in base, old
     return base.replace(old, new, 1)
@@ -188,6 +209,36 @@ CASES = [
     ("infinity-literal", m("    to: $temperature", "    to: -«inf"), "is not allowed"),
     ("huge-number-literal", m("    to: $temperature", "    to: «1e400 degC"), "is not a number"),
     ("control-characters", m("    to: $temperature", "    to: «\u0007"), "control characters"),
+    # Campaign files: sweeps and optimisation, checked against the protocol they name.
+    ("campaign-sweep-explodes", m("  vary:", "  «vary:", SWEEP).replace("residence: { from: 5 min, to: 25 min, points: 5 }", "residence: { from: 5 min, to: 25 min, points: 10000 }").replace("replicates: 2", "replicates: 1000").replace("[60 degC, 70 degC, 80 degC]", "{ from: 30 degC, to: 110 degC, points: 10000 }"), "expands to 1E11 runs"),
+    ("campaign-sweep-unknown-parameter", m("    residence:", "    «residense:", SWEEP), "did you mean 'residence'"),
+    ("campaign-sweep-value-outside-range", m("70 degC", "«170 degC", SWEEP), "outside 25.0…120.0"),
+    ("campaign-sweep-wrong-dimension", m("70 degC", "«70 min", SWEEP), "cannot convert"),
+    ("campaign-sweep-empty-list", m("[60 degC, 70 degC, 80 degC]", "«[]", SWEEP), "at least one value"),
+    ("campaign-sweep-linspace-no-points", m("from: 5 min, to: 25 min, points: 5 }", "from: 5 min, to: 25 min }", SWEEP).replace("residence: {", "residence: «{"), "missing 'points'"),
+    ("campaign-sweep-lhs-list", m("  replicates: 2", "  design: latin_hypercube\n  points: 10", SWEEP).replace("temperature: [", "temperature: «["), "must be a mapping"),
+    ("campaign-sweep-lhs-no-points", m("  replicates: 2", "  «design: latin_hypercube", SWEEP), "missing 'points'"),
+    ("campaign-sweep-bad-design", m("  replicates: 2", "  design: «sobol", SWEEP), "use grid or latin_hypercube"),
+    ("campaign-fixed-and-swept", SWEEP.replace("seed: 3\n", "seed: 3\nfixed: { temperature: 50 degC }\n").replace("    temperature: [", "    «temperature: ["), "both fixed and varied"),
+    ("campaign-sweep-missing-default", m("    residence: { from: 5 min, to: 25 min, points: 5 }\n", "", SWEEP).replace("  vary:", "  «vary:"), "$residence has no default"),
+    ("campaign-both-plans", SWEEP + "«optimize: { maximize: yield, budget: 3 }\n", "not both"),
+    ("campaign-no-plan", "«" + CAMPAIGN, "neither 'sweep' nor 'optimize'"),
+    ("campaign-no-version", m("serendip: 1\n", "", SWEEP).replace("campaign: corpus", "«campaign: corpus"), "missing 'serendip'"),
+    ("campaign-unknown-key", m("seed: 3", "seed: 3\n«budget: 20", SWEEP), "unknown key 'budget'"),
+    ("campaign-missing-protocol-file", m("../../../protocols/reactor-yield.yaml", "«../../../protocols/no-such-protocol.yaml", SWEEP), "cannot read"),
+    ("campaign-objective-not-an-output", m("maximize: yield", "maximize: «yeild", OPTIMIZE), "did you mean 'yield'"),
+    ("campaign-no-objective", m("  maximize: yield\n", "", OPTIMIZE).replace("optimize:", "«optimize:"), "needs an objective"),
+    ("campaign-initial-above-budget", m("initial_points: 6", "initial_points: «60", OPTIMIZE), "more than the budget"),
+    ("campaign-batch-too-big", m("  budget: 30", "  budget: 30\n  batch_size: «1000", OPTIMIZE), "from 1 to 100"),
+    ("campaign-bad-on-failure", m("  budget: 30", "  budget: 30\n  on_failure: «retry", OPTIMIZE), "use avoid, worst, stop"),
+    ("campaign-bad-initial-design", m("  budget: 30", "  budget: 30\n  initial_design: «grid", OPTIMIZE), "use sobol, latin_hypercube, random"),
+    ("campaign-constraint-not-linear", m("    - $temperature + 2 degC/min * $residence <= 150 degC", "    - «$temperature * $residence / 1 min <= 1500 degC", OPTIMIZE), "not linear"),
+    ("campaign-constraint-impossible", m("    - $temperature + 2 degC/min * $residence <= 150 degC", "    - «$temperature >= 130 degC", OPTIMIZE), "no values inside"),
+    ("campaign-constraint-dimensions", m("    - $temperature + 2 degC/min * $residence <= 150 degC", "    - «$temperature + $residence <= 150 degC", OPTIMIZE), "cannot"),
+    ("campaign-constraint-not-comparison", m("    - $temperature + 2 degC/min * $residence <= 150 degC", "    - «$temperature + 2 degC", OPTIMIZE), "compares two sides"),
+    ("campaign-outcome-constraint-unknown", m("    - $temperature + 2 degC/min * $residence <= 150 degC", "    - «purity >= 95", OPTIMIZE), "no output 'purity'"),
+    ("campaign-target-two-objectives", CAMPAIGN.replace("reactor-yield", "dispense-and-measure") + "optimize:\n  maximize: dispensed_mass\n  minimize: error_percent\n  budget: 20\n  stop: { «target: 4 }\n", "single objective"),
+    ("campaign-objective-twice", m("maximize: yield", "maximize: yield\n  minimize: «yield", OPTIMIZE), "already an objective"),
 ]
 
 def main():

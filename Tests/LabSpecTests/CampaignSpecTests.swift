@@ -1,0 +1,80 @@
+import Foundation
+import LabCore
+import LabSpec
+import Testing
+
+/// What the campaign files in examples/toy-lab expand to, and how constraints are read.
+@Suite struct CampaignSpecTests {
+    static let examples = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .appendingPathComponent("../../examples/toy-lab").standardizedFileURL
+
+    static func load(_ name: String) throws -> CampaignSpec {
+        try CampaignSpec.load(path: examples.appendingPathComponent(name).path)
+    }
+
+    static func numbers(_ point: [String: ExprValue]) -> [String: Double] {
+        point.compactMapValues { if case .quantity(let q) = $0 { q.value } else { nil } }
+    }
+
+    @Test func aGridRunsEveryCombinationLastParameterFastestWithReplicatesTogether() throws {
+        guard case .sweep(let sweep) = try Self.load("screen-grid.yaml").plan else { Issue.record("not a sweep"); return }
+        #expect(sweep.runCount == 24)
+        let points = sweep.points(seed: 1).map(Self.numbers)
+        #expect(points.count == 24)
+        #expect(points[0] == ["temperature": 60, "residence": 5] && points[1] == points[0])
+        #expect(points[2] == ["temperature": 60, "residence": 15])
+        #expect(points[6] == ["temperature": 70, "residence": 5])
+        #expect(points[23] == ["temperature": 90, "residence": 25])
+        #expect(Set(points.map { $0["temperature"]! }) == [60, 70, 80, 90])
+    }
+
+    @Test func aLatinHypercubeUsesEverySliceOfEveryRangeOnceAndFollowsItsSeed() throws {
+        guard case .sweep(let sweep) = try Self.load("dispense-lhs.yaml").plan else { Issue.record("not a sweep"); return }
+        let points = sweep.points(seed: 11).map(Self.numbers)
+        #expect(points.count == 8)
+        for (name, low, high) in [("volume", 1.0, 10.0), ("rate", 5.0, 40.0)] {
+            let slices = points.map { Int((($0[name]! - low) / (high - low) * 8).rounded(.down)) }
+            #expect(slices.sorted() == Array(0..<8), "\(name): \(slices)")
+        }
+        #expect(sweep.points(seed: 11).map(Self.numbers) == points)
+        #expect(sweep.points(seed: 12).map(Self.numbers) != points)
+    }
+
+    @Test func aLinearConstraintIsReadAsCoefficientsInTheParametersUnits() throws {
+        guard case .optimize(let optimization) = try Self.load("constrained-optimisation.yaml").plan else {
+            Issue.record("not an optimisation"); return
+        }
+        let constraint = try #require(optimization.parameterConstraints.first)
+        #expect(constraint.relation == .atMost)
+        #expect(abs(constraint.coefficients["temperature"]! - 1) < 1e-12)
+        #expect(abs(constraint.coefficients["residence"]! - 2) < 1e-12)
+        #expect(abs(constraint.bound - 150) < 1e-9)
+        #expect(constraint.holds(["temperature": 100, "residence": 25]))
+        #expect(!constraint.holds(["temperature": 110, "residence": 25]))
+        #expect(optimization.outcomeConstraints.count == 1)
+        #expect(optimization.objectives.map(\.output) == ["yield"] && optimization.objectives[0].maximize)
+        #expect(optimization.batchSize == 2 && optimization.initialPoints == 8 && optimization.onFailure == .avoid)
+        #expect(optimization.stopAfterNoImprovement == 12 && optimization.stopAtTarget == 42)
+    }
+
+    @Test func aConstraintInOtherUnitsIsConvertedToTheParametersUnits() throws {
+        // 1 h is 60 min: the coefficient of residence (declared in min) must come out as 1/60 per min.
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("campaign-\(UUID())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let file = dir.appendingPathComponent("c.yaml").path
+        try """
+            serendip: 1
+            campaign: units
+            protocol: \(Self.examples.path)/../../protocols/reactor-yield.yaml
+            lab: \(Self.examples.path)/lab.yaml
+            optimize:
+              maximize: yield
+              budget: 10
+              constraints:
+                - $residence <= 0.25 h
+            """.write(toFile: file, atomically: true, encoding: .utf8)
+        guard case .optimize(let optimization) = try CampaignSpec.load(path: file).plan else { return }
+        let constraint = try #require(optimization.parameterConstraints.first)
+        #expect(constraint.holds(["residence": 15]) && !constraint.holds(["residence": 15.5]))
+    }
+}
