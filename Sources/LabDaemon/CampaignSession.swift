@@ -78,20 +78,23 @@ public struct CampaignSession {
             if optimization.batchSize > 1 { missing.append("batch_size above 1") }
             if optimization.initialDesign != .latin_hypercube { missing.append("initial_design: \(optimization.initialDesign)") }
             if optimization.onFailure == .avoid { missing.append("on_failure: avoid") }
-            var dimensions: [SearchSpace.Dimension] = []
+            var dimensions: [PlannerSpace.Parameter] = []
             for name in optimization.parameters {
-                guard case .real(_, let lower, let upper, _)? = definition.parameter(named: name)?.kind else {
+                guard case .real(_, let lower, let upper, let logScale)? = definition.parameter(named: name)?.kind else {
                     missing.append("optimising $\(name), which is not a real number")
                     continue
                 }
-                dimensions.append(.init(name: name, lower: lower, upper: upper))
+                dimensions.append(.real(name: name, lower: lower, upper: upper, logScale: logScale))
             }
             guard missing.isEmpty else {
                 throw LabError(.planner, "\(campaign.source.path) is valid, but this planner does not support \(missing.joined(separator: ", ")) yet",
                                cause: nil)
             }
             let objective = optimization.objectives[0]
-            let advisor = BayesianOptimizer(space: SearchSpace(dimensions), initialPoints: optimization.initialPoints, seed: campaign.seed)
+            var options = Planner.Options()
+            options.initialDesign = .latinHypercube
+            options.initialPoints = optimization.initialPoints
+            let advisor = BayesianOptimizer(space: PlannerSpace(dimensions), options: options, seed: campaign.seed)
             let rules = CampaignRules(objective: objective.output, maximize: objective.maximize,
                                       budget: budget ?? optimization.budget, fixed: campaign.fixed,
                                       stopAfterNoImprovement: optimization.stopAfterNoImprovement,

@@ -1,67 +1,125 @@
 import Foundation
 
-/// A Gaussian-process regression on the unit cube with a Matérn-5/2 kernel and one length scale per
-/// input. Outputs are standardised; hyperparameters (length scales, noise) are chosen by maximising
-/// the log marginal likelihood over a coarse grid, one coordinate at a time.
+/// Gaussian-process regression on the unit cube: a Matérn-5/2 kernel with one length scale per
+/// input and a signal variance, outputs standardised to mean 0 and variance 1. Hyperparameters are
+/// the maximum a posteriori estimate under priors that suit a unit cube (length scales that grow
+/// with the dimension, so a 6-parameter space is not assumed to be as wiggly as a 1-parameter one),
+/// found by L-BFGS with analytic gradients of the log marginal likelihood.
 public struct GaussianProcess: Sendable {
-    public struct Hyperparameters: Sendable, Hashable {
+    /// How measurement noise is treated.
+    public enum NoiseModel: Sendable, Hashable {
+        /// Repeat runs give the same result (a simulation, a very precise instrument): the model
+        /// interpolates, keeping only a tiny variance for numerical stability.
+        case noiseFree
+        /// The noise is unknown and estimated from the data.
+        case inferred
+        /// Each observation's noise variance is known, in the units of the outputs squared.
+        case known([Double])
+    }
+
+    public struct Hyperparameters: Sendable, Hashable, Codable {
         public var lengthScales: [Double]
-        /// Noise variance relative to the (standardised) signal variance of 1.
+        /// Variance of the standardised signal (about 1).
+        public var signalVariance: Double
+        /// Noise variance of the standardised outputs (for `.known`, added to the known variances).
         public var noise: Double
+
+        public init(lengthScales: [Double], signalVariance: Double = 1, noise: Double = 1e-6) {
+            self.lengthScales = lengthScales; self.signalVariance = signalVariance; self.noise = noise
+        }
     }
 
     public let inputs: [[Double]]
     public let hyperparameters: Hyperparameters
-    private let mean: Double
-    private let scale: Double
-    private let factor: Cholesky
-    private let alpha: [Double]
+    public let noiseModel: NoiseModel
+    /// Standardisation: output = mean + scale · standardised.
+    public let mean: Double
+    public let scale: Double
+    let standardised: [Double]
+    let factor: Cholesky
+    let alpha: [Double]
+    let noiseDiagonal: [Double]
 
-    static let lengthScaleGrid = [0.05, 0.1, 0.15, 0.2, 0.3, 0.45, 0.7, 1.0, 1.5, 2.5]
-    static let noiseGrid = [1e-6, 1e-4, 1e-3, 1e-2, 5e-2, 0.2]
+    /// The smallest noise variance (standardised) any model keeps, for numerical stability.
+    static let minimumNoise = 1e-6
 
-    /// Fits the hyperparameters, then conditions on the data.
-    public init?(inputs: [[Double]], outputs: [Double]) {
+    /// Fits the hyperparameters (starting also from `warmStart`, if given), then conditions on the data.
+    public init?(inputs: [[Double]], outputs: [Double], noise: NoiseModel = .inferred, warmStart: Hyperparameters? = nil,
+                 maxIterations: Int = 200) {
         guard let first = inputs.first, inputs.count == outputs.count else { return nil }
         let (mean, scale) = Self.standardisation(outputs)
         let y = outputs.map { ($0 - mean) / scale }
-        var best = Hyperparameters(lengthScales: Array(repeating: 0.3, count: first.count), noise: 1e-3)
-        var bestLikelihood = Self.logMarginalLikelihood(inputs, y, best) ?? -.infinity
-        for _ in 0..<3 {
-            for dimension in 0...first.count {
-                let options = dimension == first.count ? Self.noiseGrid : Self.lengthScaleGrid
-                for option in options {
-                    var candidate = best
-                    if dimension == first.count { candidate.noise = option } else { candidate.lengthScales[dimension] = option }
-                    if let l = Self.logMarginalLikelihood(inputs, y, candidate), l > bestLikelihood {
-                        (best, bestLikelihood) = (candidate, l)
-                    }
-                }
-            }
+        let fit = Fit(inputs: inputs, y: y, noiseModel: noise, scale: scale, dimensions: first.count)
+        var starts = [fit.priorMode, fit.vector(Hyperparameters(lengthScales: Array(repeating: 0.2, count: first.count)))]
+        if let warmStart { starts.insert(fit.vector(warmStart), at: 0) }
+        var best: (theta: [Double], value: Double)?
+        for start in starts {
+            let result = BoxLBFGS.minimize({ fit.negativeLogPosterior($0) }, from: start, lower: fit.lower, upper: fit.upper,
+                                           maxIterations: maxIterations, tolerance: 1e-7)
+            if result.value < best?.value ?? .infinity { best = (result.x, result.value) }
         }
-        self.init(inputs: inputs, outputs: outputs, hyperparameters: best)
+        guard let best else { return nil }
+        self.init(inputs: inputs, outputs: outputs, hyperparameters: fit.hyperparameters(best.theta), noise: noise)
     }
 
     /// Conditions on the data with given hyperparameters.
-    public init?(inputs: [[Double]], outputs: [Double], hyperparameters: Hyperparameters) {
+    public init?(inputs: [[Double]], outputs: [Double], hyperparameters: Hyperparameters, noise: NoiseModel = .inferred) {
         let (mean, scale) = Self.standardisation(outputs)
         let y = outputs.map { ($0 - mean) / scale }
-        guard let factor = Cholesky(Self.covariance(inputs, hyperparameters), n: inputs.count) else { return nil }
+        let diagonal = Self.noiseDiagonal(noise, hyperparameters.noise, scale: scale, count: inputs.count)
+        guard let factor = Cholesky(Self.covariance(inputs, hyperparameters, diagonal), n: inputs.count) else { return nil }
         self.inputs = inputs
         self.hyperparameters = hyperparameters
+        self.noiseModel = noise
         self.mean = mean
         self.scale = scale
+        self.standardised = y
         self.factor = factor
-        alpha = factor.solve(y)
+        self.alpha = factor.solve(y)
+        self.noiseDiagonal = diagonal
     }
 
     /// Posterior mean and variance of the latent function at x, in the units of the outputs.
     public func predict(_ x: [Double]) -> (mean: Double, variance: Double) {
-        let k = inputs.map { Self.kernel($0, x, hyperparameters.lengthScales) }
-        let mu = zip(k, alpha).reduce(0) { $0 + $1.0 * $1.1 }
+        let p = predictStandardised(x, gradient: false)
+        return (mean + scale * p.mean, scale * scale * p.variance)
+    }
+
+    /// Mean and variance in standardised units, with their gradients in x when asked.
+    func predictStandardised(_ x: [Double], gradient: Bool) -> (mean: Double, variance: Double, dMean: [Double], dVariance: [Double]) {
+        let n = inputs.count, d = x.count
+        let ls = hyperparameters.lengthScales, sf2 = hyperparameters.signalVariance
+        var k = [Double](repeating: 0, count: n)
+        var dk: [Double] = gradient ? [Double](repeating: 0, count: n * d) : []
+        for i in 0..<n {
+            let xi = inputs[i]
+            var r2 = 0.0
+            for j in 0..<d {
+                let t = (x[j] - xi[j]) / ls[j]
+                r2 += t * t
+            }
+            let r = (5 * r2).squareRoot(), e = exp(-r)
+            k[i] = sf2 * (1 + r + r * r / 3) * e
+            if gradient {
+                // ∂k/∂x_j = −σ²·(5/3)(1 + √5 r) e^{−√5 r} · (x_j − x_ij)/ℓ_j²
+                let c = -sf2 * (5.0 / 3) * (1 + r) * e
+                for j in 0..<d { dk[i * d + j] = c * (x[j] - xi[j]) / (ls[j] * ls[j]) }
+            }
+        }
+        var mu = 0.0
+        for i in 0..<n { mu += k[i] * alpha[i] }
         let v = factor.forward(k)
-        let variance = max(1 - v.reduce(0) { $0 + $1 * $1 }, 1e-12)
-        return (mean + scale * mu, scale * scale * variance)
+        let variance = max(sf2 - BoxLBFGS.dot(v, v), 1e-12 * sf2)
+        guard gradient else { return (mu, variance, [], []) }
+        let w = factor.backward(v)  // K⁻¹ k
+        var dMean = [Double](repeating: 0, count: d), dVariance = [Double](repeating: 0, count: d)
+        for i in 0..<n {
+            for j in 0..<d {
+                dMean[j] += alpha[i] * dk[i * d + j]
+                dVariance[j] -= 2 * w[i] * dk[i * d + j]
+            }
+        }
+        return (mu, variance, dMean, dVariance)
     }
 
     static func standardisation(_ y: [Double]) -> (Double, Double) {
@@ -70,6 +128,7 @@ public struct GaussianProcess: Sendable {
         return (mean, variance > 1e-18 ? variance.squareRoot() : 1)
     }
 
+    /// Matérn-5/2 correlation between two points.
     static func kernel(_ a: [Double], _ b: [Double], _ lengthScales: [Double]) -> Double {
         var r2 = 0.0
         for i in a.indices {
@@ -80,26 +139,107 @@ public struct GaussianProcess: Sendable {
         return (1 + r + r * r / 3) * exp(-r)
     }
 
-    static func covariance(_ x: [[Double]], _ h: Hyperparameters) -> [Double] {
+    static func noiseDiagonal(_ model: NoiseModel, _ noise: Double, scale: Double, count: Int) -> [Double] {
+        switch model {
+        case .noiseFree: Array(repeating: minimumNoise, count: count)
+        case .inferred: Array(repeating: max(noise, minimumNoise), count: count)
+        case .known(let variances): (0..<count).map { max(variances[$0] / (scale * scale) + noise, minimumNoise) }
+        }
+    }
+
+    static func covariance(_ x: [[Double]], _ h: Hyperparameters, _ diagonal: [Double]) -> [Double] {
         let n = x.count
         var k = [Double](repeating: 0, count: n * n)
         for i in 0..<n {
-            for j in 0...i {
-                let value = kernel(x[i], x[j], h.lengthScales) + (i == j ? h.noise : 0)
+            for j in 0..<i {
+                let value = h.signalVariance * kernel(x[i], x[j], h.lengthScales)
                 k[i * n + j] = value
                 k[j * n + i] = value
             }
+            k[i * n + i] = h.signalVariance + diagonal[i]
         }
         return k
     }
+}
 
-    /// log p(y | X, θ) plus a weak log-normal prior on each length scale that keeps them off the
-    /// extremes when data are scarce.
-    static func logMarginalLikelihood(_ x: [[Double]], _ y: [Double], _ h: Hyperparameters) -> Double? {
-        guard let factor = Cholesky(covariance(x, h), n: x.count) else { return nil }
+/// The MAP objective over θ = (log ℓ₁…log ℓ_d, log σ², [log noise]) and its gradient.
+struct Fit {
+    let inputs: [[Double]]
+    let y: [Double]
+    let noiseModel: GaussianProcess.NoiseModel
+    let scale: Double
+    let dimensions: Int
+
+    /// Priors on the logarithms: length scales Normal(√2 + ½ log d, 3) as BoTorch uses for a unit
+    /// cube, signal variance Normal(0, 1) around the standardised 1, noise Normal(−4, 1).
+    var lengthScalePrior: (mean: Double, variance: Double) { (2.squareRoot() + 0.5 * log(Double(dimensions)), 3) }
+    static let signalPrior = (mean: 0.0, variance: 1.0)
+    static let noisePrior = (mean: -4.0, variance: 1.0)
+
+    var infersNoise: Bool {
+        if case .noiseFree = noiseModel { return false }
+        return true
+    }
+    var count: Int { dimensions + 1 + (infersNoise ? 1 : 0) }
+    var lower: [Double] {
+        Array(repeating: log(1e-3), count: dimensions) + [log(0.05)] + (infersNoise ? [log(GaussianProcess.minimumNoise)] : [])
+    }
+    var upper: [Double] { Array(repeating: log(1e3), count: dimensions) + [log(20.0)] + (infersNoise ? [log(2.0)] : []) }
+
+    var priorMode: [Double] {
+        Array(repeating: lengthScalePrior.mean, count: dimensions) + [Self.signalPrior.mean] + (infersNoise ? [Self.noisePrior.mean] : [])
+    }
+
+    func vector(_ h: GaussianProcess.Hyperparameters) -> [Double] {
+        h.lengthScales.map { log($0) } + [log(h.signalVariance)] + (infersNoise ? [log(max(h.noise, GaussianProcess.minimumNoise))] : [])
+    }
+
+    func hyperparameters(_ theta: [Double]) -> GaussianProcess.Hyperparameters {
+        GaussianProcess.Hyperparameters(lengthScales: theta.prefix(dimensions).map { exp($0) }, signalVariance: exp(theta[dimensions]),
+                                        noise: infersNoise ? exp(theta[dimensions + 1]) : GaussianProcess.minimumNoise)
+    }
+
+    /// −log p(θ | y) up to a constant, and its gradient: ½ tr((ααᵀ − K⁻¹) ∂K/∂θ) per component.
+    func negativeLogPosterior(_ theta: [Double]) -> (value: Double, gradient: [Double])? {
+        let h = hyperparameters(theta)
+        let n = inputs.count, d = dimensions
+        let diagonal = GaussianProcess.noiseDiagonal(noiseModel, h.noise, scale: scale, count: n)
+        guard let factor = Cholesky(GaussianProcess.covariance(inputs, h, diagonal), n: n) else { return nil }
         let alpha = factor.solve(y)
-        let fit = zip(y, alpha).reduce(0) { $0 + $1.0 * $1.1 }
-        let prior = h.lengthScales.reduce(0) { $0 - pow(log($1 / 0.3), 2) / 2 }
-        return -0.5 * fit - 0.5 * factor.logDeterminant + prior
+        var logPosterior = -0.5 * BoxLBFGS.dot(y, alpha) - 0.5 * factor.logDeterminant
+        var gradient = [Double](repeating: 0, count: count)
+        let inverse = factor.inverse()
+        let ls = h.lengthScales, sf2 = h.signalVariance
+        for i in 0..<n {
+            let xi = inputs[i]
+            for j in 0..<i {
+                let w = alpha[i] * alpha[j] - inverse[i * n + j]
+                let xj = inputs[j]
+                var r2 = 0.0
+                for c in 0..<d {
+                    let t = (xi[c] - xj[c]) / ls[c]
+                    r2 += t * t
+                }
+                let r = (5 * r2).squareRoot(), e = exp(-r)
+                // Off-diagonal pairs count twice, and the ½ of the trace cancels that.
+                gradient[d] += w * sf2 * (1 + r + r * r / 3) * e
+                let c5 = w * sf2 * (5.0 / 3) * (1 + r) * e
+                for c in 0..<d {
+                    let t = (xi[c] - xj[c]) / ls[c]
+                    gradient[c] += c5 * t * t
+                }
+            }
+            let wii = alpha[i] * alpha[i] - inverse[i * n + i]
+            gradient[d] += 0.5 * wii * sf2
+            if infersNoise { gradient[d + 1] += 0.5 * wii * h.noise }
+        }
+        func prior(_ index: Int, _ p: (mean: Double, variance: Double)) {
+            logPosterior -= (theta[index] - p.mean) * (theta[index] - p.mean) / (2 * p.variance)
+            gradient[index] -= (theta[index] - p.mean) / p.variance
+        }
+        for c in 0..<d { prior(c, lengthScalePrior) }
+        prior(d, Self.signalPrior)
+        if infersNoise { prior(d + 1, Self.noisePrior) }
+        return (-logPosterior, gradient.map { -$0 })
     }
 }

@@ -133,8 +133,10 @@ struct Bench: AsyncParsableCommand {
     }
 
     func plannerLatency(observations: Int, dimensions: Int) async throws {
-        let space = SearchSpace((0..<dimensions).map { .init(name: "x\($0)", lower: 0, upper: 1) })
-        let optimizer = BayesianOptimizer(space: space, initialPoints: observations, seed: 1)
+        let space = PlannerSpace((0..<dimensions).map { .real(name: "x\($0)", lower: 0, upper: 1, logScale: false) })
+        var options = Planner.Options()
+        options.initialPoints = observations
+        let optimizer = BayesianOptimizer(space: space, options: options, seed: 1)
         for _ in 0..<observations {
             let s = try await optimizer.suggest()
             try await optimizer.observe(s.values, outcome: s.values.values.reduce(0) { $0 - ($1 - 0.3) * ($1 - 0.3) })

@@ -1,0 +1,128 @@
+import Foundation
+
+/// The probability that a run at x succeeds, from a Gaussian process fitted to ±1 labels (success,
+/// failure) and squashed through the normal CDF. Cheap, smooth, and enough to steer proposals away
+/// from where runs fail.
+struct FeasibilityModel {
+    let gp: GaussianProcess
+
+    init?(_ observations: [Planner.Observation]) {
+        guard let gp = GaussianProcess(inputs: observations.map(\.x), outputs: observations.map { $0.y == nil ? -1 : 1 },
+                                       noise: .inferred, maxIterations: 60) else { return nil }
+        self.gp = gp
+    }
+
+    /// log P(success) and its gradient.
+    func logProbability(_ x: [Double], gradient: Bool) -> (Double, [Double]) {
+        let p = gp.predictStandardised(x, gradient: gradient)
+        let mean = gp.mean + gp.scale * p.mean, variance = gp.scale * gp.scale * p.variance
+        let denominator = (1 + variance).squareRoot()
+        let z = mean / denominator
+        let logCDF = Self.logNormalCDF(z)
+        guard gradient else { return (logCDF, []) }
+        // d log Φ(z)/dz = φ(z)/Φ(z); dz/dx = (dmean·√(1+v) − mean·dv/(2√(1+v)))/(1+v).
+        let ratio = exp(-z * z / 2 - 0.5 * log(2 * Double.pi) - logCDF)
+        let g = x.indices.map { j in
+            let dMean = gp.scale * p.dMean[j], dVariance = gp.scale * gp.scale * p.dVariance[j]
+            return ratio * (dMean / denominator - mean * dVariance / (2 * denominator * denominator * denominator))
+        }
+        return (logCDF, g)
+    }
+
+    static func logNormalCDF(_ z: Double) -> Double {
+        if z > -5 { return log(0.5 * erfc(-z / 2.squareRoot())) }
+        let u = -z / 2.squareRoot()
+        return log(LogExpectedImprovement.erfcx(u) / 2) - z * z / 2
+    }
+}
+
+/// Finds the point of highest acquisition value: scores quasi-random candidates and candidates
+/// near the best points so far, then refines the most promising few with L-BFGS on analytic
+/// gradients. Every point it returns can be run: on whole numbers, one-hot, inside the constraints,
+/// and not a repeat of a point already run or pending.
+struct AcquisitionOptimizer {
+    let model: GaussianProcess
+    let feasibility: FeasibilityModel?
+    let best: Double
+    let space: PlannerSpace
+    let avoid: [[Double]]
+    let rawSamples: Int
+    let restarts: Int
+
+    var bestStandardised: Double { (best - model.mean) / model.scale }
+
+    /// log EI (+ log P(success)), with its gradient when asked.
+    func value(_ x: [Double], gradient: Bool = false) -> (Double, [Double]) {
+        let p = model.predictStandardised(x, gradient: gradient)
+        let sigma = p.variance.squareRoot()
+        let ei = LogExpectedImprovement.value(mean: p.mean, sigma: sigma, best: bestStandardised)
+        var value = ei.value
+        var g: [Double] = []
+        if gradient {
+            g = x.indices.map { j in ei.dMean * p.dMean[j] + ei.dSigma * p.dVariance[j] / (2 * sigma) }
+        }
+        if let feasibility {
+            let (logP, dLogP) = feasibility.logProbability(x, gradient: gradient)
+            value += logP
+            if gradient { for j in g.indices { g[j] += dLogP[j] } }
+        }
+        return (value, g)
+    }
+
+    /// Whether x can be proposed: feasible, and not (nearly) a point already run or pending.
+    func admissible(_ x: [Double]) -> Bool {
+        space.isFeasible(space.decode(x)) && !avoid.contains { Planner.distance($0, x) < 1e-6 }
+    }
+
+    func maximize(using rng: inout some RandomNumberGenerator) -> [Double]? {
+        let width = space.width
+        var sobol = Sobol(dimensions: min(width, Sobol.maximumDimensions), scramble: &rng)
+        var candidates: [[Double]] = (0..<rawSamples).map { _ in
+            var x = sobol.next()
+            while x.count < width { x.append(Double.random(in: 0..<1, using: &rng)) }
+            return x
+        }
+        // Around the best results: Gaussian steps scaled by each input's length scale.
+        let ranked = zip(model.inputs, model.standardised).sorted { $0.1 > $1.1 }.prefix(5).map(\.0)
+        let lengthScales = model.hyperparameters.lengthScales
+        for (rank, centre) in ranked.enumerated() {
+            for k in 0..<(rank == 0 ? 200 : 60) {
+                let spread = k % 2 == 0 ? 0.1 : 0.02
+                candidates.append(centre.indices.map { j in
+                    min(max(centre[j] + spread * min(lengthScales[j], 2) * Self.gaussian(&rng), 0), 1)
+                })
+            }
+        }
+        let usable = candidates.compactMap { x -> [Double]? in
+            var p = space.snap(x)
+            if !space.constraints.isEmpty, !space.isFeasible(space.decode(p)) {
+                guard let projected = space.projectOntoConstraints(p) else { return nil }
+                p = space.snap(projected)
+            }
+            return admissible(p) ? p : nil
+        }
+        let scored = usable.map { ($0, value($0).0) }.filter { $0.1.isFinite }.sorted { $0.1 > $1.1 }
+        guard var best = scored.first else { return nil }
+        let lower = [Double](repeating: 0, count: width), upper = [Double](repeating: 1, count: width)
+        for (start, _) in scored.prefix(restarts) {
+            let refined = BoxLBFGS.minimize({ x in
+                let (v, g) = self.value(x, gradient: true)
+                return v.isFinite ? (-v, g.map { -$0 }) : nil
+            }, from: start, lower: lower, upper: upper, maxIterations: 100, tolerance: 1e-10)
+            var x = space.snap(refined.x)
+            if !space.isFeasible(space.decode(x)) {
+                guard let projected = space.projectOntoConstraints(x) else { continue }
+                x = space.snap(projected)
+            }
+            guard admissible(x) else { continue }
+            let v = value(x).0
+            if v > best.1 { best = (x, v) }
+        }
+        return best.0
+    }
+
+    static func gaussian(_ rng: inout some RandomNumberGenerator) -> Double {
+        let u = Double.random(in: Double.ulpOfOne..<1, using: &rng), v = Double.random(in: 0..<1, using: &rng)
+        return (-2 * log(u)).squareRoot() * cos(2 * Double.pi * v)
+    }
+}
