@@ -71,7 +71,7 @@ struct AcquisitionOptimizer {
 
     /// Whether x can be proposed: feasible, and not (nearly) a point already run or pending.
     func admissible(_ x: [Double]) -> Bool {
-        space.isFeasible(space.decode(x)) && !avoid.contains { Planner.distance($0, x) < 1e-6 }
+        space.isFeasible(unit: x) && !avoid.contains { Planner.distance($0, x) < 1e-6 }
     }
 
     func maximize(using rng: inout some RandomNumberGenerator) -> [Double]? {
@@ -95,22 +95,22 @@ struct AcquisitionOptimizer {
         }
         let usable = candidates.compactMap { x -> [Double]? in
             var p = space.snap(x)
-            if !space.constraints.isEmpty, !space.isFeasible(space.decode(p)) {
+            if !space.constraints.isEmpty, !space.isFeasible(unit: p) {
                 guard let projected = space.projectOntoConstraints(p) else { return nil }
                 p = space.snap(projected)
             }
             return admissible(p) ? p : nil
         }
-        let scored = usable.map { ($0, value($0).0) }.filter { $0.1.isFinite }.sorted { $0.1 > $1.1 }
-        guard var best = scored.first else { return nil }
+        let scored = usable.map { ($0, value($0).0) }.filter { $0.1.isFinite }
+        guard var best = scored.max(by: { $0.1 < $1.1 }) else { return nil }
         let lower = [Double](repeating: 0, count: width), upper = [Double](repeating: 1, count: width)
-        for (start, _) in scored.prefix(restarts) {
+        for start in [best.0] + Self.roulette(scored, count: restarts - 1, excluding: best.0, using: &rng) {
             let refined = BoxLBFGS.minimize({ x in
                 let (v, g) = self.value(x, gradient: true)
                 return v.isFinite ? (-v, g.map { -$0 }) : nil
             }, from: start, lower: lower, upper: upper, maxIterations: 100, tolerance: 1e-10)
             var x = space.snap(refined.x)
-            if !space.isFeasible(space.decode(x)) {
+            if !space.isFeasible(unit: x) {
                 guard let projected = space.projectOntoConstraints(x) else { continue }
                 x = space.snap(projected)
             }
@@ -119,6 +119,23 @@ struct AcquisitionOptimizer {
             if v > best.1 { best = (x, v) }
         }
         return best.0
+    }
+
+    /// Starting points drawn with probability proportional to their acquisition value (exp of its
+    /// log), without replacement: promising, but spread over several basins rather than crowded
+    /// around one.
+    static func roulette(_ scored: [([Double], Double)], count: Int, excluding first: [Double],
+                         using rng: inout some RandomNumberGenerator) -> [[Double]] {
+        let top = scored.map(\.1).max() ?? 0
+        var pool = scored.filter { $0.0 != first }.map { ($0.0, exp($0.1 - top)) }.filter { $0.1 > 0 }
+        var chosen: [[Double]] = []
+        while chosen.count < count, !pool.isEmpty {
+            let total = pool.reduce(0) { $0 + $1.1 }
+            var r = Double.random(in: 0..<total, using: &rng), index = 0
+            while index < pool.count - 1, r >= pool[index].1 { r -= pool[index].1; index += 1 }
+            chosen.append(pool.remove(at: index).0)
+        }
+        return chosen
     }
 
     static func gaussian(_ rng: inout some RandomNumberGenerator) -> Double {

@@ -2,9 +2,8 @@ import Foundation
 
 /// Gaussian-process regression on the unit cube: a Matérn-5/2 kernel with one length scale per
 /// input and a signal variance, outputs standardised to mean 0 and variance 1. Hyperparameters are
-/// the maximum a posteriori estimate under priors that suit a unit cube (length scales that grow
-/// with the dimension, so a 6-parameter space is not assumed to be as wiggly as a 1-parameter one),
-/// found by L-BFGS with analytic gradients of the log marginal likelihood.
+/// the maximum a posteriori estimate (see `Fit.logPrior`), found by L-BFGS with analytic gradients
+/// of the log marginal likelihood.
 public struct GaussianProcess: Sendable {
     /// How measurement noise is treated.
     public enum NoiseModel: Sendable, Hashable {
@@ -50,8 +49,10 @@ public struct GaussianProcess: Sendable {
         let (mean, scale) = Self.standardisation(outputs)
         let y = outputs.map { ($0 - mean) / scale }
         let fit = Fit(inputs: inputs, y: y, noiseModel: noise, scale: scale, dimensions: first.count)
-        var starts = [fit.priorMode, fit.vector(Hyperparameters(lengthScales: Array(repeating: 0.2, count: first.count)))]
-        if let warmStart { starts.insert(fit.vector(warmStart), at: 0) }
+        // From the last fit, which is usually near the new optimum, and from the prior's mode; with no
+        // last fit, also from short length scales, in case the data are wiggly.
+        let starts = warmStart.map { [fit.vector($0), fit.priorMode] }
+            ?? [fit.priorMode, fit.vector(Hyperparameters(lengthScales: Array(repeating: 0.2, count: first.count)))]
         var best: (theta: [Double], value: Double)?
         for start in starts {
             let result = BoxLBFGS.minimize({ fit.negativeLogPosterior($0) }, from: start, lower: fit.lower, upper: fit.upper,
@@ -170,11 +171,26 @@ struct Fit {
     let scale: Double
     let dimensions: Int
 
-    /// Priors on the logarithms: length scales Normal(√2 + ½ log d, 3) as BoTorch uses for a unit
-    /// cube, signal variance Normal(0, 1) around the standardised 1, noise Normal(−4, 1).
-    var lengthScalePrior: (mean: Double, variance: Double) { (2.squareRoot() + 0.5 * log(Double(dimensions)), 3) }
-    static let signalPrior = (mean: 0.0, variance: 1.0)
-    static let noisePrior = (mean: -4.0, variance: 1.0)
+    /// Priors, as in Optuna's GP sampler: each inverse squared length scale λ = 1/ℓ² is kept near 1 by
+    /// −0.1(λ + 1/λ); the signal variance follows Gamma(2, 1); the noise variance Gamma(1.1, 30), which
+    /// favours small noise without forbidding more.
+    static func logPrior(_ theta: [Double], dimensions d: Int, infersNoise: Bool) -> (value: Double, gradient: [Double]) {
+        var value = 0.0, gradient = [Double](repeating: 0, count: theta.count)
+        for c in 0..<d {
+            let l2 = exp(2 * theta[c])
+            value -= 0.1 * (l2 + 1 / l2)
+            gradient[c] = -0.2 * (l2 - 1 / l2)
+        }
+        let signal = exp(theta[d])
+        value += theta[d] - signal
+        gradient[d] = 1 - signal
+        if infersNoise {
+            let noise = exp(theta[d + 1])
+            value += 0.1 * theta[d + 1] - 30 * noise
+            gradient[d + 1] = 0.1 - 30 * noise
+        }
+        return (value, gradient)
+    }
 
     var infersNoise: Bool {
         if case .noiseFree = noiseModel { return false }
@@ -187,7 +203,7 @@ struct Fit {
     var upper: [Double] { Array(repeating: log(1e3), count: dimensions) + [log(20.0)] + (infersNoise ? [log(2.0)] : []) }
 
     var priorMode: [Double] {
-        Array(repeating: lengthScalePrior.mean, count: dimensions) + [Self.signalPrior.mean] + (infersNoise ? [Self.noisePrior.mean] : [])
+        Array(repeating: 0, count: dimensions) + [0] + (infersNoise ? [log(0.1 / 30)] : [])
     }
 
     func vector(_ h: GaussianProcess.Hyperparameters) -> [Double] {
@@ -233,13 +249,9 @@ struct Fit {
             gradient[d] += 0.5 * wii * sf2
             if infersNoise { gradient[d + 1] += 0.5 * wii * h.noise }
         }
-        func prior(_ index: Int, _ p: (mean: Double, variance: Double)) {
-            logPosterior -= (theta[index] - p.mean) * (theta[index] - p.mean) / (2 * p.variance)
-            gradient[index] -= (theta[index] - p.mean) / p.variance
-        }
-        for c in 0..<d { prior(c, lengthScalePrior) }
-        prior(d, Self.signalPrior)
-        if infersNoise { prior(d + 1, Self.noisePrior) }
+        let prior = Self.logPrior(theta, dimensions: d, infersNoise: infersNoise)
+        logPosterior += prior.value
+        for c in gradient.indices { gradient[c] += prior.gradient[c] }
         return (-logPosterior, gradient.map { -$0 })
     }
 }

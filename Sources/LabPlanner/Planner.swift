@@ -87,10 +87,10 @@ public struct Planner: Sendable, Codable {
         }
         let best = successes.map { $0.y! }.max()!
         var rng = random
-        let x = AcquisitionOptimizer(model: believed, feasibility: feasibility, best: best, space: space,
-                                     avoid: observations.map(\.x) + pending, rawSamples: options.rawSamples,
-                                     restarts: options.restarts).maximize(using: &rng)
-        guard let x else { throw LabError(.planner, "no point satisfies the constraints") }
+        let avoid = observations.map(\.x) + pending
+        let optimizer = AcquisitionOptimizer(model: believed, feasibility: feasibility, best: best, space: space, avoid: avoid,
+                                             rawSamples: options.rawSamples, restarts: options.restarts)
+        guard let x = optimizer.maximize(using: &rng) else { throw LabError(.planner, "no point satisfies the constraints") }
         return (x, "planner (GP, log expected improvement)")
     }
 
@@ -121,8 +121,8 @@ public struct Planner: Sendable, Codable {
             (0..<n).map { _ in (0..<space.width).map { _ in Double.random(in: 0..<1, using: &rng) } }
         }
         var x = space.snap(design[index])
-        if !space.isFeasible(space.decode(x)) { x = space.projectOntoConstraints(x).map(space.snap) ?? x }
-        if space.isFeasible(space.decode(x)) { return x }
+        if !space.isFeasible(unit: x) { x = space.projectOntoConstraints(x).map(space.snap) ?? x }
+        if space.isFeasible(unit: x) { return x }
         var fallback = SplitMix64(seed: seed &+ UInt64(index))
         return feasibleRandomPoints(1, using: &fallback).first ?? x
     }
@@ -132,7 +132,7 @@ public struct Planner: Sendable, Codable {
         var points: [[Double]] = []
         for _ in 0..<count * 20 where points.count < count {
             let x = (0..<space.width).map { _ in Double.random(in: 0..<1, using: &rng) }
-            if let p = space.projectOntoConstraints(x).map(space.snap), space.isFeasible(space.decode(p)) { points.append(p) }
+            if let p = space.projectOntoConstraints(x).map(space.snap), space.isFeasible(unit: p) { points.append(p) }
         }
         return points
     }

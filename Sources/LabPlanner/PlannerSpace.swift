@@ -77,8 +77,16 @@ public struct PlannerSpace: Sendable, Hashable, Codable {
         return values
     }
 
+    /// Whether every parameter is a real, so any point of the cube can run as it is.
+    var isContinuous: Bool { parameters.allSatisfy { if case .real = $0 { true } else { false } } }
+
     /// The nearest point the space can actually run: integers on whole numbers, categoricals one-hot.
-    public func snap(_ x: [Double]) -> [Double] { encode(decode(x)) }
+    public func snap(_ x: [Double]) -> [Double] {
+        isContinuous ? x.map { min(max($0, 0), 1) } : encode(decode(x))
+    }
+
+    /// Whether a unit point meets every linear constraint.
+    func isFeasible(unit x: [Double]) -> Bool { constraints.isEmpty || isFeasible(decode(x)) }
 
     /// Whether a point meets every linear constraint (within a relative tolerance).
     public func isFeasible(_ values: [String: Double], tolerance: Double = 1e-9) -> Bool {

@@ -14,13 +14,18 @@ struct PlannerCommand: ParsableCommand {
     @Option(help: "Noise model when init does not give one: inferred or noise-free.")
     var noise = "inferred"
 
+    @Option(help: "Initial design: sobol, latin-hypercube or random.")
+    var initialDesign = "sobol"
+
     func validate() throws {
+        guard Planner.InitialDesign(jsonName: initialDesign) != nil else { throw ValidationError("--initial-design is sobol, latin-hypercube or random") }
         guard stdio else { throw ValidationError("pass --stdio") }
         guard Planner.Noise(jsonName: noise) != nil else { throw ValidationError("--noise is inferred or noise-free") }
     }
 
     func run() throws {
-        var session = PlannerSession(defaultNoise: Planner.Noise(jsonName: noise)!)
+        var session = PlannerSession(defaultNoise: Planner.Noise(jsonName: noise)!,
+                                     defaultDesign: Planner.InitialDesign(jsonName: initialDesign)!)
         while let line = readLine(strippingNewline: true) {
             guard !line.allSatisfy(\.isWhitespace) else { continue }
             let reply: [String: Any]
@@ -49,6 +54,7 @@ struct PlannerSession {
     }
 
     let defaultNoise: Planner.Noise
+    let defaultDesign: Planner.InitialDesign
     var planner: Planner?
     var minimize = true
 
@@ -62,6 +68,7 @@ struct PlannerSession {
             let dimensions = bounds.enumerated().map { PlannerSpace.Parameter.real(name: "x\($0.offset)", lower: $0.element[0], upper: $0.element[1], logScale: false) }
             var options = Planner.Options()
             options.initialPoints = max(1, request["n_init"] as? Int ?? 5)
+            options.initialDesign = defaultDesign
             if let name = request["noise"] as? String {
                 guard let noise = Planner.Noise(jsonName: name) else { throw Failure("noise is inferred or noise-free") }
                 options.noise = noise
@@ -94,6 +101,17 @@ struct PlannerSession {
 
     private func vector(_ values: [String: Double]) -> [Double] {
         (0..<values.count).map { values["x\($0)"]! }
+    }
+}
+
+extension Planner.InitialDesign {
+    init?(jsonName: String) {
+        switch jsonName {
+        case "sobol": self = .sobol
+        case "latin-hypercube": self = .latinHypercube
+        case "random": self = .random
+        default: return nil
+        }
     }
 }
 

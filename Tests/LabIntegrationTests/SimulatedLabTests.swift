@@ -180,12 +180,12 @@ struct LabFixture {
     @Test func theDemoCampaignStoresEveryRunAndImprovesOnItsInitialDesign() async throws {
         let path = Repository.temporaryDatabase()
         let summary = try await CampaignSession.run(campaignPath: Repository.path("examples/toy-lab/campaign.yaml"),
-                                                    databasePath: path, budget: 10)
-        #expect(summary.experiments.count == 10)
+                                                    databasePath: path, budget: 12)
+        #expect(summary.experiments.count == 12)
         #expect(summary.experiments.allSatisfy { $0.outcome == .completed })
         let database = try LabDatabase(path: path)
         let runs = try database.runs(campaign: summary.campaignID)
-        #expect(runs.count == 10)
+        #expect(runs.count == 12)
         for (run, report) in zip(runs, summary.experiments) {
             let stored = try database.parameters(run: run.id).compactMapValues { value -> Double? in
                 if case .quantity(let q) = value { return q.value }
