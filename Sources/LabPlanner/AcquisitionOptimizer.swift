@@ -77,7 +77,9 @@ struct AcquisitionOptimizer {
     func maximize(using rng: inout some RandomNumberGenerator) -> [Double]? {
         let width = space.width
         var sobol = Sobol(dimensions: min(width, Sobol.maximumDimensions), scramble: &rng)
-        var candidates: [[Double]] = (0..<rawSamples).map { _ in
+        // Scoring a candidate costs O(n²); with many data, fewer candidates keep a proposal fast.
+        let samples = model.inputs.count > 200 ? max(256, rawSamples * 200 / model.inputs.count) : rawSamples
+        var candidates: [[Double]] = (0..<samples).map { _ in
             var x = sobol.next()
             while x.count < width { x.append(Double.random(in: 0..<1, using: &rng)) }
             return x

@@ -99,14 +99,29 @@ public struct Planner: Sendable, Codable {
         let xs = successes.map(\.x), ys = successes.map { $0.y! }
         // Refit the hyperparameters while data are few; with many, only when they grew by a tenth
         // (conditioning on the new data is still exact).
-        if let lastFit, xs.count > 100, Double(xs.count) < 1.1 * Double(lastFitCount),
+        if let lastFit, xs.count > Self.maximumFittingPoints, Double(xs.count) < 1.1 * Double(lastFitCount),
            let gp = GaussianProcess(inputs: xs, outputs: ys, hyperparameters: lastFit, noise: noise) {
             return gp
         }
-        let gp = GaussianProcess(inputs: xs, outputs: ys, noise: noise, warmStart: lastFit,
-                                 maxIterations: xs.count > 200 ? 25 : 200)
-        if let gp { (lastFit, lastFitCount) = (gp.hyperparameters, xs.count) }
-        return gp
+        // Each step of the fit costs O(n³): with many data, fit to a subset (the best results, where
+        // the model matters most, and an even spread of the rest), then condition on everything.
+        let subset = Self.fittingSubset(ys, size: Self.maximumFittingPoints)
+        guard let fitted = GaussianProcess(inputs: subset.map { xs[$0] }, outputs: subset.map { ys[$0] }, noise: noise,
+                                           warmStart: lastFit) else { return nil }
+        (lastFit, lastFitCount) = (fitted.hyperparameters, xs.count)
+        return subset.count == xs.count ? fitted
+            : GaussianProcess(inputs: xs, outputs: ys, hyperparameters: fitted.hyperparameters, noise: noise)
+    }
+
+    static let maximumFittingPoints = 150
+
+    /// Indices of at most `size` results: the better half of the budget by value, then every k-th of the rest.
+    static func fittingSubset(_ ys: [Double], size: Int) -> [Int] {
+        guard ys.count > size else { return Array(ys.indices) }
+        let ranked = ys.indices.sorted { ys[$0] > ys[$1] }
+        let rest = ranked.dropFirst(size / 2)
+        let stride = Double(rest.count) / Double(size - size / 2)
+        return Array(ranked.prefix(size / 2)) + (0..<(size - size / 2)).map { rest[rest.startIndex + Int(Double($0) * stride)] }
     }
 
     private func initialPoint(_ index: Int) -> [Double] {

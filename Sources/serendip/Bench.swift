@@ -21,6 +21,7 @@ struct Bench: AsyncParsableCommand {
         try await sqliteIngest()
         try await plannerLatency(observations: 20, dimensions: 2)
         try await plannerLatency(observations: 60, dimensions: 6)
+        try await plannerLatency(observations: 500, dimensions: 6)
         try validation()
     }
 

@@ -15,7 +15,7 @@ struct PlannerCommand: ParsableCommand {
     var noise = "inferred"
 
     @Option(help: "Initial design: sobol, latin-hypercube or random.")
-    var initialDesign = "sobol"
+    var initialDesign = "latin-hypercube"
 
     func validate() throws {
         guard Planner.InitialDesign(jsonName: initialDesign) != nil else { throw ValidationError("--initial-design is sobol, latin-hypercube or random") }
