@@ -81,7 +81,26 @@ public enum RunOutcome: String, Sendable, Codable, CaseIterable {
 public protocol Advisor: Sendable {
     func suggest() async throws -> Suggestion
     /// The result of a suggested experiment; nil means the run failed.
-    func observe(_ values: [String: Double], outcome: Double?) async throws
+    func observe(_ values: [String: Double], outcome: Outcome?) async throws
+}
+
+/// What a finished experiment tells an advisor.
+public struct Outcome: Sendable, Hashable, Codable {
+    /// Each objective, oriented so that higher is better.
+    public var objectives: [Double]
+    /// For each outcome constraint, how far inside it the result is: ≥ 0 met, < 0 broken.
+    public var constraintSlacks: [Double]
+    /// The noise variance of the (single) objective, where the campaign measures it.
+    public var noiseVariance: Double?
+
+    public init(objectives: [Double], constraintSlacks: [Double] = [], noiseVariance: Double? = nil) {
+        self.objectives = objectives; self.constraintSlacks = constraintSlacks; self.noiseVariance = noiseVariance
+    }
+
+    /// A single objective to maximise.
+    public init(_ value: Double) { self.init(objectives: [value]) }
+
+    public var meetsConstraints: Bool { constraintSlacks.allSatisfy { $0 >= 0 } }
 }
 
 public struct Suggestion: Sendable, Hashable {

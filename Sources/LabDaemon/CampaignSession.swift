@@ -50,8 +50,10 @@ public struct CampaignSession {
             try SocketServer(path: $0, dispatcher: RPCDispatcher(database: database, version: softwareVersion))
         }
         defer { server?.stop() }
-        let direction = rules.objective.map { _ in rules.maximize ? "maximize" : "minimize" }
-        let campaignID = try database.createCampaign(name: campaign.name, spec: campaign.source, objective: rules.objective,
+        // The first objective; the stored campaign text holds every one.
+        let primary = rules.objectives.first
+        let direction = primary.map { $0.maximize ? "maximize" : "minimize" }
+        let campaignID = try database.createCampaign(name: campaign.name, spec: campaign.source, objective: primary?.output,
                                                      direction: direction, seed: campaign.seed)
         let executor = ProtocolExecutor(definition: definition, instruments: instruments, clock: clock,
                                         recorder: database, logger: logger)
@@ -59,7 +61,7 @@ public struct CampaignSession {
                                     operatorName: ProcessInfo.processInfo.userName, softwareVersion: softwareVersion)
         let experiments = try await runner.run(onExperiment: onExperiment)
         return Summary(campaignID: campaignID, databasePath: databasePath, experiments: experiments,
-                       initialPoints: initialPoints, maximize: rules.maximize)
+                       initialPoints: initialPoints, maximize: rules.objectives.first?.maximize ?? true)
     }
 
     /// The advisor and rules a campaign's plan asks for. What the planner cannot do yet is refused
@@ -69,37 +71,52 @@ public struct CampaignSession {
         switch campaign.plan {
         case .sweep(let sweep):
             let points = sweep.points(seed: campaign.seed)
-            let rules = CampaignRules(objective: nil, budget: min(budget ?? points.count, points.count), fixed: campaign.fixed)
+            let rules = CampaignRules(objectives: [], budget: min(budget ?? points.count, points.count), fixed: campaign.fixed)
             return (SweepAdvisor(points: points, definition: definition), rules, 0)
         case .optimize(let optimization):
-            var missing: [String] = []
-            if optimization.objectives.count > 1 { missing.append("several objectives") }
-            if !optimization.parameterConstraints.isEmpty || !optimization.outcomeConstraints.isEmpty { missing.append("constraints") }
-            if optimization.batchSize > 1 { missing.append("batch_size above 1") }
-            if optimization.initialDesign != .latin_hypercube { missing.append("initial_design: \(optimization.initialDesign)") }
-            if optimization.onFailure == .avoid { missing.append("on_failure: avoid") }
-            var dimensions: [PlannerSpace.Parameter] = []
-            for name in optimization.parameters {
-                guard case .real(_, let lower, let upper, let logScale)? = definition.parameter(named: name)?.kind else {
-                    missing.append("optimising $\(name), which is not a real number")
-                    continue
+            let space = PlannerSpace(optimization.parameters.compactMap { name in
+                definition.parameter(named: name).map(Self.plannerParameter)
+            }, constraints: optimization.parameterConstraints.map { c in
+                let relation: PlannerSpace.LinearConstraint.Relation = switch c.relation {
+                case .atMost: .atMost
+                case .atLeast: .atLeast
+                case .equal: .equal
                 }
-                dimensions.append(.real(name: name, lower: lower, upper: upper, logScale: logScale))
-            }
-            guard missing.isEmpty else {
-                throw LabError(.planner, "\(campaign.source.path) is valid, but this planner does not support \(missing.joined(separator: ", ")) yet",
-                               cause: nil)
-            }
-            let objective = optimization.objectives[0]
+                return PlannerSpace.LinearConstraint(coefficients: c.coefficients, relation: relation, bound: c.bound)
+            })
             var options = Planner.Options()
-            options.initialDesign = .latinHypercube
             options.initialPoints = optimization.initialPoints
-            let advisor = BayesianOptimizer(space: PlannerSpace(dimensions), options: options, seed: campaign.seed)
-            let rules = CampaignRules(objective: objective.output, maximize: objective.maximize,
+            options.initialDesign = switch optimization.initialDesign {
+            case .sobol: .sobol
+            case .latin_hypercube: .latinHypercube
+            case .random: .random
+            }
+            options.failures = optimization.onFailure == .worst ? .worst : .avoid
+            var noiseOutput: String?
+            switch optimization.noise {
+            case .inferred: options.noise = .inferred
+            case .noiseFree: options.noise = .noiseFree
+            case .measured(let output): (options.noise, noiseOutput) = (.known, output)
+            }
+            let advisor = BayesianOptimizer(space: space, options: options, seed: campaign.seed)
+            let rules = CampaignRules(objectives: optimization.objectives.map { .init(output: $0.output, maximize: $0.maximize) },
                                       budget: budget ?? optimization.budget, fixed: campaign.fixed,
+                                      outcomeConstraints: optimization.outcomeConstraints, noiseOutput: noiseOutput,
+                                      batchSize: optimization.batchSize,
                                       stopAfterNoImprovement: optimization.stopAfterNoImprovement,
                                       stopAtTarget: optimization.stopAtTarget, stopOnFailure: optimization.onFailure == .stop)
             return (advisor, rules, optimization.initialPoints)
+        }
+    }
+
+    /// How the planner sees a protocol parameter: booleans as the whole numbers 0 and 1, choices
+    /// as categories (the numbers `ParameterSpec.value(coordinate:)` reads back).
+    static func plannerParameter(_ spec: ParameterSpec) -> PlannerSpace.Parameter {
+        switch spec.kind {
+        case .real(_, let lower, let upper, let logScale): .real(name: spec.name, lower: lower, upper: upper, logScale: logScale)
+        case .integer(let lower, let upper): .integer(name: spec.name, lower: lower, upper: upper)
+        case .boolean: .integer(name: spec.name, lower: 0, upper: 1)
+        case .choice(let options): .categorical(name: spec.name, options: options)
         }
     }
 }

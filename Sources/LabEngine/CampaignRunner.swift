@@ -16,21 +16,64 @@ public struct ExperimentReport: Sendable {
 
 /// What a campaign optimises and when it stops.
 public struct CampaignRules: Sendable {
-    /// The output to optimise; nil for a sweep, which only runs its points.
-    public var objective: String?
-    public var maximize: Bool
+    public struct Objective: Sendable, Hashable {
+        public var output: String
+        public var maximize: Bool
+        public init(output: String, maximize: Bool) { self.output = output; self.maximize = maximize }
+    }
+
+    /// The outputs to optimise; none for a sweep, which only runs its points.
+    public var objectives: [Objective]
     public var budget: Int
     /// Values held for every run, overriding the protocol's defaults.
     public var fixed: [String: ExprValue]
+    /// Conditions on outputs (`purity >= 95`) a result should meet.
+    public var outcomeConstraints: [Expr]
+    /// An output giving the standard deviation of the (single) objective, when it is measured.
+    public var noiseOutput: String?
+    /// Proposals asked for at once; they run one after the other.
+    public var batchSize: Int
     public var stopAfterNoImprovement: Int?
     public var stopAtTarget: Double?
     public var stopOnFailure: Bool
 
-    public init(objective: String?, maximize: Bool = true, budget: Int, fixed: [String: ExprValue] = [:],
-                stopAfterNoImprovement: Int? = nil, stopAtTarget: Double? = nil, stopOnFailure: Bool = false) {
-        self.objective = objective; self.maximize = maximize; self.budget = budget; self.fixed = fixed
+    public init(objectives: [Objective], budget: Int, fixed: [String: ExprValue] = [:], outcomeConstraints: [Expr] = [],
+                noiseOutput: String? = nil, batchSize: Int = 1, stopAfterNoImprovement: Int? = nil,
+                stopAtTarget: Double? = nil, stopOnFailure: Bool = false) {
+        self.objectives = objectives; self.budget = budget; self.fixed = fixed
+        self.outcomeConstraints = outcomeConstraints; self.noiseOutput = noiseOutput; self.batchSize = batchSize
         self.stopAfterNoImprovement = stopAfterNoImprovement; self.stopAtTarget = stopAtTarget
         self.stopOnFailure = stopOnFailure
+    }
+
+    /// What a completed run's outputs tell the advisor; nil if an objective is missing.
+    public func outcome(of outputs: [String: ExprValue]) -> Outcome? {
+        func number(_ name: String) -> Double? {
+            if case .quantity(let q)? = outputs[name], q.value.isFinite { return q.value }
+            return nil
+        }
+        var objectives: [Double] = []
+        for objective in self.objectives {
+            guard let value = number(objective.output) else { return nil }
+            objectives.append(objective.maximize ? value : -value)
+        }
+        // Outputs are named bare in a constraint, as series are in protocol expressions.
+        let environment = ExprEnvironment(series: outputs.compactMapValues { value in
+            if case .quantity(let q) = value { return Series(unit: q.unit, values: [q.value], times: [0]) }
+            return nil
+        })
+        var slacks: [Double] = []
+        for constraint in outcomeConstraints {
+            guard case .binary(let op, let lhs, let rhs) = constraint,
+                  let difference = try? environment.quantity(.binary(.subtract, lhs, rhs)).value else { return nil }
+            switch op {
+            case .less, .lessEqual: slacks.append(-difference)
+            case .equal: slacks.append(-abs(difference))
+            default: slacks.append(difference)
+            }
+        }
+        let noise = noiseOutput.flatMap(number).map { $0 * $0 }
+        return Outcome(objectives: objectives, constraintSlacks: slacks, noiseVariance: noise)
     }
 }
 
@@ -50,46 +93,57 @@ public struct CampaignRunner: Sendable {
     }
 
     public func run(onExperiment: @Sendable (ExperimentReport) -> Void = { _ in }) async throws -> [ExperimentReport] {
-        let definition = executor.definition
         var reports: [ExperimentReport] = []
         var best: Double?
         var sinceImprovement = 0
-        for index in 1...rules.budget {
+        let primary = rules.objectives.first
+        while reports.count < rules.budget {
             try Task.checkCancellation()
-            let suggestion = try await advisor.suggest()
-            // The advisor chooses the parameters it searches; the executor fills the others from the
-            // fixed values and the defaults, and records every value the run used.
-            var chosen = rules.fixed
-            for spec in definition.parameters {
-                if let x = suggestion.values[spec.name] { chosen[spec.name] = spec.value(coordinate: x) }
+            var batch: [Suggestion] = []
+            for _ in 0..<min(rules.batchSize, rules.budget - reports.count) { batch.append(try await advisor.suggest()) }
+            for suggestion in batch {
+                let result = try await run(suggestion)
+                let outcome = result.outcome == .completed ? rules.outcome(of: result.outputs) : nil
+                try await advisor.observe(suggestion.values, outcome: outcome)
+                // The first objective as the protocol computed it, for people and stop rules.
+                let value = outcome.flatMap { o in primary.map { o.objectives[0] * ($0.maximize ? 1 : -1) } }
+                let counts = outcome?.meetsConstraints ?? false
+                if let value, counts, let primary, best.map({ primary.maximize ? value > $0 : value < $0 }) ?? true {
+                    best = value
+                    sinceImprovement = 0
+                } else {
+                    sinceImprovement += 1
+                }
+                let report = ExperimentReport(index: reports.count + 1, runID: result.runID, parameters: suggestion.values,
+                                              chosenBy: suggestion.chosenBy, objective: value, bestSoFar: best,
+                                              outcome: result.outcome, error: result.error)
+                reports.append(report)
+                onExperiment(report)
+                if rules.stopOnFailure && result.outcome == .failed { return reports }
+                if let limit = rules.stopAfterNoImprovement, sinceImprovement >= limit { return reports }
+                if let target = rules.stopAtTarget, let best, let primary, primary.maximize ? best >= target : best <= target {
+                    return reports
+                }
             }
-            let start = RunStart(
-                campaignID: campaignID, protocolName: definition.name, protocolSource: definition.source,
-                parameters: [], chosenBy: suggestion.chosenBy, proposalID: suggestion.proposalID,
-                instruments: executor.instruments.mapValues(\.identity), operatorName: operatorName,
-                softwareVersion: softwareVersion, startedAt: Date(), startedMonotonic: executor.clock.now)
-            let result = try await executor.run(parameters: chosen, start: start)
-            if result.outcome == .aborted { throw CancellationError() }
-            var value: Double?
-            if result.outcome == .completed, let objective = rules.objective, case .quantity(let q)? = result.outputs[objective] {
-                value = q.value
-            }
-            try await advisor.observe(suggestion.values, outcome: value.map { rules.maximize ? $0 : -$0 })
-            if let value, best.map({ rules.maximize ? value > $0 : value < $0 }) ?? true {
-                best = value
-                sinceImprovement = 0
-            } else {
-                sinceImprovement += 1
-            }
-            let report = ExperimentReport(index: index, runID: result.runID, parameters: suggestion.values,
-                                          chosenBy: suggestion.chosenBy, objective: value, bestSoFar: best,
-                                          outcome: result.outcome, error: result.error)
-            reports.append(report)
-            onExperiment(report)
-            if rules.stopOnFailure && result.outcome == .failed { break }
-            if let limit = rules.stopAfterNoImprovement, sinceImprovement >= limit { break }
-            if let target = rules.stopAtTarget, let best, rules.maximize ? best >= target : best <= target { break }
         }
         return reports
+    }
+
+    /// One run of the protocol at a suggestion: the advisor chooses the parameters it searches; the
+    /// executor fills the others from the fixed values and the defaults, and records every value used.
+    private func run(_ suggestion: Suggestion) async throws -> RunResult {
+        let definition = executor.definition
+        var chosen = rules.fixed
+        for spec in definition.parameters {
+            if let x = suggestion.values[spec.name] { chosen[spec.name] = spec.value(coordinate: x) }
+        }
+        let start = RunStart(
+            campaignID: campaignID, protocolName: definition.name, protocolSource: definition.source,
+            parameters: [], chosenBy: suggestion.chosenBy, proposalID: suggestion.proposalID,
+            instruments: executor.instruments.mapValues(\.identity), operatorName: operatorName,
+            softwareVersion: softwareVersion, startedAt: Date(), startedMonotonic: executor.clock.now)
+        let result = try await executor.run(parameters: chosen, start: start)
+        if result.outcome == .aborted { throw CancellationError() }
+        return result
     }
 }

@@ -22,5 +22,5 @@ public actor SweepAdvisor: Advisor {
         return Suggestion(values: points[next - 1], chosenBy: "sweep point \(next) of \(points.count)", proposalID: "sweep-\(next)")
     }
 
-    public func observe(_ values: [String: Double], outcome: Double?) {}
+    public func observe(_ values: [String: Double], outcome: Outcome?) {}
 }

@@ -1,26 +1,41 @@
 import Foundation
 
-/// The probability that a run at x succeeds, from a Gaussian process fitted to ±1 labels (success,
-/// failure) and squashed through the normal CDF. Cheap, smooth, and enough to steer proposals away
-/// from where runs fail.
-struct FeasibilityModel {
+/// The probability that something holds at x, from a Gaussian process: that a run succeeds (fitted
+/// to ±1 labels, success or failure, and squashed through the normal CDF), or that an outcome
+/// constraint is met (fitted to its slack, P = Φ(μ/σ)). Cheap, smooth, and enough to steer proposals
+/// away from where runs fail or results break a constraint.
+struct ProbabilityModel {
     let gp: GaussianProcess
+    /// Added to the variance under the square root: 1 for the classifier's probit, 0 for a slack.
+    let offset: Double
 
-    init?(_ observations: [Planner.Observation]) {
-        guard let gp = GaussianProcess(inputs: observations.map(\.x), outputs: observations.map { $0.y == nil ? -1 : 1 },
-                                       noise: .inferred, maxIterations: 60) else { return nil }
-        self.gp = gp
+    init?(classifying observations: [Planner.Observation]) {
+        guard let gp = GaussianProcess(inputs: observations.map(\.x), outputs: observations.map { $0.outcome == nil ? -1 : 1 },
+                                       noise: .inferred, maxIterations: 60, centred: false) else { return nil }
+        (self.gp, offset) = (gp, 1)
     }
 
-    /// log P(success) and its gradient.
+    init?(constraint inputs: [[Double]], slacks: [Double]) {
+        guard let gp = GaussianProcess(inputs: inputs, outputs: slacks, noise: .inferred, maxIterations: 60) else { return nil }
+        (self.gp, offset) = (gp, 0)
+    }
+
+    /// Whether x is on the failing side: the classifier leans towards failure there. Such points
+    /// are not proposed at all (a penalty alone saturates, and a large expected improvement
+    /// inside a failing region would outweigh it).
+    func rulesOut(_ x: [Double]) -> Bool {
+        offset == 1 && gp.predictStandardised(x, gradient: false).mean < 0
+    }
+
+    /// log P and its gradient.
     func logProbability(_ x: [Double], gradient: Bool) -> (Double, [Double]) {
         let p = gp.predictStandardised(x, gradient: gradient)
         let mean = gp.mean + gp.scale * p.mean, variance = gp.scale * gp.scale * p.variance
-        let denominator = (1 + variance).squareRoot()
+        let denominator = (offset + variance).squareRoot()
         let z = mean / denominator
         let logCDF = Self.logNormalCDF(z)
         guard gradient else { return (logCDF, []) }
-        // d log Φ(z)/dz = φ(z)/Φ(z); dz/dx = (dmean·√(1+v) − mean·dv/(2√(1+v)))/(1+v).
+        // d log Φ(z)/dz = φ(z)/Φ(z); dz/dx = dmean/s − mean·dv/(2s³) with s = √(offset + v).
         let ratio = exp(-z * z / 2 - 0.5 * log(2 * Double.pi) - logCDF)
         let g = x.indices.map { j in
             let dMean = gp.scale * p.dMean[j], dVariance = gp.scale * gp.scale * p.dVariance[j]
@@ -42,36 +57,41 @@ struct FeasibilityModel {
 /// and not a repeat of a point already run or pending.
 struct AcquisitionOptimizer {
     let model: GaussianProcess
-    let feasibility: FeasibilityModel?
-    let best: Double
+    let probabilities: [ProbabilityModel]
+    /// The incumbent; nil when no result meets the outcome constraints yet (then only the
+    /// probabilities count).
+    let best: Double?
     let space: PlannerSpace
     let avoid: [[Double]]
     let rawSamples: Int
     let restarts: Int
 
-    var bestStandardised: Double { (best - model.mean) / model.scale }
-
-    /// log EI (+ log P(success)), with its gradient when asked.
+    /// log EI + Σ log P, with its gradient when asked.
     func value(_ x: [Double], gradient: Bool = false) -> (Double, [Double]) {
-        let p = model.predictStandardised(x, gradient: gradient)
-        let sigma = p.variance.squareRoot()
-        let ei = LogExpectedImprovement.value(mean: p.mean, sigma: sigma, best: bestStandardised)
-        var value = ei.value
-        var g: [Double] = []
-        if gradient {
-            g = x.indices.map { j in ei.dMean * p.dMean[j] + ei.dSigma * p.dVariance[j] / (2 * sigma) }
+        var value = 0.0
+        var g = [Double](repeating: 0, count: gradient ? x.count : 0)
+        if let best {
+            let p = model.predictStandardised(x, gradient: gradient)
+            let sigma = p.variance.squareRoot()
+            let ei = LogExpectedImprovement.value(mean: p.mean, sigma: sigma, best: (best - model.mean) / model.scale)
+            value = ei.value
+            if gradient {
+                for j in g.indices { g[j] = ei.dMean * p.dMean[j] + ei.dSigma * p.dVariance[j] / (2 * sigma) }
+            }
         }
-        if let feasibility {
-            let (logP, dLogP) = feasibility.logProbability(x, gradient: gradient)
+        for model in probabilities {
+            let (logP, dLogP) = model.logProbability(x, gradient: gradient)
             value += logP
             if gradient { for j in g.indices { g[j] += dLogP[j] } }
         }
         return (value, g)
     }
 
-    /// Whether x can be proposed: feasible, and not (nearly) a point already run or pending.
-    func admissible(_ x: [Double]) -> Bool {
-        space.isFeasible(unit: x) && !avoid.contains { Planner.distance($0, x) < 1e-6 }
+    /// Whether x can be proposed: feasible, not on the failing side, and not (nearly) a point
+    /// already run or pending.
+    func admissible(_ x: [Double], strict: Bool = true) -> Bool {
+        space.isFeasible(unit: x) && !(strict && probabilities.contains { $0.rulesOut(x) })
+            && !avoid.contains { Planner.distance($0, x) < 1e-6 }
     }
 
     func maximize(using rng: inout some RandomNumberGenerator) -> [Double]? {
@@ -95,13 +115,18 @@ struct AcquisitionOptimizer {
                 })
             }
         }
-        let usable = candidates.compactMap { x -> [Double]? in
-            var p = space.snap(x)
-            if !space.constraints.isEmpty, !space.isFeasible(unit: p) {
-                guard let projected = space.projectOntoConstraints(p) else { return nil }
-                p = space.snap(projected)
-            }
-            return admissible(p) ? p : nil
+        let runnable = candidates.compactMap { x -> [Double]? in
+            let p = space.snap(x)
+            guard !space.constraints.isEmpty, !space.isFeasible(unit: p) else { return p }
+            return space.projectOntoConstraints(p).map(space.snap)
+        }
+        // If the classifier rules out everywhere (most runs failed), the probability penalty alone
+        // has to steer.
+        var strict = true
+        var usable = runnable.filter { admissible($0) }
+        if usable.isEmpty {
+            strict = false
+            usable = runnable.filter { admissible($0, strict: false) }
         }
         let scored = usable.map { ($0, value($0).0) }.filter { $0.1.isFinite }
         guard var best = scored.max(by: { $0.1 < $1.1 }) else { return nil }
@@ -116,7 +141,7 @@ struct AcquisitionOptimizer {
                 guard let projected = space.projectOntoConstraints(x) else { continue }
                 x = space.snap(projected)
             }
-            guard admissible(x) else { continue }
+            guard admissible(x, strict: strict) else { continue }
             let v = value(x).0
             if v > best.1 { best = (x, v) }
         }

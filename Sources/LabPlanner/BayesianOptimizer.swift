@@ -11,13 +11,21 @@ public actor BayesianOptimizer: Advisor {
         planner = Planner(space: space, options: options, seed: seed)
     }
 
+    /// Resumes from a planner saved earlier (it is Codable).
+    public init(resuming planner: Planner) {
+        self.planner = planner
+        proposals = planner.observations.count + planner.pending.count
+    }
+
+    public func paretoFront() -> [(values: [String: Double], objectives: [Double])] { planner.paretoFront() }
+
     public func suggest() throws -> Suggestion {
         let proposal = try planner.propose(1)[0]
         proposals += 1
         return Suggestion(values: proposal.values, chosenBy: proposal.chosenBy, proposalID: "bo-\(proposals)")
     }
 
-    public func observe(_ values: [String: Double], outcome: Double?) {
+    public func observe(_ values: [String: Double], outcome: Outcome?) {
         planner.observe(values, outcome: outcome)
     }
 }

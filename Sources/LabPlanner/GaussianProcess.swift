@@ -43,10 +43,12 @@ public struct GaussianProcess: Sendable {
     static let minimumNoise = 1e-6
 
     /// Fits the hyperparameters (starting also from `warmStart`, if given), then conditions on the data.
+    /// With `centred` false the outputs are used as they are (prior mean 0, scale 1), as a classifier
+    /// of ±1 labels needs: far from every observation it should say 0, not the labels' average.
     public init?(inputs: [[Double]], outputs: [Double], noise: NoiseModel = .inferred, warmStart: Hyperparameters? = nil,
-                 maxIterations: Int = 200) {
+                 maxIterations: Int = 200, centred: Bool = true) {
         guard let first = inputs.first, inputs.count == outputs.count else { return nil }
-        let (mean, scale) = Self.standardisation(outputs)
+        let (mean, scale) = centred ? Self.standardisation(outputs) : (0, 1)
         let y = outputs.map { ($0 - mean) / scale }
         let fit = Fit(inputs: inputs, y: y, noiseModel: noise, scale: scale, dimensions: first.count)
         // From the last fit, which is usually near the new optimum, and from the prior's mode; with no
@@ -60,12 +62,13 @@ public struct GaussianProcess: Sendable {
             if result.value < best?.value ?? .infinity { best = (result.x, result.value) }
         }
         guard let best else { return nil }
-        self.init(inputs: inputs, outputs: outputs, hyperparameters: fit.hyperparameters(best.theta), noise: noise)
+        self.init(inputs: inputs, outputs: outputs, hyperparameters: fit.hyperparameters(best.theta), noise: noise, centred: centred)
     }
 
     /// Conditions on the data with given hyperparameters.
-    public init?(inputs: [[Double]], outputs: [Double], hyperparameters: Hyperparameters, noise: NoiseModel = .inferred) {
-        let (mean, scale) = Self.standardisation(outputs)
+    public init?(inputs: [[Double]], outputs: [Double], hyperparameters: Hyperparameters, noise: NoiseModel = .inferred,
+                 centred: Bool = true) {
+        let (mean, scale) = centred ? Self.standardisation(outputs) : (0, 1)
         let y = outputs.map { ($0 - mean) / scale }
         let diagonal = Self.noiseDiagonal(noise, hyperparameters.noise, scale: scale, count: inputs.count)
         guard let factor = Cholesky(Self.covariance(inputs, hyperparameters, diagonal), n: inputs.count) else { return nil }

@@ -2,28 +2,44 @@ import Foundation
 public import LabCore
 
 /// Bayesian optimisation as a value: a space, options, and what has been observed. `propose` fits
-/// a Gaussian process to the results, and returns the points of highest (log) expected improvement,
-/// weighted by the probability that a run there succeeds. Pure and deterministic given its seed, and
-/// Codable, so a campaign's planner state can be saved and resumed after a restart.
+/// a Gaussian process to the results and returns the point of highest log expected improvement,
+/// weighted by the probability that a run there succeeds and meets the outcome constraints. Several
+/// objectives are scalarised with random weights per proposal (ParEGO), so successive proposals
+/// spread along the Pareto front. Pure and deterministic given its seed, and Codable, so a
+/// campaign's planner state can be saved and resumed after a restart.
 public struct Planner: Sendable, Codable {
     public enum InitialDesign: String, Sendable, Codable { case sobol, latinHypercube, random }
-    public enum Noise: String, Sendable, Codable { case noiseFree, inferred }
+    public enum Noise: String, Sendable, Codable {
+        /// Repeat runs agree exactly; the model interpolates.
+        case noiseFree
+        /// Estimated from the data.
+        case inferred
+        /// Given with each result (`Outcome.noiseVariance`).
+        case known
+    }
+    /// What a failed run teaches.
+    public enum Failures: String, Sendable, Codable {
+        /// Learn where runs fail (a classifier) and steer away.
+        case avoid
+        /// Count a failure as the worst result so far.
+        case worst
+    }
 
     public struct Options: Sendable, Codable {
-        public var initialDesign: InitialDesign = .sobol
+        public var initialDesign: InitialDesign = .latinHypercube
         public var initialPoints = 5
         public var noise: Noise = .inferred
+        public var failures: Failures = .avoid
         /// Quasi-random candidates scored before the best few are refined by L-BFGS.
         public var rawSamples = 1024
         public var restarts = 8
         public init() {}
     }
 
-    /// One finished experiment: where (unit coordinates), and the result (higher is better) or nil
-    /// if the run failed.
+    /// One finished experiment: where (unit coordinates), and its outcome, or nil if the run failed.
     public struct Observation: Sendable, Codable, Hashable {
         public var x: [Double]
-        public var y: Double?
+        public var outcome: Outcome?
     }
 
     public let space: PlannerSpace
@@ -43,13 +59,22 @@ public struct Planner: Sendable, Codable {
     }
 
     /// Records a result at a point given in the space's values; the point stops being pending.
-    public mutating func observe(_ values: [String: Double], outcome: Double?) {
+    /// Non-finite numbers in the outcome count as a failed run.
+    public mutating func observe(_ values: [String: Double], outcome: Outcome?) {
         let x = space.encode(values)
         if let index = pending.firstIndex(where: { Self.distance($0, x) < 1e-9 }) { pending.remove(at: index) }
-        observations.append(Observation(x: x, y: outcome.flatMap { $0.isFinite ? $0 : nil }))
+        let valid = outcome.flatMap { o in (o.objectives + o.constraintSlacks).allSatisfy(\.isFinite) && !o.objectives.isEmpty ? o : nil }
+        observations.append(Observation(x: x, outcome: valid))
     }
 
-    /// The next `count` points to run, as values by name, with who chose each.
+    /// A proposal handed out and then withdrawn (its run never started) stops being pending.
+    public mutating func withdraw(_ values: [String: Double]) {
+        let x = space.encode(values)
+        if let index = pending.firstIndex(where: { Self.distance($0, x) < 1e-9 }) { pending.remove(at: index) }
+    }
+
+    /// The next `count` points to run, as values by name, with who chose each. Points handed out in
+    /// one call, or not yet observed from earlier calls, are kept apart.
     public mutating func propose(_ count: Int = 1) throws -> [(values: [String: Double], chosenBy: String)] {
         var result: [(values: [String: Double], chosenBy: String)] = []
         for _ in 0..<count {
@@ -61,6 +86,17 @@ public struct Planner: Sendable, Codable {
         return result
     }
 
+    /// The successful results no other successful result beats on every objective (among those
+    /// meeting the outcome constraints), with their values.
+    public func paretoFront() -> [(values: [String: Double], objectives: [Double])] {
+        let candidates = observations.compactMap { o in o.outcome.flatMap { $0.meetsConstraints ? (o.x, $0.objectives) : nil } }
+        return candidates.filter { a in
+            !candidates.contains { b in
+                zip(b.1, a.1).allSatisfy { $0 >= $1 } && zip(b.1, a.1).contains { $0 > $1 }
+            }
+        }.map { (space.decode($0.0), $0.1) }
+    }
+
     private var random: SplitMix64 { SplitMix64(seed: seed &+ 0x9E37_79B9_7F4A_7C15 &* UInt64(proposals + 1)) }
 
     private mutating func proposeOne() throws -> ([Double], String) {
@@ -68,35 +104,85 @@ public struct Planner: Sendable, Codable {
         if started < options.initialPoints {
             return (initialPoint(started), "initial design (\(options.initialDesign.rawValue))")
         }
-        let successes = observations.filter { $0.y != nil }
+        var rng = random
+        let successes = observations.filter { $0.outcome != nil }
         guard successes.count >= 2 else {
-            var rng = random
             return (feasibleRandomPoints(1, using: &rng).first ?? initialPoint(started), "random (fewer than two successful runs)")
         }
-        guard let model = fitObjective(successes) else {
-            throw LabError(.planner, "the Gaussian process could not be fitted to \(successes.count) results")
+        let objectives = successes[0].outcome!.objectives.count
+        let scalar = Self.scalarisation(successes.map { $0.outcome!.objectives }, using: &rng)
+        var training = zip(successes, scalar).map { (x: $0.0.x, y: $0.1, noise: $0.0.outcome!.noiseVariance) }
+        var probabilities: [ProbabilityModel] = []
+        let failed = observations.filter { $0.outcome == nil }
+        if !failed.isEmpty {
+            switch options.failures {
+            case .avoid:
+                if let classifier = ProbabilityModel(classifying: observations) { probabilities.append(classifier) }
+            case .worst:
+                let worst = scalar.min()!
+                training += failed.map { (x: $0.x, y: worst, noise: nil) }
+            }
         }
-        let feasibility = observations.count > successes.count ? FeasibilityModel(observations) : nil
+        guard let model = fitObjective(training) else {
+            throw LabError(.planner, "the Gaussian process could not be fitted to \(training.count) results")
+        }
+        let slackCounts = successes[0].outcome!.constraintSlacks.count
+        for j in 0..<slackCounts {
+            if let m = ProbabilityModel(constraint: successes.map(\.x), slacks: successes.map { $0.outcome!.constraintSlacks[j] }) {
+                probabilities.append(m)
+            }
+        }
         // Pending points are believed to come out at the model's mean (the "kriging believer").
         var believed = model
         if !pending.isEmpty {
             let xs = model.inputs + pending
-            let ys = successes.map { $0.y! } + pending.map { model.predict($0).mean }
+            let ys = training.map(\.y) + pending.map { model.predict($0).mean }
             believed = GaussianProcess(inputs: xs, outputs: ys, hyperparameters: model.hyperparameters,
                                        noise: model.noiseModel.forCount(xs.count)) ?? model
         }
-        let best = successes.map { $0.y! }.max()!
-        var rng = random
-        let avoid = observations.map(\.x) + pending
-        let optimizer = AcquisitionOptimizer(model: believed, feasibility: feasibility, best: best, space: space, avoid: avoid,
-                                             rawSamples: options.rawSamples, restarts: options.restarts)
+        // The incumbent: the best result that met the outcome constraints; with none yet, the
+        // acquisition only seeks where they are met.
+        let best = zip(successes, scalar).filter { $0.0.outcome!.meetsConstraints }.map(\.1).max()
+        let optimizer = AcquisitionOptimizer(model: believed, probabilities: probabilities, best: best, space: space,
+                                             avoid: observations.map(\.x) + pending, rawSamples: options.rawSamples,
+                                             restarts: options.restarts)
         guard let x = optimizer.maximize(using: &rng) else { throw LabError(.planner, "no point satisfies the constraints") }
-        return (x, "planner (GP, log expected improvement)")
+        let what = objectives > 1 ? "ParEGO, " : ""
+        return (x, "planner (GP, \(what)log expected improvement)")
     }
 
-    private mutating func fitObjective(_ successes: [Observation]) -> GaussianProcess? {
-        let noise: GaussianProcess.NoiseModel = options.noise == .noiseFree ? .noiseFree : .inferred
-        let xs = successes.map(\.x), ys = successes.map { $0.y! }
+    /// One objective as it is; several as ParEGO's augmented Chebyshev scalarisation with random
+    /// weights: each objective scaled to [0, 1] over the results, s = min λᵢfᵢ + 0.05 Σ λᵢfᵢ.
+    static func scalarisation(_ objectives: [[Double]], using rng: inout some RandomNumberGenerator) -> [Double] {
+        guard let count = objectives.first?.count, count > 1 else { return objectives.map { $0[0] } }
+        let weights: [Double] = {
+            let draws = (0..<count).map { _ in -log(Double.random(in: Double.ulpOfOne..<1, using: &rng)) }
+            let total = draws.reduce(0, +)
+            return draws.map { $0 / total }
+        }()
+        let lows = (0..<count).map { i in objectives.map { $0[i] }.min()! }
+        let highs = (0..<count).map { i in objectives.map { $0[i] }.max()! }
+        return objectives.map { (o: [Double]) -> Double in
+            let scaled: [Double] = (0..<count).map { (i: Int) -> Double in
+                let range = max(highs[i] - lows[i], 1e-12)
+                return weights[i] * (o[i] - lows[i]) / range
+            }
+            return scaled.min()! + 0.05 * scaled.reduce(0, +)
+        }
+    }
+
+    private mutating func fitObjective(_ training: [(x: [Double], y: Double, noise: Double?)]) -> GaussianProcess? {
+        let xs = training.map(\.x), ys = training.map(\.y)
+        let noise: GaussianProcess.NoiseModel = switch options.noise {
+        case .noiseFree: .noiseFree
+        case .inferred: .inferred
+        case .known:
+            .known({
+                let given = training.compactMap(\.noise)
+                let typical = given.isEmpty ? 0 : given.reduce(0, +) / Double(given.count)
+                return training.map { $0.noise ?? typical }
+            }())
+        }
         // Refit the hyperparameters while data are few; with many, only when they grew by a tenth
         // (conditioning on the new data is still exact).
         if let lastFit, xs.count > Self.maximumFittingPoints, Double(xs.count) < 1.1 * Double(lastFitCount),
@@ -106,8 +192,8 @@ public struct Planner: Sendable, Codable {
         // Each step of the fit costs O(n³): with many data, fit to a subset (the best results, where
         // the model matters most, and an even spread of the rest), then condition on everything.
         let subset = Self.fittingSubset(ys, size: Self.maximumFittingPoints)
-        guard let fitted = GaussianProcess(inputs: subset.map { xs[$0] }, outputs: subset.map { ys[$0] }, noise: noise,
-                                           warmStart: lastFit) else { return nil }
+        guard let fitted = GaussianProcess(inputs: subset.map { xs[$0] }, outputs: subset.map { ys[$0] },
+                                           noise: noise.subset(subset), warmStart: lastFit) else { return nil }
         (lastFit, lastFitCount) = (fitted.hyperparameters, xs.count)
         return subset.count == xs.count ? fitted
             : GaussianProcess(inputs: xs, outputs: ys, hyperparameters: fitted.hyperparameters, noise: noise)
@@ -160,6 +246,11 @@ public struct Planner: Sendable, Codable {
 }
 
 extension GaussianProcess.NoiseModel {
+    func subset(_ indices: [Int]) -> Self {
+        guard case .known(let variances) = self else { return self }
+        return .known(indices.map { variances[$0] })
+    }
+
     /// The same model for a data set grown to `count` points (known noise: the new points get the mean).
     func forCount(_ count: Int) -> Self {
         guard case .known(let variances) = self, variances.count < count else { return self }

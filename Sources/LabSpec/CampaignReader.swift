@@ -221,7 +221,7 @@ struct CampaignReader {
         }
         let budget = map.required("budget", hint: "say how many runs the planner may use")
             .flatMap { source.integer($0, "budget", in: 1...CampaignSpec.maximumRuns) } ?? 1
-        var design = Optimization.InitialDesign.sobol
+        var design = Optimization.InitialDesign.latin_hypercube
         if let designNode = map.optional("initial_design"), let text = source.string(designNode, "initial_design") {
             if let d = Optimization.InitialDesign(rawValue: text) { design = d } else {
                 source.error(designNode, "unknown initial design '\(text)'",
@@ -242,6 +242,19 @@ struct CampaignReader {
             }
         }
 
+        var noise = Optimization.Noise.inferred
+        if let noiseNode = map.optional("noise"), let text = source.string(noiseNode, "noise") {
+            switch text {
+            case "inferred": break
+            case "noise_free": noise = .noiseFree
+            case _ where outputs.contains(text):
+                noise = .measured(output: text)
+                if objectives.count > 1 { source.error(noiseNode, "a measured noise needs a single objective") }
+            default:
+                source.error(noiseNode, "unknown noise '\(text)'",
+                             hint: "use inferred, noise_free, or the output that gives each result's standard deviation")
+            }
+        }
         var chosen = definition.parameters.map(\.name).filter { fixed[$0] == nil }
         if let listNode = map.optional("parameters") {
             chosen = []
@@ -280,7 +293,7 @@ struct CampaignReader {
             }
             stop.rejectUnknownKeys()
         }
-        return Optimization(objectives: objectives, budget: budget, initialDesign: design, initialPoints: initialPoints,
+        return Optimization(objectives: objectives, noise: noise, budget: budget, initialDesign: design, initialPoints: initialPoints,
                             batchSize: batchSize, parameters: chosen, parameterConstraints: parameterConstraints,
                             outcomeConstraints: outcomeConstraints, onFailure: onFailure,
                             stopAfterNoImprovement: stopAfter, stopAtTarget: target)
@@ -311,6 +324,9 @@ struct CampaignReader {
                 return nil
             }
             switch spec.kind {
+            case .real(_, _, _, true):
+                source.error(node, "$\(name) is on a log scale, so it cannot be in a linear constraint")
+                return nil
             case .real(let unit, let lower, let upper, _): (lows, highs, units) = (lows + [lower], highs + [upper], units + [unit])
             case .integer(let lower, let upper): (lows, highs, units) = (lows + [Double(lower)], highs + [Double(upper)], units + [.one])
             default:

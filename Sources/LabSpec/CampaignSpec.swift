@@ -136,7 +136,11 @@ public struct Optimization: Sendable {
         }
     }
 
+    /// How noisy results are: estimated, absent, or measured by an output (its standard deviation).
+    public enum Noise: Sendable, Hashable { case inferred, noiseFree, measured(output: String) }
+
     public var objectives: [Objective]
+    public var noise: Noise
     public var budget: Int
     public var initialDesign: InitialDesign
     public var initialPoints: Int

@@ -140,13 +140,13 @@ struct Bench: AsyncParsableCommand {
         let optimizer = BayesianOptimizer(space: space, options: options, seed: 1)
         for _ in 0..<observations {
             let s = try await optimizer.suggest()
-            try await optimizer.observe(s.values, outcome: s.values.values.reduce(0) { $0 - ($1 - 0.3) * ($1 - 0.3) })
+            try await optimizer.observe(s.values, outcome: Outcome(s.values.values.reduce(0) { $0 - ($1 - 0.3) * ($1 - 0.3) }))
         }
         var samples: [Double] = []
         for _ in 0..<5 {
             samples.append(try await seconds {
                 let s = try await optimizer.suggest()
-                try await optimizer.observe(s.values, outcome: 0)
+                try await optimizer.observe(s.values, outcome: Outcome(0))
             })
         }
         row("Planner proposal, \(observations) observations in \(dimensions) dimensions", samples, "ms", scale: 1e3)

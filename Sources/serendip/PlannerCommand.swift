@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LabCore
 import LabPlanner
 
 /// `serendip planner --stdio`: the planner as a process speaking JSON lines, so any tool in any
@@ -90,7 +91,7 @@ struct PlannerSession {
                 throw Failure("tell needs x with \(planner.space.width) numbers")
             }
             // y null (or absent) is a failed experiment.
-            let y = (request["y"] as? Double).map { minimize ? -$0 : $0 }
+            let y = (request["y"] as? Double).map { Outcome(minimize ? -$0 : $0) }
             planner.observe(Dictionary(uniqueKeysWithValues: x.enumerated().map { ("x\($0.offset)", $0.element) }), outcome: y)
             self.planner = planner
             return ["ok": true]

@@ -180,12 +180,12 @@ struct LabFixture {
     @Test func theDemoCampaignStoresEveryRunAndImprovesOnItsInitialDesign() async throws {
         let path = Repository.temporaryDatabase()
         let summary = try await CampaignSession.run(campaignPath: Repository.path("examples/toy-lab/campaign.yaml"),
-                                                    databasePath: path, budget: 12)
-        #expect(summary.experiments.count == 12)
+                                                    databasePath: path, budget: 14)
+        #expect(summary.experiments.count == 14)
         #expect(summary.experiments.allSatisfy { $0.outcome == .completed })
         let database = try LabDatabase(path: path)
         let runs = try database.runs(campaign: summary.campaignID)
-        #expect(runs.count == 12)
+        #expect(runs.count == 14)
         for (run, report) in zip(runs, summary.experiments) {
             let stored = try database.parameters(run: run.id).compactMapValues { value -> Double? in
                 if case .quantity(let q) = value { return q.value }
@@ -215,15 +215,17 @@ struct LabFixture {
                            ["temperature": "60.0 degC", "residence": "15.0 min"]])
     }
 
-    @Test func whatThePlannerCannotDoYetIsRefusedByNameBeforeAnyRun() async throws {
+    @Test func aConstrainedBatchedOptimisationKeepsEveryRunInsideItsConstraint() async throws {
         let path = Repository.temporaryDatabase()
-        do {
-            _ = try await CampaignSession.run(campaignPath: Repository.path("examples/toy-lab/constrained-optimisation.yaml"),
-                                              databasePath: path)
-            Issue.record("expected the campaign to be refused")
-        } catch let error as LabError {
-            #expect(error.message.contains("constraints") && error.message.contains("batch_size above 1"))
-            #expect(!FileManager.default.fileExists(atPath: path))
+        let summary = try await CampaignSession.run(campaignPath: Repository.path("examples/toy-lab/constrained-optimisation.yaml"),
+                                                    databasePath: path, budget: 12)
+        #expect(summary.experiments.count == 12)
+        // $temperature + 2 degC/min * $residence <= 150 degC, for every run the planner chose.
+        for report in summary.experiments {
+            #expect(report.parameters["temperature"]! + 2 * report.parameters["residence"]! <= 150 + 1e-6, "\(report.parameters)")
         }
+        #expect(summary.experiments.prefix(8).allSatisfy { $0.chosenBy.contains("initial design (sobol)") })
+        #expect(summary.experiments.dropFirst(8).allSatisfy { $0.chosenBy.contains("planner") })
     }
+
 }

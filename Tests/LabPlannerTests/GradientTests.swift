@@ -66,12 +66,17 @@ import Testing
         Self.expectClose([v.dMean, v.dSigma], [dMean, dSigma], relative: 1e-4, "log EI at z=\(z)")
     }
 
-    @Test func theAcquisitionGradientWithAFeasibilityModelMatchesFiniteDifferences() throws {
+    @Test func theAcquisitionGradientWithFailureAndConstraintModelsMatchesFiniteDifferences() throws {
         let (xs, ys) = Self.data(n: 14, d: 2, seed: 3)
-        let observations = zip(xs, ys).enumerated().map { Planner.Observation(x: $0.element.0, y: $0.offset % 4 == 0 ? nil : $0.element.1) }
-        let successes = observations.filter { $0.y != nil }
-        let gp = try #require(GaussianProcess(inputs: successes.map(\.x), outputs: successes.map { $0.y! }))
-        let optimizer = AcquisitionOptimizer(model: gp, feasibility: FeasibilityModel(observations), best: successes.map { $0.y! }.max()!,
+        let observations = zip(xs, ys).enumerated().map {
+            Planner.Observation(x: $0.element.0, outcome: $0.offset % 4 == 0 ? nil : Outcome($0.element.1))
+        }
+        let successes = observations.filter { $0.outcome != nil }
+        let values = successes.map { $0.outcome!.objectives[0] }
+        let gp = try #require(GaussianProcess(inputs: successes.map(\.x), outputs: values))
+        let classifier = try #require(ProbabilityModel(classifying: observations))
+        let constraint = try #require(ProbabilityModel(constraint: successes.map(\.x), slacks: values.map { $0 - 0.5 }))
+        let optimizer = AcquisitionOptimizer(model: gp, probabilities: [classifier, constraint], best: values.max()!,
                                              space: PlannerSpace([.real(name: "a", lower: 0, upper: 1, logScale: false),
                                                                   .real(name: "b", lower: 0, upper: 1, logScale: false)]),
                                              avoid: [], rawSamples: 16, restarts: 1)

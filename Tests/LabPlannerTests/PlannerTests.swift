@@ -64,7 +64,7 @@ import Testing
         for _ in 0..<budget {
             let s = try await optimizer.suggest()
             suggestions.append(s)
-            await optimizer.observe(s.values, outcome: objective(s.values))
+            await optimizer.observe(s.values, outcome: Outcome(objective(s.values)))
         }
         return suggestions
     }
@@ -93,7 +93,7 @@ import Testing
         let optimizer = BayesianOptimizer(space: Self.space, options: { var o = Planner.Options(); o.initialPoints = 3; return o }(), seed: 2)
         for _ in 0..<3 {
             let s = try await optimizer.suggest()
-            await optimizer.observe(s.values, outcome: Self.objective(s.values))
+            await optimizer.observe(s.values, outcome: Outcome(Self.objective(s.values)))
         }
         // A failed run at the optimum: it must not be proposed again.
         let failed = ["x": 0.7, "y": 3.0]

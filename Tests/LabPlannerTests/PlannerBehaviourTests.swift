@@ -1,0 +1,134 @@
+import Foundation
+import LabCore
+@testable import LabPlanner
+import Testing
+
+/// What the planner promises a campaign: constraints never broken, whole numbers and categories
+/// respected, failures and outcome constraints steered away from, batches spread out, several
+/// objectives traded off, and a saved planner resuming exactly where it stopped.
+@Suite struct PlannerBehaviourTests {
+    static func options(initial: Int = 4, rawSamples: Int = 256) -> Planner.Options {
+        var o = Planner.Options()
+        o.initialPoints = initial
+        o.rawSamples = rawSamples
+        o.restarts = 3
+        return o
+    }
+
+    /// Runs `budget` single proposals on `f` (maximised; nil = the run failed).
+    static func run(_ planner: inout Planner, budget: Int, _ f: ([String: Double]) -> Outcome?) throws -> [[String: Double]] {
+        var proposed: [[String: Double]] = []
+        for _ in 0..<budget {
+            let values = try planner.propose(1)[0].values
+            proposed.append(values)
+            planner.observe(values, outcome: f(values))
+        }
+        return proposed
+    }
+
+    @Test func proposalsNeverBreakALinearConstraintOverManyRandomSpaces() throws {
+        var rng = SplitMix64(seed: 77)
+        for trial in 0..<12 {
+            let d = Int.random(in: 2...4, using: &rng)
+            var parameters: [PlannerSpace.Parameter] = (0..<d).map { i in
+                let lo = Double.random(in: -5...5, using: &rng)
+                return .real(name: "p\(i)", lower: lo, upper: lo + Double.random(in: 0.5...10, using: &rng), logScale: false)
+            }
+            parameters.append(.integer(name: "n", lower: 0, upper: 6))
+            // One inequality through the middle of the box, and on odd trials a mixture equality.
+            let middle = parameters.reduce(0.0) { total, p in
+                if case .real(_, let lo, let hi, _) = p { return total + (lo + hi) / 2 }
+                return total + 3
+            }
+            var constraints = [PlannerSpace.LinearConstraint(
+                coefficients: Dictionary(uniqueKeysWithValues: parameters.map { ($0.name, 1.0) }), relation: .atMost, bound: middle)]
+            if trial % 2 == 1, case .real(_, let lo0, let hi0, _) = parameters[0], case .real(_, let lo1, let hi1, _) = parameters[1] {
+                constraints.append(.init(coefficients: ["p0": 1, "p1": 1], relation: .equal, bound: (lo0 + hi0 + lo1 + hi1) / 2))
+            }
+            let space = PlannerSpace(parameters, constraints: constraints)
+            var planner = Planner(space: space, options: Self.options(), seed: UInt64(trial))
+            let proposed = try Self.run(&planner, budget: 10) { v in Outcome(-v.values.reduce(0) { $0 + $1 * $1 }) }
+            for values in proposed {
+                #expect(space.isFeasible(values, tolerance: 1e-7), "trial \(trial): \(values) breaks \(constraints)")
+                #expect(values["n"]! == values["n"]!.rounded() && (0...6).contains(values["n"]!))
+            }
+        }
+    }
+
+    @Test func findsTheBestCategoryAndWholeNumber() throws {
+        let space = PlannerSpace([.categorical(name: "catalyst", options: ["Pd", "Ni", "Cu"]), .integer(name: "n", lower: 1, upper: 9),
+                                  .real(name: "t", lower: 0, upper: 1, logScale: false)])
+        var planner = Planner(space: space, options: Self.options(initial: 5), seed: 3)
+        // Ni is the good catalyst; the best n is 7.
+        let proposed = try Self.run(&planner, budget: 20) { v in
+            Outcome((v["catalyst"] == 1 ? 2 : 0) - pow(v["n"]! - 7, 2) / 10 - pow(v["t"]! - 0.4, 2))
+        }
+        for v in proposed { #expect([0, 1, 2].contains(v["catalyst"]!) && v["n"]! == v["n"]!.rounded()) }
+        let lastFive = proposed.suffix(5)
+        #expect(lastFive.filter { $0["catalyst"] == 1 }.count >= 4)
+        #expect(lastFive.contains { $0["n"] == 7 })
+    }
+
+    @Test func failedRunsAreAvoidedAndNeverRepeated() throws {
+        let space = PlannerSpace([.real(name: "x", lower: 0, upper: 1, logScale: false), .real(name: "y", lower: 0, upper: 1, logScale: false)])
+        var planner = Planner(space: space, options: Self.options(initial: 6), seed: 5)
+        // The reaction does not happen above x = 0.6, and the optimum (x = 0.75) is in there.
+        let proposed = try Self.run(&planner, budget: 24) { v in v["x"]! > 0.6 ? nil : Outcome(-pow(v["x"]! - 0.75, 2) - pow(v["y"]! - 0.5, 2)) }
+        // Later proposals probe the edge of the working region but stay out of the failing one.
+        let later = proposed.dropFirst(12)
+        #expect(later.allSatisfy { $0["x"]! < 0.65 }, "kept proposing in the failing region: \(later.map { ($0["x"]! * 1000).rounded() / 1000 })")
+        let failed = planner.observations.filter { $0.outcome == nil }.map(\.x)
+        for (i, a) in failed.enumerated() { for b in failed.dropFirst(i + 1) { #expect(Planner.distance(a, b) > 1e-6) } }
+        // The best successful run sits near the edge of the working region.
+        let best = planner.observations.compactMap { o in o.outcome.map { (o.x, $0.objectives[0]) } }.max { $0.1 < $1.1 }!
+        #expect(best.0[0] > 0.55)
+    }
+
+    @Test func anOutcomeConstraintSteersProposalsToWhereItHolds() throws {
+        let space = PlannerSpace([.real(name: "x", lower: 0, upper: 1, logScale: false)])
+        var planner = Planner(space: space, options: Self.options(initial: 4), seed: 9)
+        // Yield rises with x, but purity (≥ 0.5 required) falls: the constrained optimum is x = 0.5.
+        let proposed = try Self.run(&planner, budget: 16) { v in
+            Outcome(objectives: [v["x"]!], constraintSlacks: [(1 - v["x"]!) - 0.5])
+        }
+        let lastFour = proposed.suffix(4).map { $0["x"]! }
+        #expect(lastFour.allSatisfy { $0 > 0.35 && $0 < 0.56 }, "\(lastFour)")
+    }
+
+    @Test func aBatchIsSpreadOutAndPendingPointsAreNotProposedAgain() throws {
+        let space = PlannerSpace([.real(name: "x", lower: 0, upper: 1, logScale: false), .real(name: "y", lower: 0, upper: 1, logScale: false)])
+        var planner = Planner(space: space, options: Self.options(initial: 5), seed: 2)
+        _ = try Self.run(&planner, budget: 8) { v in Outcome(-pow(v["x"]! - 0.3, 2) - pow(v["y"]! - 0.6, 2)) }
+        let batch = try planner.propose(4).map { space.encode($0.values) }
+        #expect(planner.pending.count == 4)
+        for (i, a) in batch.enumerated() { for b in batch.dropFirst(i + 1) { #expect(Planner.distance(a, b) > 0.01) } }
+    }
+
+    @Test func twoObjectivesGiveAParetoFrontAlongTheTradeOff() throws {
+        let space = PlannerSpace([.real(name: "x", lower: 0, upper: 1, logScale: false), .real(name: "y", lower: 0, upper: 1, logScale: false)])
+        var planner = Planner(space: space, options: Self.options(initial: 6), seed: 4)
+        // Maximise both −x² and −(1−x)² (plus y off its best): the front is y = 0.5, x in [0, 1].
+        _ = try Self.run(&planner, budget: 24) { v in
+            let penalty = pow(v["y"]! - 0.5, 2)
+            return Outcome(objectives: [-v["x"]! * v["x"]! - penalty, -pow(1 - v["x"]!, 2) - penalty])
+        }
+        let front = planner.paretoFront()
+        #expect(front.count >= 4)
+        // No point on the front is dominated by any observed point.
+        let all = planner.observations.compactMap { $0.outcome?.objectives }
+        for point in front {
+            #expect(!all.contains { o in zip(o, point.objectives).allSatisfy { $0 >= $1 } && zip(o, point.objectives).contains { $0 > $1 } })
+        }
+        let xs = front.map { $0.values["x"]! }
+        #expect(xs.max()! - xs.min()! > 0.4, "the front should span the trade-off, got x = \(xs)")
+    }
+
+    @Test func aSavedPlannerResumesWithTheSameNextProposal() throws {
+        let space = PlannerSpace([.real(name: "x", lower: -1, upper: 1, logScale: false), .categorical(name: "c", options: ["a", "b"])])
+        var planner = Planner(space: space, options: Self.options(initial: 4), seed: 8)
+        _ = try Self.run(&planner, budget: 7) { v in v["x"]! < -0.8 ? nil : Outcome(-abs(v["x"]! - 0.2) + v["c"]!) }
+        var resumed = try JSONDecoder().decode(Planner.self, from: JSONEncoder().encode(planner))
+        let expected = try planner.propose(2).map(\.values)
+        #expect(try resumed.propose(2).map(\.values) == expected)
+    }
+}
