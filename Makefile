@@ -6,7 +6,7 @@ SWIFT      ?= swift
 BUILD      ?= .build
 APT_PACKAGES = libmodbus-dev libserialport-dev libsqlite3-dev socat pkg-config
 
-.PHONY: demo test bench fuzz deps build clean
+.PHONY: demo test bench bench-planner fuzz deps build clean
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -31,6 +31,23 @@ test: deps
 bench: deps
 	$(SWIFT) build -c release
 	$(BUILD)/release/serendip bench
+
+# The planner against BoTorch, Optuna, BayBE and scikit-optimize (issue 4), in one run per function.
+# Long (about an hour on 2 cores): the peers take 0.1–1 s per proposal. PEERS is the folder with
+# bo_peers.py and setup.sh; the peers' virtualenv goes under the build folder.
+PEERS      ?= ../shared/peers
+SEEDS      ?= 20
+PEER_PYTHON = $(BUILD)/peers-venv/bin/python
+PLANNER_METHODS = "external:$(abspath $(BUILD))/release/serendip planner --stdio",optuna_gp,baybe,botorch_logei,skopt_gp,random
+bench-planner: deps
+	$(SWIFT) build -c release --product serendip
+	[ -x $(PEER_PYTHON) ] && $(PEER_PYTHON) -c "import botorch, optuna, baybe, skopt" 2>/dev/null \
+	  || PEERS_VENV=$(BUILD)/peers-venv bash $(PEERS)/setup.sh --bo
+	$(PEER_PYTHON) $(PEERS)/bo_peers.py --function hartmann6 --budget 60 --n-init 5 --seeds $(SEEDS) \
+	  --methods $(PLANNER_METHODS) --json $(BUILD)/bench-planner-hartmann6.json
+	$(PEER_PYTHON) $(PEERS)/bo_peers.py --function branin --budget 30 --n-init 5 --seeds $(SEEDS) \
+	  --methods $(PLANNER_METHODS) --json $(BUILD)/bench-planner-branin.json
+	python3 scripts/planner_targets.py $(BUILD)/bench-planner-hartmann6.json $(BUILD)/bench-planner-branin.json
 
 clean:
 	rm -rf $(BUILD)
