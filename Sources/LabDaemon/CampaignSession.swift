@@ -92,6 +92,7 @@ public struct CampaignSession {
             case .random: .random
             }
             options.failures = optimization.onFailure == .worst ? .worst : .avoid
+            if let beta = optimization.ucbBeta { options.acquisition = .upperConfidenceBound(beta: beta) }
             var noiseOutput: String?
             switch optimization.noise {
             case .inferred: options.noise = .inferred

@@ -57,6 +57,7 @@ struct ProbabilityModel {
 /// and not a repeat of a point already run or pending.
 struct AcquisitionOptimizer {
     let model: GaussianProcess
+    var acquisition: Planner.Acquisition = .logExpectedImprovement
     let probabilities: [ProbabilityModel]
     /// The incumbent; nil when no result meets the outcome constraints yet (then only the
     /// probabilities count).
@@ -66,11 +67,18 @@ struct AcquisitionOptimizer {
     let rawSamples: Int
     let restarts: Int
 
-    /// log EI + Σ log P, with its gradient when asked.
+    /// log EI (or UCB) + Σ log P, with its gradient when asked.
     func value(_ x: [Double], gradient: Bool = false) -> (Double, [Double]) {
         var value = 0.0
         var g = [Double](repeating: 0, count: gradient ? x.count : 0)
-        if let best {
+        if case .upperConfidenceBound(let beta) = acquisition {
+            let p = model.predictStandardised(x, gradient: gradient)
+            let sigma = p.variance.squareRoot(), root = beta.squareRoot()
+            value = UpperConfidenceBound.value(mean: p.mean, sigma: sigma, beta: beta)
+            if gradient {
+                for j in g.indices { g[j] = p.dMean[j] + root * p.dVariance[j] / (2 * sigma) }
+            }
+        } else if let best {
             let p = model.predictStandardised(x, gradient: gradient)
             let sigma = p.variance.squareRoot()
             let ei = LogExpectedImprovement.value(mean: p.mean, sigma: sigma, best: (best - model.mean) / model.scale)

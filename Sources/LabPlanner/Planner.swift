@@ -25,7 +25,16 @@ public struct Planner: Sendable, Codable {
         case worst
     }
 
+    /// What "a promising next experiment" means.
+    public enum Acquisition: Sendable, Codable, Hashable {
+        /// log expected improvement over the best result so far: the default.
+        case logExpectedImprovement
+        /// mean + √β · standard deviation: explores more as β grows.
+        case upperConfidenceBound(beta: Double)
+    }
+
     public struct Options: Sendable, Codable {
+        public var acquisition: Acquisition = .logExpectedImprovement
         public var initialDesign: InitialDesign = .latinHypercube
         public var initialPoints = 5
         public var noise: Noise = .inferred
@@ -143,12 +152,14 @@ public struct Planner: Sendable, Codable {
         // The incumbent: the best result that met the outcome constraints; with none yet, the
         // acquisition only seeks where they are met.
         let best = zip(successes, scalar).filter { $0.0.outcome!.meetsConstraints }.map(\.1).max()
-        let optimizer = AcquisitionOptimizer(model: believed, probabilities: probabilities, best: best, space: space,
+        let optimizer = AcquisitionOptimizer(model: believed, acquisition: options.acquisition, probabilities: probabilities,
+                                             best: best, space: space,
                                              avoid: observations.map(\.x) + pending, rawSamples: options.rawSamples,
                                              restarts: options.restarts)
         guard let x = optimizer.maximize(using: &rng) else { throw LabError(.planner, "no point satisfies the constraints") }
-        let what = objectives > 1 ? "ParEGO, " : ""
-        return (x, "planner (GP, \(what)log expected improvement)")
+        let scalarised = objectives > 1 ? "ParEGO, " : ""
+        let criterion = if case .upperConfidenceBound = options.acquisition { "upper confidence bound" } else { "log expected improvement" }
+        return (x, "planner (GP, \(scalarised)\(criterion))")
     }
 
     /// One objective as it is; several as ParEGO's augmented Chebyshev scalarisation with random

@@ -242,6 +242,18 @@ struct CampaignReader {
             }
         }
 
+        var ucbBeta: Double?
+        if let node = map.optional("acquisition"), let text = source.string(node, "acquisition") {
+            switch text {
+            case "log_ei": break
+            case "ucb": ucbBeta = 4
+            default: source.error(node, "unknown acquisition '\(text)'", hint: "use log_ei or ucb")
+            }
+        }
+        if let node = map.optional("ucb_beta"), let beta = source.number(node, "ucb_beta") {
+            if ucbBeta == nil { source.error(node, "ucb_beta needs 'acquisition: ucb'") }
+            if beta > 0 { ucbBeta = beta } else { source.error(node, "ucb_beta must be positive") }
+        }
         var noise = Optimization.Noise.inferred
         if let noiseNode = map.optional("noise"), let text = source.string(noiseNode, "noise") {
             switch text {
@@ -293,7 +305,7 @@ struct CampaignReader {
             }
             stop.rejectUnknownKeys()
         }
-        return Optimization(objectives: objectives, noise: noise, budget: budget, initialDesign: design, initialPoints: initialPoints,
+        return Optimization(ucbBeta: ucbBeta, objectives: objectives, noise: noise, budget: budget, initialDesign: design, initialPoints: initialPoints,
                             batchSize: batchSize, parameters: chosen, parameterConstraints: parameterConstraints,
                             outcomeConstraints: outcomeConstraints, onFailure: onFailure,
                             stopAfterNoImprovement: stopAfter, stopAtTarget: target)

@@ -139,6 +139,8 @@ public struct Optimization: Sendable {
     /// How noisy results are: estimated, absent, or measured by an output (its standard deviation).
     public enum Noise: Sendable, Hashable { case inferred, noiseFree, measured(output: String) }
 
+    /// `log_ei` (nil) or `ucb` with its β.
+    public var ucbBeta: Double?
     public var objectives: [Objective]
     public var noise: Noise
     public var budget: Int

@@ -80,9 +80,13 @@ import Testing
                                              space: PlannerSpace([.real(name: "a", lower: 0, upper: 1, logScale: false),
                                                                   .real(name: "b", lower: 0, upper: 1, logScale: false)]),
                                              avoid: [], rawSamples: 16, restarts: 1)
+        var ucb = optimizer
+        ucb.acquisition = .upperConfidenceBound(beta: 4)
         for x in [[0.2, 0.8], [0.55, 0.35]] {
-            let (_, g) = optimizer.value(x, gradient: true)
-            Self.expectClose(g, Self.finiteDifference({ optimizer.value($0).0 }, at: x), "∂acquisition/∂x")
+            for candidate in [optimizer, ucb] {
+                let (_, g) = candidate.value(x, gradient: true)
+                Self.expectClose(g, Self.finiteDifference({ candidate.value($0).0 }, at: x), "∂acquisition/∂x (\(candidate.acquisition))")
+            }
         }
     }
 

@@ -238,6 +238,8 @@ CASES = [
     ("campaign-constraint-not-comparison", m("    - $temperature + 2 degC/min * $residence <= 150 degC", "    - «$temperature + 2 degC", OPTIMIZE), "compares two sides"),
     ("campaign-outcome-constraint-unknown", m("    - $temperature + 2 degC/min * $residence <= 150 degC", "    - «purity >= 95", OPTIMIZE), "no output 'purity'"),
     ("campaign-target-two-objectives", CAMPAIGN.replace("reactor-yield", "dispense-and-measure") + "optimize:\n  maximize: dispensed_mass\n  minimize: error_percent\n  budget: 20\n  stop: { «target: 4 }\n", "single objective"),
+    ("campaign-unknown-noise", m("  budget: 30", "  budget: 30\n  noise: «gaussian", OPTIMIZE), "use inferred, noise_free"),
+    ("campaign-unknown-acquisition", m("  budget: 30", "  budget: 30\n  acquisition: «thompson", OPTIMIZE), "use log_ei or ucb"),
     ("campaign-objective-twice", m("maximize: yield", "maximize: yield\n  minimize: «yield", OPTIMIZE), "already an objective"),
 ]
 
