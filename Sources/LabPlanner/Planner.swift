@@ -8,7 +8,17 @@ public import LabCore
 /// spread along the Pareto front. Pure and deterministic given its seed, and Codable, so a
 /// campaign's planner state can be saved and resumed after a restart.
 public struct Planner: Sendable, Codable {
-    public enum InitialDesign: String, Sendable, Codable { case sobol, latinHypercube, random }
+    public enum InitialDesign: String, Sendable, Codable {
+        case sobol, latinHypercube, random
+
+        var label: String {
+            switch self {
+            case .sobol: "Sobol"
+            case .latinHypercube: "Latin hypercube"
+            case .random: "random"
+            }
+        }
+    }
     public enum Noise: String, Sendable, Codable {
         /// Repeat runs agree exactly; the model interpolates.
         case noiseFree
@@ -111,7 +121,7 @@ public struct Planner: Sendable, Codable {
     private mutating func proposeOne() throws -> ([Double], String) {
         let started = observations.count + pending.count
         if started < options.initialPoints {
-            return (initialPoint(started), "initial design (\(options.initialDesign.rawValue))")
+            return (initialPoint(started), "initial design (\(options.initialDesign.label))")
         }
         var rng = random
         let successes = observations.filter { $0.outcome != nil }

@@ -224,7 +224,7 @@ struct LabFixture {
         for report in summary.experiments {
             #expect(report.parameters["temperature"]! + 2 * report.parameters["residence"]! <= 150 + 1e-6, "\(report.parameters)")
         }
-        #expect(summary.experiments.prefix(8).allSatisfy { $0.chosenBy.contains("initial design (sobol)") })
+        #expect(summary.experiments.prefix(8).allSatisfy { $0.chosenBy.contains("initial design (Sobol)") })
         #expect(summary.experiments.dropFirst(8).allSatisfy { $0.chosenBy.contains("planner") })
     }
 
