@@ -97,16 +97,11 @@ public struct GaussianProcess: Sendable {
         var dk: [Double] = gradient ? [Double](repeating: 0, count: n * d) : []
         for i in 0..<n {
             let xi = inputs[i]
-            var r2 = 0.0
-            for j in 0..<d {
-                let t = (x[j] - xi[j]) / ls[j]
-                r2 += t * t
-            }
-            let r = (5 * r2).squareRoot(), e = exp(-r)
-            k[i] = sf2 * (1 + r + r * r / 3) * e
+            let m = Self.matern(x, xi, ls)
+            k[i] = sf2 * m.value
             if gradient {
                 // ∂k/∂x_j = −σ²·(5/3)(1 + √5 r) e^{−√5 r} · (x_j − x_ij)/ℓ_j²
-                let c = -sf2 * (5.0 / 3) * (1 + r) * e
+                let c = -sf2 * m.slope
                 for j in 0..<d { dk[i * d + j] = c * (x[j] - xi[j]) / (ls[j] * ls[j]) }
             }
         }
@@ -134,13 +129,20 @@ public struct GaussianProcess: Sendable {
 
     /// Matérn-5/2 correlation between two points.
     static func kernel(_ a: [Double], _ b: [Double], _ lengthScales: [Double]) -> Double {
+        matern(a, b, lengthScales).value
+    }
+
+    /// The Matérn-5/2 correlation k(r) = (1 + √5 r + 5r²/3) e^{−√5 r}, r² = Σ ((a − b)/ℓ)², and
+    /// `slope` = (5/3)(1 + √5 r) e^{−√5 r}, the factor every derivative of k shares.
+    @inline(__always)
+    static func matern(_ a: [Double], _ b: [Double], _ lengthScales: [Double]) -> (value: Double, slope: Double) {
         var r2 = 0.0
         for i in a.indices {
             let d = (a[i] - b[i]) / lengthScales[i]
             r2 += d * d
         }
-        let r = (5 * r2).squareRoot()
-        return (1 + r + r * r / 3) * exp(-r)
+        let r = (5 * r2).squareRoot(), e = exp(-r)
+        return ((1 + r + r * r / 3) * e, (5.0 / 3) * (1 + r) * e)
     }
 
     static func noiseDiagonal(_ model: NoiseModel, _ noise: Double, scale: Double, count: Int) -> [Double] {
@@ -234,15 +236,10 @@ struct Fit {
             for j in 0..<i {
                 let w = alpha[i] * alpha[j] - inverse[i * n + j]
                 let xj = inputs[j]
-                var r2 = 0.0
-                for c in 0..<d {
-                    let t = (xi[c] - xj[c]) / ls[c]
-                    r2 += t * t
-                }
-                let r = (5 * r2).squareRoot(), e = exp(-r)
+                let m = GaussianProcess.matern(xi, xj, ls)
                 // Off-diagonal pairs count twice, and the ½ of the trace cancels that.
-                gradient[d] += w * sf2 * (1 + r + r * r / 3) * e
-                let c5 = w * sf2 * (5.0 / 3) * (1 + r) * e
+                gradient[d] += w * sf2 * m.value
+                let c5 = w * sf2 * m.slope
                 for c in 0..<d {
                     let t = (xi[c] - xj[c]) / ls[c]
                     gradient[c] += c5 * t * t
