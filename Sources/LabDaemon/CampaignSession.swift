@@ -76,14 +76,7 @@ public struct CampaignSession {
         case .optimize(let optimization):
             let space = PlannerSpace(optimization.parameters.compactMap { name in
                 definition.parameter(named: name).map(Self.plannerParameter)
-            }, constraints: optimization.parameterConstraints.map { c in
-                let relation: PlannerSpace.LinearConstraint.Relation = switch c.relation {
-                case .atMost: .atMost
-                case .atLeast: .atLeast
-                case .equal: .equal
-                }
-                return PlannerSpace.LinearConstraint(coefficients: c.coefficients, relation: relation, bound: c.bound)
-            })
+            }, constraints: optimization.parameterConstraints)
             var options = Planner.Options()
             options.initialPoints = optimization.initialPoints
             options.initialDesign = switch optimization.initialDesign {

@@ -45,15 +45,3 @@ public enum LogExpectedImprovement {
 public enum UpperConfidenceBound {
     public static func value(mean: Double, sigma: Double, beta: Double) -> Double { mean + beta.squareRoot() * sigma }
 }
-
-/// Space-filling designs on the unit cube.
-public enum LatinHypercube {
-    /// n points in d dimensions, one in each of n equal slices of every axis.
-    public static func sample<R: RandomNumberGenerator>(count n: Int, dimensions d: Int, using rng: inout R) -> [[Double]] {
-        var columns: [[Double]] = (0..<d).map { _ in
-            (0..<n).map { (Double($0) + Double.random(in: 0..<1, using: &rng)) / Double(n) }.shuffled(using: &rng)
-        }
-        if d == 0 { columns = [] }
-        return (0..<n).map { i in (0..<d).map { columns[$0][i] } }
-    }
-}

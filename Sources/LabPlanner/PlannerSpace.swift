@@ -1,4 +1,5 @@
 import Foundation
+public import LabCore
 
 /// The parameters a planner chooses, and how each maps onto the unit cube the model works in:
 /// a real on a linear or log scale takes one coordinate, an integer one coordinate snapped to its
@@ -16,18 +17,6 @@ public struct PlannerSpace: Sendable, Hashable, Codable {
         var width: Int {
             if case .categorical(_, let options) = self { return options.count }
             return 1
-        }
-    }
-
-    /// `coefficients · values (relation) bound`, in the parameters' own units.
-    public struct LinearConstraint: Sendable, Hashable, Codable {
-        public enum Relation: String, Sendable, Codable { case atMost, atLeast, equal }
-        public var coefficients: [String: Double]
-        public var relation: Relation
-        public var bound: Double
-
-        public init(coefficients: [String: Double], relation: Relation, bound: Double) {
-            self.coefficients = coefficients; self.relation = relation; self.bound = bound
         }
     }
 
@@ -90,15 +79,7 @@ public struct PlannerSpace: Sendable, Hashable, Codable {
 
     /// Whether a point meets every linear constraint (within a relative tolerance).
     public func isFeasible(_ values: [String: Double], tolerance: Double = 1e-9) -> Bool {
-        constraints.allSatisfy { c in
-            let lhs = c.coefficients.reduce(0) { $0 + $1.value * (values[$1.key] ?? 0) }
-            let slack = tolerance * max(1, abs(c.bound))
-            switch c.relation {
-            case .atMost: return lhs <= c.bound + slack
-            case .atLeast: return lhs >= c.bound - slack
-            case .equal: return abs(lhs - c.bound) <= slack
-            }
-        }
+        constraints.allSatisfy { $0.holds(values, tolerance: tolerance) }
     }
 
     /// The constraints in unit coordinates, `a · x (relation) b`, for parameters on a linear scale.

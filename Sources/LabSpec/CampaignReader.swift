@@ -15,8 +15,8 @@ struct CampaignReader {
         self.directory = directory
     }
 
-    mutating func read() -> CampaignSpec? {
-        guard let root = source.root(), let top = source.mapping(root, "campaign") else { return nil }
+    mutating func read(_ root: Node) -> CampaignSpec? {
+        guard let top = source.mapping(root, "campaign") else { return nil }
         if let node = top.required("serendip", hint: "start the file with 'serendip: 1'"),
            let version = source.integer(node, "serendip", in: 1...1_000), version != ProtocolParser.languageVersion {
             source.error(node, "language version \(version) is not supported", hint: "this Serendip reads 'serendip: 1'")
@@ -104,10 +104,9 @@ struct CampaignReader {
 
     /// Every parameter that is neither chosen nor fixed must have a default.
     private func requireDefaults(except chosen: Set<String>, fixed: [String: ExprValue], _ definition: ProtocolDefinition,
-                                 at node: Node?, verb: String) {
+                                 at node: Node?, verb: String, remedy: String) {
         for spec in definition.parameters where spec.defaultValue == nil && !chosen.contains(spec.name) && fixed[spec.name] == nil {
-            source.error(node, "$\(spec.name) has no default and is not \(verb) or fixed",
-                         hint: "\(verb.hasPrefix("s") ? "vary it" : "list it under 'parameters'") or give it under 'fixed:'")
+            source.error(node, "$\(spec.name) has no default and is not \(verb) or fixed", hint: "\(remedy) or give it under 'fixed:'")
         }
     }
 
@@ -150,7 +149,7 @@ struct CampaignReader {
                          hint: "sweep fewer values, use design: latin_hypercube, or split the campaign")
             return nil
         }
-        requireDefaults(except: Set(axes.map(\.name)), fixed: fixed, definition, at: varyNode, verb: "swept")
+        requireDefaults(except: Set(axes.map(\.name)), fixed: fixed, definition, at: varyNode, verb: "swept", remedy: "vary it")
         return Sweep(design: design, axes: axes, replicates: replicates)
     }
 
@@ -277,9 +276,9 @@ struct CampaignReader {
             }
         }
         if chosen.isEmpty { source.error(key, "nothing to optimise: every parameter is fixed") }
-        requireDefaults(except: Set(chosen), fixed: fixed, definition, at: key, verb: "optimised")
+        requireDefaults(except: Set(chosen), fixed: fixed, definition, at: key, verb: "optimised", remedy: "list it under 'parameters'")
 
-        var parameterConstraints: [Optimization.ParameterConstraint] = []
+        var parameterConstraints: [LinearConstraint] = []
         var outcomeConstraints: [Expr] = []
         for item in map.optional("constraints").map({ $0.sequence ?? [$0] }) ?? [] {
             guard let expr = source.expression(item, "constraint") else { continue }
@@ -314,8 +313,8 @@ struct CampaignReader {
     /// `lhs (<=|>=|==) rhs` over numeric parameters, as coefficients found by evaluating it: exact for
     /// linear constraints, and a non-linear one is caught because it does not fit at a third point.
     private func linearConstraint(_ expr: Expr, _ node: Node, _ definition: ProtocolDefinition,
-                                  chosen: Set<String>) -> Optimization.ParameterConstraint? {
-        let relation: Optimization.ParameterConstraint.Relation
+                                  chosen: Set<String>) -> LinearConstraint? {
+        let relation: LinearConstraint.Relation
         guard case .binary(let op, let lhs, let rhs) = expr else {
             source.error(node, "a constraint compares two sides", hint: "e.g. $water + $ethanol <= 0.9")
             return nil
@@ -368,9 +367,8 @@ struct CampaignReader {
                              hint: "the planner handles sums of parameters times numbers, e.g. $a + 2 * $b <= 10")
                 return nil
             }
-            let constraint = Optimization.ParameterConstraint(
-                coefficients: Dictionary(uniqueKeysWithValues: zip(names, coefficients)), relation: relation,
-                bound: -offset, text: expr.description)
+            let constraint = LinearConstraint(
+                coefficients: Dictionary(uniqueKeysWithValues: zip(names, coefficients)), relation: relation, bound: -offset)
             // The smallest and largest the left side can be inside the ranges: is the constraint possible?
             let least = names.indices.reduce(0) { $0 + min(coefficients[$1] * lows[$1], coefficients[$1] * highs[$1]) }
             let most = names.indices.reduce(0) { $0 + max(coefficients[$1] * lows[$1], coefficients[$1] * highs[$1]) }

@@ -26,11 +26,15 @@ public struct CampaignSpec: Sendable {
     public static let maximumRuns = 100_000
 
     public static func load(path: String) throws -> CampaignSpec {
-        let text = try readUserFile(path)
-        let source = YAMLSource(path: path, text: text)
-        var reader = CampaignReader(source: source, directory: URL(fileURLWithPath: path).deletingLastPathComponent())
-        let spec = reader.read()
-        var sources = [path: text]
+        let source = YAMLSource(path: path, text: try readUserFile(path))
+        return try compile(source.root(), source: source)
+    }
+
+    /// Checks a file already read into nodes (nil: it could not be, and `source` says why).
+    static func compile(_ root: Node?, source: YAMLSource) throws(ValidationError) -> CampaignSpec {
+        var reader = CampaignReader(source: source, directory: URL(fileURLWithPath: source.path).deletingLastPathComponent())
+        let spec = root.flatMap { reader.read($0) }
+        var sources = [source.path: source.text]
         var diagnostics = source.diagnostics
         if let failure = reader.dependencyFailure {
             diagnostics += failure.diagnostics
@@ -38,12 +42,6 @@ public struct CampaignSpec: Sendable {
         }
         guard let spec, diagnostics.isEmpty else { throw ValidationError(diagnostics, sources: sources) }
         return spec
-    }
-
-    /// Whether a file is a campaign (it has a top-level `campaign:` key) rather than a protocol.
-    public static func isCampaign(path: String) -> Bool {
-        guard let text = try? readUserFile(path), let root = try? YAMLComposer.compose(text) else { return false }
-        return root.mapping?.contains { $0.key.scalar?.string == "campaign" } ?? false
     }
 }
 
@@ -86,15 +84,16 @@ public struct Sweep: Sendable {
             }
         case .latinHypercube(let count):
             var random = SplitMix64(seed: seed)
-            points = Array(repeating: [:], count: count)
-            for case .range(let name, let low, let high, let unit, let integer) in axes {
-                var strata = Array(0..<count)
-                strata.shuffle(using: &random)
-                for (index, stratum) in strata.enumerated() {
-                    var x = low + (Double(stratum) + Double.random(in: 0..<1, using: &random)) / Double(count) * (high - low)
-                    if integer { x = x.rounded() }
-                    points[index][name] = .quantity(Quantity(x, unit))
-                }
+            let ranges = axes.compactMap { axis in
+                if case .range(let name, let low, let high, let unit, let integer) = axis {
+                    (name: name, low: low, high: high, unit: unit, integer: integer)
+                } else { nil }
+            }
+            points = LatinHypercube.sample(count: count, dimensions: ranges.count, using: &random).map { unit in
+                Dictionary(uniqueKeysWithValues: zip(ranges, unit).map { range, u in
+                    let x = range.low + u * (range.high - range.low)
+                    return (range.name, ExprValue.quantity(Quantity(range.integer ? x.rounded() : x, range.unit)))
+                })
             }
         }
         return points.flatMap { Array(repeating: $0, count: replicates) }
@@ -117,25 +116,6 @@ public struct Optimization: Sendable {
         /// Stop the campaign.
         case stop
     }
-    /// A linear condition on the parameters, in their declared units: `coefficients · x (op) bound`.
-    public struct ParameterConstraint: Sendable, Hashable {
-        public enum Relation: String, Sendable { case atMost = "<=", atLeast = ">=", equal = "==" }
-        public var coefficients: [String: Double]
-        public var relation: Relation
-        public var bound: Double
-        public var text: String
-
-        public func holds(_ values: [String: Double], tolerance: Double = 1e-9) -> Bool {
-            let lhs = coefficients.reduce(0) { $0 + $1.value * (values[$1.key] ?? 0) }
-            let slack = tolerance * max(1, abs(bound))
-            switch relation {
-            case .atMost: return lhs <= bound + slack
-            case .atLeast: return lhs >= bound - slack
-            case .equal: return abs(lhs - bound) <= slack
-            }
-        }
-    }
-
     /// How noisy results are: estimated, absent, or measured by an output (its standard deviation).
     public enum Noise: Sendable, Hashable { case inferred, noiseFree, measured(output: String) }
 
@@ -149,7 +129,8 @@ public struct Optimization: Sendable {
     public var batchSize: Int
     /// The parameters the planner chooses; the others take their fixed or default values.
     public var parameters: [String]
-    public var parameterConstraints: [ParameterConstraint]
+    /// Linear conditions on the parameters, in their declared units.
+    public var parameterConstraints: [LinearConstraint]
     /// Conditions on outputs (`purity >= 95`) a result must meet to count.
     public var outcomeConstraints: [Expr]
     public var onFailure: OnFailure

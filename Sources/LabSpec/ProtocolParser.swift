@@ -22,8 +22,13 @@ public enum ProtocolParser {
     public static func parse(_ text: String, path: String, drivers: [String: DriverSpec] = [:]) throws(ValidationError) -> ProtocolDefinition {
         let context = CompileContext(drivers: drivers)
         let source = context.open(path: path, text: text)
+        return try compile(source.root(), source: source, context: context)
+    }
+
+    /// Compiles a file already read into nodes (nil: it could not be, and `source` says why).
+    static func compile(_ root: Node?, source: YAMLSource, context: CompileContext) throws(ValidationError) -> ProtocolDefinition {
         var compiler = ProtocolCompiler(source: source, context: context)
-        let definition = source.root().flatMap { compiler.compile($0) }
+        let definition = root.flatMap { compiler.compile($0) }
         let diagnostics = context.sources.flatMap(\.diagnostics)
         guard let definition, diagnostics.isEmpty else {
             throw ValidationError(diagnostics, sources: Dictionary(context.sources.map { ($0.path, $0.text) },

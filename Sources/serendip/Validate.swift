@@ -30,9 +30,7 @@ struct Validate: ParsableCommand {
         for file in files {
             do {
                 // A campaign names its own lab and protocol, and is checked against both.
-                if CampaignSpec.isCampaign(path: file) { _ = try CampaignSpec.load(path: file) } else {
-                    _ = try ProtocolParser.load(path: file, drivers: drivers)
-                }
+                _ = try SpecFile.load(path: file, drivers: drivers)
                 if json { printJSON(file: file, diagnostics: []) } else { print("\(file): valid") }
             } catch let error as LabSpec.ValidationError {
                 if json { printJSON(file: file, diagnostics: error.diagnostics) } else { printError(error.description) }

@@ -229,3 +229,41 @@ struct LabFixture {
     }
 
 }
+
+@Suite struct StopRuleTests {
+    static func campaign(stop: String) throws -> String {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("stop-\(UUID()).yaml").path
+        try """
+            serendip: 1
+            campaign: stop-rules
+            protocol: \(Repository.path("protocols/reactor-yield.yaml"))
+            lab: \(Repository.path("examples/toy-lab/lab.yaml"))
+            seed: 42
+            optimize:
+              maximize: yield
+              budget: 20
+              initial_points: 5
+              stop: \(stop)
+            """.write(toFile: file, atomically: true, encoding: .utf8)
+        return file
+    }
+
+    @Test func aTargetStopsTheCampaignAtTheFirstResultThatReachesIt() async throws {
+        let summary = try await CampaignSession.run(campaignPath: Self.campaign(stop: "{ target: 3 }"),
+                                                    databasePath: Repository.temporaryDatabase())
+        let values = summary.experiments.compactMap(\.objective)
+        #expect(summary.experiments.count < 20)
+        #expect(values.last! >= 3 && values.dropLast().allSatisfy { $0 < 3 })
+    }
+
+    @Test func noImprovementForNRunsStopsTheCampaign() async throws {
+        let summary = try await CampaignSession.run(campaignPath: Self.campaign(stop: "{ no_improvement: 2 }"),
+                                                    databasePath: Repository.temporaryDatabase())
+        let best = summary.experiments.map(\.bestSoFar)
+        #expect(summary.experiments.count < 20)
+        // The last two runs left the best where it was, and no earlier pair of runs did.
+        let n = best.count
+        #expect(best[n - 1] == best[n - 3] && best[n - 2] == best[n - 3])
+        for i in 2..<(n - 1) { #expect(best[i] != best[i - 2], "stopped late: runs \(i - 1) and \(i) did not improve") }
+    }
+}

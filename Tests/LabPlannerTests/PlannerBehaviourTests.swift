@@ -40,7 +40,7 @@ import Testing
                 if case .real(_, let lo, let hi, _) = p { return total + (lo + hi) / 2 }
                 return total + 3
             }
-            var constraints = [PlannerSpace.LinearConstraint(
+            var constraints = [LinearConstraint(
                 coefficients: Dictionary(uniqueKeysWithValues: parameters.map { ($0.name, 1.0) }), relation: .atMost, bound: middle)]
             if trial % 2 == 1, case .real(_, let lo0, let hi0, _) = parameters[0], case .real(_, let lo1, let hi1, _) = parameters[1] {
                 constraints.append(.init(coefficients: ["p0": 1, "p1": 1], relation: .equal, bound: (lo0 + hi0 + lo1 + hi1) / 2))

@@ -28,9 +28,7 @@ import Testing
         let position = expectation.prefix { $0 != " " }.split(separator: ":").compactMap { Int($0) }
         let fragment = String(expectation.drop { $0 != " " }.dropFirst())
         do {
-            if CampaignSpec.isCampaign(path: path) { _ = try CampaignSpec.load(path: path) } else {
-                _ = try ProtocolParser.parse(text, path: path, drivers: Self.drivers)
-            }
+            _ = try SpecFile.load(path: path, drivers: Self.drivers)
             Issue.record("\(file) validated, but it should fail with '\(fragment)'")
         } catch let error as ValidationError {
             let match = error.diagnostics.first { d in
