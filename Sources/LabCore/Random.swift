@@ -5,6 +5,14 @@ public struct SplitMix64: RandomNumberGenerator, Sendable {
 
     public init(seed: UInt64) { state = seed }
 
+    /// A generator for the `stream`-th independent use of one seed (a planner's n-th proposal).
+    /// Seeding with seed + n·k would not do: SplitMix64 steps its state by a constant, so nearby
+    /// seeds give the same sequence shifted, and consecutive proposals would reuse each other's draws.
+    public init(seed: UInt64, stream: UInt64) {
+        var mixer = SplitMix64(seed: seed ^ (stream &* 0xD1B5_4A32_D192_ED03))
+        state = mixer.next()
+    }
+
     public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state

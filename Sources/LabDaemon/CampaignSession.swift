@@ -85,6 +85,11 @@ public struct CampaignSession {
             case .random: .random
             }
             options.failures = optimization.onFailure == .worst ? .worst : .avoid
+            options.outputTransform = switch optimization.transform {
+            case .none: .none
+            case .log: .log
+            case .power: .power
+            }
             if let beta = optimization.ucbBeta { options.acquisition = .upperConfidenceBound(beta: beta) }
             var noiseOutput: String?
             switch optimization.noise {

@@ -64,6 +64,9 @@ struct AcquisitionOptimizer {
     let best: Double?
     let space: PlannerSpace
     let avoid: [[Double]]
+    /// Points proposed and still running: a new proposal keeps a tenth of a length scale away from
+    /// each, since the kriging believer alone lets a batch crowd around one optimum.
+    var pending: [[Double]] = []
     let rawSamples: Int
     let restarts: Int
 
@@ -95,11 +98,14 @@ struct AcquisitionOptimizer {
         return (value, g)
     }
 
-    /// Whether x can be proposed: feasible, not on the failing side, and not (nearly) a point
-    /// already run or pending.
+    /// Whether x can be proposed: feasible, not on the failing side, not (nearly) a point already
+    /// run, and not crowding a pending one.
     func admissible(_ x: [Double], strict: Bool = true) -> Bool {
         space.isFeasible(unit: x) && !(strict && probabilities.contains { $0.rulesOut(x) })
             && !avoid.contains { Planner.distance($0, x) < 1e-6 }
+            && !pending.contains { p in
+                zip(zip(p, x), model.hyperparameters.lengthScales).reduce(0) { $0 + pow(($1.0.0 - $1.0.1) / $1.1, 2) } < 0.01
+            }
     }
 
     func maximize(using rng: inout some RandomNumberGenerator) -> [Double]? {

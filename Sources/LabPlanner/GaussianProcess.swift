@@ -1,7 +1,8 @@
 import Foundation
 
 /// Gaussian-process regression on the unit cube: a Matérn-5/2 kernel with one length scale per
-/// input and a signal variance, outputs standardised to mean 0 and variance 1. Hyperparameters are
+/// input and a signal variance, outputs standardised to mean 0 and variance 1, and a constant prior
+/// mean estimated from the data (see `weights`). Hyperparameters are
 /// the maximum a posteriori estimate (see `Fit.logPrior`), found by L-BFGS with analytic gradients
 /// of the log marginal likelihood.
 public struct GaussianProcess: Sendable {
@@ -36,6 +37,9 @@ public struct GaussianProcess: Sendable {
     public let scale: Double
     let standardised: [Double]
     let factor: Cholesky
+    /// The constant prior mean (standardised): what the model expects far from every result.
+    let constant: Double
+    /// K⁻¹(y − constant).
     let alpha: [Double]
     let noiseDiagonal: [Double]
 
@@ -50,7 +54,7 @@ public struct GaussianProcess: Sendable {
         guard let first = inputs.first, inputs.count == outputs.count else { return nil }
         let (mean, scale) = centred ? Self.standardisation(outputs) : (0, 1)
         let y = outputs.map { ($0 - mean) / scale }
-        let fit = Fit(inputs: inputs, y: y, noiseModel: noise, scale: scale, dimensions: first.count)
+        let fit = Fit(inputs: inputs, y: y, noiseModel: noise, scale: scale, dimensions: first.count, estimatesMean: centred)
         // From the last fit, which is usually near the new optimum, and from the prior's mode; with no
         // last fit, also from short length scales, in case the data are wiggly.
         let starts = warmStart.map { [fit.vector($0), fit.priorMode] }
@@ -79,7 +83,7 @@ public struct GaussianProcess: Sendable {
         self.scale = scale
         self.standardised = y
         self.factor = factor
-        self.alpha = factor.solve(y)
+        (self.constant, self.alpha) = Self.weights(factor, y, estimatesMean: centred)
         self.noiseDiagonal = diagonal
     }
 
@@ -105,7 +109,7 @@ public struct GaussianProcess: Sendable {
                 for j in 0..<d { dk[i * d + j] = c * (x[j] - xi[j]) / (ls[j] * ls[j]) }
             }
         }
-        var mu = 0.0
+        var mu = constant
         for i in 0..<n { mu += k[i] * alpha[i] }
         let v = factor.forward(k)
         let variance = max(sf2 - BoxLBFGS.dot(v, v), 1e-12 * sf2)
@@ -119,6 +123,19 @@ public struct GaussianProcess: Sendable {
             }
         }
         return (mu, variance, dMean, dVariance)
+    }
+
+    /// The constant prior mean m and K⁻¹(y − m). m is the generalised-least-squares estimate
+    /// 1ᵀK⁻¹y / 1ᵀK⁻¹1, which maximises the likelihood: unlike the plain average, it does not
+    /// rise as results crowd around a good region, so unexplored regions are not imagined to be as
+    /// good as the best one (which sent proposals to the corners of the space). Without
+    /// `estimatesMean`, m = 0.
+    static func weights(_ factor: Cholesky, _ y: [Double], estimatesMean: Bool) -> (constant: Double, alpha: [Double]) {
+        let a = factor.solve(y)
+        guard estimatesMean else { return (0, a) }
+        let b = factor.solve([Double](repeating: 1, count: y.count))
+        let m = a.reduce(0, +) / b.reduce(0, +)
+        return (m, zip(a, b).map { $0 - m * $1 })
     }
 
     static func standardisation(_ y: [Double]) -> (Double, Double) {
@@ -175,6 +192,9 @@ struct Fit {
     let noiseModel: GaussianProcess.NoiseModel
     let scale: Double
     let dimensions: Int
+    /// Whether the constant prior mean is estimated (profiled out: at its estimate the likelihood's
+    /// derivative in m is 0, so the gradient in θ keeps its form).
+    var estimatesMean = true
 
     /// Priors, as in Optuna's GP sampler: each inverse squared length scale λ = 1/ℓ² is kept near 1 by
     /// −0.1(λ + 1/λ); the signal variance follows Gamma(2, 1); the noise variance Gamma(1.1, 30), which
@@ -226,8 +246,8 @@ struct Fit {
         let n = inputs.count, d = dimensions
         let diagonal = GaussianProcess.noiseDiagonal(noiseModel, h.noise, scale: scale, count: n)
         guard let factor = Cholesky(GaussianProcess.covariance(inputs, h, diagonal), n: n) else { return nil }
-        let alpha = factor.solve(y)
-        var logPosterior = -0.5 * BoxLBFGS.dot(y, alpha) - 0.5 * factor.logDeterminant
+        let (constant, alpha) = GaussianProcess.weights(factor, y, estimatesMean: estimatesMean)
+        var logPosterior = -0.5 * BoxLBFGS.dot(y.map { $0 - constant }, alpha) - 0.5 * factor.logDeterminant
         var gradient = [Double](repeating: 0, count: count)
         let inverse = factor.inverse()
         let ls = h.lengthScales, sf2 = h.signalVariance

@@ -49,6 +49,7 @@ public struct Planner: Sendable, Codable {
         public var initialPoints = 5
         public var noise: Noise = .inferred
         public var failures: Failures = .avoid
+        public var outputTransform: OutputTransform = .none
         /// Quasi-random candidates scored before the best few are refined by L-BFGS.
         public var rawSamples = 1024
         public var restarts = 8
@@ -110,7 +111,7 @@ public struct Planner: Sendable, Codable {
         }.map { (space.decode($0.0), $0.1) }
     }
 
-    private var random: SplitMix64 { SplitMix64(seed: seed &+ 0x9E37_79B9_7F4A_7C15 &* UInt64(proposals + 1)) }
+    private var random: SplitMix64 { SplitMix64(seed: seed, stream: UInt64(proposals + 1)) }
 
     private mutating func proposeOne() throws -> ([Double], String) {
         let started = observations.count + pending.count
@@ -123,8 +124,12 @@ public struct Planner: Sendable, Codable {
             return (feasibleRandomPoints(1, using: &rng).first ?? initialPoint(started), "random (fewer than two successful runs)")
         }
         let objectives = successes[0].outcome!.objectives.count
-        let scalar = Self.scalarisation(successes.map { $0.outcome!.objectives }, using: &rng)
-        var training = zip(successes, scalar).map { (x: $0.0.x, y: $0.1, noise: $0.0.outcome!.noiseVariance) }
+        // Each objective transformed over all results; a known noise follows the first one's slope.
+        let columns = try (0..<objectives).map { i in try options.outputTransform.apply(successes.map { $0.outcome!.objectives[i] }) }
+        let scalar = Self.scalarisation(successes.indices.map { r in columns.map { $0.values[r] } }, using: &rng)
+        var training = successes.indices.map { r in
+            (x: successes[r].x, y: scalar[r], noise: successes[r].outcome!.noiseVariance.map { $0 * pow(columns[0].slopes[r], 2) })
+        }
         var probabilities: [ProbabilityModel] = []
         let failed = observations.filter { $0.outcome == nil }
         if !failed.isEmpty {
@@ -158,7 +163,7 @@ public struct Planner: Sendable, Codable {
         let best = zip(successes, scalar).filter { $0.0.outcome!.meetsConstraints }.map(\.1).max()
         let optimizer = AcquisitionOptimizer(model: believed, acquisition: options.acquisition, probabilities: probabilities,
                                              best: best, space: space,
-                                             avoid: observations.map(\.x) + pending, rawSamples: options.rawSamples,
+                                             avoid: observations.map(\.x) + pending, pending: pending, rawSamples: options.rawSamples,
                                              restarts: options.restarts)
         guard let x = optimizer.maximize(using: &rng) else { throw LabError(.planner, "no point satisfies the constraints") }
         let scalarised = objectives > 1 ? "ParEGO, " : ""
@@ -239,7 +244,7 @@ public struct Planner: Sendable, Codable {
         var x = space.snap(design[index])
         if !space.isFeasible(unit: x) { x = space.projectOntoConstraints(x).map(space.snap) ?? x }
         if space.isFeasible(unit: x) { return x }
-        var fallback = SplitMix64(seed: seed &+ UInt64(index))
+        var fallback = SplitMix64(seed: seed, stream: ~UInt64(index))
         return feasibleRandomPoints(1, using: &fallback).first ?? x
     }
 

@@ -9,17 +9,14 @@ public struct PlannerSession {
         init(_ message: String) { self.message = message }
     }
 
-    let defaultNoise: Planner.Noise
-    let defaultDesign: Planner.InitialDesign
+    /// Options for every `init`; its noise and transform fields can override them.
+    let defaults: Planner.Options
     var planner: Planner?
     var minimize = true
     /// Set once `done` arrives.
     public private(set) var finished = false
 
-    public init(defaultNoise: Planner.Noise = .inferred, defaultDesign: Planner.InitialDesign = .latinHypercube) {
-        self.defaultNoise = defaultNoise
-        self.defaultDesign = defaultDesign
-    }
+    public init(defaults: Planner.Options = Planner.Options()) { self.defaults = defaults }
 
     /// The reply line to one request line; nil for a blank line and for `done`.
     public mutating func reply(to line: String) -> String? {
@@ -54,14 +51,15 @@ public struct PlannerSession {
             }
             if let dim = request["dim"] as? Int, dim != bounds.count { throw Failure("dim is \(dim) but there are \(bounds.count) bounds") }
             let dimensions = bounds.enumerated().map { PlannerSpace.Parameter.real(name: "x\($0.offset)", lower: $0.element[0], upper: $0.element[1], logScale: false) }
-            var options = Planner.Options()
+            var options = defaults
             options.initialPoints = max(1, request["n_init"] as? Int ?? 5)
-            options.initialDesign = defaultDesign
             if let name = request["noise"] as? String {
                 guard let noise = Planner.Noise(jsonName: name) else { throw Failure("noise is inferred, noise-free or known") }
                 options.noise = noise
-            } else {
-                options.noise = defaultNoise
+            }
+            if let name = request["transform"] as? String {
+                guard let transform = OutputTransform(rawValue: name) else { throw Failure("transform is none, log or power") }
+                options.outputTransform = transform
             }
             minimize = request["minimize"] as? Bool ?? true
             planner = Planner(space: PlannerSpace(dimensions), options: options, seed: UInt64(max(0, request["seed"] as? Int ?? 0)))

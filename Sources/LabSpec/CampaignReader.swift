@@ -220,26 +220,15 @@ struct CampaignReader {
         }
         let budget = map.required("budget", hint: "say how many runs the planner may use")
             .flatMap { source.integer($0, "budget", in: 1...CampaignSpec.maximumRuns) } ?? 1
-        var design = Optimization.InitialDesign.latin_hypercube
-        if let designNode = map.optional("initial_design"), let text = source.string(designNode, "initial_design") {
-            if let d = Optimization.InitialDesign(rawValue: text) { design = d } else {
-                source.error(designNode, "unknown initial design '\(text)'",
-                             hint: "use \(Optimization.InitialDesign.allCases.map(\.rawValue).joined(separator: ", "))")
-            }
-        }
+        let design = choice(map, "initial_design", default: Optimization.InitialDesign.latin_hypercube)
         var initialPoints = min(5, budget)
         if let pointsNode = map.optional("initial_points"), let points = source.integer(pointsNode, "initial_points", in: 1...CampaignSpec.maximumRuns) {
             if points > budget { source.error(pointsNode, "initial_points (\(points)) is more than the budget (\(budget))") }
             initialPoints = points
         }
         let batchSize = map.optional("batch_size").flatMap { source.integer($0, "batch_size", in: 1...100) } ?? 1
-        var onFailure = Optimization.OnFailure.avoid
-        if let failureNode = map.optional("on_failure"), let text = source.string(failureNode, "on_failure") {
-            if let f = Optimization.OnFailure(rawValue: text) { onFailure = f } else {
-                source.error(failureNode, "unknown on_failure '\(text)'",
-                             hint: "use \(Optimization.OnFailure.allCases.map(\.rawValue).joined(separator: ", "))")
-            }
-        }
+        let onFailure = choice(map, "on_failure", default: Optimization.OnFailure.avoid)
+        let transform = choice(map, "transform", default: Optimization.Transform.none)
 
         var ucbBeta: Double?
         if let node = map.optional("acquisition"), let text = source.string(node, "acquisition") {
@@ -306,8 +295,19 @@ struct CampaignReader {
         }
         return Optimization(ucbBeta: ucbBeta, objectives: objectives, noise: noise, budget: budget, initialDesign: design, initialPoints: initialPoints,
                             batchSize: batchSize, parameters: chosen, parameterConstraints: parameterConstraints,
-                            outcomeConstraints: outcomeConstraints, onFailure: onFailure,
+                            outcomeConstraints: outcomeConstraints, onFailure: onFailure, transform: transform,
                             stopAfterNoImprovement: stopAfter, stopAtTarget: target)
+    }
+
+    /// The case an optional key names, or `value` without the key; an unknown name is an error listing the cases.
+    private func choice<Choice: RawRepresentable & CaseIterable>(_ map: MappingReader, _ key: String, default value: Choice) -> Choice
+    where Choice.RawValue == String {
+        guard let node = map.optional(key), let text = source.string(node, key) else { return value }
+        guard let chosen = Choice(rawValue: text) else {
+            source.error(node, "unknown \(key) '\(text)'", hint: "use \(Choice.allCases.map(\.rawValue).joined(separator: ", "))")
+            return value
+        }
+        return chosen
     }
 
     /// `lhs (<=|>=|==) rhs` over numeric parameters, as coefficients found by evaluating it: exact for

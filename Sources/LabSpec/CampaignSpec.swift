@@ -116,6 +116,8 @@ public struct Optimization: Sendable {
         /// Stop the campaign.
         case stop
     }
+    /// `none`, `log` (results spanning orders of magnitude) or `power` (skewed results).
+    public enum Transform: String, Sendable, CaseIterable { case none, log, power }
     /// How noisy results are: estimated, absent, or measured by an output (its standard deviation).
     public enum Noise: Sendable, Hashable { case inferred, noiseFree, measured(output: String) }
 
@@ -134,6 +136,8 @@ public struct Optimization: Sendable {
     /// Conditions on outputs (`purity >= 95`) a result must meet to count.
     public var outcomeConstraints: [Expr]
     public var onFailure: OnFailure
+    /// How results are reshaped before the model sees them.
+    public var transform: Transform
     /// Stop early after this many runs in a row without improvement.
     public var stopAfterNoImprovement: Int?
     /// Stop early once the (single) objective reaches this value.

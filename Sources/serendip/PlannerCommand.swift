@@ -17,15 +17,22 @@ struct PlannerCommand: ParsableCommand {
     @Option(help: "Initial design: sobol, latin-hypercube or random.")
     var initialDesign = "latin-hypercube"
 
+    @Option(help: "Output transform when init does not give one: none, log or power.")
+    var transform = "none"
+
     func validate() throws {
         guard Planner.InitialDesign(jsonName: initialDesign) != nil else { throw ValidationError("--initial-design is sobol, latin-hypercube or random") }
         guard stdio else { throw ValidationError("pass --stdio") }
         guard Planner.Noise(jsonName: noise) != nil else { throw ValidationError("--noise is inferred or noise-free") }
+        guard OutputTransform(rawValue: transform) != nil else { throw ValidationError("--transform is none, log or power") }
     }
 
     func run() throws {
-        var session = PlannerSession(defaultNoise: Planner.Noise(jsonName: noise)!,
-                                     defaultDesign: Planner.InitialDesign(jsonName: initialDesign)!)
+        var defaults = Planner.Options()
+        defaults.noise = Planner.Noise(jsonName: noise)!
+        defaults.initialDesign = Planner.InitialDesign(jsonName: initialDesign)!
+        defaults.outputTransform = OutputTransform(rawValue: transform)!
+        var session = PlannerSession(defaults: defaults)
         while let line = readLine(strippingNewline: true) {
             guard let reply = session.reply(to: line) else {
                 if session.finished { break } else { continue }

@@ -89,3 +89,19 @@ import Testing
         #expect(throws: LabError.self) { try ExprEnvironment().quantity(.call(.mean, .series("absorbance"))) }
     }
 }
+
+@Suite struct RandomTests {
+    @Test func eachStreamOfOneSeedIsItsOwnSequenceNotAShiftOfTheNext() {
+        // Seeding proposal n with seed + n·γ (γ SplitMix64's own step) made proposal n+1 replay
+        // proposal n's draws one step later; derived streams must share no run of outputs.
+        func outputs(_ stream: UInt64, _ count: Int) -> [UInt64] {
+            var g = SplitMix64(seed: 42, stream: stream)
+            return (0..<count).map { _ in g.next() }
+        }
+        for stream in UInt64(0)..<20 {
+            let here = Set(outputs(stream, 64)), next = outputs(stream + 1, 64)
+            #expect(here.isDisjoint(with: next))
+        }
+        #expect(outputs(3, 4) == outputs(3, 4))
+    }
+}

@@ -16,6 +16,18 @@ import Testing
         #expect(abs(p.variance - (1 - k * k / 1.01)) < 1e-12)
     }
 
+    @Test func farFromTheDataThePredictionIsTheGeneralisedLeastSquaresMean() throws {
+        // Two close results of 1 (correlation ρ) and a distant 0. The inverse covariance gives each of
+        // the pair weight 1/(1+ρ) and the distant one weight 1, so the constant prior mean is
+        // 2/(1+ρ) / (2/(1+ρ) + 1) = 2/(3+ρ): the pair counts as about one result, not two, and the
+        // prediction far away stays near 0.55 instead of the average 0.67.
+        let h = GaussianProcess.Hyperparameters(lengthScales: [0.1], noise: 1e-9)
+        let gp = try #require(GaussianProcess(inputs: [[0], [0.05], [1]], outputs: [1, 1, 0], hyperparameters: h, noise: .inferred))
+        let r = 5.0.squareRoot() * 0.5
+        let rho = (1 + r + r * r / 3) * exp(-r)
+        #expect(abs(gp.predict([5]).mean - 2 / (3 + rho)) < 1e-6)
+    }
+
     @Test func matchesTheHandComputedTwoPointMean() throws {
         // Outputs 0 and 2 standardise to −1/√2 and +1/√2 (mean 1, sd √2).
         let h = GaussianProcess.Hyperparameters(lengthScales: [0.5], noise: 1e-6)

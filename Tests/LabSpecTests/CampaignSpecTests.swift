@@ -77,4 +77,33 @@ import Testing
         let constraint = try #require(optimization.parameterConstraints.first)
         #expect(constraint.holds(["residence": 15]) && !constraint.holds(["residence": 15.5]))
     }
+
+    @Test func aTransformIsReadAndAnUnknownOneNamesItsPlaceAndTheChoices() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("campaign-\(UUID())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        func campaign(_ transform: String) throws -> CampaignSpec {
+            let file = dir.appendingPathComponent("\(transform).yaml").path
+            try """
+                serendip: 1
+                campaign: transformed
+                protocol: \(Self.examples.path)/../../protocols/reactor-yield.yaml
+                lab: \(Self.examples.path)/lab.yaml
+                optimize:
+                  maximize: yield
+                  budget: 10
+                  transform: \(transform)
+                """.write(toFile: file, atomically: true, encoding: .utf8)
+            return try CampaignSpec.load(path: file)
+        }
+        guard case .optimize(let optimization) = try campaign("power").plan else { Issue.record("not an optimisation"); return }
+        #expect(optimization.transform == .power)
+        do {
+            _ = try campaign("cube_root")
+            Issue.record("an unknown transform was accepted")
+        } catch {
+            let text = String(describing: error)
+            #expect(text.contains("cube_root.yaml:8:14") && text.contains("unknown transform 'cube_root'"), "\(text)")
+            #expect(text.contains("none, log, power"), "\(text)")
+        }
+    }
 }
