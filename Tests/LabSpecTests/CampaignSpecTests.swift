@@ -57,48 +57,40 @@ import Testing
         #expect(optimization.stopAfterNoImprovement == 12 && optimization.stopAtTarget == 42)
     }
 
-    @Test func aConstraintInOtherUnitsIsConvertedToTheParametersUnits() throws {
-        // 1 h is 60 min: the coefficient of residence (declared in min) must come out as 1/60 per min.
+    /// Loads a campaign on the example reactor that maximises yield in 10 runs, with `extra` lines
+    /// added under `optimize:`, from a file named `name`.
+    static func reactorCampaign(_ name: String, _ extra: String) throws -> CampaignSpec {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("campaign-\(UUID())")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        let file = dir.appendingPathComponent("c.yaml").path
+        let file = dir.appendingPathComponent("\(name).yaml").path
         try """
             serendip: 1
-            campaign: units
-            protocol: \(Self.examples.path)/../../protocols/reactor-yield.yaml
-            lab: \(Self.examples.path)/lab.yaml
+            campaign: \(name)
+            protocol: \(examples.path)/../../protocols/reactor-yield.yaml
+            lab: \(examples.path)/lab.yaml
             optimize:
               maximize: yield
               budget: 10
-              constraints:
-                - $residence <= 0.25 h
+            \(extra)
             """.write(toFile: file, atomically: true, encoding: .utf8)
-        guard case .optimize(let optimization) = try CampaignSpec.load(path: file).plan else { return }
+        return try CampaignSpec.load(path: file)
+    }
+
+    @Test func aConstraintInOtherUnitsIsConvertedToTheParametersUnits() throws {
+        // 1 h is 60 min: the coefficient of residence (declared in min) must come out as 1/60 per min.
+        let campaign = try Self.reactorCampaign("units", "  constraints:\n    - $residence <= 0.25 h")
+        guard case .optimize(let optimization) = campaign.plan else { Issue.record("not an optimisation"); return }
         let constraint = try #require(optimization.parameterConstraints.first)
         #expect(constraint.holds(["residence": 15]) && !constraint.holds(["residence": 15.5]))
     }
 
     @Test func aTransformIsReadAndAnUnknownOneNamesItsPlaceAndTheChoices() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("campaign-\(UUID())")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        func campaign(_ transform: String) throws -> CampaignSpec {
-            let file = dir.appendingPathComponent("\(transform).yaml").path
-            try """
-                serendip: 1
-                campaign: transformed
-                protocol: \(Self.examples.path)/../../protocols/reactor-yield.yaml
-                lab: \(Self.examples.path)/lab.yaml
-                optimize:
-                  maximize: yield
-                  budget: 10
-                  transform: \(transform)
-                """.write(toFile: file, atomically: true, encoding: .utf8)
-            return try CampaignSpec.load(path: file)
+        guard case .optimize(let optimization) = try Self.reactorCampaign("power", "  transform: power").plan else {
+            Issue.record("not an optimisation"); return
         }
-        guard case .optimize(let optimization) = try campaign("power").plan else { Issue.record("not an optimisation"); return }
         #expect(optimization.transform == .power)
         do {
-            _ = try campaign("cube_root")
+            _ = try Self.reactorCampaign("cube_root", "  transform: cube_root")
             Issue.record("an unknown transform was accepted")
         } catch {
             let text = String(describing: error)
