@@ -63,6 +63,7 @@ struct AcquisitionOptimizer {
     /// probabilities count).
     let best: Double?
     let space: PlannerSpace
+    /// Points already run: never proposed again.
     let avoid: [[Double]]
     /// Points proposed and still running: a new proposal keeps a tenth of a length scale away from
     /// each, since the kriging believer alone lets a batch crowd around one optimum.

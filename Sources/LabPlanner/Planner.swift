@@ -163,7 +163,7 @@ public struct Planner: Sendable, Codable {
         let best = zip(successes, scalar).filter { $0.0.outcome!.meetsConstraints }.map(\.1).max()
         let optimizer = AcquisitionOptimizer(model: believed, acquisition: options.acquisition, probabilities: probabilities,
                                              best: best, space: space,
-                                             avoid: observations.map(\.x) + pending, pending: pending, rawSamples: options.rawSamples,
+                                             avoid: observations.map(\.x), pending: pending, rawSamples: options.rawSamples,
                                              restarts: options.restarts)
         guard let x = optimizer.maximize(using: &rng) else { throw LabError(.planner, "no point satisfies the constraints") }
         let scalarised = objectives > 1 ? "ParEGO, " : ""
