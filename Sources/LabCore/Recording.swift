@@ -82,6 +82,15 @@ public protocol Advisor: Sendable {
     func suggest() async throws -> Suggestion
     /// The result of a suggested experiment; nil means the run failed.
     func observe(_ values: [String: Double], outcome: Outcome?) async throws
+    /// The result of an experiment suggested before a restart, when a campaign is resumed: as if
+    /// this advisor had suggested it (a sweep moves past the point).
+    func replay(_ values: [String: Double], outcome: Outcome?) async throws
+}
+
+extension Advisor {
+    public func replay(_ values: [String: Double], outcome: Outcome?) async throws {
+        try await observe(values, outcome: outcome)
+    }
 }
 
 /// What a finished experiment tells an advisor.

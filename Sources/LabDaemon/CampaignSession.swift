@@ -1,5 +1,5 @@
 import Foundation
-public import LabCore
+import LabCore
 import LabDrivers
 public import LabEngine
 import LabPlanner
@@ -30,8 +30,10 @@ public struct CampaignSession {
 
     public static let softwareVersion = "0.1.0"
 
-    /// Runs a campaign file against its lab, simulating every `simulate: true` instrument.
-    public static func run(campaignPath: String, databasePath: String, budget: Int? = nil, socketPath: String? = nil,
+    /// Runs a campaign file against its lab, simulating every `simulate: true` instrument. With
+    /// `resume`, continues that stored campaign instead of starting a new one (see `history`).
+    public static func run(campaignPath: String, databasePath: String, budget: Int? = nil, resume: Int64? = nil,
+                           socketPath: String? = nil,
                            logger: Logger = Logger(label: "serendip"),
                            onExperiment: @escaping @Sendable (ExperimentReport) -> Void = { _ in }) async throws -> Summary {
         let campaign = try CampaignSpec.load(path: campaignPath)
@@ -53,15 +55,53 @@ public struct CampaignSession {
         // The first objective; the stored campaign text holds every one.
         let primary = rules.objectives.first
         let direction = primary.map { $0.maximize ? "maximize" : "minimize" }
-        let campaignID = try database.createCampaign(name: campaign.name, spec: campaign.source, objective: primary?.output,
-                                                     direction: direction, seed: campaign.seed)
+        let (campaignID, history) = if let resume {
+            (resume, try Self.history(of: resume, in: database, for: campaign))
+        } else {
+            (try database.createCampaign(name: campaign.name, spec: campaign.source, objective: primary?.output,
+                                         direction: direction, seed: campaign.seed), [FinishedRun]())
+        }
+        logger.info(resume == nil ? "campaign started" : "campaign resumed",
+                    metadata: ["campaign": "\(campaignID)", "finished runs": "\(history.count)"])
         let executor = ProtocolExecutor(definition: definition, instruments: instruments, clock: clock,
                                         recorder: database, logger: logger)
         let runner = CampaignRunner(executor: executor, advisor: advisor, campaignID: campaignID, rules: rules,
                                     operatorName: ProcessInfo.processInfo.userName, softwareVersion: softwareVersion)
-        let experiments = try await runner.run(onExperiment: onExperiment)
+        let experiments = try await runner.run(history: history, onExperiment: onExperiment)
         return Summary(campaignID: campaignID, databasePath: databasePath, experiments: experiments,
                        initialPoints: initialPoints, maximize: rules.objectives.first?.maximize ?? true)
+    }
+
+    /// The finished runs of a stored campaign, to tell the advisor again. Only completed and failed
+    /// runs count: an interrupted or aborted run gave no result, so its experiment is proposed again.
+    /// Refused if the campaign file or the protocol changed since, because the stored numbers would
+    /// then mean something else.
+    static func history(of id: Int64, in database: LabDatabase, for campaign: CampaignSpec) throws -> [FinishedRun] {
+        guard let stored = try database.campaign(id) else {
+            throw LabError(.unknownReference, "there is no campaign \(id) in this database; the demo prints the number of each campaign it starts")
+        }
+        guard stored.specSHA256 == campaign.source.sha256 else {
+            throw LabError(.invalidFile, "campaign \(id) ('\(stored.name)') was started from a different text than \(campaign.source.path); resume it with the file as it was, or start a new campaign")
+        }
+        let definition = campaign.definition
+        let searched: [String] = switch campaign.plan {
+        case .optimize(let optimization): optimization.parameters
+        case .sweep(let sweep): sweep.axes.map(\.name)
+        }
+        return try stored.runs.filter { $0.outcome == .completed || $0.outcome == .failed }.map { run in
+            guard run.protocolSHA256 == definition.source.sha256 else {
+                throw LabError(.invalidFile, "run \(run.id) of campaign \(id) used a different version of \(definition.source.path); resume with the protocol as it was, or start a new campaign")
+            }
+            var values: [String: Double] = [:]
+            for name in searched {
+                guard let value = run.parameters[name], let x = definition.parameter(named: name)?.coordinate(of: value) else {
+                    throw LabError(.storage, "run \(run.id) of campaign \(id) has no stored value for parameter '\(name)'")
+                }
+                values[name] = x
+            }
+            return FinishedRun(runID: run.id, values: values, chosenBy: run.chosenBy, outcome: run.outcome,
+                               outputs: run.outputs, error: run.error)
+        }
     }
 
     /// The advisor and rules a campaign's plan asks for. What the planner cannot do yet is refused

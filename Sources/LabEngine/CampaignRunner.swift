@@ -1,6 +1,5 @@
 import Foundation
 public import LabCore
-public import Logging
 
 /// One finished experiment of a campaign, as a person watching wants to see it.
 public struct ExperimentReport: Sendable {
@@ -77,6 +76,23 @@ public struct CampaignRules: Sendable {
     }
 }
 
+/// A run of the campaign that finished before a restart, as the database kept it.
+public struct FinishedRun: Sendable {
+    public var runID: Int64
+    /// The advisor's numbers for the parameters it chose.
+    public var values: [String: Double]
+    public var chosenBy: String
+    public var outcome: RunOutcome
+    public var outputs: [String: ExprValue]
+    public var error: String?
+
+    public init(runID: Int64, values: [String: Double], chosenBy: String, outcome: RunOutcome, outputs: [String: ExprValue],
+                error: String?) {
+        self.runID = runID; self.values = values; self.chosenBy = chosenBy; self.outcome = outcome
+        self.outputs = outputs; self.error = error
+    }
+}
+
 /// The closed loop: ask the advisor, run the protocol, store everything, tell the advisor.
 public struct CampaignRunner: Sendable {
     public var executor: ProtocolExecutor
@@ -92,41 +108,66 @@ public struct CampaignRunner: Sendable {
         self.operatorName = operatorName; self.softwareVersion = softwareVersion
     }
 
-    public func run(onExperiment: @Sendable (ExperimentReport) -> Void = { _ in }) async throws -> [ExperimentReport] {
-        var reports: [ExperimentReport] = []
-        var best: Double?
-        var sinceImprovement = 0
-        let primary = rules.objectives.first
-        while reports.count < rules.budget {
+    /// Runs until the budget is spent or a stop rule holds. `history`, for a resumed campaign, is
+    /// told to the advisor first and counts against the budget and the stop rules, as if the
+    /// campaign had never stopped.
+    public func run(history: [FinishedRun] = [], onExperiment: @Sendable (ExperimentReport) -> Void = { _ in }) async throws
+        -> [ExperimentReport] {
+        var progress = Progress(rules: rules)
+        for past in history where progress.reports.count < rules.budget {
+            let outcome = past.outcome == .completed ? rules.outcome(of: past.outputs) : nil
+            try await advisor.replay(past.values, outcome: outcome)
+            let stop = progress.record(past, outcome: outcome)
+            onExperiment(progress.reports.last!)
+            if stop { return progress.reports }
+        }
+        while progress.reports.count < rules.budget {
             try Task.checkCancellation()
             var batch: [Suggestion] = []
-            for _ in 0..<min(rules.batchSize, rules.budget - reports.count) { batch.append(try await advisor.suggest()) }
+            for _ in 0..<min(rules.batchSize, rules.budget - progress.reports.count) { batch.append(try await advisor.suggest()) }
             for suggestion in batch {
                 let result = try await run(suggestion)
                 let outcome = result.outcome == .completed ? rules.outcome(of: result.outputs) : nil
                 try await advisor.observe(suggestion.values, outcome: outcome)
-                // The first objective as the protocol computed it, for people and stop rules.
-                let value = outcome.flatMap { o in primary.map { o.objectives[0] * ($0.maximize ? 1 : -1) } }
-                let counts = outcome?.meetsConstraints ?? false
-                if let value, counts, let primary, best.map({ primary.maximize ? value > $0 : value < $0 }) ?? true {
-                    best = value
-                    sinceImprovement = 0
-                } else {
-                    sinceImprovement += 1
-                }
-                let report = ExperimentReport(index: reports.count + 1, runID: result.runID, parameters: suggestion.values,
-                                              chosenBy: suggestion.chosenBy, objective: value, bestSoFar: best,
-                                              outcome: result.outcome, error: result.error)
-                reports.append(report)
-                onExperiment(report)
-                if rules.stopOnFailure && result.outcome == .failed { return reports }
-                if let limit = rules.stopAfterNoImprovement, sinceImprovement >= limit { return reports }
-                if let target = rules.stopAtTarget, let best, let primary, primary.maximize ? best >= target : best <= target {
-                    return reports
-                }
+                let finished = FinishedRun(runID: result.runID, values: suggestion.values, chosenBy: suggestion.chosenBy,
+                                           outcome: result.outcome, outputs: result.outputs, error: result.error)
+                let stop = progress.record(finished, outcome: outcome)
+                onExperiment(progress.reports.last!)
+                if stop { return progress.reports }
             }
         }
-        return reports
+        return progress.reports
+    }
+
+    /// The experiments so far, the best result, and whether a stop rule now holds.
+    private struct Progress {
+        let rules: CampaignRules
+        var reports: [ExperimentReport] = []
+        var best: Double?
+        var sinceImprovement = 0
+
+        /// Adds one finished run; true when the campaign should stop after it.
+        mutating func record(_ run: FinishedRun, outcome: Outcome?) -> Bool {
+            let primary = rules.objectives.first
+            // The first objective as the protocol computed it, for people and stop rules.
+            let value = outcome.flatMap { o in primary.map { o.objectives[0] * ($0.maximize ? 1 : -1) } }
+            let counts = outcome?.meetsConstraints ?? false
+            if let value, counts, let primary, best.map({ primary.maximize ? value > $0 : value < $0 }) ?? true {
+                best = value
+                sinceImprovement = 0
+            } else {
+                sinceImprovement += 1
+            }
+            reports.append(ExperimentReport(index: reports.count + 1, runID: run.runID, parameters: run.values,
+                                            chosenBy: run.chosenBy, objective: value, bestSoFar: best,
+                                            outcome: run.outcome, error: run.error))
+            if rules.stopOnFailure && run.outcome == .failed { return true }
+            if let limit = rules.stopAfterNoImprovement, sinceImprovement >= limit { return true }
+            if let target = rules.stopAtTarget, let best, let primary, primary.maximize ? best >= target : best <= target {
+                return true
+            }
+            return false
+        }
     }
 
     /// One run of the protocol at a suggestion: the advisor chooses the parameters it searches; the

@@ -87,3 +87,53 @@ extension LabDatabase {
         }
     }
 }
+
+/// A campaign as it was stored, with every finished run, so that it can be resumed.
+public struct StoredCampaign: Sendable {
+    public struct Run: Sendable {
+        public var id: Int64
+        public var outcome: RunOutcome
+        public var chosenBy: String
+        public var error: String?
+        public var protocolSHA256: String
+        public var parameters: [String: ExprValue]
+        public var outputs: [String: ExprValue]
+    }
+
+    public var id: Int64
+    public var name: String
+    public var specSHA256: String
+    public var seed: UInt64
+    /// In the order they ran.
+    public var runs: [Run]
+}
+
+extension LabDatabase {
+    public func campaign(_ id: Int64) throws -> StoredCampaign? {
+        guard let row = try pool.read({ db in
+            try Row.fetchOne(db, sql: "SELECT name, spec_sha256, seed FROM campaign WHERE id = ?", arguments: [id])
+        }) else { return nil }
+        let runs = try pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT id, state, chosen_by, error, protocol_sha256 FROM run WHERE campaign_id = ? ORDER BY id",
+                             arguments: [id])
+        }
+        return StoredCampaign(id: id, name: row["name"], specSHA256: row["spec_sha256"], seed: UInt64(bitPattern: row["seed"]),
+                              runs: try runs.map { run in
+            let runID: Int64 = run["id"]
+            return StoredCampaign.Run(id: runID, outcome: RunOutcome(rawValue: run["state"]) ?? .interrupted,
+                                      chosenBy: run["chosen_by"], error: run["error"], protocolSHA256: run["protocol_sha256"],
+                                      parameters: try parameters(run: runID), outputs: try outputQuantities(run: runID))
+        })
+    }
+
+    /// A run's outputs with their units, as the protocol computed them.
+    public func outputQuantities(run: Int64) throws -> [String: ExprValue] {
+        try pool.read { db in
+            let rows = try Row.fetchAll(db, sql: "SELECT name, value, unit FROM run_output WHERE run_id = ?", arguments: [run])
+            return Dictionary(uniqueKeysWithValues: rows.map { row -> (String, ExprValue) in
+                let unit: String = row["unit"]
+                return (row["name"], .quantity(Quantity(row["value"], LabUnit.named(unit) ?? .one)))
+            })
+        }
+    }
+}

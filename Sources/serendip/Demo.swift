@@ -19,6 +19,9 @@ struct Demo: AsyncParsableCommand {
     @Option(help: "Override the campaign's budget (number of experiments).")
     var budget: Int?
 
+    @Option(help: "Continue this campaign (its number in the database) after a stop or crash, instead of starting a new one.")
+    var resume: Int64?
+
     func validate() throws {
         if let budget, budget < 1 { throw ValidationError("--budget must be at least 1") }
         guard FileManager.default.fileExists(atPath: campaign) else {
@@ -35,7 +38,7 @@ struct Demo: AsyncParsableCommand {
         let socket = (database as NSString).deletingPathExtension + ".sock"
         print("While it runs, the socket API answers on \(socket) (see docs/api.md).")
         let summary = try await CampaignSession.run(campaignPath: campaign, databasePath: database, budget: budget,
-                                                    socketPath: socket) { r in
+                                                    resume: resume, socketPath: socket) { r in
             let t = r.parameters["temperature"].map { String(format: "%7.1f °C", $0) } ?? "-"
             let m = r.parameters["residence"].map { String(format: "%6.1f min", $0) } ?? "-"
             let y = r.objective.map { String(format: "%6.1f %%", $0) } ?? " failed"

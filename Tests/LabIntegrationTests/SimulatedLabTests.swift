@@ -201,6 +201,73 @@ struct LabFixture {
     }
 }
 
+@Suite struct ResumeTests {
+    static let demo = Repository.path("examples/toy-lab/campaign.yaml")
+
+    static func points(_ reports: [ExperimentReport]) -> [[String: Double]] { reports.map(\.parameters) }
+
+    @Test func aResumedCampaignContinuesItsDesignAndTellsThePlannerEveryEarlierResult() async throws {
+        let path = Repository.temporaryDatabase()
+        let first = try await CampaignSession.run(campaignPath: Self.demo, databasePath: path, budget: 3)
+        let resumed = try await CampaignSession.run(campaignPath: Self.demo, databasePath: path, budget: 7, resume: first.campaignID)
+        #expect(resumed.campaignID == first.campaignID)
+        #expect(resumed.experiments.prefix(3).map(\.runID) == first.experiments.map(\.runID))
+        #expect(try LabDatabase(path: path).runs(campaign: first.campaignID).count == 7)
+        // The design goes on from its fourth point, as in a campaign that never stopped.
+        let straight = try await CampaignSession.run(campaignPath: Self.demo, databasePath: Repository.temporaryDatabase(), budget: 5)
+        #expect(Self.points(Array(resumed.experiments.prefix(5))) == Self.points(straight.experiments))
+        // The planner knew the five earlier results: its proposals are new points, chosen by the model.
+        for report in resumed.experiments.suffix(2) {
+            #expect(report.chosenBy.contains("planner"))
+            #expect(!Self.points(Array(resumed.experiments.prefix(5))).contains(report.parameters))
+        }
+    }
+
+    @Test func aRunCutShortByACrashIsRunAgainAndNotCounted() async throws {
+        let path = Repository.temporaryDatabase()
+        let first = try await CampaignSession.run(campaignPath: Self.demo, databasePath: path, budget: 2)
+        // A crash between starting the second run and recording its end.
+        let cut = first.experiments[1].runID
+        try await LabDatabase(path: path).pool.write { db in
+            try db.execute(sql: "UPDATE run SET state = 'running' WHERE id = ?", arguments: [cut])
+            try db.execute(sql: "DELETE FROM run_output WHERE run_id = ?", arguments: [cut])
+        }
+        let resumed = try await CampaignSession.run(campaignPath: Self.demo, databasePath: path, budget: 3, resume: first.campaignID)
+        #expect(resumed.experiments.map(\.runID).first == first.experiments[0].runID)
+        #expect(!resumed.experiments.map(\.runID).contains(cut))
+        #expect(resumed.experiments[1].parameters == first.experiments[1].parameters)
+        #expect(try LabDatabase(path: path).run(cut)?.state == "interrupted")
+    }
+
+    @Test func aResumedSweepGoesOnFromItsNextPoint() async throws {
+        let path = Repository.temporaryDatabase(), sweep = Repository.path("examples/toy-lab/screen-grid.yaml")
+        let first = try await CampaignSession.run(campaignPath: sweep, databasePath: path, budget: 2)
+        let resumed = try await CampaignSession.run(campaignPath: sweep, databasePath: path, budget: 4, resume: first.campaignID)
+        #expect(resumed.experiments.map(\.chosenBy) == (1...4).map { "sweep point \($0) of 24" })
+        #expect(resumed.experiments.prefix(2).map(\.runID) == first.experiments.map(\.runID))
+    }
+
+    @Test func aCampaignWhoseFileChangedIsNotResumed() async throws {
+        let path = Repository.temporaryDatabase()
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("resume-\(UUID()).yaml").path
+        let text = try String(contentsOfFile: Self.demo, encoding: .utf8)
+            .replacingOccurrences(of: "lab: lab.yaml", with: "lab: \(Repository.path("examples/toy-lab/lab.yaml"))")
+            .replacingOccurrences(of: "protocol: ../../protocols/", with: "protocol: \(Repository.path("protocols"))/")
+        try text.write(toFile: file, atomically: true, encoding: .utf8)
+        let first = try await CampaignSession.run(campaignPath: file, databasePath: path, budget: 1)
+        try (text + "\n# edited\n").write(toFile: file, atomically: true, encoding: .utf8)
+        let changed = await #expect(throws: LabError.self) {
+            try await CampaignSession.run(campaignPath: file, databasePath: path, budget: 2, resume: first.campaignID)
+        }
+        #expect(changed?.message.contains("started from a different text than \(file)") == true)
+        let missing = await #expect(throws: LabError.self) {
+            try await CampaignSession.run(campaignPath: file, databasePath: path, budget: 2, resume: first.campaignID + 1)
+        }
+        #expect(missing?.message.contains("no campaign \(first.campaignID + 1)") == true)
+        #expect(try LabDatabase(path: path).runs(campaign: first.campaignID).count == 1)
+    }
+}
+
 @Suite struct SweepCampaignTests {
     @Test func aSweepRunsItsPointsInOrderAndStoresEachValue() async throws {
         let path = Repository.temporaryDatabase()
