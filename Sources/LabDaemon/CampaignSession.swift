@@ -78,7 +78,7 @@ public struct CampaignSession {
     /// then mean something else.
     static func history(of id: Int64, in database: LabDatabase, for campaign: CampaignSpec) throws -> [FinishedRun] {
         guard let stored = try database.campaign(id) else {
-            throw LabError(.unknownReference, "there is no campaign \(id) in this database; the demo prints the number of each campaign it starts")
+            throw LabError(.unknownReference, "there is no campaign \(id) in this database; the log line 'campaign started' gives each campaign's number")
         }
         guard stored.specSHA256 == campaign.source.sha256 else {
             throw LabError(.invalidFile, "campaign \(id) ('\(stored.name)') was started from a different text than \(campaign.source.path); resume it with the file as it was, or start a new campaign")

@@ -76,7 +76,8 @@ public struct CampaignRules: Sendable {
     }
 }
 
-/// A run of the campaign that finished before a restart, as the database kept it.
+/// A finished run of a campaign: what the loop, the stop rules and the advisor learn from it. Read
+/// back from the database, the runs of a campaign that stopped let it be resumed.
 public struct FinishedRun: Sendable {
     public var runID: Int64
     /// The advisor's numbers for the parameters it chose.
