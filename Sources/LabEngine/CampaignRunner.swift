@@ -45,6 +45,11 @@ public struct CampaignRules: Sendable {
         self.stopOnFailure = stopOnFailure
     }
 
+    /// What a run tells the advisor: nil unless it completed with every objective.
+    public func outcome(of run: FinishedRun) -> Outcome? {
+        run.outcome == .completed ? outcome(of: run.outputs) : nil
+    }
+
     /// What a completed run's outputs tell the advisor; nil if an objective is missing.
     public func outcome(of outputs: [String: ExprValue]) -> Outcome? {
         func number(_ name: String) -> Double? {
@@ -116,7 +121,7 @@ public struct CampaignRunner: Sendable {
         -> [ExperimentReport] {
         var progress = Progress(rules: rules)
         for past in history where progress.reports.count < rules.budget {
-            let outcome = past.outcome == .completed ? rules.outcome(of: past.outputs) : nil
+            let outcome = rules.outcome(of: past)
             try await advisor.replay(past.values, outcome: outcome)
             let stop = progress.record(past, outcome: outcome)
             onExperiment(progress.reports.last!)
@@ -128,10 +133,10 @@ public struct CampaignRunner: Sendable {
             for _ in 0..<min(rules.batchSize, rules.budget - progress.reports.count) { batch.append(try await advisor.suggest()) }
             for suggestion in batch {
                 let result = try await run(suggestion)
-                let outcome = result.outcome == .completed ? rules.outcome(of: result.outputs) : nil
-                try await advisor.observe(suggestion.values, outcome: outcome)
                 let finished = FinishedRun(runID: result.runID, values: suggestion.values, chosenBy: suggestion.chosenBy,
                                            outcome: result.outcome, outputs: result.outputs, error: result.error)
+                let outcome = rules.outcome(of: finished)
+                try await advisor.observe(suggestion.values, outcome: outcome)
                 let stop = progress.record(finished, outcome: outcome)
                 onExperiment(progress.reports.last!)
                 if stop { return progress.reports }

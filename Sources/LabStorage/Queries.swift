@@ -61,19 +61,18 @@ extension LabDatabase {
             let rows = try Row.fetchAll(db, sql: "SELECT name, value, text_value, unit FROM run_parameter WHERE run_id = ?",
                                         arguments: [run])
             return Dictionary(uniqueKeysWithValues: rows.map { row -> (String, ExprValue) in
-                let unit: String = row["unit"]
                 if let text: String = row["text_value"] { return (row["name"], .text(text)) }
-                let value: Double = row["value"]
-                if unit == "bool" { return (row["name"], .bool(value != 0)) }
-                return (row["name"], .quantity(Quantity(value, LabUnit.named(unit) ?? .one)))
+                if row["unit"] == "bool" { return (row["name"], .bool(row["value"] != 0.0)) }
+                return (row["name"], .quantity(Self.quantity(row)))
             })
         }
     }
 
+    /// A run's outputs as bare numbers, in the units `outputQuantities` gives.
     public func outputs(run: Int64) throws -> [String: Double] {
-        try pool.read { db in
-            let rows = try Row.fetchAll(db, sql: "SELECT name, value FROM run_output WHERE run_id = ?", arguments: [run])
-            return Dictionary(uniqueKeysWithValues: rows.map { ($0["name"], $0["value"]) })
+        try outputQuantities(run: run).compactMapValues { value in
+            if case .quantity(let q) = value { return q.value }
+            return nil
         }
     }
 }
@@ -130,10 +129,13 @@ extension LabDatabase {
     public func outputQuantities(run: Int64) throws -> [String: ExprValue] {
         try pool.read { db in
             let rows = try Row.fetchAll(db, sql: "SELECT name, value, unit FROM run_output WHERE run_id = ?", arguments: [run])
-            return Dictionary(uniqueKeysWithValues: rows.map { row -> (String, ExprValue) in
-                let unit: String = row["unit"]
-                return (row["name"], .quantity(Quantity(row["value"], LabUnit.named(unit) ?? .one)))
-            })
+            return Dictionary(uniqueKeysWithValues: rows.map { ($0["name"], ExprValue.quantity(Self.quantity($0))) })
         }
+    }
+
+    /// A stored value and unit symbol (a unit this build does not know reads as dimensionless).
+    static func quantity(_ row: Row) -> Quantity {
+        let unit: String = row["unit"]
+        return Quantity(row["value"], LabUnit.named(unit) ?? .one)
     }
 }
