@@ -8,6 +8,12 @@ public protocol LabClock: Sendable {
     var now: Double { get }
     /// Waits `seconds` of this clock's time.
     func sleep(seconds: Double) async throws
+    /// How many of this clock's seconds pass per wall-clock second (1 for real time).
+    var rate: Double { get }
+}
+
+extension LabClock {
+    public var rate: Double { 1 }
 }
 
 /// Simulated time running `rate` times faster than the monotonic wall clock (rate 1 is real time).

@@ -58,9 +58,11 @@ public struct MeasurementRecord: Sendable, Hashable {
     }
 }
 
-/// A command sent, a log line, a branch taken, a fault: the run's own story.
+/// A command sent, a log line, a branch taken, a fault: the run's own story. A `command` is recorded
+/// once the instrument acknowledged it; a command that failed is a `fault` naming it. `timing` notes
+/// a wait that lasted noticeably longer than the protocol commanded.
 public struct RunEvent: Sendable, Hashable {
-    public enum Kind: String, Sendable { case command, log, annotation, checkpoint, branch, fault, safeState }
+    public enum Kind: String, Sendable { case command, log, annotation, checkpoint, branch, fault, safeState, timing }
     public var kind: Kind
     public var message: String
     public var wallTime: Date

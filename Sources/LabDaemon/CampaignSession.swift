@@ -33,7 +33,7 @@ public struct CampaignSession {
     /// Runs a campaign file against its lab, simulating every `simulate: true` instrument. With
     /// `resume`, continues that stored campaign instead of starting a new one (see `history`).
     public static func run(campaignPath: String, databasePath: String, budget: Int? = nil, resume: Int64? = nil,
-                           socketPath: String? = nil,
+                           socketPath: String? = nil, control: RunControl = RunControl(),
                            logger: Logger = Logger(label: "serendip"),
                            onExperiment: @escaping @Sendable (ExperimentReport) -> Void = { _ in }) async throws -> Summary {
         let campaign = try CampaignSpec.load(path: campaignPath)
@@ -42,12 +42,13 @@ public struct CampaignSession {
         let clock = ScaledClock(rate: lab.simulation.speed)
         let simulators = try SimulatedLab(config: lab, clock: clock)
         defer { simulators.stop() }
-        let instruments = try InstrumentConnector.connect(lab, simulators: simulators, for: definition)
 
         let lock = try DatabaseLock(database: databasePath)
         defer { withExtendedLifetime(lock) {} }
         let database = try LabDatabase(path: databasePath)
-        try database.interruptRunningRuns()
+        // Before anything else: whatever a killed process left running is made safe.
+        try await RestartRecovery.makeSafe(database: database, lab: lab, simulators: simulators, logger: logger)
+        let instruments = try InstrumentConnector.connect(lab, simulators: simulators, for: definition)
         let server = try socketPath.map {
             try SocketServer(path: $0, dispatcher: RPCDispatcher(database: database, version: softwareVersion))
         }
@@ -55,28 +56,30 @@ public struct CampaignSession {
         // The first objective; the stored campaign text holds every one.
         let primary = rules.objectives.first
         let direction = primary.map { $0.maximize ? "maximize" : "minimize" }
-        let (campaignID, history) = if let resume {
+        let (campaignID, (history, retries)) = if let resume {
             (resume, try Self.history(of: resume, in: database, for: campaign))
         } else {
             (try database.createCampaign(name: campaign.name, spec: campaign.source, objective: primary?.output,
-                                         direction: direction, seed: campaign.seed), [FinishedRun]())
+                                         direction: direction, seed: campaign.seed), ([FinishedRun](), [Suggestion]()))
         }
         logger.info(resume == nil ? "campaign started" : "campaign resumed",
                     metadata: ["campaign": "\(campaignID)", "finished runs": "\(history.count)"])
         let executor = ProtocolExecutor(definition: definition, instruments: instruments, clock: clock,
-                                        recorder: database, logger: logger)
+                                        recorder: database, logger: logger, control: control)
         let runner = CampaignRunner(executor: executor, advisor: advisor, campaignID: campaignID, rules: rules,
                                     operatorName: ProcessInfo.processInfo.userName, softwareVersion: softwareVersion)
-        let experiments = try await runner.run(history: history, onExperiment: onExperiment)
+        let experiments = try await runner.run(history: history, retries: retries, onExperiment: onExperiment)
         return Summary(campaignID: campaignID, databasePath: databasePath, experiments: experiments,
                        initialPoints: initialPoints, maximize: rules.objectives.first?.maximize ?? true)
     }
 
-    /// The finished runs of a stored campaign, to tell the advisor again. Only completed and failed
-    /// runs count: an interrupted or aborted run gave no result, so its experiment is proposed again.
-    /// Refused if the campaign file or the protocol changed since, because the stored numbers would
-    /// then mean something else.
-    static func history(of id: Int64, in database: LabDatabase, for campaign: CampaignSpec) throws -> [FinishedRun] {
+    /// The finished runs of a stored campaign, to tell the advisor again, and the experiments that a
+    /// crash or a stop cut short after the last of them, to run again first. Only completed and
+    /// failed runs gave a result; an interrupted or aborted run did not, so its experiment is run
+    /// again exactly as it was proposed. Refused if the campaign file or the protocol changed since,
+    /// because the stored numbers would then mean something else.
+    static func history(of id: Int64, in database: LabDatabase, for campaign: CampaignSpec) throws
+        -> (finished: [FinishedRun], retries: [Suggestion]) {
         guard let stored = try database.campaign(id) else {
             throw LabError(.unknownReference, "there is no campaign \(id) in this database; the log line 'campaign started' gives each campaign's number")
         }
@@ -88,7 +91,7 @@ public struct CampaignSession {
         case .optimize(let optimization): optimization.parameters
         case .sweep(let sweep): sweep.axes.map(\.name)
         }
-        return try stored.runs.filter { $0.outcome == .completed || $0.outcome == .failed }.map { run in
+        func values(of run: StoredCampaign.Run) throws -> [String: Double] {
             guard run.protocolSHA256 == definition.source.sha256 else {
                 throw LabError(.invalidFile, "run \(run.id) of campaign \(id) used a different version of \(definition.source.path); resume with the protocol as it was, or start a new campaign")
             }
@@ -99,9 +102,24 @@ public struct CampaignSession {
                 }
                 values[name] = x
             }
-            return FinishedRun(runID: run.id, values: values, chosenBy: run.chosenBy, outcome: run.outcome,
-                               outputs: run.outputs, error: run.error)
+            return values
         }
+        let gaveResult = { (run: StoredCampaign.Run) in run.outcome == .completed || run.outcome == .failed }
+        let finished = try stored.runs.filter(gaveResult).map { run in
+            FinishedRun(runID: run.id, values: try values(of: run), chosenBy: run.chosenBy, outcome: run.outcome,
+                        outputs: run.outputs, error: run.error)
+        }
+        // Cut short after the last result: each distinct experiment once (a retry may itself have been cut short).
+        let lastResult = stored.runs.last(where: gaveResult)?.id ?? 0
+        var retries: [Suggestion] = []
+        for run in stored.runs where run.id > lastResult && !gaveResult(run) {
+            let x = try values(of: run)
+            guard !retries.contains(where: { $0.values == x }) else { continue }
+            let original = run.chosenBy.components(separatedBy: " (again after").first!
+            retries.append(Suggestion(values: x, chosenBy: "\(original) (again after run \(run.id) was \(run.outcome.rawValue))",
+                                      proposalID: run.proposalID ?? "retry-\(run.id)"))
+        }
+        return (finished, retries)
     }
 
     /// The advisor and rules a campaign's plan asks for. What the planner cannot do yet is refused

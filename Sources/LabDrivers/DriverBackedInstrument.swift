@@ -10,8 +10,15 @@ public protocol DriverBackedInstrument: Instrument {
 extension DriverBackedInstrument {
     public func channelInfo(_ channel: String) -> ChannelInfo? { spec.channel(channel)?.info }
 
+    /// Writes every channel of the safe state, each attempted even when an earlier one failed.
     public func goToSafeState() async throws {
-        for (channel, value) in spec.safeState { try await write(channel, value) }
+        var failures: [String] = []
+        for (channel, value) in spec.safeState {
+            do { try await write(channel, value) } catch { failures.append("\(channel): \(error)") }
+        }
+        guard failures.isEmpty else {
+            throw LabError(.transport, "\(identity.name) not fully in its safe state: " + failures.joined(separator: "; "))
+        }
     }
 
     static func identity(name: String, spec: DriverSpec, address: String) -> InstrumentIdentity {

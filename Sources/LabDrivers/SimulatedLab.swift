@@ -69,6 +69,23 @@ public enum InstrumentConnector {
                 wanted[role.role] = binding
             }
         }
+        return try connect(wanted, simulators: simulators)
+    }
+
+    /// Connects the lab's instruments of these names (an unknown name is refused).
+    public static func connect(_ config: LabConfig, simulators: SimulatedLab? = nil, named names: [String]) throws
+        -> [String: any Instrument] {
+        var wanted: [String: LabConfig.Binding] = [:]
+        for name in names {
+            guard let binding = config.instruments[name] else {
+                throw LabError(.unknownReference, "the lab '\(config.name)' has no instrument '\(name)'")
+            }
+            wanted[name] = binding
+        }
+        return try connect(wanted, simulators: simulators)
+    }
+
+    private static func connect(_ wanted: [String: LabConfig.Binding], simulators: SimulatedLab?) throws -> [String: any Instrument] {
         var instruments: [String: any Instrument] = [:]
         for (name, binding) in wanted {
             var connection = binding.connection

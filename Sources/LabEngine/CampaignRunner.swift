@@ -114,11 +114,13 @@ public struct CampaignRunner: Sendable {
         self.operatorName = operatorName; self.softwareVersion = softwareVersion
     }
 
-    /// Runs until the budget is spent or a stop rule holds. `history`, for a resumed campaign, is
-    /// told to the advisor first and counts against the budget and the stop rules, as if the
-    /// campaign had never stopped.
-    public func run(history: [FinishedRun] = [], onExperiment: @Sendable (ExperimentReport) -> Void = { _ in }) async throws
-        -> [ExperimentReport] {
+    /// Runs until the budget is spent, a stop rule holds, or a stop is requested through the
+    /// executor's control (then it throws `CancellationError` once the current run has ended).
+    /// `history`, for a resumed campaign, is told to the advisor first and counts against the budget
+    /// and the stop rules, as if the campaign had never stopped; `retries`, the experiments a crash
+    /// or a stop cut short, are run again next, before the advisor is asked for anything new.
+    public func run(history: [FinishedRun] = [], retries: [Suggestion] = [],
+                    onExperiment: @Sendable (ExperimentReport) -> Void = { _ in }) async throws -> [ExperimentReport] {
         var progress = Progress(rules: rules)
         for past in history where progress.reports.count < rules.budget {
             let outcome = rules.outcome(of: past)
@@ -127,16 +129,20 @@ public struct CampaignRunner: Sendable {
             onExperiment(progress.reports.last!)
             if stop { return progress.reports }
         }
+        var retries = retries[...]
         while progress.reports.count < rules.budget {
-            try Task.checkCancellation()
-            var batch: [Suggestion] = []
-            for _ in 0..<min(rules.batchSize, rules.budget - progress.reports.count) { batch.append(try await advisor.suggest()) }
-            for suggestion in batch {
+            var batch: [(Suggestion, retried: Bool)] = []
+            while batch.count < min(rules.batchSize, rules.budget - progress.reports.count) {
+                if let retry = retries.popFirst() { batch.append((retry, true)) } else { batch.append((try await advisor.suggest(), false)) }
+            }
+            for (suggestion, retried) in batch {
                 let result = try await run(suggestion)
                 let finished = FinishedRun(runID: result.runID, values: suggestion.values, chosenBy: suggestion.chosenBy,
                                            outcome: result.outcome, outputs: result.outputs, error: result.error)
                 let outcome = rules.outcome(of: finished)
-                try await advisor.observe(suggestion.values, outcome: outcome)
+                // A retried experiment was suggested before the stop: tell it as such (a sweep moves past it).
+                if retried { try await advisor.replay(suggestion.values, outcome: outcome) }
+                else { try await advisor.observe(suggestion.values, outcome: outcome) }
                 let stop = progress.record(finished, outcome: outcome)
                 onExperiment(progress.reports.last!)
                 if stop { return progress.reports }
@@ -179,6 +185,9 @@ public struct CampaignRunner: Sendable {
     /// One run of the protocol at a suggestion: the advisor chooses the parameters it searches; the
     /// executor fills the others from the fixed values and the defaults, and records every value used.
     private func run(_ suggestion: Suggestion) async throws -> RunResult {
+        // No new run once a stop was asked for, nor once the caller's task was cancelled.
+        if executor.control.request != nil { throw CancellationError() }
+        try Task.checkCancellation()
         let definition = executor.definition
         var chosen = rules.fixed
         for spec in definition.parameters {

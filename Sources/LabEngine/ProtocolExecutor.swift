@@ -11,23 +11,25 @@ public struct RunResult: Sendable {
 }
 
 /// Interprets a protocol IR against connected instruments, step by step, through one exhaustive
-/// switch. Every exit — success, failure, abort (task cancellation) — runs the `finally` block and
-/// then commands every instrument to its safe state. Every reading is stored through the recorder
-/// before its step completes.
+/// switch. Every exit — success, failure, a stop requested through `control`, or cancellation of
+/// the caller's task — attempts every `finally` step and then commands every instrument to its
+/// safe state. Every reading is stored through the recorder before its step completes.
 public struct ProtocolExecutor: Sendable {
     public var definition: ProtocolDefinition
     public var instruments: [String: any Instrument]
     public var clock: any LabClock
     public var recorder: any RunRecorder
     public var logger: Logger
+    /// Abort and halt requests from outside the run.
+    public var control: RunControl
     /// Decides a branch given the step id and what its condition evaluated to; `simulate
     /// --all-branches` uses it to force the side not yet taken.
     public var branchDecision: @Sendable (_ stepID: Int, _ evaluated: Bool) -> Bool = { $1 }
 
     public init(definition: ProtocolDefinition, instruments: [String: any Instrument], clock: any LabClock,
-                recorder: any RunRecorder, logger: Logger) {
+                recorder: any RunRecorder, logger: Logger, control: RunControl = RunControl()) {
         self.definition = definition; self.instruments = instruments; self.clock = clock
-        self.recorder = recorder; self.logger = logger
+        self.recorder = recorder; self.logger = logger; self.control = control
     }
 
     public func run(parameters given: [String: ExprValue], start: RunStart) async throws -> RunResult {
@@ -36,30 +38,29 @@ public struct ProtocolExecutor: Sendable {
         var start = start
         start.parameters = parameters.map { ParameterValue(name: $0.key, value: $0.value) }.sorted { $0.name < $1.name }
         let runID = try await recorder.beginRun(start)
-        var state = RunState(runID: runID, environment: ExprEnvironment(parameters: parameters))
+        let initial = RunState(runID: runID, environment: ExprEnvironment(parameters: parameters))
+        // The steps run in a task of their own, so that a stop request or the caller's cancellation
+        // cancels them while cleanup below still runs uncancelled.
+        let body = Task { [self] in await steps(initial) }
+        control.watch { _ in body.cancel() }
+        let (state, error) = await withTaskCancellationHandler { await body.value } onCancel: { body.cancel() }
         var outcome = RunOutcome.completed
         var failure: String?
-        do {
-            try await execute(definition.steps, &state)
-            for output in definition.outputs {
-                state.outputs[output.name] = try state.environment.evaluate(output.expression)
-            }
-        } catch {
-            outcome = Task.isCancelled || error is CancellationError ? .aborted : .failed
-            failure = String(describing: error)
-            logger.warning("run failed", metadata: ["run": "\(runID)", "error": "\(error)"])
+        if let error {
+            let stopped = control.request
+            outcome = stopped != nil || error is CancellationError ? .aborted : .failed
+            failure = stopped.map { "\($0.stop == .halt ? "halted" : "aborted") by \($0.by)" }
+                ?? (outcome == .aborted ? "aborted: the run's task was cancelled" : String(describing: error))
+            logger.warning("run ended early", metadata: ["run": "\(runID)", "outcome": "\(outcome)", "error": "\(error)"])
         }
-        // Cleanup and the final record must happen even when the run's task was cancelled (an abort),
-        // so they run in a fresh task that does not inherit the cancellation.
-        let finalState = state
         return try await Task { [self, outcome, failure] in
             var (outcome, failure) = (outcome, failure)
             if let failure { try? await recorder.note(RunEvent(.fault, failure, monotonicTime: clock.now), run: runID) }
-            if let cleanupError = await cleanup(finalState), failure == nil {
+            if let cleanupError = await cleanup(state), failure == nil {
                 outcome = .failed
                 failure = cleanupError
             }
-            let outputs = outcome == .completed ? finalState.outputs : [:]
+            let outputs = outcome == .completed ? state.outputs : [:]
             let numeric = outputs.compactMapValues { value -> Quantity? in
                 switch value {
                 case .quantity(let q): q
@@ -72,11 +73,32 @@ public struct ProtocolExecutor: Sendable {
         }.value
     }
 
-    /// Runs `finally`, then sends every instrument to its safe state. Returns the first error.
-    private func cleanup(_ initial: RunState) async -> String? {
+    /// The protocol's steps and outputs; returns the state reached, with the error that ended them early.
+    private func steps(_ initial: RunState) async -> (RunState, (any Error)?) {
         var state = initial
+        do {
+            try await execute(definition.steps, &state)
+            for output in definition.outputs {
+                state.outputs[output.name] = try state.environment.evaluate(output.expression)
+            }
+            return (state, nil)
+        } catch {
+            return (state, error)
+        }
+    }
+
+    /// Attempts every `finally` step (unless the run was halted), then sends every instrument to its
+    /// safe state. Returns the first error. A halt requested while `finally` runs cuts it short.
+    private func cleanup(_ state: RunState) async -> String? {
         var firstError: String?
-        do { try await execute(definition.finally, &state) } catch { firstError = "finally: \(error)" }
+        if control.request?.stop != .halt {
+            let steps = Task { [self] in await finallySteps(state) }
+            control.watch { if $0 == .halt { steps.cancel() } }
+            firstError = await steps.value
+        } else if !definition.finally.isEmpty {
+            try? await note(.fault, "finally skipped: halted by \(control.request!.by)", state)
+        }
+        control.watch(nil)
         for (role, instrument) in instruments.sorted(by: { $0.key < $1.key }) {
             do {
                 try await instrument.goToSafeState()
@@ -85,6 +107,28 @@ public struct ProtocolExecutor: Sendable {
                 firstError = firstError ?? "safe state of \(role): \(error)"
                 try? await note(.fault, "safe state of \(role) failed: \(error)", state)
             }
+        }
+        return firstError
+    }
+
+    /// Each top-level `finally` step is attempted even when an earlier one failed: a pump that would
+    /// not stop must not keep the gas flowing. Returns the first failure.
+    private func finallySteps(_ initial: RunState) async -> String? {
+        var state = initial
+        var firstError: String?
+        for step in definition.finally {
+            if Task.isCancelled {
+                try? await note(.fault, "finally cut short: halted by \(control.request?.by ?? "a halt request")", state)
+                break
+            }
+            do {
+                try await execute([step], &state)
+            } catch where !Task.isCancelled {
+                // The error names the step's place in the protocol file.
+                let message = "finally step failed: \(error)"
+                firstError = firstError ?? message
+                try? await note(.fault, message, state)
+            } catch {}
         }
         return firstError
     }
@@ -119,7 +163,7 @@ public struct ProtocolExecutor: Sendable {
         case .waitUntil(let wait):
             try await waitUntil(wait, &state)
         case .hold(let expr):
-            try await clock.sleep(seconds: try seconds(expr, state.environment))
+            try await wait(seconds(expr, state.environment), "hold", state)
         case .measure(let measure):
             try await self.measure(measure, &state)
         case .log(let text):
@@ -164,8 +208,15 @@ public struct ProtocolExecutor: Sendable {
         default:
             throw LabError(.invalidFile, "\(ref) cannot be set to \(value)")
         }
-        try await note(.command, "\(ref) = \(wire)\(info.isBoolean ? "" : " \(info.unit.symbol)")", state)
-        try await instrument.write(ref.channel, wire)
+        let command = "\(ref) = \(wire)\(info.isBoolean ? "" : " \(info.unit.symbol)")"
+        // Recorded once the outcome is known, so the record never claims a write that failed.
+        do {
+            try await instrument.write(ref.channel, wire)
+        } catch {
+            try? await note(.fault, "command \(command) failed: \(error)", state)
+            throw error
+        }
+        try await note(.command, command, state)
     }
 
     /// Moves a setpoint from its current value to the target at the given rate, one write per interval.
@@ -181,7 +232,7 @@ public struct ProtocolExecutor: Sendable {
             let step = min(perSecond * interval, abs(target - current))
             current += target > current ? step : -step
             try await write(ramp.channel, .quantity(Quantity(current, info.unit)), state)
-            if abs(target - current) > 1e-9 { try await clock.sleep(seconds: interval) }
+            if abs(target - current) > 1e-9 { try await wait(interval, "ramp interval", state) }
         }
     }
 
@@ -192,41 +243,67 @@ public struct ProtocolExecutor: Sendable {
         let within = tolerance.unit == .one ? tolerance.value : try tolerance.convertedDifference(to: info.unit).value
         let deadline = clock.now + (try seconds(wait.timeout, state.environment))
         let poll = try seconds(wait.pollEvery, state.environment)
-        var readings: [MeasurementRecord] = []
-        defer { append(readings, to: wait.channel.description, info.unit, &state) }
-        while true {
-            let value = try await instrument.read(wait.channel.channel).asDouble
-            readings.append(record(wait.channel, series: wait.channel.description, value, info.unit, state))
-            if abs(value - target) <= within { break }
-            guard clock.now + poll <= deadline else {
-                try await recorder.record(readings, run: state.runID)
-                let message = "\(wait.channel) did not come within \(within) \(info.unit) of \(target) \(info.unit) in time (last \(value))"
-                guard wait.onTimeout == .continue else { throw LabError(.timeout, message) }
-                return try await note(.fault, message + "; continuing", state)
+        try await keeping(series: wait.channel.description, info.unit, &state) { state, readings in
+            while true {
+                let value = try await instrument.read(wait.channel.channel).asDouble
+                readings.append(record(wait.channel, series: wait.channel.description, value, info.unit, state))
+                if abs(value - target) <= within { return }
+                guard clock.now + poll <= deadline else {
+                    let message = "\(wait.channel) did not come within \(within) \(info.unit) of \(target) \(info.unit) in time (last \(value))"
+                    guard wait.onTimeout == .continue else { throw LabError(.timeout, message) }
+                    return try await note(.fault, message + "; continuing", state)
+                }
+                try await self.wait(poll, "poll of \(wait.channel)", state)
             }
-            try await clock.sleep(seconds: poll)
         }
-        try await recorder.record(readings, run: state.runID)
     }
 
     private func measure(_ measure: Measure, _ state: inout RunState) async throws {
         let (instrument, info) = try channel(measure.channel)
         let interval = try measure.every.map { try seconds($0, state.environment) } ?? 0
-        var readings: [MeasurementRecord] = []
-        for i in 0..<measure.count {
-            if i > 0 { try await clock.sleep(seconds: interval) }
-            let value = try await instrument.read(measure.channel.channel).asDouble
-            guard value.isFinite else { throw LabError(.notANumber, "\(measure.channel) returned \(value)") }
-            let reading = record(measure.channel, series: measure.name, value, info.unit, state)
-            readings.append(reading)
-            if let until = measure.until {
-                append([reading], to: measure.name, info.unit, &state)
-                if try state.environment.condition(until) { break }
+        try await keeping(series: measure.name, info.unit, &state) { state, readings in
+            var seen = state.environment
+            for i in 0..<measure.count {
+                if i > 0 { try await wait(interval, "interval of \(measure.name)", state) }
+                let value = try await instrument.read(measure.channel.channel).asDouble
+                guard value.isFinite else { throw LabError(.notANumber, "\(measure.channel) returned \(value)") }
+                readings.append(record(measure.channel, series: measure.name, value, info.unit, state))
+                if let until = measure.until {
+                    seen.series[measure.name, default: Series(unit: info.unit)].append(value, at: readings.last!.monotonicTime)
+                    if try seen.condition(until) { return }
+                }
             }
         }
-        // One step's measurements in one transaction; the step completes only once they are durable.
-        try await recorder.record(readings, run: state.runID)
-        if measure.until == nil { append(readings, to: measure.name, info.unit, &state) }
+    }
+
+    /// Runs a reading loop, then stores what it read in one transaction and adds it to the step's
+    /// series — also when the loop fails part-way: every reading the instrument gave is kept.
+    private func keeping(series: String, _ unit: LabUnit, _ state: inout RunState,
+                         _ body: (RunState, inout [MeasurementRecord]) async throws -> Void) async throws {
+        var readings: [MeasurementRecord] = []
+        let runID = state.runID
+        do {
+            try await body(state, &readings)
+        } catch {
+            try? await durably { [readings] in try await recorder.record(readings, run: runID) }
+            append(readings, to: series, unit, &state)
+            throw error
+        }
+        // The step completes only once its readings are durable.
+        try await durably { [readings] in try await recorder.record(readings, run: runID) }
+        append(readings, to: series, unit, &state)
+    }
+
+    /// Sleeps on the run's clock and notes it when the wait lasted noticeably longer than commanded
+    /// (a starved process, a stalled machine): the stored timings then say what really happened.
+    private func wait(_ seconds: Double, _ what: String, _ state: RunState) async throws {
+        let started = clock.now
+        try await clock.sleep(seconds: seconds)
+        let actual = clock.now - started
+        // 5 % or a quarter of a wall-clock second, whichever is more, in this clock's seconds.
+        if actual - seconds > max(0.05 * seconds, 0.25 * clock.rate) {
+            try await note(.timing, String(format: "%@ lasted %.3g s instead of %.3g s", what, actual, seconds), state)
+        }
     }
 
     private func parallel(_ branches: [[Step]], _ state: inout RunState) async throws {
@@ -300,7 +377,14 @@ public struct ProtocolExecutor: Sendable {
     }
 
     private func note(_ kind: RunEvent.Kind, _ message: String, _ state: RunState) async throws {
-        try await recorder.note(RunEvent(kind, message, monotonicTime: clock.now), run: state.runID)
+        let event = RunEvent(kind, message, monotonicTime: clock.now)
+        try await durably { try await recorder.note(event, run: state.runID) }
+    }
+
+    /// Stores through the recorder in a task of its own: what happened is recorded even while the
+    /// run is being aborted (storage refuses work in a cancelled task).
+    private func durably(_ body: @escaping @Sendable () async throws -> Void) async throws {
+        try await Task { try await body() }.value
     }
 }
 

@@ -93,6 +93,7 @@ public struct StoredCampaign: Sendable {
         public var id: Int64
         public var outcome: RunOutcome
         public var chosenBy: String
+        public var proposalID: String?
         public var error: String?
         public var protocolSHA256: String
         public var parameters: [String: ExprValue]
@@ -113,14 +114,15 @@ extension LabDatabase {
             try Row.fetchOne(db, sql: "SELECT name, spec_sha256, seed FROM campaign WHERE id = ?", arguments: [id])
         }) else { return nil }
         let runs = try pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT id, state, chosen_by, error, protocol_sha256 FROM run WHERE campaign_id = ? ORDER BY id",
+            try Row.fetchAll(db, sql: "SELECT id, state, chosen_by, proposal_id, error, protocol_sha256 FROM run WHERE campaign_id = ? ORDER BY id",
                              arguments: [id])
         }
         return StoredCampaign(id: id, name: row["name"], specSHA256: row["spec_sha256"], seed: UInt64(bitPattern: row["seed"]),
                               runs: try runs.map { run in
             let runID: Int64 = run["id"]
             return StoredCampaign.Run(id: runID, outcome: RunOutcome(rawValue: run["state"]) ?? .interrupted,
-                                      chosenBy: run["chosen_by"], error: run["error"], protocolSHA256: run["protocol_sha256"],
+                                      chosenBy: run["chosen_by"], proposalID: run["proposal_id"], error: run["error"],
+                                      protocolSHA256: run["protocol_sha256"],
                                       parameters: try parameters(run: runID), outputs: try outputQuantities(run: runID))
         })
     }
@@ -137,5 +139,24 @@ extension LabDatabase {
     static func quantity(_ row: Row) -> Quantity {
         let unit: String = row["unit"]
         return Quantity(row["value"], LabUnit.named(unit) ?? .one)
+    }
+}
+
+extension LabDatabase {
+    /// The runs left `running` by a process that died, with the lab instruments each held.
+    public func runningRuns() throws -> [(run: Int64, instruments: [String])] {
+        try pool.read { db in
+            let rows = try Row.fetchAll(db, sql: """
+                SELECT run.id, run_instrument.instrument FROM run JOIN run_instrument ON run_instrument.run_id = run.id
+                WHERE run.state = 'running' ORDER BY run.id, run_instrument.instrument
+                """)
+            var runs: [(run: Int64, instruments: [String])] = []
+            for row in rows {
+                let id: Int64 = row[0]
+                if runs.last?.run != id { runs.append((id, [])) }
+                runs[runs.count - 1].instruments.append(row[1])
+            }
+            return runs
+        }
     }
 }

@@ -4,14 +4,22 @@ import LabCore
 import LabDrivers
 import LabDaemon
 import LabEngine
+import LabSpec
 
 /// `serendip demo`: the closed loop end to end on a simulated lab.
 struct Demo: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run the example optimisation campaign against simulated instruments over real transports.")
+        abstract: "Run the example optimisation campaign against simulated instruments over real transports.",
+        discussion: """
+            Ctrl-C or SIGTERM stops it safely: the current run's 'finally' steps, then every instrument's \
+            safe state, the run recorded as aborted; a second signal skips 'finally'. Exit status: 0 when \
+            at least one run completed, 1 when none did, 128 + the signal's number when stopped by one.
+            """)
+
+    static let defaultCampaign = "examples/toy-lab/campaign.yaml"
 
     @Option(help: "The campaign file.")
-    var campaign = "examples/toy-lab/campaign.yaml"
+    var campaign = defaultCampaign
 
     @Option(help: "The SQLite database to write (created if missing).")
     var database = ".build/demo/serendip.sqlite"
@@ -30,32 +38,105 @@ struct Demo: AsyncParsableCommand {
     }
 
     func run() async throws {
+        let control = RunControl()
+        let signals = StopSignals(control: control)
+        let spec = try CampaignSpec.load(path: campaign)
+        let table = ProgressTable(spec)
         try FileManager.default.createDirectory(atPath: (database as NSString).deletingLastPathComponent,
                                                 withIntermediateDirectories: true)
-        print("Serendip demo: \(campaign) → \(database)")
-        print(" #   temperature  residence   yield   best   chosen by")
+        say("Serendip demo: \(campaign) → \(database)")
         let started = ContinuousClock.now
         let socket = (database as NSString).deletingPathExtension + ".sock"
-        print("While it runs, the socket API answers on \(socket) (see docs/api.md).")
-        let summary = try await CampaignSession.run(campaignPath: campaign, databasePath: database, budget: budget,
-                                                    resume: resume, socketPath: socket) { r in
-            let t = r.parameters["temperature"].map { String(format: "%7.1f °C", $0) } ?? "-"
-            let m = r.parameters["residence"].map { String(format: "%6.1f min", $0) } ?? "-"
-            let y = r.objective.map { String(format: "%6.1f %%", $0) } ?? " failed"
-            let b = r.bestSoFar.map { String(format: "%5.1f %%", $0) } ?? "-"
-            print(String(format: "%2d ", r.index) + " \(t)  \(m)  \(y)  \(b)  \(r.chosenBy)")
+        say("While it runs, the socket API answers on \(socket) (see docs/api.md).")
+        say(table.header)
+        let summary: CampaignSession.Summary
+        do {
+            summary = try await CampaignSession.run(campaignPath: campaign, databasePath: database, budget: budget,
+                                                    resume: resume, socketPath: socket, control: control) { say(table.row($0)) }
+        } catch is CancellationError {
+            let by = control.request?.by ?? "a cancellation"
+            say("\nStopped by \(by): the run in progress was aborted after its safe states; nothing else was started.")
+            say("Continue later with: serendip demo --campaign \(campaign) --database \(database) --resume <campaign number>")
+            throw ExitCode(signals.exitCode ?? 1)
         }
         let elapsed = ContinuousClock.now - started
-        print("")
-        if let best = summary.best, let initial = summary.bestInitial {
-            print(String(format: "Best yield %.1f %% at %.1f °C, %.1f min (run %lld).", best.objective!,
-                         best.parameters["temperature"] ?? .nan, best.parameters["residence"] ?? .nan, best.runID))
-            print(String(format: "Best of the %d space-filling points: %.1f %%; the planner added %+.1f points.",
-                         summary.initialPoints, initial.objective!, best.objective! - initial.objective!))
-            let optimum = ToyChemistry.isothermalOptimum
-            print(String(format: "The toy chemistry's true optimum: %.1f %% at %.1f °C, %.1f min.",
-                         100 * optimum.yield, optimum.celsius, optimum.minutes))
+        say("")
+        if let best = summary.best, let objective = table.objective {
+            say("Best \(objective) \(table.number(best.objective!)) at \(table.parameters(best)) (run \(best.runID)).")
+            if let initial = summary.bestInitial, summary.experiments.count > summary.initialPoints {
+                say("Best of the \(summary.initialPoints) initial points: \(table.number(initial.objective!)); the planner added \(table.number(best.objective! - initial.objective!, signed: true)).")
+            }
+            if campaign == Self.defaultCampaign {
+                let optimum = ToyChemistry.isothermalOptimum
+                say(String(format: "The toy chemistry's true optimum: %.1f %% at %.1f °C, %.1f min.",
+                             100 * optimum.yield, optimum.celsius, optimum.minutes))
+            }
         }
-        print("\(summary.experiments.count) experiments in \(elapsed.formatted(.units(allowed: [.seconds], fractionalPart: .show(length: 1)))); every run, parameter and measurement is in \(summary.databasePath)")
+        let completed = summary.experiments.filter { $0.outcome == .completed }.count
+        say("\(summary.experiments.count) experiments (\(completed) completed) in \(elapsed.formatted(.units(allowed: [.seconds], fractionalPart: .show(length: 1)))); every run, parameter and measurement is in \(summary.databasePath)")
+        if completed == 0 {
+            say("No run completed: see each run's error with the socket API's runs.get or in the database's run table.")
+            throw ExitCode(1)
+        }
     }
+}
+
+/// Writes a line straight to standard output: progress reaches a pipe or a log file as it is
+/// printed, not when a buffer fills (and is not lost if the process is killed).
+func say(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}
+
+/// The progress lines of a campaign: one column per parameter it varies, then its objective (or,
+/// for a sweep, how each run ended), whatever the lab.
+struct ProgressTable {
+    let definition: ProtocolDefinition
+    let searched: [String]
+    let objective: String?
+
+    init(_ spec: CampaignSpec) {
+        definition = spec.definition
+        switch spec.plan {
+        case .optimize(let optimization):
+            searched = optimization.parameters
+            objective = optimization.objectives.first?.output
+        case .sweep(let sweep):
+            searched = sweep.axes.map(\.name)
+            objective = nil
+        }
+    }
+
+    var header: String {
+        (([" #"] + searched.map(Self.pad)) + (objective.map { [Self.pad($0), Self.pad("best")] } ?? [Self.pad("outcome")])
+            + ["chosen by"]).joined(separator: "  ")
+    }
+
+    func row(_ r: ExperimentReport) -> String {
+        var cells = [String(format: "%2d", r.index)] + searched.map { Self.pad(value($0, r)) }
+        if objective != nil {
+            let result = r.objective.map { number($0) } ?? (r.outcome == .completed ? "no value" : r.outcome.rawValue)
+            cells += [Self.pad(result), Self.pad(r.bestSoFar.map { number($0) } ?? "-")]
+        } else {
+            cells.append(Self.pad(r.outcome.rawValue))
+        }
+        let line = (cells + [r.chosenBy]).joined(separator: "  ")
+        return r.outcome == .completed || r.error == nil ? line : line + "\n      " + r.error!.prefix(160)
+    }
+
+    func parameters(_ r: ExperimentReport) -> String {
+        searched.map { value($0, r) }.joined(separator: ", ")
+    }
+
+    func number(_ x: Double, signed: Bool = false) -> String { String(format: signed ? "%+.4g" : "%.4g", x) }
+
+    private func value(_ name: String, _ r: ExperimentReport) -> String {
+        guard let x = r.parameters[name], let spec = definition.parameter(named: name) else { return "-" }
+        switch spec.value(coordinate: x) {
+        case .quantity(let q): return String(format: "%.4g", q.value) + (q.unit == .one ? "" : " \(q.unit.symbol)")
+        case .bool(let b): return b ? "true" : "false"
+        case .text(let t): return t
+        }
+    }
+
+    private static func pad(_ text: String) -> String { text.padding(toLength: max(12, text.count), withPad: " ", startingAt: 0) }
 }
