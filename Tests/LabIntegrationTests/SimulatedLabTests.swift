@@ -239,6 +239,23 @@ struct LabFixture {
         #expect(try LabDatabase(path: path).run(cut)?.state == "interrupted")
     }
 
+    @Test func theExperimentACrashCutShortIsTheNextOneRunEvenWhenThePlannerChoseIt() async throws {
+        let path = Repository.temporaryDatabase()
+        // Five design points, then one proposal of the planner, cut short by a "crash".
+        let first = try await CampaignSession.run(campaignPath: Self.demo, databasePath: path, budget: 6)
+        let cut = first.experiments[5]
+        #expect(cut.chosenBy.contains("planner"))
+        try await LabDatabase(path: path).pool.write { db in
+            try db.execute(sql: "UPDATE run SET state = 'running' WHERE id = ?", arguments: [cut.runID])
+            try db.execute(sql: "DELETE FROM run_output WHERE run_id = ?", arguments: [cut.runID])
+        }
+        let resumed = try await CampaignSession.run(campaignPath: Self.demo, databasePath: path, budget: 7, resume: first.campaignID)
+        #expect(resumed.experiments[5].parameters == cut.parameters)
+        #expect(resumed.experiments[5].chosenBy == "\(cut.chosenBy) (again after run \(cut.runID) was interrupted)")
+        #expect(resumed.experiments[6].chosenBy.contains("planner"))
+        #expect(resumed.experiments[6].parameters != cut.parameters)
+    }
+
     @Test func aResumedSweepGoesOnFromItsNextPoint() async throws {
         let path = Repository.temporaryDatabase(), sweep = Repository.path("examples/toy-lab/screen-grid.yaml")
         let first = try await CampaignSession.run(campaignPath: sweep, databasePath: path, budget: 2)
