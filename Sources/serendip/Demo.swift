@@ -68,7 +68,7 @@ struct Demo: AsyncParsableCommand {
             }
             if campaign == Self.defaultCampaign {
                 let optimum = ToyChemistry.isothermalOptimum
-                say(String(format: "The toy chemistry's true optimum: %.1f %% at %.1f °C, %.1f min.",
+                say(String(format: "The toy chemistry's true optimum: yield %.1f at %.1f degC, %.1f min.",
                              100 * optimum.yield, optimum.celsius, optimum.minutes))
             }
         }
