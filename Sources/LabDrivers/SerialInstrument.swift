@@ -4,7 +4,7 @@ public import LabSpec
 public import LabTransport
 
 /// An instrument whose driver file is an ASCII command set: `query: "ABS?"` reads a channel,
-/// `write: "WL {value}"` sets one. A reply starting with `ERR` is the device refusing.
+/// `write: "WL {value}"` (or `on:`/`off:` for a boolean) sets one. A reply starting with `ERR` is the device refusing.
 public struct SerialInstrument: DriverBackedInstrument {
     public let identity: InstrumentIdentity
     public let spec: DriverSpec
@@ -29,14 +29,11 @@ public struct SerialInstrument: DriverBackedInstrument {
     }
 
     public func write(_ name: String, _ value: Value) async throws {
-        guard let channel = spec.channel(name), case .command(_, let template?) = channel.register else {
+        guard let channel = spec.channel(name), case .command(_, let command?) = channel.register else {
             throw LabError(.accessDenied, "\(identity.name).\(name) cannot be written")
         }
-        let text: String = switch try WriteGuard.check(value, for: channel, instrument: identity.name) {
-        case .bool(let b): b ? "1" : "0"
-        case .real(let x): String(x)
-        }
-        _ = try await checked(line.query(template.replacingOccurrences(of: "{value}", with: text)), name)
+        let checkedValue = try WriteGuard.check(value, for: channel, instrument: identity.name)
+        _ = try await checked(line.query(command.text(for: checkedValue)), name)
     }
 
     private func checked(_ reply: String, _ channel: String) throws(LabError) -> String {

@@ -88,7 +88,7 @@ public final class SerialSimulator: Sendable {
     public init(spec: DriverSpec, model: any DeviceModel) throws {
         self.spec = spec
         let served = self.served
-        let commands = spec.channels.values.compactMap { channel -> (ChannelSpec, String?, String?)? in
+        let commands = spec.channels.values.compactMap { channel -> (ChannelSpec, String?, ChannelSpec.WriteCommand?)? in
             guard case .command(let query, let write) = channel.register else { return nil }
             return (channel, query, write)
         }
@@ -103,8 +103,7 @@ public final class SerialSimulator: Sendable {
                         return "ERR \(error)"
                     }
                 }
-                if let write, let prefix = write.components(separatedBy: "{value}").first, line.hasPrefix(prefix),
-                   let value = Double(line.dropFirst(prefix.count)) {
+                if let value = write.flatMap({ Self.written(line, by: $0) }) {
                     model.didWrite(channel.name, value)
                     return "OK"
                 }
@@ -114,4 +113,15 @@ public final class SerialSimulator: Sendable {
     }
 
     public func stop() { server.stop() }
+
+    /// The value a line sets through a write command, if it is that command.
+    static func written(_ line: String, by command: ChannelSpec.WriteCommand) -> Double? {
+        switch command {
+        case .switched(let on, let off): line == on ? 1 : line == off ? 0 : nil
+        case .template(let template):
+            template.components(separatedBy: "{value}").first.flatMap { prefix in
+                line.hasPrefix(prefix) ? Double(line.dropFirst(prefix.count)) : nil
+            }
+        }
+    }
 }

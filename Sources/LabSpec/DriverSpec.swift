@@ -21,12 +21,35 @@ public struct SerialSettings: Sendable, Hashable {
     public var baud: Int = 9600
     public var terminator: String = "\n"
     public var timeoutSeconds: Double = 1
+
+    /// The rates Linux termios can set (its B* constants). Any other rate is refused when the driver
+    /// file is read, rather than opened at some other speed.
+    public static let supportedBauds = [50, 75, 110, 134, 150, 200, 300, 600, 1200, 1800, 2400, 4800, 9600, 19200,
+                                        38400, 57600, 115200, 230400, 460800, 500000, 576000, 921600, 1000000,
+                                        1152000, 1500000, 2000000, 2500000, 3000000, 3500000, 4000000]
 }
 
 public struct ChannelSpec: Sendable, Hashable {
     public enum Register: Sendable, Hashable {
         case holding(UInt16), input(UInt16), coil(UInt16), discreteInput(UInt16)
-        case command(query: String?, write: String?)
+        case command(query: String?, write: WriteCommand?)
+    }
+
+    /// What a serial channel sends to be set: one template with `{value}` in it, or for a boolean
+    /// one fixed command per value (`on: "RUN"`, `off: "STOP"`).
+    public enum WriteCommand: Sendable, Hashable {
+        case template(String)
+        case switched(on: String, off: String)
+
+        /// The line sent for a value that already passed the write guard; a boolean in a template is 1 or 0.
+        public func text(for value: Value) -> String {
+            switch (self, value) {
+            case (.switched(let on, let off), .bool(let b)): b ? on : off
+            case (.switched(let on, let off), .real(let x)): x != 0 ? on : off
+            case (.template(let t), .bool(let b)): t.replacingOccurrences(of: "{value}", with: b ? "1" : "0")
+            case (.template(let t), .real(let x)): t.replacingOccurrences(of: "{value}", with: String(x))
+            }
+        }
     }
 
     public enum DataType: String, Sendable, Hashable { case float32, uint16, int16, bool, float }
@@ -77,7 +100,13 @@ extension DriverSpec {
         }
         var serial = SerialSettings()
         if let node = top.optional("serial"), let line = source.mapping(node, "serial settings") {
-            if let baud = line.optional("baud").flatMap({ source.integer($0, "baud", in: 50...4_000_000) }) { serial.baud = baud }
+            if let node = line.optional("baud"), let baud = source.integer(node, "baud", in: 1...Int.max) {
+                if SerialSettings.supportedBauds.contains(baud) { serial.baud = baud }
+                else {
+                    source.error(node, "baud \(baud) is not a rate a serial line can be set to",
+                                 hint: "use one of " + SerialSettings.supportedBauds.map(String.init).joined(separator: ", "))
+                }
+            }
             if let t = line.optional("terminator").flatMap({ source.string($0, "terminator") }) { serial.terminator = t }
             if let node = line.optional("timeout"), let expr = source.expression(node, "timeout") {
                 if let seconds = try? ExprEnvironment().quantity(expr).seconds, seconds > 0 {
@@ -128,15 +157,11 @@ extension DriverSpec {
         else if let a = address("coil") { register = .coil(a) }
         else if let a = address("discrete") { register = .discreteInput(a) }
         let query = map.optional("query").flatMap { source.string($0, "query") }
-        let write = map.optional("write").flatMap { source.string($0, "write") }
+        let write = parseWriteCommand(map, source: source)
         if query != nil || write != nil { register = .command(query: query, write: write) }
-        guard let register else {
-            source.error(node, "channel '\(name)' needs an address (holding, input, coil, discrete) or a command (query, write)")
-            return nil
-        }
         let isBit: Bool
         switch register {
-        case .coil, .discreteInput: isBit = true
+        case .coil?, .discreteInput?: isBit = true
         default: isBit = false
         }
         var type: ChannelSpec.DataType = isBit ? .bool : (transport == .serial ? .float : .uint16)
@@ -154,16 +179,53 @@ extension DriverSpec {
         }
         let unit = map.optional("unit").flatMap { source.unit($0, "unit") } ?? .one
         var access = "r"
-        if case .command(let q, let w) = register { access = (q != nil ? "r" : "") + (w != nil ? "w" : "") }
+        if case .command(let q, let w)? = register { access = (q != nil ? "r" : "") + (w != nil ? "w" : "") }
         if let node = map.optional("access"), let text = source.string(node, "access") {
             if ["r", "w", "rw"].contains(text) { access = text }
             else { source.error(node, "unknown access '\(text)'", hint: "use r, w or rw") }
         }
         let limits = map.optional("limits").flatMap { source.range($0, "limits") }
-        map.rejectUnknownKeys()
+        // A misspelt key (`inptu: 1`) is the likelier story than a missing address: say that first.
+        let hadUnknownKeys = map.rejectUnknownKeys()
+        guard let register else {
+            if !hadUnknownKeys {
+                source.error(node, "channel '\(name)' needs an address (holding, input, coil, discrete) or a command (query, write, on/off)")
+            }
+            return nil
+        }
+        if case .command(_, .template(let template)?) = register, !template.contains("{value}") {
+            source.error(map.optional("write"), "write command '\(template)' sends the same text whatever the value",
+                         hint: type == .bool ? "give one command per value: on: \"\(template)\" and off: \"...\", or put {value} in it (sent as 1 or 0)"
+                                             : "put {value} where the number goes, as in \"\(template) {value}\"")
+        }
+        if case .command(_, .switched?) = register, type != .bool {
+            source.error(map.keyNode("on") ?? map.keyNode("off"), "on/off commands are for a bool channel; '\(name)' is \(type.rawValue)",
+                         hint: "add 'type: bool', or use write: \"... {value}\"")
+        }
         return ChannelSpec(name: name, register: register, type: type, wordOrder: wordOrder, unit: unit,
                            writable: access.contains("w"), readable: access.contains("r"), limits: limits,
                            location: source.location(node))
+    }
+
+    /// `write: "WL {value}"`, or for a boolean `on: "RUN"` with `off: "STOP"`; one form, not both.
+    private static func parseWriteCommand(_ map: MappingReader, source: YAMLSource) -> ChannelSpec.WriteCommand? {
+        let write = map.optional("write").flatMap { source.string($0, "write") }
+        let on = map.optional("on").flatMap { source.string($0, "on") }
+        let off = map.optional("off").flatMap { source.string($0, "off") }
+        switch (write, on, off) {
+        case (nil, nil, nil):
+            return nil
+        case (let template?, nil, nil):
+            return .template(template)
+        case (nil, let on?, let off?):
+            return .switched(on: on, off: off)
+        case (_?, _, _):
+            source.error(map.keyNode("on") ?? map.keyNode("off"), "a channel has either 'write' or 'on'/'off', not both")
+        case (nil, _, _):
+            source.error(map.keyNode("on") ?? map.keyNode("off"), "'on' and 'off' go together",
+                         hint: "give the command for true as 'on' and the one for false as 'off'")
+        }
+        return nil
     }
 
     /// A constant in a driver file (`25 degC`, `false`) converted to the channel's unit.

@@ -36,12 +36,14 @@ public struct LabConfig: Sendable {
         let source = YAMLSource(path: path, text: text)
         let directory = URL(fileURLWithPath: path).deletingLastPathComponent()
         var config: LabConfig?
+        // Each driver file's text, so that a diagnostic in it shows its own line, not the config's.
+        var sources = [path: text]
         if let root = source.root(), let top = source.mapping(root, "lab config") {
             let name = top.required("lab").flatMap { source.string($0, "lab") } ?? "lab"
             var bindings: [String: Binding] = [:]
             if let node = top.required("instruments"), let map = source.mapping(node, "instruments") {
                 for (instrument, _, value) in map.pairs {
-                    if let binding = try binding(instrument, value, source: source, directory: directory) {
+                    if let binding = try binding(instrument, value, source: source, directory: directory, sources: &sources) {
                         bindings[instrument] = binding
                     }
                 }
@@ -60,11 +62,12 @@ public struct LabConfig: Sendable {
             config = LabConfig(name: name, instruments: bindings, simulation: simulation,
                                source: SourceText(path: path, text: text, sha256: source.sha256))
         }
-        guard let config, source.diagnostics.isEmpty else { throw ValidationError(source.diagnostics, source: text) }
+        guard let config, source.diagnostics.isEmpty else { throw ValidationError(source.diagnostics, sources: sources) }
         return config
     }
 
-    private static func binding(_ name: String, _ node: Node, source: YAMLSource, directory: URL) throws -> Binding? {
+    private static func binding(_ name: String, _ node: Node, source: YAMLSource, directory: URL,
+                                sources: inout [String: String]) throws -> Binding? {
         guard let map = source.mapping(node, "instrument '\(name)'") else { return nil }
         guard let driverNode = map.required("driver", hint: "a path to a driver file"),
               let driverPath = source.string(driverNode, "driver") else { return nil }
@@ -74,6 +77,7 @@ public struct LabConfig: Sendable {
             driver = try DriverSpec.load(path: resolved)
         } catch let error as ValidationError {
             source.diagnostics.append(contentsOf: error.diagnostics)
+            sources.merge(error.sources) { old, _ in old }
             return nil
         } catch {
             source.error(driverNode, "cannot load driver: \(error)")
@@ -93,6 +97,19 @@ public struct LabConfig: Sendable {
         guard let connection else {
             source.error(node, "instrument '\(name)' has no connection", hint: "add 'modbus:', 'serial:' or 'simulate: true'")
             return nil
+        }
+        switch (driver.transport, connection) {
+        case (.modbus, .serial):
+            source.error(map.keyNode("serial"), "'\(name)' uses the Modbus driver '\(driver.name)' but is connected by 'serial:'",
+                         hint: "Modbus RTU over a serial line is not built yet; reach the device over Modbus TCP with "
+                             + "'modbus: { host: ..., port: 502, unit: 1 }' (a serial-to-TCP gateway works), or use 'simulate: true'")
+            return nil
+        case (.serial, .modbusTCP):
+            source.error(map.keyNode("modbus"), "'\(name)' uses the serial driver '\(driver.name)' but is connected by 'modbus:'",
+                         hint: "give its port, as in 'serial: /dev/ttyUSB0', or use 'simulate: true'")
+            return nil
+        default:
+            break
         }
         return Binding(name: name, driver: driver, connection: connection)
     }

@@ -231,10 +231,13 @@ final class MappingReader {
         return value
     }
 
-    /// Reports every key that was never asked for.
-    func rejectUnknownKeys() {
-        for (key, position) in keys where !used.contains(key) {
+    /// Reports every key that was never asked for; true if there was one.
+    @discardableResult
+    func rejectUnknownKeys() -> Bool {
+        let unknown = keys.filter { !used.contains($0.text) }
+        for (key, position) in unknown {
             source.error(mapping[position].key, "unknown key '\(key)' in \(what)", hint: suggestion(for: key, among: used))
         }
+        return !unknown.isEmpty
     }
 }

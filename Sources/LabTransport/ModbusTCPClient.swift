@@ -1,29 +1,18 @@
-import CModbus
 import Dispatch
 import Glibc
 public import LabCore
 
-/// Owns one libmodbus context; freed exactly once when the owner goes away.
-private final class ModbusContext {
-    let pointer: OpaquePointer
-
-    init(host: String, port: Int) throws(LabError) {
-        guard let ctx = modbus_new_tcp(host, Int32(port)) else {
-            throw LabError(.transport, "cannot create a Modbus context for \(host):\(port)")
-        }
-        pointer = ctx
-    }
-
-    deinit {
-        modbus_close(pointer)
-        modbus_free(pointer)
-    }
-}
-
-/// One Modbus TCP connection. Its actor runs on its own serial queue because libmodbus calls block
-/// for up to their timeout and a context is not thread-safe. It never uses libmodbus's own link
-/// recovery (which can retry forever): it reconnects here with a bounded backoff, and after a
-/// timeout it flushes before the next request so a late reply is never taken as the next answer.
+/// One Modbus TCP connection. Its actor runs on its own serial queue because each request blocks
+/// for up to its timeout, and everything on one connection must be serialised.
+///
+/// The MBAP framing is done here rather than by libmodbus's client, because a reply must be matched
+/// to its request: libmodbus 3.1.6 takes a reply from another unit id as the answer, reports a reply
+/// to an earlier request (late, or sent twice) as the device's "Invalid data" without skipping it,
+/// and its flush drops only bytes that have already arrived. Here a reply to another transaction is
+/// skipped; a reply that does not fit the request (wrong unit, function or shape) is refused and the
+/// connection dropped; after a timeout the connection is dropped too, so a late answer lands on a
+/// closed socket. No value is ever returned for a request other than its own. Links are re-opened
+/// here with a bounded backoff (never libmodbus's link recovery, which can retry forever).
 public actor ModbusTCPClient {
     public struct Endpoint: Sendable, Hashable, CustomStringConvertible {
         public var host: String
@@ -42,9 +31,9 @@ public actor ModbusTCPClient {
 
     public nonisolated let endpoint: Endpoint
     private let executor: SerialQueueExecutor
-    private var context: ModbusContext?
-    private var needsFlush = false
-    /// Reconnection attempts per request, with doubling backoff from 20 ms.
+    private var socket: Int32 = -1
+    private var transactionID: UInt16 = 0
+    /// Connection attempts per request, with doubling backoff from 20 ms.
     private let reconnectAttempts = 3
 
     public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
@@ -54,86 +43,191 @@ public actor ModbusTCPClient {
         executor = SerialQueueExecutor(label: "serendip.modbus.\(endpoint.host):\(endpoint.port)")
     }
 
+    deinit {
+        if socket >= 0 { Glibc.close(socket) }
+    }
+
     public func readRegisters(_ table: Table, address: UInt16, count: Int) throws(LabError) -> [UInt16] {
         precondition(table == .holding || table == .input)
-        var registers = [UInt16](repeating: 0, count: count)
-        try perform("read \(count) register(s) at \(address)") { ctx in
-            registers.withUnsafeMutableBufferPointer { buffer in
-                table == .holding
-                    ? modbus_read_registers(ctx, Int32(address), Int32(count), buffer.baseAddress)
-                    : modbus_read_input_registers(ctx, Int32(address), Int32(count), buffer.baseAddress)
-            }
+        let data = try perform("read \(count) register(s) at \(address)",
+                               [table == .holding ? 0x03 : 0x04] + address.bytes + UInt16(count).bytes) { data in
+            data.count == 1 + 2 * count && Int(data[0]) == 2 * count
         }
-        return registers
+        return (0..<count).map { UInt16(data[1 + 2 * $0]) << 8 | UInt16(data[2 + 2 * $0]) }
     }
 
     public func writeRegisters(address: UInt16, values: [UInt16]) throws(LabError) {
-        try perform("write \(values.count) register(s) at \(address)") { ctx in
-            values.withUnsafeBufferPointer { modbus_write_registers(ctx, Int32(address), Int32(values.count), $0.baseAddress) }
-        }
+        let header = address.bytes + UInt16(values.count).bytes
+        _ = try perform("write \(values.count) register(s) at \(address)",
+                        [0x10] + header + [UInt8(2 * values.count)] + values.flatMap(\.bytes)) { $0 == header }
     }
 
     public func readBits(_ table: Table, address: UInt16, count: Int) throws(LabError) -> [Bool] {
         precondition(table == .coil || table == .discreteInput)
-        var bits = [UInt8](repeating: 0, count: count)
-        try perform("read \(count) bit(s) at \(address)") { ctx in
-            bits.withUnsafeMutableBufferPointer { buffer in
-                table == .coil
-                    ? modbus_read_bits(ctx, Int32(address), Int32(count), buffer.baseAddress)
-                    : modbus_read_input_bits(ctx, Int32(address), Int32(count), buffer.baseAddress)
-            }
+        let bytes = (count + 7) / 8
+        let data = try perform("read \(count) bit(s) at \(address)",
+                               [table == .coil ? 0x01 : 0x02] + address.bytes + UInt16(count).bytes) { data in
+            data.count == 1 + bytes && Int(data[0]) == bytes
         }
-        return bits.map { $0 != 0 }
+        return (0..<count).map { (i: Int) -> Bool in (data[1 + i / 8] >> UInt8(i % 8)) & 1 != 0 }
     }
 
     public func writeBit(address: UInt16, _ value: Bool) throws(LabError) {
-        try perform("write coil \(address)") { ctx in modbus_write_bit(ctx, Int32(address), value ? 1 : 0) }
+        let body = address.bytes + (value ? [0xFF, 0x00] : [0x00, 0x00])
+        _ = try perform("write coil \(address)", [0x05] + body) { $0 == body }
     }
 
     public func disconnect() {
-        context = nil
+        if socket >= 0 { Glibc.close(socket) }
+        socket = -1
     }
 
-    /// Runs one request, connecting first if needed; on a broken link reconnects a bounded number of times.
-    private func perform(_ what: String, _ request: (OpaquePointer) -> Int32) throws(LabError) {
-        var lastError = LabError(.transport, "\(endpoint): \(what) failed")
+    /// Why one exchange did not return its answer.
+    private enum Failure: Error {
+        case broken(String), timeout, mismatch(String), exception(UInt8)
+    }
+
+    /// Runs one request (a PDU: function code and data) and returns the reply's data after the
+    /// function code; connects first if needed, and on a broken link reconnects a bounded number of times.
+    private func perform(_ what: String, _ pdu: [UInt8], fits: ([UInt8]) -> Bool) throws(LabError) -> [UInt8] {
+        var lastError = "failed"
         for attempt in 0..<reconnectAttempts {
             if attempt > 0 { usleep(UInt32(20_000 << (attempt - 1))) }
-            let ctx: OpaquePointer
-            do { ctx = try connectedContext() } catch { lastError = error; continue }
-            if needsFlush {
-                modbus_flush(ctx)
-                needsFlush = false
+            do {
+                return try exchange(connectedSocket(), pdu, fits: fits)
+            } catch {
+                switch error {
+                case .broken(let message):
+                    lastError = message
+                    disconnect()
+                case .timeout:
+                    // The device may still answer: drop the connection so that answer is never read.
+                    disconnect()
+                    throw LabError(.timeout, "\(endpoint): \(what): no reply within \(endpoint.responseTimeout) s")
+                case .mismatch(let detail):
+                    disconnect()
+                    throw LabError(.transport, "\(endpoint): \(what): reply did not match the request (\(detail)); link resynchronised")
+                case .exception(let code):
+                    // The device answered with a Modbus exception: the link is fine, the request is not.
+                    throw LabError(.protocolViolation, "\(endpoint): \(what): device answered '\(Self.exceptionName(code))'")
+                }
             }
-            if request(ctx) != -1 { return }
-            let code = serendip_modbus_errno()
-            let message = String(cString: modbus_strerror(code))
-            if code == serendip_modbus_timeout_errno() {
-                // The device may still answer; drop that answer before the next request.
-                needsFlush = true
-                throw LabError(.timeout, "\(endpoint): \(what): no reply within \(endpoint.responseTimeout) s")
-            }
-            if code > Int32(MODBUS_ENOBASE) && code < Int32(MODBUS_ENOBASE) + 100 {
-                // The device answered with a Modbus exception: the link is fine, the request is not.
-                throw LabError(.protocolViolation, "\(endpoint): \(what): device answered '\(message)'")
-            }
-            lastError = LabError(.transport, "\(endpoint): \(what): \(message)")
-            context = nil
         }
-        throw LabError(.instrumentLost, lastError.message)
+        throw LabError(.instrumentLost, "\(endpoint): \(what): \(lastError)")
     }
 
-    private func connectedContext() throws(LabError) -> OpaquePointer {
-        if let context { return context.pointer }
-        let fresh = try ModbusContext(host: endpoint.host, port: endpoint.port)
-        let seconds = endpoint.responseTimeout.rounded(.down)
-        modbus_set_response_timeout(fresh.pointer, UInt32(seconds), UInt32((endpoint.responseTimeout - seconds) * 1e6))
-        modbus_set_slave(fresh.pointer, Int32(endpoint.unit))
-        guard modbus_connect(fresh.pointer) == 0 else {
-            let message = String(cString: modbus_strerror(serendip_modbus_errno()))
-            throw LabError(.transport, "\(endpoint): cannot connect: \(message)")
+    private func exchange(_ fd: Int32, _ pdu: [UInt8], fits: ([UInt8]) -> Bool) throws(Failure) -> [UInt8] {
+        transactionID &+= 1
+        let id = transactionID, unit = UInt8(endpoint.unit)
+        try send(fd, id.bytes + [0, 0] + UInt16(pdu.count + 1).bytes + [unit] + pdu)
+        let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(endpoint.responseTimeout * 1e9)
+        while true {
+            let header = try receive(fd, count: 7, before: deadline)
+            let length = Int(header[4]) << 8 | Int(header[5])
+            guard header[2] == 0, header[3] == 0, (2...254).contains(length) else {
+                throw .mismatch("not a Modbus TCP frame")
+            }
+            let body = try receive(fd, count: length - 1, before: deadline)
+            // The answer to an earlier request, late or sent twice: skip it and wait for this one's.
+            guard UInt16(header[0]) << 8 | UInt16(header[1]) == id else { continue }
+            guard header[6] == unit else { throw .mismatch("unit \(header[6]) answered, not unit \(unit)") }
+            if body[0] == pdu[0] | 0x80, body.count == 2 { throw .exception(body[1]) }
+            let data = Array(body.dropFirst())
+            guard body[0] == pdu[0], fits(data) else {
+                throw .mismatch("function \(body[0]) with \(data.count) byte(s) for function \(pdu[0])")
+            }
+            return data
         }
-        context = fresh
-        return fresh.pointer
     }
+
+    private func send(_ fd: Int32, _ frame: [UInt8]) throws(Failure) {
+        var rest = frame[...]
+        while !rest.isEmpty {
+            let n = rest.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n < 0 {
+                if errno == EAGAIN || errno == EINTR { try wait(fd, for: POLLOUT, before: nil); continue }
+                throw .broken("send failed: \(String(cString: strerror(errno)))")
+            }
+            rest = rest.dropFirst(n)
+        }
+    }
+
+    private func receive(_ fd: Int32, count: Int, before deadline: UInt64) throws(Failure) -> [UInt8] {
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: count)
+        while bytes.count < count {
+            try wait(fd, for: POLLIN, before: deadline)
+            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, count - bytes.count, 0) }
+            if n > 0 { bytes += chunk[..<n] }
+            else if n == 0 { throw .broken("the device closed the connection") }
+            else if errno != EAGAIN && errno != EINTR { throw .broken("receive failed: \(String(cString: strerror(errno)))") }
+        }
+        return bytes
+    }
+
+    /// Waits until the socket is ready; no deadline means the response timeout from now.
+    private func wait(_ fd: Int32, for event: Int32, before deadline: UInt64?) throws(Failure) {
+        let deadline = deadline ?? DispatchTime.now().uptimeNanoseconds + UInt64(endpoint.responseTimeout * 1e9)
+        while true {
+            let now = DispatchTime.now().uptimeNanoseconds
+            guard now < deadline else { throw .timeout }
+            var entry = pollfd(fd: fd, events: Int16(event), revents: 0)
+            let ready = poll(&entry, 1, Int32((deadline - now) / 1_000_000) + 1)
+            if ready > 0 { return }
+            if ready < 0 && errno != EINTR { throw .broken("poll failed: \(String(cString: strerror(errno)))") }
+        }
+    }
+
+    private func connectedSocket() throws(Failure) -> Int32 {
+        if socket >= 0 { return socket }
+        var hints = addrinfo()
+        hints.ai_family = AF_INET
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var found: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(endpoint.host, String(endpoint.port), &hints, &found) == 0, let address = found else {
+            throw .broken("cannot connect: unknown host \(endpoint.host)")
+        }
+        defer { freeaddrinfo(found) }
+        let fd = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+        guard fd >= 0 else { throw .broken("cannot connect: \(String(cString: strerror(errno)))") }
+        var one: Int32 = 1
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        if connect(fd, address.pointee.ai_addr, address.pointee.ai_addrlen) != 0 {
+            var failure = errno
+            if failure == EINPROGRESS {
+                do throws(Failure) { try wait(fd, for: POLLOUT, before: nil) } catch {
+                    Glibc.close(fd)
+                    throw .broken("cannot connect: no answer within \(endpoint.responseTimeout) s")
+                }
+                var length = socklen_t(MemoryLayout<Int32>.size)
+                getsockopt(fd, SOL_SOCKET, SO_ERROR, &failure, &length)
+            }
+            if failure != 0 && failure != EINPROGRESS {
+                Glibc.close(fd)
+                throw .broken("cannot connect: \(String(cString: strerror(failure)))")
+            }
+        }
+        socket = fd
+        return fd
+    }
+
+    private static func exceptionName(_ code: UInt8) -> String {
+        switch code {
+        case 1: "Illegal function"
+        case 2: "Illegal data address"
+        case 3: "Illegal data value"
+        case 4: "Server device failure"
+        case 5: "Acknowledge"
+        case 6: "Server device busy"
+        case 8: "Memory parity error"
+        case 10: "Gateway path unavailable"
+        case 11: "Gateway target device failed to respond"
+        default: "exception \(code)"
+        }
+    }
+}
+
+extension UInt16 {
+    /// Big-endian, as Modbus sends every 16-bit field.
+    fileprivate var bytes: [UInt8] { [UInt8(self >> 8), UInt8(self & 0xFF)] }
 }

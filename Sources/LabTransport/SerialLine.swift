@@ -49,7 +49,10 @@ public actor SerialLine {
         }
         cfmakeraw(&tio)
         tio.c_cflag |= tcflag_t(CLOCAL | CREAD)
-        let speed = Self.speed(for: baud)
+        guard let speed: speed_t = Self.speeds[baud] else {
+            Glibc.close(opened)
+            throw LabError(.invalidFile, "\(path): \(baud) baud is not a rate termios can set")
+        }
         cfsetispeed(&tio, speed)
         cfsetospeed(&tio, speed)
         tcsetattr(opened, TCSANOW, &tio)
@@ -103,17 +106,16 @@ public actor SerialLine {
         return text.trimmingCharacters(in: CharacterSet(charactersIn: "\r"))
     }
 
-    static func speed(for baud: Int) -> speed_t {
-        switch baud {
-        case 1200: speed_t(B1200)
-        case 2400: speed_t(B2400)
-        case 4800: speed_t(B4800)
-        case 19200: speed_t(B19200)
-        case 38400: speed_t(B38400)
-        case 57600: speed_t(B57600)
-        case 115200: speed_t(B115200)
-        default: speed_t(B9600)
-        }
-    }
+    /// Every rate Linux termios has a constant for. Never fall back to another speed: a line opened
+    /// at the wrong rate reads garbage that may still parse as numbers.
+    public static let speeds: [Int: UInt32] = [
+        50: speed_t(B50), 75: speed_t(B75), 110: speed_t(B110), 134: speed_t(B134), 150: speed_t(B150),
+        200: speed_t(B200), 300: speed_t(B300), 600: speed_t(B600), 1200: speed_t(B1200), 1800: speed_t(B1800),
+        2400: speed_t(B2400), 4800: speed_t(B4800), 9600: speed_t(B9600), 19200: speed_t(B19200),
+        38400: speed_t(B38400), 57600: speed_t(B57600), 115200: speed_t(B115200), 230400: speed_t(B230400),
+        460800: speed_t(B460800), 500000: speed_t(B500000), 576000: speed_t(B576000), 921600: speed_t(B921600),
+        1000000: speed_t(B1000000), 1152000: speed_t(B1152000), 1500000: speed_t(B1500000),
+        2000000: speed_t(B2000000), 2500000: speed_t(B2500000), 3000000: speed_t(B3000000),
+        3500000: speed_t(B3500000), 4000000: speed_t(B4000000),
+    ]
 }
-

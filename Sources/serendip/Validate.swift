@@ -21,7 +21,11 @@ struct Validate: ParsableCommand {
     func run() throws {
         var drivers: [String: DriverSpec] = [:]
         if let lab {
-            do { drivers = try LabConfig.load(path: lab).drivers } catch {
+            do { drivers = try LabConfig.load(path: lab).drivers } catch let error as LabSpec.ValidationError {
+                // An invalid lab or driver file is invalid (1); 2 is for one that cannot be read at all.
+                if json { printJSON(file: lab, diagnostics: error.diagnostics) } else { printError(error.description) }
+                throw ExitCode(1)
+            } catch {
                 printError("\(error)")
                 throw ExitCode(2)
             }

@@ -1,0 +1,213 @@
+import Foundation
+import Glibc
+import LabCore
+import LabDrivers
+import LabSpec
+import LabTransport
+import Synchronization
+import Testing
+
+/// A Modbus TCP device on 127.0.0.1 that misbehaves on purpose, framed by hand so it can do what no
+/// well-behaved server does: answer late, twice, from another unit, or to another transaction.
+/// Holding and input register n hold 1000 + n until written; one thread per connection, so a late
+/// answer on an old connection does not hold up a new one.
+final class MisbehavingModbusDevice: Sendable {
+    enum Fault: Sendable { case late(seconds: Double), twice, wrongUnit, wrongTransaction }
+
+    let port: Int
+    private let listener: Int32
+    private let state = Mutex(State())
+    private let stopping = Atomic<Bool>(false)
+
+    private struct State {
+        var requests = 0
+        var faults: [Int: Fault] = [:]
+        var holding = (0..<256).map { UInt16(1000 + $0) }
+        var coils = [Bool](repeating: true, count: 64)
+        var lateRepliesSent = 0
+    }
+
+    /// `faults` by request number, counted from 1 over all connections.
+    init(faults: [Int: Fault]) throws {
+        state.withLock { $0.faults = faults }
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
+                bind(fd, pointer, length) == 0 && getsockname(fd, pointer, &length) == 0
+            }
+        }
+        guard bound, listen(fd, 8) == 0 else { throw LabError(.transport, "test device cannot listen") }
+        listener = fd
+        port = Int(UInt16(bigEndian: address.sin_port))
+        let thread = Thread { [self] in acceptLoop() }
+        thread.start()
+    }
+
+    var lateRepliesSent: Int { state.withLock { $0.lateRepliesSent } }
+    func holding(_ address: Int) -> UInt16 { state.withLock { $0.holding[address] } }
+    func coil(_ address: Int) -> Bool { state.withLock { $0.coils[address] } }
+
+    func stop() {
+        stopping.store(true, ordering: .releasing)
+        shutdown(listener, Int32(SHUT_RDWR))
+        close(listener)
+    }
+
+    private func acceptLoop() {
+        while !stopping.load(ordering: .acquiring) {
+            let client = accept(listener, nil, nil)
+            guard client >= 0 else { return }
+            let thread = Thread { [self] in serve(client) }
+            thread.start()
+        }
+    }
+
+    private func serve(_ fd: Int32) {
+        defer { close(fd) }
+        while !stopping.load(ordering: .acquiring) {
+            guard let header = read(fd, 7) else { return }
+            let length = Int(header[4]) << 8 | Int(header[5])
+            guard let pdu = read(fd, length - 1) else { return }
+            let (fault, reply) = state.withLock { state in
+                state.requests += 1
+                return (state.faults[state.requests], Self.answer(pdu, &state))
+            }
+            var frame = header
+            frame[4] = UInt8((reply.count + 1) >> 8); frame[5] = UInt8((reply.count + 1) & 0xFF)
+            switch fault {
+            case .late(let seconds)?:
+                Thread.sleep(forTimeInterval: seconds)
+                write(fd, frame + reply)
+                state.withLock { $0.lateRepliesSent += 1 }
+            case .twice?:
+                write(fd, frame + reply + frame + reply)
+            case .wrongUnit?:
+                frame[6] &+= 8
+                write(fd, frame + reply)
+            case .wrongTransaction?:
+                frame[1] &+= 100
+                write(fd, frame + reply)
+            case nil:
+                write(fd, frame + reply)
+            }
+        }
+    }
+
+    /// Function code and data of the reply to one request.
+    private static func answer(_ pdu: [UInt8], _ state: inout State) -> [UInt8] {
+        let word = { (i: Int) in Int(pdu[i]) << 8 | Int(pdu[i + 1]) }
+        let address = word(1)
+        switch pdu[0] {
+        case 0x03, 0x04:
+            let count = word(3)
+            return [pdu[0], UInt8(2 * count)] + (address..<address + count).flatMap { [UInt8(state.holding[$0] >> 8), UInt8(state.holding[$0] & 0xFF)] }
+        case 0x01:
+            let count = word(3)
+            return [0x01, UInt8((count + 7) / 8)] + stride(from: 0, to: count, by: 8).map { start in
+                (0..<min(8, count - start)).reduce(UInt8(0)) { $0 | (state.coils[address + start + $1] ? 1 << $1 : 0) }
+            }
+        case 0x05:
+            state.coils[address] = word(3) == 0xFF00
+            return Array(pdu)
+        case 0x10:
+            for i in 0..<word(3) { state.holding[address + i] = UInt16(word(6 + 2 * i)) }
+            return Array(pdu[0..<5])
+        default:
+            return [pdu[0] | 0x80, 0x01]
+        }
+    }
+
+    private func read(_ fd: Int32, _ count: Int) -> [UInt8]? {
+        var bytes = [UInt8](repeating: 0, count: count), got = 0
+        while got < count {
+            let n = bytes.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + got, count - got, 0) }
+            guard n > 0 else { return nil }
+            got += n
+        }
+        return bytes
+    }
+
+    private func write(_ fd: Int32, _ bytes: [UInt8]) {
+        _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    }
+}
+
+/// Waits, up to a generous limit, for a condition another thread makes true.
+func eventually(within seconds: Double = 20, _ condition: () -> Bool) async throws -> Bool {
+    let deadline = ContinuousClock.now + .seconds(seconds)
+    while !condition() {
+        guard ContinuousClock.now < deadline else { return false }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+    return true
+}
+
+@Suite struct ModbusResynchronisationTests {
+    /// The client gives up long before the late answer comes, whatever the machine's load.
+    static func endpoint(_ port: Int) -> ModbusTCPClient.Endpoint {
+        ModbusTCPClient.Endpoint(host: "127.0.0.1", port: port, responseTimeout: 0.3)
+    }
+
+    @Test func afterALateReplyEveryLaterReadGetsItsOwnAnswer() async throws {
+        let device = try MisbehavingModbusDevice(faults: [1: .late(seconds: 1.5)])
+        defer { device.stop() }
+        let client = ModbusTCPClient(Self.endpoint(device.port))
+        await #expect { try await client.readRegisters(.holding, address: 1, count: 1) } throws: { ($0 as? LabError)?.code == .timeout }
+        for address in UInt16(2)...6 {
+            #expect(try await client.readRegisters(.holding, address: address, count: 1) == [1000 + address])
+        }
+        // And still after the late answer has certainly gone out.
+        #expect(try await eventually { device.lateRepliesSent == 1 })
+        for address in UInt16(7)...11 {
+            #expect(try await client.readRegisters(.holding, address: address, count: 1) == [1000 + address])
+        }
+    }
+
+    @Test func aReplySentTwiceDoesNotShiftTheAnswersThatFollow() async throws {
+        let device = try MisbehavingModbusDevice(faults: [1: .twice, 3: .twice])
+        defer { device.stop() }
+        let client = ModbusTCPClient(Self.endpoint(device.port))
+        for address in UInt16(1)...6 {
+            #expect(try await client.readRegisters(.holding, address: address, count: 1) == [1000 + address])
+        }
+    }
+
+    @Test func aReplyFromAnotherUnitIsRefusedAndNotTakenAsTheAnswer() async throws {
+        let device = try MisbehavingModbusDevice(faults: [1: .wrongUnit])
+        defer { device.stop() }
+        let client = ModbusTCPClient(Self.endpoint(device.port))
+        let error = await #expect(throws: LabError.self) { try await client.readRegisters(.holding, address: 1, count: 1) }
+        #expect(error?.code == .transport)
+        #expect(error?.message.contains("unit 9 answered, not unit 1") == true)
+        #expect(error?.message.contains("device answered") == false)
+        #expect(try await client.readRegisters(.holding, address: 2, count: 1) == [1002])
+    }
+
+    @Test func aReplyToAnotherTransactionIsNeverTakenAsTheAnswer() async throws {
+        let device = try MisbehavingModbusDevice(faults: [1: .wrongTransaction])
+        defer { device.stop() }
+        let client = ModbusTCPClient(Self.endpoint(device.port))
+        await #expect { try await client.readRegisters(.holding, address: 1, count: 1) } throws: { ($0 as? LabError)?.code == .timeout }
+        #expect(try await client.readRegisters(.holding, address: 2, count: 1) == [1002])
+    }
+
+    @Test func theSafeStateIsReachedAfterALateReply() async throws {
+        let spec = try DriverSpec.load(path: Repository.path("drivers/thermo-reactor.yaml"))
+        // The first request (reading the temperature) is answered 1.5 s late.
+        let device = try MisbehavingModbusDevice(faults: [1: .late(seconds: 1.5)])
+        defer { device.stop() }
+        let reactor = ModbusInstrument(name: "reactor", spec: spec, client: ModbusTCPClient(Self.endpoint(device.port)))
+        await #expect { try await reactor.read("temperature") } throws: { ($0 as? LabError)?.code == .timeout }
+        try await reactor.goToSafeState()
+        #expect(try await reactor.read("setpoint") == .real(25))
+        #expect(device.coil(5) == false)
+        // Still right once the late answer has gone out.
+        #expect(try await eventually { device.lateRepliesSent == 1 })
+        try await reactor.goToSafeState()
+        #expect(try await reactor.read("setpoint") == .real(25))
+    }
+}
