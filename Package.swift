@@ -23,6 +23,7 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         .systemLibrary(name: "CModbus", pkgConfig: "libmodbus",
@@ -38,6 +39,8 @@ let package = Package(
         .target(name: "LabStorage", dependencies: ["LabCore", .product(name: "GRDB", package: "GRDB.swift")]),
         .target(name: "LabPlanner", dependencies: ["LabCore"]),
         .target(name: "LabEngine", dependencies: ["LabCore", .product(name: "Logging", package: "swift-log")]),
+        // The queue, the instrument locks and the campaigns of the daemon, beside the executor.
+        .target(name: "LabScheduler", dependencies: ["LabCore", "LabEngine", .product(name: "Logging", package: "swift-log")]),
         .target(name: "LabAPI", dependencies: ["LabCore"]),
         .target(name: "LabServer", dependencies: [
             "LabAPI", "LabEngine", "LabStorage",
@@ -48,8 +51,9 @@ let package = Package(
         // Composition root as a library, so that the CLI and the tests start the same daemon.
         .target(name: "LabDaemon", dependencies: [
             "LabCore", "LabSpec", "LabTransport", "LabDrivers", "LabStorage", "LabPlanner",
-            "LabEngine", "LabAPI", "LabServer",
+            "LabEngine", "LabScheduler", "LabAPI", "LabServer",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         .executableTarget(name: "serendip", dependencies: [
             "LabCore", "LabSpec", "LabEngine", "LabDrivers", "LabDaemon", "LabTransport", "LabStorage", "LabPlanner",
@@ -60,6 +64,7 @@ let package = Package(
         .testTarget(name: "LabSpecTests", dependencies: ["LabSpec", "LabCore"], exclude: ["Corpus"]),
         .testTarget(name: "LabTransportTests", dependencies: ["LabTransport", "LabCore", "CModbus"]),
         .testTarget(name: "LabPlannerTests", dependencies: ["LabPlanner", "LabCore"]),
+        .testTarget(name: "LabSchedulerTests", dependencies: ["LabScheduler", "LabCore"]),
         .testTarget(name: "LabIntegrationTests", dependencies: [
             "LabCore", "LabSpec", "LabTransport", "LabDrivers", "LabStorage", "LabPlanner",
             "LabEngine", "LabAPI", "LabServer", "LabDaemon",

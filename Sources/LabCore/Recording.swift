@@ -23,14 +23,17 @@ public struct RunStart: Sendable {
     public var softwareVersion: String
     public var startedAt: Date
     public var startedMonotonic: Double
+    /// The queue entry this run executes, when it came through the daemon's queue.
+    public var queueEntryID: Int64?
 
     public init(campaignID: Int64?, protocolName: String, protocolSource: SourceText, parameters: [ParameterValue],
                 chosenBy: String, proposalID: String?, instruments: [String: InstrumentIdentity],
-                operatorName: String, softwareVersion: String, startedAt: Date, startedMonotonic: Double) {
+                operatorName: String, softwareVersion: String, startedAt: Date, startedMonotonic: Double,
+                queueEntryID: Int64? = nil) {
         self.campaignID = campaignID; self.protocolName = protocolName; self.protocolSource = protocolSource
         self.parameters = parameters; self.chosenBy = chosenBy; self.proposalID = proposalID
         self.instruments = instruments; self.operatorName = operatorName; self.softwareVersion = softwareVersion
-        self.startedAt = startedAt; self.startedMonotonic = startedMonotonic
+        self.startedAt = startedAt; self.startedMonotonic = startedMonotonic; self.queueEntryID = queueEntryID
     }
 }
 
@@ -87,12 +90,16 @@ public protocol Advisor: Sendable {
     /// The result of an experiment suggested before a restart, when a campaign is resumed: as if
     /// this advisor had suggested it (a sweep moves past the point).
     func replay(_ values: [String: Double], outcome: Outcome?) async throws
+    /// A suggestion that will not be run (a person rejected it): forget it as pending.
+    func withdraw(_ values: [String: Double]) async
 }
 
 extension Advisor {
     public func replay(_ values: [String: Double], outcome: Outcome?) async throws {
         try await observe(values, outcome: outcome)
     }
+
+    public func withdraw(_ values: [String: Double]) async {}
 }
 
 /// What a finished experiment tells an advisor.

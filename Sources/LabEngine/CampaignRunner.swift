@@ -121,7 +121,7 @@ public struct CampaignRunner: Sendable {
     /// or a stop cut short, are run again next, before the advisor is asked for anything new.
     public func run(history: [FinishedRun] = [], retries: [Suggestion] = [],
                     onExperiment: @Sendable (ExperimentReport) -> Void = { _ in }) async throws -> [ExperimentReport] {
-        var progress = Progress(rules: rules)
+        var progress = CampaignProgress(rules: rules)
         for past in history where progress.reports.count < rules.budget {
             let outcome = rules.outcome(of: past)
             try await advisor.replay(past.values, outcome: outcome)
@@ -151,37 +151,6 @@ public struct CampaignRunner: Sendable {
         return progress.reports
     }
 
-    /// The experiments so far, the best result, and whether a stop rule now holds.
-    private struct Progress {
-        let rules: CampaignRules
-        var reports: [ExperimentReport] = []
-        var best: Double?
-        var sinceImprovement = 0
-
-        /// Adds one finished run; true when the campaign should stop after it.
-        mutating func record(_ run: FinishedRun, outcome: Outcome?) -> Bool {
-            let primary = rules.objectives.first
-            // The first objective as the protocol computed it, for people and stop rules.
-            let value = outcome.flatMap { o in primary.map { o.objectives[0] * ($0.maximize ? 1 : -1) } }
-            let counts = outcome?.meetsConstraints ?? false
-            if let value, counts, let primary, best.map({ primary.maximize ? value > $0 : value < $0 }) ?? true {
-                best = value
-                sinceImprovement = 0
-            } else {
-                sinceImprovement += 1
-            }
-            reports.append(ExperimentReport(index: reports.count + 1, runID: run.runID, parameters: run.values,
-                                            chosenBy: run.chosenBy, objective: value, bestSoFar: best,
-                                            outcome: run.outcome, error: run.error))
-            if rules.stopOnFailure && run.outcome == .failed { return true }
-            if let limit = rules.stopAfterNoImprovement, sinceImprovement >= limit { return true }
-            if let target = rules.stopAtTarget, let best, let primary, primary.maximize ? best >= target : best <= target {
-                return true
-            }
-            return false
-        }
-    }
-
     /// One run of the protocol at a suggestion: the advisor chooses the parameters it searches; the
     /// executor fills the others from the fixed values and the defaults, and records every value used.
     private func run(_ suggestion: Suggestion) async throws -> RunResult {
@@ -201,5 +170,38 @@ public struct CampaignRunner: Sendable {
         let result = try await executor.run(parameters: chosen, start: start)
         if result.outcome == .aborted { throw CancellationError() }
         return result
+    }
+}
+
+/// The experiments of a campaign so far, the best result, and whether a stop rule now holds.
+public struct CampaignProgress: Sendable {
+    public let rules: CampaignRules
+    public private(set) var reports: [ExperimentReport] = []
+    public private(set) var best: Double?
+    private var sinceImprovement = 0
+
+    public init(rules: CampaignRules) { self.rules = rules }
+
+/// Adds one finished run; true when the campaign should stop after it.
+    public mutating func record(_ run: FinishedRun, outcome: Outcome?) -> Bool {
+        let primary = rules.objectives.first
+        // The first objective as the protocol computed it, for people and stop rules.
+        let value = outcome.flatMap { o in primary.map { o.objectives[0] * ($0.maximize ? 1 : -1) } }
+        let counts = outcome?.meetsConstraints ?? false
+        if let value, counts, let primary, best.map({ primary.maximize ? value > $0 : value < $0 }) ?? true {
+            best = value
+            sinceImprovement = 0
+        } else {
+            sinceImprovement += 1
+        }
+        reports.append(ExperimentReport(index: reports.count + 1, runID: run.runID, parameters: run.values,
+                                        chosenBy: run.chosenBy, objective: value, bestSoFar: best,
+                                        outcome: run.outcome, error: run.error))
+        if rules.stopOnFailure && run.outcome == .failed { return true }
+        if let limit = rules.stopAfterNoImprovement, sinceImprovement >= limit { return true }
+        if let target = rules.stopAtTarget, let best, let primary, primary.maximize ? best >= target : best <= target {
+            return true
+        }
+        return false
     }
 }

@@ -20,4 +20,8 @@ public actor BayesianOptimizer: Advisor {
     public func observe(_ values: [String: Double], outcome: Outcome?) {
         planner.observe(values, outcome: outcome)
     }
+
+    public func withdraw(_ values: [String: Double]) {
+        planner.withdraw(values)
+    }
 }

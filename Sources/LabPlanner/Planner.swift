@@ -87,6 +87,12 @@ public struct Planner: Sendable, Codable {
         observations.append(Observation(x: x, outcome: valid))
     }
 
+    /// Forgets a proposal that will not be run (a person rejected it): it is no longer pending.
+    public mutating func withdraw(_ values: [String: Double]) {
+        let x = space.encode(values)
+        if let index = pending.firstIndex(where: { Self.distance($0, x) < 1e-9 }) { pending.remove(at: index) }
+    }
+
     /// The next `count` points to run, as values by name, with who chose each. Points handed out in
     /// one call, or not yet observed from earlier calls, are kept apart.
     public mutating func propose(_ count: Int = 1) throws -> [(values: [String: Double], chosenBy: String)] {

@@ -136,6 +136,7 @@ public final class LabDatabase: Sendable {
                 ALTER TABLE campaign_v3 RENAME TO campaign;
                 """)
         }
+        QueueTable.register(&migrator)
         return migrator
     }
 
@@ -186,6 +187,9 @@ extension LabDatabase: RunRecorder {
                 try db.execute(sql: "INSERT INTO run_parameter (run_id, name, value, text_value, unit) VALUES (?, ?, ?, ?, ?)",
                                arguments: [run, p.name, value, text, unit])
             }
+            if let entry = start.queueEntryID {
+                try db.execute(sql: "UPDATE queue_entry SET state = 'running', run_id = ? WHERE id = ?", arguments: [run, entry])
+            }
             for (role, identity) in start.instruments {
                 try db.execute(sql: """
                     INSERT INTO run_instrument (run_id, role, instrument, driver, driver_sha256, address)
@@ -226,8 +230,12 @@ extension LabDatabase: RunRecorder {
                 try db.execute(sql: "INSERT INTO run_output (run_id, name, value, unit) VALUES (?, ?, ?, ?)",
                                arguments: [run, name, q.value, q.unit.symbol])
             }
+            let now = Self.timestamp(Date())
             try db.execute(sql: "UPDATE run SET state = ?, error = ?, ended_at = ? WHERE id = ?",
-                           arguments: [outcome.rawValue, error, Self.timestamp(Date()), run])
+                           arguments: [outcome.rawValue, error, now, run])
+            // The queue entry ends with its run, in the same transaction.
+            try db.execute(sql: "UPDATE queue_entry SET state = ?, ended_at = ? WHERE run_id = ?",
+                           arguments: [QueueState(outcome).rawValue, now, run])
         }
     }
 }

@@ -1,0 +1,56 @@
+/// Which queued experiments start now, and on which instruments: a pure function of the queue and
+/// the free instruments, so that the scheduler, the forecast of start times and the tests share it.
+///
+/// The policy, in lab terms:
+/// - Entries are considered in order: higher priority first, then the order they were queued in.
+/// - An entry starts only when it can have every instrument it needs at once (no run ever holds
+///   one instrument while waiting for another, so no two runs can wait on each other).
+/// - A protocol's role can be served by any free instrument of its driver type; the instrument of
+///   the role's own name is preferred, then the first by name.
+/// - An entry that cannot start keeps the free instruments of the types it waits for, as many as
+///   it needs: a later entry may use only what is left. So a large run is never starved by a
+///   stream of small ones: every instrument of a type it waits for goes to it as soon as it frees.
+public enum SchedulePolicy {
+    public struct Candidate: Sendable, Hashable {
+        public var id: Int64
+        /// Role → driver type.
+        public var needs: [String: String]
+
+        public init(id: Int64, needs: [String: String]) { self.id = id; self.needs = needs }
+    }
+
+    public struct Start: Sendable, Hashable {
+        public var id: Int64
+        /// Role → instrument instance.
+        public var assignment: [String: String]
+    }
+
+    /// `candidates` in the order they may start; `free` maps each free instrument to its driver type.
+    public static func starts(_ candidates: [Candidate], free: [String: String]) -> [Start] {
+        var available: [String: [String]] = [:]   // driver type → free instances, sorted by name
+        for (instance, type) in free.sorted(by: { $0.key < $1.key }) { available[type, default: []].append(instance) }
+        var starts: [Start] = []
+        for candidate in candidates {
+            var counts: [String: Int] = [:]
+            for type in candidate.needs.values { counts[type, default: 0] += 1 }
+            let fits = counts.allSatisfy { type, n in (available[type]?.count ?? 0) >= n }
+            if fits {
+                var assignment: [String: String] = [:]
+                for (role, type) in candidate.needs.sorted(by: { $0.key < $1.key }) {
+                    let pool = available[type]!
+                    let index = pool.firstIndex(of: role) ?? pool.startIndex
+                    assignment[role] = pool[index]
+                    available[type]!.remove(at: index)
+                }
+                starts.append(Start(id: candidate.id, assignment: assignment))
+            } else {
+                // Waiting: it keeps what it would use of what is free now.
+                for (type, n) in counts {
+                    let kept = min(n, available[type]?.count ?? 0)
+                    available[type]?.removeFirst(kept)
+                }
+            }
+        }
+        return starts
+    }
+}

@@ -1,0 +1,172 @@
+import Foundation
+public import GRDB
+public import LabCore
+
+/// The daemon's queue, one row per submitted experiment. A run started from it points back to its
+/// entry, and the entry's final state is written in the same transaction as the run's.
+enum QueueTable {
+    static func register(_ migrator: inout DatabaseMigrator) {
+        migrator.registerMigration("v4: the queue") { db in
+            try db.execute(sql: """
+                CREATE TABLE queue_entry (
+                    id INTEGER PRIMARY KEY,
+                    request_id TEXT UNIQUE,
+                    protocol_name TEXT NOT NULL,
+                    protocol_path TEXT NOT NULL,
+                    protocol_text TEXT NOT NULL,
+                    protocol_sha256 TEXT NOT NULL,
+                    parameters TEXT NOT NULL,
+                    priority INTEGER NOT NULL,
+                    position REAL NOT NULL,
+                    not_before TEXT,
+                    owner TEXT NOT NULL,
+                    project TEXT,
+                    autostart INTEGER NOT NULL CHECK (autostart IN (0, 1)),
+                    needs_approval INTEGER NOT NULL CHECK (needs_approval IN (0, 1)),
+                    campaign_id INTEGER REFERENCES campaign(id),
+                    proposal_id TEXT,
+                    chosen_by TEXT NOT NULL,
+                    state TEXT NOT NULL CHECK (state IN ('queued', 'held', 'awaiting_approval', 'running', 'completed',
+                                                         'failed', 'aborted', 'interrupted', 'cancelled', 'rejected')),
+                    note TEXT,
+                    run_id INTEGER REFERENCES run(id),
+                    estimated_seconds REAL,
+                    submitted_at TEXT NOT NULL,
+                    ended_at TEXT
+                );
+                CREATE INDEX queue_entry_open ON queue_entry(state) WHERE state IN ('queued', 'held', 'awaiting_approval', 'running');
+                CREATE INDEX queue_entry_by_run ON queue_entry(run_id);
+                """)
+        }
+    }
+
+    static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return encoder
+    }()
+
+    static func entry(_ row: Row) throws -> QueueEntry {
+        let parameters = try JSONDecoder().decode([String: ExprValue].self, from: Data((row["parameters"] as String).utf8))
+        let notBefore: String? = row["not_before"]
+        let submission = Submission(
+            protocolSource: SourceText(path: row["protocol_path"], text: row["protocol_text"], sha256: row["protocol_sha256"]),
+            protocolName: row["protocol_name"], parameters: parameters, priority: row["priority"],
+            notBefore: notBefore.flatMap(LabDatabase.date), owner: row["owner"], project: row["project"],
+            requestID: row["request_id"], autostart: row["autostart"], campaignID: row["campaign_id"],
+            proposalID: row["proposal_id"], chosenBy: row["chosen_by"], needsApproval: row["needs_approval"])
+        return QueueEntry(id: row["id"], submission: submission, state: QueueState(rawValue: row["state"]) ?? .held,
+                          position: row["position"], note: row["note"], runID: row["run_id"],
+                          submittedAt: LabDatabase.date(row["submitted_at"]) ?? Date(), estimatedSeconds: row["estimated_seconds"])
+    }
+}
+
+extension LabDatabase: QueueStore {
+    public func enqueue(_ submissions: [Submission]) async throws -> [QueueEntry] {
+        try await pool.write { db in
+            let now = Self.timestamp(Date())
+            var next = try Double.fetchOne(db, sql: "SELECT MAX(position) FROM queue_entry") ?? 0
+            let insert = try db.cachedStatement(sql: """
+                INSERT INTO queue_entry (request_id, protocol_name, protocol_path, protocol_text, protocol_sha256, parameters,
+                                         priority, position, not_before, owner, project, autostart, needs_approval, campaign_id,
+                                         proposal_id, chosen_by, state, submitted_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """)
+            var entries: [QueueEntry] = []
+            for s in submissions {
+                if let key = s.requestID,
+                   let row = try Row.fetchOne(db, sql: "SELECT * FROM queue_entry WHERE request_id = ?", arguments: [key]) {
+                    entries.append(try QueueTable.entry(row))
+                    continue
+                }
+                next += 1
+                let parameters = String(decoding: try QueueTable.encoder.encode(s.parameters), as: UTF8.self)
+                try insert.execute(arguments: [
+                    s.requestID, s.protocolName, s.protocolSource.path, s.protocolSource.text, s.protocolSource.sha256,
+                    parameters, s.priority, next, s.notBefore.map(Self.timestamp), s.owner, s.project, s.autostart,
+                    s.needsApproval, s.campaignID, s.proposalID, s.chosenBy,
+                    (s.needsApproval ? QueueState.awaitingApproval : .queued).rawValue, now,
+                ])
+                entries.append(QueueEntry(id: db.lastInsertedRowID, submission: s,
+                                          state: s.needsApproval ? .awaitingApproval : .queued, position: next,
+                                          submittedAt: Self.date(now) ?? Date()))
+            }
+            return entries
+        }
+    }
+
+    public func openEntries() async throws -> [QueueEntry] {
+        try await pool.read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT * FROM queue_entry WHERE state IN ('queued', 'held', 'awaiting_approval', 'running') ORDER BY id
+                """).map(QueueTable.entry)
+        }
+    }
+
+    public func entry(_ id: Int64) async throws -> QueueEntry? {
+        try await pool.read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM queue_entry WHERE id = ?", arguments: [id]).map(QueueTable.entry)
+        }
+    }
+
+    /// Entries of any state, newest first, for listing.
+    public func queueEntries(states: [QueueState]? = nil, campaign: Int64? = nil, limit: Int = 1000) throws -> [QueueEntry] {
+        try pool.read { db in
+            var conditions: [String] = [], arguments: StatementArguments = []
+            if let states {
+                conditions.append("state IN (\(states.map { _ in "?" }.joined(separator: ", ")))")
+                for s in states { _ = arguments.append(contentsOf: [s.rawValue]) }
+            }
+            if let campaign {
+                conditions.append("campaign_id = ?")
+                _ = arguments.append(contentsOf: [campaign])
+            }
+            let filter = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
+            _ = arguments.append(contentsOf: [limit])
+            return try Row.fetchAll(db, sql: "SELECT * FROM queue_entry \(filter) ORDER BY id DESC LIMIT ?", arguments: arguments)
+                .map(QueueTable.entry)
+        }
+    }
+
+    public func transition(_ id: Int64, from: Set<QueueState>, to: QueueState, note: String?) async throws -> QueueEntry? {
+        try await pool.write { db in
+            let states = from.map(\.rawValue)
+            try db.execute(sql: """
+                UPDATE queue_entry SET state = ?, note = COALESCE(?, note), ended_at = ?
+                WHERE id = ? AND state IN (\(states.map { _ in "?" }.joined(separator: ", ")))
+                """, arguments: StatementArguments([to.rawValue, note, to.isFinal ? Self.timestamp(Date()) : nil, id] as [(any DatabaseValueConvertible)?])
+                    + StatementArguments(states))
+            guard db.changesCount == 1 else { return nil }
+            return try Row.fetchOne(db, sql: "SELECT * FROM queue_entry WHERE id = ?", arguments: [id]).map(QueueTable.entry)
+        }
+    }
+
+    public func setPosition(_ id: Int64, priority: Int, position: Double) async throws {
+        try await pool.write { db in
+            try db.execute(sql: "UPDATE queue_entry SET priority = ?, position = ? WHERE id = ?", arguments: [priority, position, id])
+        }
+    }
+
+    public func setEstimate(_ id: Int64, seconds: Double) async throws {
+        try await pool.write { db in
+            try db.execute(sql: "UPDATE queue_entry SET estimated_seconds = ? WHERE id = ?", arguments: [seconds, id])
+        }
+    }
+
+    public func recoverAfterRestart() async throws {
+        try await pool.write { db in
+            try db.execute(sql: """
+                UPDATE queue_entry SET state = 'interrupted', ended_at = ?, note = 'the daemon stopped while it ran'
+                WHERE state = 'running'
+                """, arguments: [Self.timestamp(Date())])
+            try db.execute(sql: """
+                UPDATE queue_entry SET state = 'held', note = 'held after a daemon restart: release it to run it'
+                WHERE state = 'queued' AND autostart = 0
+                """)
+        }
+    }
+
+    static func date(_ text: String) -> Date? {
+        try? Date(text, strategy: .iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
+    }
+}
