@@ -60,7 +60,7 @@ struct CampaignReader {
     /// Every instrument the protocol names must be one of the lab's, with the same driver; the
     /// run would otherwise fail only as it starts.
     private func checkRoles(of definition: ProtocolDefinition, in lab: LabConfig, at node: Node) {
-        let available = "the lab '\(lab.name)' has " + lab.instruments.values.sorted { $0.name < $1.name }
+        let available = "its instruments are " + lab.instruments.values.sorted { $0.name < $1.name }
             .map { "\($0.name) (\($0.driver.name))" }.joined(separator: ", ")
         for role in definition.instruments {
             let needs = "\(definition.name) needs an instrument '\(role.role)' that is a \(role.driver) (\(URL(fileURLWithPath: role.location.file).lastPathComponent):\(role.location.line))"

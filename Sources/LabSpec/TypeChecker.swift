@@ -65,7 +65,8 @@ extension ProtocolCompiler {
                              hint: suggestion(for: name, among: context.measured.keys) ?? "add a measure step with 'as: \(name)'")
                 return nil
             }
-            return .quantity(unit.dimension)
+            // Without its driver, a series' unit is unknown: no unit check rather than a false one.
+            return context.unknownUnits.contains(name) ? nil : .quantity(unit.dimension)
         case .call(let function, let argument):
             guard let inner = type(of: argument, node) else { return function == .count ? .bare : nil }
             switch function {
@@ -133,7 +134,7 @@ extension ProtocolCompiler {
         } else if expr.parameterNames.isEmpty, expr.seriesNames.isEmpty,
                   case .quantity(let q)? = try? ExprEnvironment().evaluate(expr), !q.value.isFinite {
             // `0/0`, `1 degC / 0`: known now, so not left for the run to find.
-            source.error(node, "'\(expr)' is not a finite number (it comes to \(q.value))", hint: "look for a division by zero or a number too large")
+            source.error(node, "'\(expr)' is not a finite number (it comes to \(q.value.isNaN ? "NaN" : q.value > 0 ? "infinity" : "-infinity"))", hint: "look for a division by zero or a number too large")
         }
     }
 
@@ -180,17 +181,20 @@ extension ProtocolCompiler {
             }
             return
         }
-        let remedy = "narrow the range of \(names) (or change the expression) so it stays within "
-            + "\(Self.number(limits.lowerBound))…\(Self.number(limits.upperBound)) \(unit)"
+        let within = "\(Self.number(limits.lowerBound))…\(Self.number(limits.upperBound)) \(unit)"
+        let either = value.parameterNames.sorted().map { "$\($0)" }.joined(separator: " or ")
+        let remedy = "narrow the range of \(either) so that it stays within \(within)"
         if high < limits.lowerBound || low > limits.upperBound {
-            source.error(node, "'\(value)' is \(Self.number(low))…\(Self.number(high)) \(unit) for the allowed values of \(names), always \(allowed)", hint: remedy)
+            source.error(node, "'\(value)' is \(Self.number(low))…\(Self.number(high)) \(unit) for the allowed values of \(names), always \(allowed)",
+                         hint: "change the expression or the range of \(either) so that it lies within \(within)")
             return
         }
         for end in [range.high, range.low] {
             guard let witness = end.witness else {
                 // Only division by a range that contains zero leaves an end unknown.
                 if !end.value.value.isFinite {
-                    source.error(node, "'\(value)' has no bound: it divides by a value that can be zero for the allowed values of \(names), so it can be \(allowed)", hint: remedy)
+                    source.error(node, "'\(value)' has no bound: it divides by a value that can be zero for the allowed values of \(names), so it can be \(allowed)",
+                             hint: "narrow the range of \(either) so that the divisor cannot be zero")
                     return
                 }
                 continue
