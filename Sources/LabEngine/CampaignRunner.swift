@@ -182,7 +182,7 @@ public struct CampaignProgress: Sendable {
 
     public init(rules: CampaignRules) { self.rules = rules }
 
-/// Adds one finished run; true when the campaign should stop after it.
+    /// Adds one finished run; true when the campaign should stop after it.
     public mutating func record(_ run: FinishedRun, outcome: Outcome?) -> Bool {
         let primary = rules.objectives.first
         // The first objective as the protocol computed it, for people and stop rules.

@@ -35,11 +35,14 @@ struct CampaignReader {
         } catch {
             source.error(definition == nil && lab != nil ? protocolNode : labNode, "\(error)")
         }
-        let sweepNode = top.optional("sweep"), optimizeNode = top.optional("optimize")
+        // Every key is looked up before giving up on a protocol that did not validate, so that only
+        // the protocol's own errors are reported, not the campaign's valid keys as unknown ones.
+        let sweepNode = top.optional("sweep"), optimizeNode = top.optional("optimize"), fixedNode = top.optional("fixed")
         defer { top.rejectUnknownKeys() }
         guard let definition else { return nil }
+        if let lab, let protocolNode { checkRoles(of: definition, in: lab, at: protocolNode) }
 
-        let fixed = top.optional("fixed").map { values($0, "fixed", definition) } ?? [:]
+        let fixed = fixedNode.map { values($0, "fixed", definition) } ?? [:]
         var plan: CampaignSpec.Plan?
         switch (sweepNode, optimizeNode) {
         case (let node?, nil): plan = sweep(node, definition, fixed: fixed).map(CampaignSpec.Plan.sweep)
@@ -52,6 +55,24 @@ struct CampaignReader {
         return CampaignSpec(name: name, protocolPath: protocolPath, labPath: labPath, lab: lab, definition: definition,
                             seed: UInt64(seed), fixed: fixed, plan: plan,
                             source: SourceText(path: source.path, text: source.text, sha256: source.sha256))
+    }
+
+    /// Every instrument the protocol names must be one of the lab's, with the same driver; the
+    /// run would otherwise fail only as it starts.
+    private func checkRoles(of definition: ProtocolDefinition, in lab: LabConfig, at node: Node) {
+        let available = "its instruments are " + lab.instruments.values.sorted { $0.name < $1.name }
+            .map { "\($0.name) (\($0.driver.name))" }.joined(separator: ", ")
+        for role in definition.instruments {
+            let needs = "\(definition.name) needs an instrument '\(role.role)' that is a \(role.driver) (\(URL(fileURLWithPath: role.location.file).lastPathComponent):\(role.location.line))"
+            if let binding = lab.instruments[role.role] {
+                if binding.driver.name != role.driver {
+                    source.error(node, "\(needs); in the lab '\(lab.name)' '\(role.role)' is a \(binding.driver.name)", hint: available)
+                }
+            } else {
+                let similar = suggestion(for: role.role, among: lab.instruments.keys).map { " (\($0))" } ?? ""
+                source.error(node, "\(needs); the lab '\(lab.name)' has no instrument '\(role.role)'", hint: available + similar)
+            }
+        }
     }
 
     private func resolve(_ path: String) -> String {

@@ -41,13 +41,18 @@ public enum ProtocolParser {
 /// What all files of one protocol share while compiling: drivers, step numbering, includes.
 final class CompileContext {
     let drivers: [String: DriverSpec]
+    /// Whether `drivers` is a lab's, so that a driver not among them is an error; otherwise (drivers
+    /// found near a protocol checked without a lab) its instruments' channels go unchecked.
+    let complete: Bool
     var sources: [YAMLSource] = []
     var includeStack: [String] = []
     var stepCount = 0
     /// Series measured so far, with their units; shared, since an include measures into its parent.
     var measured: [String: LabUnit] = [:]
+    /// Series measured from a channel whose driver is not known: their unit is not known either.
+    var unknownUnits: Set<String> = []
 
-    init(drivers: [String: DriverSpec]) { self.drivers = drivers }
+    init(drivers: [String: DriverSpec], complete: Bool = true) { self.drivers = drivers; self.complete = complete }
 
     func open(path: String, text: String) -> YAMLSource {
         let source = YAMLSource(path: path, text: text)
@@ -113,7 +118,7 @@ struct ProtocolCompiler {
         if let node = top.required("instruments"), let map = source.mapping(node, "instruments") {
             for (role, keyNode, value) in map.pairs {
                 guard let driver = source.string(value, "driver of '\(role)'") else { continue }
-                if !drivers.isEmpty && drivers[driver] == nil {
+                if context.complete && !drivers.isEmpty && drivers[driver] == nil {
                     source.error(value, "no driver file for '\(driver)'", hint: suggestion(for: driver, among: drivers.keys))
                 }
                 roles[role] = InstrumentRole(role: role, driver: driver, location: source.location(keyNode))
@@ -357,7 +362,13 @@ struct ProtocolCompiler {
         guard let channel else { body.rejectUnknownKeys(); return nil }
         let name = named ?? channel.channel
         // The series exists from here on, so `until` can read it.
-        context.measured[name] = channelSpec(channel)?.unit ?? context.measured[name] ?? .one
+        if let unit = channelSpec(channel)?.unit {
+            context.measured[name] = unit
+            context.unknownUnits.remove(name)
+        } else if context.measured[name] == nil {
+            context.measured[name] = .one
+            context.unknownUnits.insert(name)
+        }
         var until: Expr?
         if let untilNode, let condition = source.expression(untilNode, "until") {
             if repeatNode == nil {

@@ -1,3 +1,4 @@
+import Foundation
 import LabCore
 
 /// References, units and limits: what makes a protocol that validates safe to run.
@@ -64,7 +65,8 @@ extension ProtocolCompiler {
                              hint: suggestion(for: name, among: context.measured.keys) ?? "add a measure step with 'as: \(name)'")
                 return nil
             }
-            return .quantity(unit.dimension)
+            // Without its driver, a series' unit is unknown: no unit check rather than a false one.
+            return context.unknownUnits.contains(name) ? nil : .quantity(unit.dimension)
         case .call(let function, let argument):
             guard let inner = type(of: argument, node) else { return function == .count ? .bare : nil }
             switch function {
@@ -129,6 +131,10 @@ extension ProtocolCompiler {
         guard let actual = type(of: expr, node) else { return }
         if !Self.compatible(actual, expected) {
             source.error(node, "'\(expr)' is a \(actual.name), expected a \(expected.name)", hint: example.map { "e.g. '\($0)'" })
+        } else if expr.parameterNames.isEmpty, expr.seriesNames.isEmpty,
+                  case .quantity(let q)? = try? ExprEnvironment().evaluate(expr), !q.value.isFinite {
+            // `0/0`, `1 degC / 0`: known now, so not left for the run to find.
+            source.error(node, "'\(expr)' is not a finite number (it comes to \(q.value.isNaN ? "NaN" : q.value > 0 ? "infinity" : "-infinity"))", hint: "look for a division by zero or a number too large")
         }
     }
 
@@ -154,16 +160,83 @@ extension ProtocolCompiler {
             return
         }
         checkType(value, .quantity(spec.unit.dimension), node, example: "25 \(spec.unit.symbol)")
-        guard let limits = spec.limits, value.seriesNames.isEmpty else { return }
-        for environment in candidateEnvironments(for: value) {
-            guard let q = try? environment.quantity(value) else { continue }
-            let inUnit = q.unit == .one ? q : (try? q.converted(to: spec.unit)) ?? q
-            if !limits.contains(inUnit.value) {
-                source.error(node, "\(value) can be \(inUnit.value) \(spec.unit), outside the limits \(limits.lowerBound)…\(limits.upperBound) \(spec.unit) of '\(ref)'")
-                return
+        if let limits = spec.limits { checkLimits(value, limits, spec.unit, ref, node) }
+    }
+
+    /// Refuses a write that can leave the channel's limits for some allowed parameter value: the
+    /// run-time guard would stop that run half-way, so it is a protocol bug found now.
+    private func checkLimits(_ value: Expr, _ limits: ClosedRange<Double>, _ unit: LabUnit, _ ref: ChannelRef, _ node: Node) {
+        guard let range = ValueRange.of(value, knownRanges(for: value)) else { return }
+        func inUnit(_ q: Quantity) -> Double? { q.unit == .one ? q.value : (try? q.converted(to: unit))?.value }
+        guard let low = inUnit(range.low.value), let high = inUnit(range.high.value) else { return }
+        let allowed = "outside the limits \(Self.number(limits.lowerBound))…\(Self.number(limits.upperBound)) \(unit) of '\(ref)'"
+        let names = value.parameterNames.sorted().map { "$\($0)" }.joined(separator: ", ")
+        if names.isEmpty {
+            // A constant: checkType has already refused one that is not a finite number.
+            guard low.isFinite, !limits.contains(low) else { return }
+            if case .number(let q) = value, q.unit == unit || q.unit == .one {
+                source.error(node, "'\(value)' is \(allowed)")
+            } else {
+                source.error(node, "'\(value)' is \(Self.number(low)) \(unit), \(allowed)")
             }
+            return
+        }
+        let within = "\(Self.number(limits.lowerBound))…\(Self.number(limits.upperBound)) \(unit)"
+        let either = value.parameterNames.sorted().map { "$\($0)" }.joined(separator: " or ")
+        let remedy = "narrow the range of \(either) so that it stays within \(within)"
+        if high < limits.lowerBound || low > limits.upperBound {
+            source.error(node, "'\(value)' is \(Self.number(low))…\(Self.number(high)) \(unit) for the allowed values of \(names), always \(allowed)",
+                         hint: "change the expression or the range of \(either) so that it lies within \(within)")
+            return
+        }
+        for end in [range.high, range.low] {
+            guard let witness = end.witness else {
+                // Only division by a range that contains zero leaves an end unknown.
+                if !end.value.value.isFinite {
+                    source.error(node, "'\(value)' has no bound: it divides by a value that can be zero for the allowed values of \(names), so it can be \(allowed)",
+                             hint: "narrow the range of \(either) so that the divisor cannot be zero")
+                    return
+                }
+                continue
+            }
+            guard let q = try? ExprEnvironment(parameters: witness).quantity(value), let reached = inUnit(q),
+                  !limits.contains(reached) else { continue }
+            let at = witness.filter { value.parameterNames.contains($0.key) }.sorted { $0.key < $1.key }
+                .map { "$\($0.key) = \($0.value)" }.joined(separator: ", ")
+            source.error(node, "'\(value)' reaches \(Self.number(reached)) \(unit) at \(at), \(allowed)", hint: remedy)
+            return
         }
     }
+
+    /// The range of each parameter and loop variable `expr` reads, each end with the value that is it.
+    private func knownRanges(for expr: Expr) -> [String: ValueRange] {
+        var known: [String: ValueRange] = [:]
+        for name in expr.parameterNames {
+            if let variable = variables.last(where: { $0.name == name }) {
+                // A loop's values, where each is a constant number in one dimension.
+                let values = variable.values.compactMap { try? ExprEnvironment().quantity($0) }
+                guard values.count == variable.values.count, let first = values.first else { continue }
+                let inFirst = values.compactMap { try? $0.converted(to: first.unit) }
+                guard inFirst.count == values.count else { continue }
+                let low = inFirst.min { $0.value < $1.value }!, high = inFirst.max { $0.value < $1.value }!
+                known[name] = ValueRange(low: .init(value: low, witness: [name: .quantity(low)]),
+                                         high: .init(value: high, witness: [name: .quantity(high)]))
+            } else if let spec = parameters[name] {
+                let (low, high): (Quantity, Quantity)
+                switch spec.kind {
+                case .real(let unit, let lower, let upper, _): (low, high) = (Quantity(lower, unit), Quantity(upper, unit))
+                case .integer(let lower, let upper): (low, high) = (Quantity(Double(lower)), Quantity(Double(upper)))
+                case .boolean, .choice: continue
+                }
+                known[name] = ValueRange(low: .init(value: low, witness: [name: .quantity(low)]),
+                                         high: .init(value: high, witness: [name: .quantity(high)]))
+            }
+        }
+        return known
+    }
+
+    /// `150`, `0.5`, `1e+300`: numbers as a person writes them.
+    static func number(_ x: Double) -> String { String(format: "%g", x) }
 
     func checkParameterBinding(_ expr: Expr, _ spec: ParameterSpec, _ node: Node) {
         switch spec.kind {

@@ -98,4 +98,63 @@ import Testing
             #expect(text.contains("none, log, power"), "\(text)")
         }
     }
+
+    /// Writes `protocolText` and a sweep campaign over it on the example lab (holding `fixed`), and
+    /// returns the diagnostics of loading the campaign (none: it loaded).
+    static func campaignDiagnostics(protocol protocolText: String, fixed: String) throws -> [Diagnostic] {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("campaign-\(UUID())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        try protocolText.write(to: dir.appendingPathComponent("p.yaml"), atomically: true, encoding: .utf8)
+        let file = dir.appendingPathComponent("c.yaml").path
+        try """
+            serendip: 1
+            campaign: c
+            protocol: p.yaml
+            lab: \(examples.path)/lab.yaml
+            fixed: { \(fixed) }
+            sweep:
+              vary:
+                temperature: [60 degC, 70 degC]
+            """.write(toFile: file, atomically: true, encoding: .utf8)
+        do { _ = try CampaignSpec.load(path: file) } catch let error as ValidationError { return error.diagnostics }
+        return []
+    }
+
+    static func reactorProtocol(role: String = "reactor", driver: String = "thermo-reactor", setting: String = "$temperature") -> String {
+        """
+        serendip: 1
+        name: heat
+        instruments:
+          \(role): \(driver)
+        parameters:
+          temperature: { type: real, unit: degC, range: [25, 120] }
+          residence: { type: real, unit: min, range: [1, 30], default: 5 min }
+        steps:
+          - set: \(role).setpoint
+            to: \(setting)
+          - hold: $residence
+        """
+    }
+
+    @Test func aCampaignOnAnInvalidProtocolReportsOnlyTheProtocolsErrorsNotItsOwnValidKeys() throws {
+        let diagnostics = try Self.campaignDiagnostics(protocol: Self.reactorProtocol(setting: "$temperatur"), fixed: "residence: 10 min")
+        #expect(diagnostics.count == 1, "\(diagnostics)")
+        #expect(diagnostics.first?.message.contains("unknown parameter '$temperatur'") == true, "\(diagnostics)")
+    }
+
+    @Test func aCampaignWhoseProtocolNeedsAnInstrumentTheLabLacksFailsAtItsProtocolKeyListingTheLabsInstruments() throws {
+        let diagnostics = try Self.campaignDiagnostics(protocol: Self.reactorProtocol(role: "heater"), fixed: "residence: 10 min")
+        let problem = try #require(diagnostics.first, "the campaign validated")
+        #expect(problem.location.file.hasSuffix("c.yaml") && problem.location.line == 3 && problem.location.column == 11, "\(problem)")
+        #expect(problem.message.contains("needs an instrument 'heater' that is a thermo-reactor (p.yaml:4)"), "\(problem)")
+        #expect(problem.message.contains("has no instrument 'heater'"), "\(problem)")
+        #expect(problem.hint?.contains("reactor (thermo-reactor)") == true && problem.hint?.contains("spectro (uv-vis)") == true, "\(problem)")
+    }
+
+    @Test func aCampaignWhoseProtocolNeedsAnInstrumentTheLabHasWithAnotherDriverFails() throws {
+        let protocolText = Self.reactorProtocol(role: "spectro")
+        let diagnostics = try Self.campaignDiagnostics(protocol: protocolText, fixed: "residence: 10 min")
+        let problem = try #require(diagnostics.first, "the campaign validated")
+        #expect(problem.message.contains("'spectro' is a uv-vis"), "\(problem)")
+    }
 }

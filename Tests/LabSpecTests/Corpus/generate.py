@@ -241,6 +241,13 @@ CASES = [
     ("campaign-unknown-noise", m("  budget: 30", "  budget: 30\n  noise: «gaussian", OPTIMIZE), "use inferred, noise_free"),
     ("campaign-unknown-acquisition", m("  budget: 30", "  budget: 30\n  acquisition: «thompson", OPTIMIZE), "use log_ei or ucb"),
     ("campaign-objective-twice", m("maximize: yield", "maximize: yield\n  minimize: «yield", OPTIMIZE), "already an objective"),
+    # --- writes known to leave a channel's limits (constant, or for some parameter values)
+    ("set-zero-over-zero", m("    to: $temperature", "    to: «0/0"), "is not a finite number"),
+    ("set-divide-by-zero", m("    to: $temperature", "    to: «1 degC / 0"), "is not a finite number"),
+    ("set-overflow", m("    to: $temperature", "    to: «1e300*1e300*1 degC"), "is not a finite number"),
+    ("set-product-past-limit", m("  residence:", "  a: { type: real, range: [1, 16] }\n  b: { type: real, unit: degC, range: [1, 15] }\n  residence:").replace("    to: $temperature", "    to: «$a * $b"), "reaches 240 degC at $a = 16.0, $b = 15.0 degC, outside the limits 0…150 degC of 'reactor.setpoint'"),
+    ("set-always-past-limit", m("    to: $temperature", "    to: «$temperature + 200 degC"), "is 225…320 degC for the allowed values of $temperature, always outside the limits"),
+    ("set-divide-by-range-with-zero", m("  residence:", "  r: { type: real, range: [0, 2] }\n  residence:").replace("    to: $temperature", "    to: «100 degC / $r"), "divides by a value that can be zero"),
 ]
 
 def main():
