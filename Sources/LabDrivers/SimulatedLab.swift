@@ -51,21 +51,22 @@ public final class SimulatedLab: Sendable {
 
 /// Connects the instruments of a lab config (simulated ones through `simulators`).
 public enum InstrumentConnector {
-    /// Connects the instruments a protocol's roles name (all of them without a protocol), checking
-    /// that each role exists in the lab with the driver the protocol expects.
+    /// Connects the instruments a protocol's roles need (all of the lab's without a protocol), keyed by
+    /// role: each role gets the lab's instrument of its name if that has the role's driver, otherwise
+    /// the first free one of its driver by name.
     public static func connect(_ config: LabConfig, simulators: SimulatedLab? = nil,
                                for definition: ProtocolDefinition? = nil) throws -> [String: any Instrument] {
         var wanted = config.instruments
         if let definition {
             wanted = [:]
-            for role in definition.instruments {
-                guard let binding = config.instruments[role.role] else {
-                    throw LabError(.unknownReference, "the lab '\(config.name)' has no instrument '\(role.role)'", at: role.location)
+            var taken = Set<String>()
+            for role in definition.instruments.sorted(by: { $0.role < $1.role }) {
+                let candidates = config.instruments.values.filter { $0.driver.name == role.driver && !taken.contains($0.name) }
+                    .sorted { ($0.name == role.role ? 0 : 1, $0.name) < ($1.name == role.role ? 0 : 1, $1.name) }
+                guard let binding = candidates.first else {
+                    throw LabError(.unknownReference, "the lab '\(config.name)' has no free \(role.driver) for '\(role.role)'", at: role.location)
                 }
-                guard binding.driver.name == role.driver else {
-                    throw LabError(.unknownReference, "'\(role.role)' is a \(binding.driver.name) in the lab, the protocol needs a \(role.driver)",
-                                   at: role.location)
-                }
+                taken.insert(binding.name)
                 wanted[role.role] = binding
             }
         }

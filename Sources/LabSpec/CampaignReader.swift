@@ -9,6 +9,10 @@ struct CampaignReader {
     let directory: URL
     /// Why the lab or the protocol the campaign names did not validate.
     var dependencyFailure: ValidationError?
+    /// A daemon's lab, which replaces the file's `lab:`.
+    var givenLab: LabConfig?
+    /// The protocol's text as a client sent it, instead of reading the file.
+    var protocolText: String?
 
     init(source: YAMLSource, directory: URL) {
         self.source = source
@@ -22,18 +26,22 @@ struct CampaignReader {
             source.error(node, "language version \(version) is not supported", hint: "this Serendip reads 'serendip: 1'")
         }
         let name = top.required("campaign").flatMap { source.string($0, "campaign") }
-        let protocolNode = top.required("protocol"), labNode = top.required("lab")
+        let protocolNode = top.required("protocol")
+        let labNode = givenLab == nil ? top.required("lab") : top.optional("lab")
         let protocolPath = protocolNode.flatMap { source.string($0, "protocol") }.map(resolve)
-        let labPath = labNode.flatMap { source.string($0, "lab") }.map(resolve)
+        let labPath = givenLab?.source.path ?? labNode.flatMap { source.string($0, "lab") }.map(resolve)
         let seed = top.optional("seed").flatMap { source.integer($0, "seed", in: 0...Int.max) } ?? 1
-        var lab: LabConfig?, definition: ProtocolDefinition?
+        var lab = givenLab, definition: ProtocolDefinition?
         do {
-            if let labPath { lab = try LabConfig.load(path: labPath) }
-            if let protocolPath, let lab { definition = try ProtocolParser.load(path: protocolPath, drivers: lab.drivers) }
+            if lab == nil, let labPath { lab = try LabConfig.load(path: labPath) }
+            if let protocolPath, let lab {
+                definition = try protocolText.map { try ProtocolParser.parse($0, path: protocolPath, drivers: lab.drivers) }
+                    ?? ProtocolParser.load(path: protocolPath, drivers: lab.drivers)
+            }
         } catch let failure as ValidationError {
             dependencyFailure = failure
         } catch {
-            source.error(definition == nil && lab != nil ? protocolNode : labNode, "\(error)")
+            source.error(definition == nil && lab != nil ? protocolNode : labNode ?? protocolNode, "\(error)")
         }
         // Every key is looked up before giving up on a protocol that did not validate, so that only
         // the protocol's own errors are reported, not the campaign's valid keys as unknown ones.
@@ -57,21 +65,22 @@ struct CampaignReader {
                             source: SourceText(path: source.path, text: source.text, sha256: source.sha256))
     }
 
-    /// Every instrument the protocol names must be one of the lab's, with the same driver; the
-    /// run would otherwise fail only as it starts.
+    /// The lab must have, for each driver type the protocol's roles name, as many instruments of
+    /// that type as the protocol needs (a role is served by any instrument of its type); the run
+    /// would otherwise fail only as it starts.
     private func checkRoles(of definition: ProtocolDefinition, in lab: LabConfig, at node: Node) {
         let available = "its instruments are " + lab.instruments.values.sorted { $0.name < $1.name }
             .map { "\($0.name) (\($0.driver.name))" }.joined(separator: ", ")
-        for role in definition.instruments {
-            let needs = "\(definition.name) needs an instrument '\(role.role)' that is a \(role.driver) (\(URL(fileURLWithPath: role.location.file).lastPathComponent):\(role.location.line))"
-            if let binding = lab.instruments[role.role] {
-                if binding.driver.name != role.driver {
-                    source.error(node, "\(needs); in the lab '\(lab.name)' '\(role.role)' is a \(binding.driver.name)", hint: available)
-                }
-            } else {
-                let similar = suggestion(for: role.role, among: lab.instruments.keys).map { " (\($0))" } ?? ""
-                source.error(node, "\(needs); the lab '\(lab.name)' has no instrument '\(role.role)'", hint: available + similar)
-            }
+        var needed: [String: [InstrumentRole]] = [:]
+        for role in definition.instruments { needed[role.driver, default: []].append(role) }
+        for (driver, roles) in needed.sorted(by: { $0.key < $1.key }) {
+            let have = lab.instruments.values.filter { $0.driver.name == driver }.count
+            guard have < roles.count else { continue }
+            let places = roles.map { "'\($0.role)' (\(URL(fileURLWithPath: $0.location.file).lastPathComponent):\($0.location.line))" }
+                .joined(separator: ", ")
+            let similar = roles.compactMap { suggestion(for: $0.role, among: lab.instruments.keys) }.first.map { " (\($0))" } ?? ""
+            source.error(node, "\(definition.name) needs \(roles.count) \(driver) instrument(s), for \(places); the lab '\(lab.name)' has \(have)",
+                         hint: available + similar)
         }
     }
 

@@ -30,9 +30,20 @@ public struct CampaignSpec: Sendable {
         return try compile(source.root(), source: source)
     }
 
+    /// A campaign submitted to a daemon: checked against the daemon's own lab (the file's `lab:` key,
+    /// if any, is not read), with the protocol's text as the client sent it when given.
+    public static func parse(_ text: String, path: String, lab: LabConfig, protocolText: String? = nil) throws(ValidationError)
+        -> CampaignSpec {
+        let source = YAMLSource(path: path, text: text)
+        return try compile(source.root(), source: source, lab: lab, protocolText: protocolText)
+    }
+
     /// Checks a file already read into nodes (nil: it could not be, and `source` says why).
-    static func compile(_ root: Node?, source: YAMLSource) throws(ValidationError) -> CampaignSpec {
+    static func compile(_ root: Node?, source: YAMLSource, lab: LabConfig? = nil, protocolText: String? = nil)
+        throws(ValidationError) -> CampaignSpec {
         var reader = CampaignReader(source: source, directory: URL(fileURLWithPath: source.path).deletingLastPathComponent())
+        reader.givenLab = lab
+        reader.protocolText = protocolText
         let spec = root.flatMap { reader.read($0) }
         var sources = [source.path: source.text]
         var diagnostics = source.diagnostics
