@@ -40,13 +40,17 @@ public actor CampaignDriver {
     public private(set) var state = State.running
     public private(set) var reason: String?
     private var observer: UUID?
-    private var onReport: @Sendable (ExperimentReport) -> Void
+    private let onReport: @Sendable (ExperimentReport) -> Void
+    private let onEnd: @Sendable (State, String?) -> Void
 
+    /// `onReport` hears each finished experiment; `onEnd` hears once that the campaign finished or
+    /// failed by itself (not when it is stopped).
     public init(settings: Settings, advisor: any Advisor, scheduler: Scheduler, logger: Logger,
                 history: [FinishedRun] = [], retries: [Suggestion] = [],
-                onReport: @escaping @Sendable (ExperimentReport) -> Void = { _ in }) async throws {
+                onReport: @escaping @Sendable (ExperimentReport) -> Void = { _ in },
+                onEnd: @escaping @Sendable (State, String?) -> Void = { _, _ in }) async throws {
         self.settings = settings; self.advisor = advisor; self.scheduler = scheduler; self.logger = logger
-        self.retries = retries; self.onReport = onReport
+        self.retries = retries; self.onReport = onReport; self.onEnd = onEnd
         progress = CampaignProgress(rules: settings.rules)
         for past in history where progress.reports.count < settings.rules.budget {
             let outcome = settings.rules.outcome(of: past)
@@ -73,12 +77,16 @@ public actor CampaignDriver {
         guard state == .running else { return }
         state = .stopped
         reason = "stopped by \(who)"
-        for id in pending.keys.sorted() { _ = try? await scheduler.apply(.cancel, to: id, by: "\(who) (campaign stopped)") }
+        for id in pending.keys.sorted() { await scheduler.cancelIfWaiting(id, by: "\(who) (campaign stopped)") }
         await finish()
     }
 
     private func finish() async {
-        if let observer, pending.isEmpty { await scheduler.stopObserving(observer); self.observer = nil }
+        if let observer, pending.isEmpty {
+            await scheduler.stopObserving(observer)
+            self.observer = nil
+            if state == .finished || state == .failed { onEnd(state, reason) }
+        }
     }
 
     /// Keeps as many experiments queued as the lab can run at once, within the budget.
@@ -107,7 +115,7 @@ public actor CampaignDriver {
                 logger.error("campaign cannot queue", metadata: ["campaign": "\(settings.campaignID)", "error": "\(error)"])
             }
         }
-        if state == .running, pending.isEmpty, progress.reports.count >= settings.rules.budget {
+        if state == .running, pending.isEmpty, progress.reports.count + pending.count >= settings.rules.budget {
             state = .finished
             reason = "budget spent"
         }
@@ -129,12 +137,10 @@ public actor CampaignDriver {
     private func ended(_ finished: Scheduler.Finished) async {
         guard let suggestion = pending.removeValue(forKey: finished.entry.id) else { return }
         switch finished.entry.state {
-        case .rejected, .cancelled:
-            // Not run: the planner forgets it, and it does not count against the budget.
+        case .rejected, .cancelled, .aborted, .interrupted:
+            // Not run, or stopped by a person or a shutdown: no result, and it does not count against
+            // the budget; the planner forgets it. (After a crash, resuming runs it again: see Campaigns.)
             await advisor.withdraw(suggestion.values)
-        case .aborted, .interrupted:
-            // Cut short: no result; it is run again next, exactly as proposed.
-            retries.append(suggestion)
         default:
             let run = FinishedRun(runID: finished.result?.runID ?? 0, values: suggestion.values, chosenBy: suggestion.chosenBy,
                                   outcome: finished.result?.outcome ?? .failed, outputs: finished.result?.outputs ?? [:],
@@ -146,7 +152,7 @@ public actor CampaignDriver {
             if progress.record(run, outcome: outcome), state == .running {
                 state = .finished
                 reason = "a stop rule held"
-                for id in pending.keys.sorted() { _ = try? await scheduler.apply(.cancel, to: id, by: "campaign \(settings.campaignID) (stop rule)") }
+                for id in pending.keys.sorted() { await scheduler.cancelIfWaiting(id, by: "campaign \(settings.campaignID) (stop rule)") }
             }
             onReport(progress.reports.last!)
         }

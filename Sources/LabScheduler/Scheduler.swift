@@ -138,6 +138,12 @@ public actor Scheduler {
         return changed
     }
 
+    /// Cancels an entry that has not started; one that is running goes on.
+    public func cancelIfWaiting(_ id: Int64, by who: String) async {
+        guard let entry = entries[id], entry.state != .running else { return }
+        _ = try? await apply(.cancel, to: id, by: who)
+    }
+
     /// Moves an entry: a new priority, and before another entry of the queue (or to the end).
     public func move(_ id: Int64, priority: Int?, before other: Int64?) async throws -> QueueEntry {
         guard var entry = entries[id], !entry.state.isFinal, entry.state != .running else {

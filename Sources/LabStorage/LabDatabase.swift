@@ -169,11 +169,12 @@ public final class LabDatabase: Sendable {
 extension LabDatabase: RunRecorder {
     public func beginRun(_ start: RunStart) async throws -> Int64 {
         try await pool.write { db in
+            // A run from the queue takes its entry's number.
             try db.execute(sql: """
-                INSERT INTO run (campaign_id, protocol_name, protocol_path, protocol_sha256, protocol_text, state,
+                INSERT INTO run (id, campaign_id, protocol_name, protocol_path, protocol_sha256, protocol_text, state,
                                  chosen_by, proposal_id, operator, software_version, started_at, started_monotonic)
-                VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)
-                """, arguments: [start.campaignID, start.protocolName, start.protocolSource.path,
+                VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)
+                """, arguments: [start.queueEntryID, start.campaignID, start.protocolName, start.protocolSource.path,
                                  start.protocolSource.sha256, start.protocolSource.text, start.chosenBy,
                                  start.proposalID, start.operatorName, start.softwareVersion,
                                  Self.timestamp(start.startedAt), start.startedMonotonic])

@@ -36,6 +36,14 @@ enum QueueTable {
                 );
                 CREATE INDEX queue_entry_open ON queue_entry(state) WHERE state IN ('queued', 'held', 'awaiting_approval', 'running');
                 CREATE INDEX queue_entry_by_run ON queue_entry(run_id);
+                -- Campaigns run by the daemon: who started them, the protocol text they run, and where they stand.
+                ALTER TABLE campaign ADD COLUMN owner TEXT;
+                ALTER TABLE campaign ADD COLUMN spec_path TEXT;
+                ALTER TABLE campaign ADD COLUMN protocol_path TEXT;
+                ALTER TABLE campaign ADD COLUMN protocol_text TEXT;
+                ALTER TABLE campaign ADD COLUMN needs_approval INTEGER NOT NULL DEFAULT 0 CHECK (needs_approval IN (0, 1));
+                ALTER TABLE campaign ADD COLUMN state TEXT CHECK (state IN ('running', 'stopped', 'finished', 'failed'));
+                ALTER TABLE campaign ADD COLUMN state_note TEXT;
                 """)
         }
     }
@@ -66,11 +74,14 @@ extension LabDatabase: QueueStore {
         try await pool.write { db in
             let now = Self.timestamp(Date())
             var next = try Double.fetchOne(db, sql: "SELECT MAX(position) FROM queue_entry") ?? 0
+            // An entry's number is also its run's number once it starts, so a person sees one number:
+            // numbers are taken above every run and entry there is.
+            var number = try Int64.fetchOne(db, sql: "SELECT MAX(m) FROM (SELECT MAX(id) AS m FROM queue_entry UNION ALL SELECT MAX(id) FROM run)") ?? 0
             let insert = try db.cachedStatement(sql: """
-                INSERT INTO queue_entry (request_id, protocol_name, protocol_path, protocol_text, protocol_sha256, parameters,
+                INSERT INTO queue_entry (id, request_id, protocol_name, protocol_path, protocol_text, protocol_sha256, parameters,
                                          priority, position, not_before, owner, project, autostart, needs_approval, campaign_id,
                                          proposal_id, chosen_by, state, submitted_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """)
             var entries: [QueueEntry] = []
             for s in submissions {
@@ -80,14 +91,15 @@ extension LabDatabase: QueueStore {
                     continue
                 }
                 next += 1
+                number += 1
                 let parameters = String(decoding: try QueueTable.encoder.encode(s.parameters), as: UTF8.self)
                 try insert.execute(arguments: [
-                    s.requestID, s.protocolName, s.protocolSource.path, s.protocolSource.text, s.protocolSource.sha256,
+                    number, s.requestID, s.protocolName, s.protocolSource.path, s.protocolSource.text, s.protocolSource.sha256,
                     parameters, s.priority, next, s.notBefore.map(Self.timestamp), s.owner, s.project, s.autostart,
                     s.needsApproval, s.campaignID, s.proposalID, s.chosenBy,
                     (s.needsApproval ? QueueState.awaitingApproval : .queued).rawValue, now,
                 ])
-                entries.append(QueueEntry(id: db.lastInsertedRowID, submission: s,
+                entries.append(QueueEntry(id: number, submission: s,
                                           state: s.needsApproval ? .awaitingApproval : .queued, position: next,
                                           submittedAt: Self.date(now) ?? Date()))
             }
@@ -168,5 +180,65 @@ extension LabDatabase: QueueStore {
 
     static func date(_ text: String) -> Date? {
         try? Date(text, strategy: .iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
+    }
+}
+
+/// A campaign run by the daemon, as stored.
+public struct DaemonCampaign: Sendable, Hashable {
+    public var id: Int64
+    public var name: String
+    public var owner: String?
+    public var specPath: String
+    public var specText: String
+    public var protocolPath: String?
+    public var protocolText: String?
+    public var needsApproval: Bool
+    public var state: String?
+    public var note: String?
+    public var createdAt: String
+}
+
+extension LabDatabase {
+    public func createDaemonCampaign(name: String, spec: SourceText, protocolSource: SourceText, objective: String?,
+                                     direction: String?, seed: UInt64, owner: String, needsApproval: Bool) throws -> Int64 {
+        try pool.write { db in
+            try db.execute(sql: """
+                INSERT INTO campaign (name, spec_text, spec_sha256, objective, direction, seed, created_at, owner, spec_path,
+                                      protocol_path, protocol_text, needs_approval, state)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running')
+                """, arguments: [name, spec.text, spec.sha256, objective, direction, Int64(bitPattern: seed),
+                                 Self.timestamp(Date()), owner, spec.path, protocolSource.path, protocolSource.text, needsApproval])
+            return db.lastInsertedRowID
+        }
+    }
+
+    public func setCampaignState(_ id: Int64, _ state: String, note: String?) throws {
+        try pool.write { db in
+            try db.execute(sql: "UPDATE campaign SET state = ?, state_note = ? WHERE id = ?", arguments: [state, note, id])
+        }
+    }
+
+    public func daemonCampaigns() throws -> [DaemonCampaign] {
+        try pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM campaign ORDER BY id").map(Self.daemonCampaign)
+        }
+    }
+
+    public func daemonCampaign(_ id: Int64) throws -> DaemonCampaign? {
+        try pool.read { db in try Row.fetchOne(db, sql: "SELECT * FROM campaign WHERE id = ?", arguments: [id]).map(Self.daemonCampaign) }
+    }
+
+    /// After a restart no campaign runs: those that were running are stopped until someone resumes them.
+    public func stopRunningCampaigns() throws {
+        try pool.write { db in
+            try db.execute(sql: "UPDATE campaign SET state = 'stopped', state_note = 'the daemon stopped; resume it to go on' WHERE state = 'running'")
+        }
+    }
+
+    static func daemonCampaign(_ row: Row) -> DaemonCampaign {
+        DaemonCampaign(id: row["id"], name: row["name"], owner: row["owner"], specPath: row["spec_path"] ?? row["name"], specText: row["spec_text"],
+                       protocolPath: row["protocol_path"], protocolText: row["protocol_text"],
+                       needsApproval: row["needs_approval"], state: row["state"], note: row["state_note"],
+                       createdAt: row["created_at"])
     }
 }

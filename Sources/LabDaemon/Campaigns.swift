@@ -1,0 +1,111 @@
+import Foundation
+public import LabCore
+public import LabEngine
+public import LabScheduler
+import LabSpec
+public import LabStorage
+import Logging
+
+/// The campaigns the daemon runs: started, stopped and resumed only when someone asks, each driven
+/// through the queue by a `CampaignDriver`.
+public actor Campaigns {
+    private let database: LabDatabase
+    private let lab: LabConfig
+    private let scheduler: Scheduler
+    private let logger: Logger
+    private var drivers: [Int64: CampaignDriver] = [:]
+
+    init(database: LabDatabase, lab: LabConfig, scheduler: Scheduler, logger: Logger) {
+        self.database = database; self.lab = lab; self.scheduler = scheduler; self.logger = logger
+    }
+
+    /// A campaign file's text (and its protocol's, as the client read them), checked against the
+    /// daemon's lab, then started. Returns its number.
+    public func start(text: String, path: String, protocolText: String?, owner: String, needsApproval: Bool) async throws -> Int64 {
+        let spec = try CampaignSpec.parse(text, path: path, lab: lab, protocolText: protocolText)
+        let (_, rules, _) = try CampaignSession.plan(spec, budget: nil)
+        let primary = rules.objectives.first
+        let id = try database.createDaemonCampaign(
+            name: spec.name, spec: spec.source, protocolSource: spec.definition.source, objective: primary?.output,
+            direction: primary.map { $0.maximize ? "maximize" : "minimize" }, seed: spec.seed, owner: owner,
+            needsApproval: needsApproval)
+        try await launch(id, spec: spec, owner: owner, needsApproval: needsApproval, history: [], retries: [])
+        return id
+    }
+
+    /// Goes on with a stopped campaign: its finished runs are told to a fresh advisor, the
+    /// experiments cut short are run again first.
+    public func resume(_ id: Int64, by who: String) async throws {
+        if let driver = drivers[id], await driver.state == .running {
+            throw LabError(.invalidFile, "campaign \(id) is running already")
+        }
+        guard let stored = try database.daemonCampaign(id), let path = stored.protocolPath ?? Optional(stored.specPath) else {
+            throw LabError(.unknownReference, "there is no campaign \(id)")
+        }
+        let spec = try CampaignSpec.parse(stored.specText, path: stored.specPath, lab: lab, protocolText: stored.protocolText)
+        _ = path
+        let (history, retries) = try CampaignSession.history(of: id, in: database, for: spec)
+        try database.setCampaignState(id, "running", note: "resumed by \(who)")
+        try await launch(id, spec: spec, owner: stored.owner ?? who, needsApproval: stored.needsApproval, history: history,
+                         retries: retries)
+    }
+
+    public func stop(_ id: Int64, by who: String) async throws {
+        guard let driver = drivers[id] else { throw LabError(.unknownReference, "campaign \(id) is not running") }
+        await driver.stop(by: who)
+        try database.setCampaignState(id, "stopped", note: "stopped by \(who)")
+    }
+
+    /// Where a campaign stands: its state, and what its runs gave so far.
+    public struct Status: Sendable {
+        public var id: Int64
+        public var name: String
+        public var state: String
+        public var note: String?
+        public var experiments: [ExperimentReport]
+        public var best: Double?
+        public var waiting: [Int64]
+    }
+
+    public func status(_ id: Int64) async throws -> Status? {
+        guard let stored = try database.daemonCampaign(id) else { return nil }
+        if let driver = drivers[id] {
+            return Status(id: id, name: stored.name, state: stored.state ?? "stopped", note: stored.note,
+                          experiments: await driver.reports, best: await driver.best, waiting: await driver.waiting)
+        }
+        return Status(id: id, name: stored.name, state: stored.state ?? "finished", note: stored.note, experiments: [], best: nil,
+                      waiting: [])
+    }
+
+    public func list() throws -> [DaemonCampaign] { try database.daemonCampaigns() }
+
+    /// Stops every campaign's proposals (the daemon is shutting down): nothing new is queued.
+    func shutDown() async {
+        for (id, driver) in drivers where await driver.state == .running {
+            await driver.stop(by: "the daemon shutting down")
+            try? database.setCampaignState(id, "stopped", note: "the daemon stopped; resume it to go on")
+        }
+    }
+
+    private func launch(_ id: Int64, spec: CampaignSpec, owner: String, needsApproval: Bool, history: [FinishedRun],
+                        retries: [Suggestion]) async throws {
+        let (advisor, rules, _) = try CampaignSession.plan(spec, budget: nil)
+        let settings = CampaignDriver.Settings(
+            campaignID: id, definition: spec.definition, rules: rules, owner: owner, project: nil,
+            needsApproval: needsApproval, capacity: max(1, min(rules.batchSize > 1 ? rules.batchSize : .max, capacity(for: spec.definition))))
+        let database = self.database
+        let driver = try await CampaignDriver(settings: settings, advisor: advisor, scheduler: scheduler, logger: logger,
+                                              history: history, retries: retries,
+                                              onEnd: { state, why in try? database.setCampaignState(id, state.rawValue, note: why) })
+        drivers[id] = driver
+        await driver.start()
+    }
+
+    /// How many runs of a protocol the lab can run at once: the policy's answer on an idle lab.
+    func capacity(for definition: ProtocolDefinition) -> Int {
+        let needs = Dictionary(uniqueKeysWithValues: definition.instruments.map { ($0.role, $0.driver) })
+        let pool = lab.instruments.mapValues(\.driver.name)
+        let copies = (0..<Int64(pool.count)).map { SchedulePolicy.Candidate(id: $0, needs: needs) }
+        return SchedulePolicy.starts(copies, free: pool).count
+    }
+}

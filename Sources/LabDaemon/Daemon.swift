@@ -1,0 +1,95 @@
+import Foundation
+public import LabCore
+import LabDrivers
+public import LabEngine
+public import LabScheduler
+public import LabSpec
+public import LabStorage
+public import Logging
+import Synchronization
+
+/// `serendip serve`: one lab, one data directory, one process. Opening it takes the directory's
+/// lock, opens the database, makes the instruments of any run a killed daemon left running safe,
+/// connects the lab and loads the queue (holding what was queued unless its owner asked for
+/// autostart). `Daemon.run` then serves until it is told to stop.
+public final class Daemon: Sendable {
+    public struct Options: Sendable {
+        public var labPath: String
+        public var dataDirectory: String
+        public var logger: Logger
+
+        public init(labPath: String, dataDirectory: String, logger: Logger = Logger(label: "serendip")) {
+            self.labPath = labPath; self.dataDirectory = dataDirectory; self.logger = logger
+        }
+    }
+
+    /// The files of a data directory.
+    public struct Layout: Sendable {
+        public var directory: String
+        public var database: String { directory + "/serendip.sqlite" }
+        public var socket: String { directory + "/serendip.sock" }
+
+        public init(_ directory: String) { self.directory = directory }
+    }
+
+    public let layout: Layout
+    public let lab: LabConfig
+    public let database: LabDatabase
+    public let scheduler: Scheduler
+    public let campaigns: Campaigns
+    public let logger: Logger
+    private let lock: DatabaseLock
+    private let simulators: SimulatedLab?
+
+    public static let softwareVersion = CampaignSession.softwareVersion
+
+    public init(_ options: Options) async throws {
+        let layout = Layout(options.dataDirectory)
+        self.layout = layout
+        logger = options.logger
+        try FileManager.default.createDirectory(atPath: layout.directory, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o700])
+        lock = try DatabaseLock(database: layout.database)
+        lab = try LabConfig.load(path: options.labPath)
+        database = try LabDatabase(path: layout.database)
+        let clock = ScaledClock(rate: lab.simulation.speed)
+        let simulators = try lab.instruments.values.contains { $0.connection == .simulated } ? SimulatedLab(config: lab, clock: clock) : nil
+        self.simulators = simulators
+        // Before anything else: whatever a killed daemon left running is made safe.
+        try await RestartRecovery.makeSafe(database: database, lab: lab, simulators: simulators, logger: logger)
+        try database.stopRunningCampaigns()
+        let instruments = try InstrumentConnector.connect(lab, simulators: simulators)
+        let compiled = ProtocolCache(drivers: lab.drivers)
+        scheduler = Scheduler(Scheduler.Environment(
+            store: database, recorder: database, instruments: instruments, pool: lab.instruments.mapValues(\.driver.name),
+            compile: { try compiled.definition($0) }, clock: clock, logger: logger, softwareVersion: Self.softwareVersion))
+        try await scheduler.start()
+        campaigns = Campaigns(database: database, lab: lab, scheduler: scheduler, logger: logger)
+        logger.info("daemon ready", metadata: ["lab": "\(lab.name)", "data": "\(layout.directory)",
+                                               "instruments": "\(lab.instruments.keys.sorted())"])
+    }
+
+    /// Stops proposing and starting, stops every running run with `stop` (abort: `finally`, then the
+    /// safe states), and releases the instruments and the data directory.
+    public func shutDown(_ stop: RunControl.Stop = .abort, by who: String) async {
+        logger.info("daemon stopping", metadata: ["by": "\(who)"])
+        await campaigns.shutDown()
+        await scheduler.shutDown(stop, by: who)
+        simulators?.stop()
+    }
+}
+
+/// Protocols compiled against the lab, once per text.
+final class ProtocolCache: Sendable {
+    private let drivers: [String: DriverSpec]
+    private let cache = Mutex<[String: ProtocolDefinition]>([:])
+
+    init(drivers: [String: DriverSpec]) { self.drivers = drivers }
+
+    func definition(_ source: SourceText) throws -> ProtocolDefinition {
+        if let known = cache.withLock({ $0[source.sha256] }) { return known }
+        let definition = try ProtocolParser.parse(source.text, path: source.path, drivers: drivers)
+        cache.withLock { $0[source.sha256] = definition }
+        return definition
+    }
+}
