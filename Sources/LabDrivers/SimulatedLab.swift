@@ -16,15 +16,9 @@ public final class SimulatedLab: Sendable {
         let chemistry = ToyChemistry(clock: clock, seed: config.simulation.seed)
         let bench = ToyBench(seed: config.simulation.seed)
         var modbus: [String: ModbusSimulator] = [:], serial: [String: SerialSimulator] = [:]
+        let models = Self.models(for: config, chemistry: chemistry, bench: bench)
         for (name, binding) in config.instruments where binding.connection == .simulated {
-            let model: any DeviceModel = switch binding.driver.name {
-            case "thermo-reactor": chemistry.reactor
-            case "uv-vis": chemistry.spectrometer
-            case "syringe-pump": bench.pump
-            case "balance": bench.balance
-            case "ph-meter": bench.phMeter
-            default: InertModel()
-            }
+            let model = models[name] ?? InertModel()
             switch binding.driver.transport {
             case .modbus: modbus[name] = try ModbusSimulator(spec: binding.driver, model: model)
             case .serial: serial[name] = try SerialSimulator(spec: binding.driver, model: model)
@@ -34,6 +28,26 @@ public final class SimulatedLab: Sendable {
         self.bench = bench
         self.modbus = modbus
         self.serial = serial
+    }
+
+    /// The device model behind each instrument of the lab, by instrument name, all over one fresh
+    /// toy chemistry and bench on `clock` (the same choice the simulators make).
+    public static func models(for config: LabConfig, clock: any LabClock) -> [String: any DeviceModel] {
+        models(for: config, chemistry: ToyChemistry(clock: clock, seed: config.simulation.seed),
+               bench: ToyBench(seed: config.simulation.seed))
+    }
+
+    static func models(for config: LabConfig, chemistry: ToyChemistry, bench: ToyBench) -> [String: any DeviceModel] {
+        config.instruments.mapValues { binding -> any DeviceModel in
+            switch binding.driver.name {
+            case "thermo-reactor": chemistry.reactor
+            case "uv-vis": chemistry.spectrometer
+            case "syringe-pump": bench.pump
+            case "balance": bench.balance
+            case "ph-meter": bench.phMeter
+            default: InertModel()
+            }
+        }
     }
 
     /// Where a simulated instrument can be reached.

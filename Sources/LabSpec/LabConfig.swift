@@ -57,6 +57,7 @@ public struct LabConfig: Sendable {
                     simulation.seed = UInt64(seed)
                 }
                 map.rejectUnknownKeys()
+                refuseScaledTimeOnRealInstruments(simulation.speed, at: map.optional("speed"), bindings, source: source)
             }
             top.rejectUnknownKeys()
             config = LabConfig(name: name, instruments: bindings, simulation: simulation,
@@ -64,6 +65,19 @@ public struct LabConfig: Sendable {
         }
         guard let config, source.diagnostics.isEmpty else { throw ValidationError(source.diagnostics, sources: sources) }
         return config
+    }
+
+    /// One scaled clock drives a whole run, so a speed other than 1 would scale every hold, wait and
+    /// timeout on a real device too: a 10 min hold at speed 3000 would last 0.2 s on the real reactor.
+    private static func refuseScaledTimeOnRealInstruments(_ speed: Double, at node: Node?, _ bindings: [String: Binding],
+                                                         source: YAMLSource) {
+        let real = bindings.values.filter { $0.connection != .simulated }.map(\.name).sorted()
+        guard speed != 1, !real.isEmpty else { return }
+        let pace = speed > 1 ? String(format: "%g times too fast", speed) : String(format: "%g times too slowly", 1 / speed)
+        let names = real.map { "'\($0)'" }.joined(separator: ", ")
+        source.error(node, String(format: "simulation speed %g would run holds, waits and timeouts ", speed) + pace + " "
+                         + "on the real instrument\(real.count == 1 ? "" : "s") \(names)",
+                     hint: "set 'speed: 1' or remove it, or give every instrument 'simulate: true'")
     }
 
     private static func binding(_ name: String, _ node: Node, source: YAMLSource, directory: URL,

@@ -1,0 +1,53 @@
+public import LabCore
+public import LabSpec
+import Synchronization
+
+/// A simulated instrument with no transport at all: its device model answers in the same process,
+/// in no time. For run-time estimates and for measuring the engine's own overhead; the simulators of
+/// `SimulatedLab` remain the ones that exercise the real transports. Writable channels hold what was
+/// last written (before any write, what the model reports); read-only channels ask the model. Every
+/// write passes the same `WriteGuard` as on a real instrument, and the safe state is the driver file's.
+public final class InProcessInstrument: DriverBackedInstrument {
+    public let identity: InstrumentIdentity
+    public let spec: DriverSpec
+    private let model: any DeviceModel
+    private let held = Mutex<[String: Value]>([:])
+
+    public init(name: String, spec: DriverSpec, model: any DeviceModel) {
+        self.spec = spec
+        self.model = model
+        identity = Self.identity(name: name, spec: spec, address: "in-process")
+    }
+
+    public func read(_ name: String) async throws -> Value {
+        let channel = try lookup(name)
+        guard channel.readable else { throw LabError(.accessDenied, "\(identity.name).\(name) cannot be read") }
+        if channel.writable, let value = held.withLock({ $0[name] }) { return value }
+        let x = try model.value(of: name)
+        return channel.type == .bool ? .bool(x != 0) : .real(x)
+    }
+
+    public func write(_ name: String, _ value: Value) async throws {
+        let checked = try WriteGuard.check(value, for: lookup(name), instrument: identity.name)
+        model.didWrite(name, checked.asDouble)
+        held.withLock { $0[name] = checked }
+    }
+
+    private func lookup(_ name: String) throws(LabError) -> ChannelSpec {
+        guard let channel = spec.channel(name) else { throw LabError(.unknownReference, "\(identity.name) has no channel '\(name)'") }
+        return channel
+    }
+}
+
+extension InstrumentConnector {
+    /// In-process instruments for every instrument of the lab, whatever its connection, over one
+    /// fresh toy chemistry and bench driven by `clock`.
+    public static func inProcess(_ config: LabConfig, clock: any LabClock) -> [String: any Instrument] {
+        let models = SimulatedLab.models(for: config, clock: clock)
+        var instruments: [String: any Instrument] = [:]
+        for (name, binding) in config.instruments {
+            instruments[name] = InProcessInstrument(name: name, spec: binding.driver, model: models[name] ?? InertModel())
+        }
+        return instruments
+    }
+}
