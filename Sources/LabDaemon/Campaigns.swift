@@ -106,6 +106,6 @@ public actor Campaigns {
         let needs = Dictionary(uniqueKeysWithValues: definition.instruments.map { ($0.role, $0.driver) })
         let pool = lab.instruments.mapValues(\.driver.name)
         let copies = (0..<Int64(pool.count)).map { SchedulePolicy.Candidate(id: $0, needs: needs) }
-        return SchedulePolicy.starts(copies, free: pool).count
+        return SchedulePolicy.starts(copies, free: pool, stations: lab.stations).count
     }
 }

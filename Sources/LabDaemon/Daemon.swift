@@ -62,6 +62,7 @@ public final class Daemon: Sendable {
         let compiled = ProtocolCache(drivers: lab.drivers)
         scheduler = Scheduler(Scheduler.Environment(
             store: database, recorder: database, instruments: instruments, pool: lab.instruments.mapValues(\.driver.name),
+            stations: lab.stations,
             compile: { try compiled.definition($0) }, clock: clock, logger: logger, softwareVersion: Self.softwareVersion))
         try await scheduler.start()
         campaigns = Campaigns(database: database, lab: lab, scheduler: scheduler, logger: logger)

@@ -37,9 +37,16 @@ public final class SimulatedLab: Sendable {
                bench: ToyBench(seed: config.simulation.seed))
     }
 
+    /// Each station has a chemistry of its own (its reactor feeds its photometer); instruments
+    /// without a station share `chemistry`.
     static func models(for config: LabConfig, chemistry: ToyChemistry, bench: ToyBench) -> [String: any DeviceModel] {
-        config.instruments.mapValues { binding -> any DeviceModel in
-            switch binding.driver.name {
+        var chemistries: [String: ToyChemistry] = [:]
+        for (index, station) in Set(config.stations.values).sorted().enumerated() {
+            chemistries[station] = ToyChemistry(clock: chemistry.clock, seed: config.simulation.seed &+ UInt64(index + 1))
+        }
+        return config.instruments.mapValues { binding -> any DeviceModel in
+            let chemistry = binding.station.flatMap { chemistries[$0] } ?? chemistry
+            return switch binding.driver.name {
             case "thermo-reactor": chemistry.reactor
             case "uv-vis": chemistry.spectrometer
             case "syringe-pump": bench.pump
