@@ -26,6 +26,8 @@ public enum Forecast {
         public var start: Date
         /// Nil when the entry's duration is not known yet.
         public var end: Date?
+
+        public init(start: Date, end: Date?) { self.start = start; self.end = end }
     }
 
     /// At most this many waiting entries are forecast; later ones have no window.
