@@ -77,21 +77,25 @@ public enum InstrumentConnector {
     /// the first free one of its driver by name.
     public static func connect(_ config: LabConfig, simulators: SimulatedLab? = nil,
                                for definition: ProtocolDefinition? = nil) throws -> [String: any Instrument] {
-        var wanted = config.instruments
-        if let definition {
-            wanted = [:]
-            var taken = Set<String>()
-            for role in definition.instruments.sorted(by: { $0.role < $1.role }) {
-                let candidates = config.instruments.values.filter { $0.driver.name == role.driver && !taken.contains($0.name) }
-                    .sorted { ($0.name == role.role ? 0 : 1, $0.name) < ($1.name == role.role ? 0 : 1, $1.name) }
-                guard let binding = candidates.first else {
-                    throw LabError(.unknownReference, "the lab '\(config.name)' has no free \(role.driver) for '\(role.role)'", at: role.location)
-                }
-                taken.insert(binding.name)
-                wanted[role.role] = binding
-            }
-        }
+        let wanted = try definition.map { try bindings(for: $0, in: config) } ?? config.instruments
         return try connect(wanted, simulators: simulators)
+    }
+
+    /// Role → the lab's instrument serving it: the instrument of the role's name if it has the
+    /// role's driver, otherwise the first free one of that driver by name.
+    public static func bindings(for definition: ProtocolDefinition, in config: LabConfig) throws -> [String: LabConfig.Binding] {
+        var wanted: [String: LabConfig.Binding] = [:]
+        var taken = Set<String>()
+        for role in definition.instruments.sorted(by: { $0.role < $1.role }) {
+            let candidates = config.instruments.values.filter { $0.driver.name == role.driver && !taken.contains($0.name) }
+                .sorted { ($0.name == role.role ? 0 : 1, $0.name) < ($1.name == role.role ? 0 : 1, $1.name) }
+            guard let binding = candidates.first else {
+                throw LabError(.unknownReference, "the lab '\(config.name)' has no free \(role.driver) for '\(role.role)'", at: role.location)
+            }
+            taken.insert(binding.name)
+            wanted[role.role] = binding
+        }
+        return wanted
     }
 
     /// Connects the lab's instruments of these names (an unknown name is refused).

@@ -52,6 +52,8 @@ public actor Scheduler {
     private var accepting = true
     private var wakeUp: Task<Void, Never>?
     private var observers: [UUID: @Sendable (Finished) -> Void] = [:]
+    private var toEstimate: [Int64] = []
+    private var estimating = false
 
     public init(_ environment: Environment) {
         self.environment = environment
@@ -323,16 +325,30 @@ public actor Scheduler {
         for observer in observers.values { observer(finished) }
     }
 
-    /// Fills in an entry's duration estimate in the background: nothing waits on it.
+    /// Fills in entries' duration estimates in the background, one at a time: nothing waits on
+    /// them, and ten thousand submissions do not start ten thousand simulations at once.
     private func estimateLater(_ entry: QueueEntry) {
-        guard let estimate = environment.estimate, entry.estimatedSeconds == nil else { return }
+        guard environment.estimate != nil, entry.estimatedSeconds == nil else { return }
+        toEstimate.append(entry.id)
+        guard !estimating else { return }
+        estimating = true
         let environment = self.environment
         Task.detached(priority: .background) { [weak self] in
-            guard let definition = try? environment.compile(entry.submission.protocolSource),
-                  let seconds = await estimate(definition, entry.submission.parameters) else { return }
-            try? await environment.store.setEstimate(entry.id, seconds: seconds)
-            await self?.estimated(entry.id, seconds)
+            while let self, let entry = await self.nextToEstimate() {
+                guard let definition = try? environment.compile(entry.submission.protocolSource),
+                      let seconds = await environment.estimate?(definition, entry.submission.parameters) else { continue }
+                try? await environment.store.setEstimate(entry.id, seconds: seconds)
+                await self.estimated(entry.id, seconds)
+            }
         }
+    }
+
+    private func nextToEstimate() -> QueueEntry? {
+        while !toEstimate.isEmpty {
+            if let entry = entries[toEstimate.removeFirst()], entry.estimatedSeconds == nil { return entry }
+        }
+        estimating = false
+        return nil
     }
 
     private func estimated(_ id: Int64, _ seconds: Double) { entries[id]?.estimatedSeconds = seconds }
