@@ -7,6 +7,7 @@ public import LabTransport
 /// the thermo-reactor and uv-vis drivers, a toy beaker behind the pump, balance and pH meter, and an
 /// inert model behind any other.
 public final class SimulatedLab: Sendable {
+    /// The chemistry of the first station (and of instruments without one).
     public let chemistry: ToyChemistry
     public let bench: ToyBench
     public let modbus: [String: ModbusSimulator]
@@ -37,12 +38,12 @@ public final class SimulatedLab: Sendable {
                bench: ToyBench(seed: config.simulation.seed))
     }
 
-    /// Each station has a chemistry of its own (its reactor feeds its photometer); instruments
-    /// without a station share `chemistry`.
+    /// Each station has a chemistry of its own (its reactor feeds its photometer): the first station
+    /// by name, and instruments without a station, share `chemistry`.
     static func models(for config: LabConfig, chemistry: ToyChemistry, bench: ToyBench) -> [String: any DeviceModel] {
         var chemistries: [String: ToyChemistry] = [:]
         for (index, station) in Set(config.stations.values).sorted().enumerated() {
-            chemistries[station] = ToyChemistry(clock: chemistry.clock, seed: config.simulation.seed &+ UInt64(index + 1))
+            chemistries[station] = index == 0 ? chemistry : ToyChemistry(clock: chemistry.clock, seed: config.simulation.seed &+ UInt64(index))
         }
         return config.instruments.mapValues { binding -> any DeviceModel in
             let chemistry = binding.station.flatMap { chemistries[$0] } ?? chemistry
@@ -81,21 +82,17 @@ public enum InstrumentConnector {
         return try connect(wanted, simulators: simulators)
     }
 
-    /// Role → the lab's instrument serving it: the instrument of the role's name if it has the
-    /// role's driver, otherwise the first free one of that driver by name.
+    /// Role → the lab's instrument serving it (`InstrumentAssignment`: by driver type, the role's
+    /// own name preferred, a station's instruments only together).
     public static func bindings(for definition: ProtocolDefinition, in config: LabConfig) throws -> [String: LabConfig.Binding] {
-        var wanted: [String: LabConfig.Binding] = [:]
-        var taken = Set<String>()
-        for role in definition.instruments.sorted(by: { $0.role < $1.role }) {
-            let candidates = config.instruments.values.filter { $0.driver.name == role.driver && !taken.contains($0.name) }
-                .sorted { ($0.name == role.role ? 0 : 1, $0.name) < ($1.name == role.role ? 0 : 1, $1.name) }
-            guard let binding = candidates.first else {
-                throw LabError(.unknownReference, "the lab '\(config.name)' has no free \(role.driver) for '\(role.role)'", at: role.location)
-            }
-            taken.insert(binding.name)
-            wanted[role.role] = binding
+        let needs = Dictionary(uniqueKeysWithValues: definition.instruments.map { ($0.role, $0.driver) })
+        guard let assignment = InstrumentAssignment.assign(needs, from: config.instruments.mapValues(\.driver.name),
+                                                           stations: config.stations) else {
+            let wanted = definition.instruments.map { "\($0.role) (\($0.driver))" }.joined(separator: ", ")
+            throw LabError(.unknownReference, "the lab '\(config.name)' cannot serve \(wanted) at once",
+                           at: definition.instruments.first?.location)
         }
-        return wanted
+        return assignment.mapValues { config.instruments[$0]! }
     }
 
     /// Connects the lab's instruments of these names (an unknown name is refused).

@@ -1,3 +1,5 @@
+import LabCore
+
 /// Which queued experiments start now, and on which instruments: a pure function of the queue and
 /// the free instruments, so that the scheduler, the forecast of start times and the tests share it.
 ///
@@ -33,7 +35,7 @@ public enum SchedulePolicy {
         var available = free
         var starts: [Start] = []
         for candidate in candidates {
-            if let assignment = assign(candidate.needs, from: available, stations: stations) {
+            if let assignment = InstrumentAssignment.assign(candidate.needs, from: available, stations: stations) {
                 for instance in assignment.values { available[instance] = nil }
                 starts.append(Start(id: candidate.id, assignment: assignment))
             } else {
@@ -46,25 +48,5 @@ public enum SchedulePolicy {
             }
         }
         return starts
-    }
-
-    /// Role → instrument, all from one station (tried in order by name) or from shared instruments only.
-    private static func assign(_ needs: [String: String], from free: [String: String], stations: [String: String]) -> [String: String]? {
-        let options: [String?] = Set(free.keys.compactMap { stations[$0] }).sorted() + [nil]
-        for station in options {
-            var pool: [String: [String]] = [:]   // type → usable instances, by name
-            for (instance, type) in free.sorted(by: { $0.key < $1.key }) where stations[instance] == nil || stations[instance] == station {
-                pool[type, default: []].append(instance)
-            }
-            var assignment: [String: String] = [:]
-            for (role, type) in needs.sorted(by: { $0.key < $1.key }) {
-                guard let instances = pool[type], !instances.isEmpty else { break }
-                let index = instances.firstIndex(of: role) ?? instances.startIndex
-                assignment[role] = instances[index]
-                pool[type]!.remove(at: index)
-            }
-            if assignment.count == needs.count { return assignment }
-        }
-        return nil
     }
 }
