@@ -47,7 +47,7 @@ import Testing
     }
 
     @Test func pipelinedRequestsAreAnsweredInTheOrderSent() async throws {
-        let served = try await ServedDatabase(measurements: 3000)
+        let served = try await ServedDatabase(measurements: 300)
         defer { served.server.stop() }
         let client = try SocketClient(served.path)
         let count = 200
