@@ -38,8 +38,23 @@ public struct RPCRequest<Params: Codable & Sendable>: Codable, Sendable {
 public struct RPCError: Codable, Sendable, Error {
     public var code: Int
     public var message: String
+    /// For a file that did not validate: every problem, where it is.
+    public var data: ErrorData?
 
-    public init(code: Int, message: String) { self.code = code; self.message = message }
+    public struct ErrorData: Codable, Sendable, Hashable {
+        public var diagnostics: [WireDiagnostic]
+        public init(diagnostics: [WireDiagnostic]) { self.diagnostics = diagnostics }
+    }
+
+    public init(code: Int, message: String, data: ErrorData? = nil) { self.code = code; self.message = message; self.data = data }
+
+    /// A protocol or campaign that does not validate; the message is what `serendip validate` prints.
+    public static func invalidFile(_ m: String, _ diagnostics: [WireDiagnostic]) -> RPCError {
+        RPCError(code: -32010, message: m, data: ErrorData(diagnostics: diagnostics))
+    }
+    /// The request cannot apply now (holding a running entry, stopping a stopped campaign).
+    public static func conflict(_ m: String) -> RPCError { RPCError(code: -32012, message: m) }
+    public static func shuttingDown(_ m: String) -> RPCError { RPCError(code: -32013, message: m) }
 
     public static func parse(_ m: String) -> RPCError { RPCError(code: -32700, message: "parse error: \(m)") }
     public static func invalidRequest(_ m: String) -> RPCError { RPCError(code: -32600, message: m) }
@@ -88,7 +103,10 @@ public enum Method {
 /// What one named parameter must be. The server checks every request against these before a method
 /// sees it, and refuses any name not listed.
 public struct RPCParameter: Sendable {
-    public enum Kind: String, Sendable { case integer = "an integer", number = "a number", string = "a string", boolean = "a boolean" }
+    public enum Kind: String, Sendable {
+        case integer = "an integer", number = "a number", string = "a string", boolean = "a boolean"
+        case object = "an object", array = "an array"
+    }
     public var kind: Kind
     public var required: Bool
     /// What the value stands for, for the error message.
@@ -138,6 +156,11 @@ public struct RunInfo: Codable, Sendable, Hashable {
     public var startedAt: String
     public var endedAt: String?
     public var error: String?
+
+    enum CodingKeys: String, CodingKey {
+        case id, campaign, state, error
+        case protocolName = "protocol", chosenBy = "chosen_by", startedAt = "started_at", endedAt = "ended_at"
+    }
 
     public init(id: Int64, campaign: Int64?, protocolName: String, state: String, chosenBy: String,
                 startedAt: String, endedAt: String?, error: String?) {

@@ -1,11 +1,19 @@
 import Foundation
 import LabEngine
 import LabScheduler
+import LabServer
 import Logging
 public import ServiceLifecycle
 import Synchronization
 
 extension Daemon {
+    /// Serves the method table on the data directory's Unix socket until SIGINT or SIGTERM.
+    public func run() async throws {
+        let server = try SocketServer(path: layout.socket, dispatcher: RPCDispatcher(methods))
+        logger.info("serving the socket API", metadata: ["socket": "\(layout.socket)"])
+        try await run(api: APIService(server: server))
+    }
+
     /// Serves until SIGINT or SIGTERM. The services start in order — the runs (scheduler and
     /// campaigns), then the API — and stop in reverse: the API stops taking requests, then no new
     /// run or proposal starts and every running run is aborted (`finally`, then its instruments'
@@ -38,5 +46,15 @@ private struct RunService: Service {
     func run() async throws {
         try? await gracefulShutdown()
         await daemon.shutDown(.abort, by: reason())
+    }
+}
+
+/// The socket server as a service: it stops taking requests first when the daemon stops.
+private struct APIService: Service {
+    let server: SocketServer
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        server.stop()
     }
 }

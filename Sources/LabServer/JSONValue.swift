@@ -19,7 +19,8 @@ indirect enum JSONValue: Codable, Equatable, Sendable {
 
     func `is`(_ kind: RPCParameter.Kind) -> Bool {
         switch (kind, self) {
-        case (.integer, .integer), (.number, .integer), (.number, .number), (.string, .string), (.boolean, .bool): true
+        case (.integer, .integer), (.number, .integer), (.number, .number), (.string, .string), (.boolean, .bool),
+             (.object, .object), (.array, .array): true
         default: false
         }
     }

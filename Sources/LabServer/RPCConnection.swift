@@ -22,6 +22,8 @@ final class RPCConnection: ChannelInboundHandler {
     private var inputClosed = false
     private var finished = false
     private var lastWrite: EventLoopFuture<Void>?
+    /// The connecting process's user, from the socket's peer credentials.
+    private var caller = RPCCaller(user: "unknown", uid: UInt32.max)
 
     init(dispatcher: RPCDispatcher, readers: NIOThreadPool, maximumLineBytes: Int, freedMemory: FreedMemory) {
         self.dispatcher = dispatcher; self.readers = readers; self.maximumLineBytes = maximumLineBytes
@@ -30,7 +32,19 @@ final class RPCConnection: ChannelInboundHandler {
 
     func channelActive(context: ChannelHandlerContext) {
         context.fireChannelActive()
-        next(context)
+        // SO_PEERCRED: the kernel's word for who is at the other end. On the event loop the answer
+        // is there at once, before the first request is read.
+        struct Credentials: Sendable { var pid: Int32; var uid: UInt32; var gid: UInt32 }   // struct ucred's layout
+        guard let provider = context.channel as? any SocketOptionProvider else { return next(context) }
+        let asked: EventLoopFuture<Credentials> = provider.unsafeGetSocketOption(level: SocketOptionLevel(SOL_SOCKET),
+                                                                                 name: SocketOptionName(SO_PEERCRED))
+        asked.assumeIsolated().whenComplete { result in
+            if case .success(let credentials) = result {
+                let name = getpwuid(credentials.uid).flatMap { $0.pointee.pw_name.map { String(cString: $0) } }
+                self.caller = RPCCaller(user: name ?? "uid \(credentials.uid)", uid: credentials.uid)
+            }
+            self.next(context)
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -117,8 +131,8 @@ final class RPCConnection: ChannelInboundHandler {
     private func answer(_ line: ByteBuffer, _ context: ChannelHandlerContext) {
         answering = true
         let request = Data(line.readableBytesView)
-        let dispatcher = dispatcher
-        readers.runIfActive(eventLoop: context.eventLoop) { dispatcher.respond(to: request) }
+        let dispatcher = dispatcher, caller = caller
+        readers.runIfActive(eventLoop: context.eventLoop) { dispatcher.respond(to: request, caller: caller) }
             .assumeIsolated()
             .whenComplete { result in
                 self.answering = false

@@ -1,22 +1,75 @@
 public import Foundation
+import Synchronization
 public import LabAPI
 public import LabStorage
 import LabCore
 
-/// Answers one JSON-RPC line with one JSON line, or with nothing for a notification. Knows the
-/// methods; knows nothing of sockets. Its database reads block: callers keep it off the executor's threads.
-public struct RPCDispatcher: Sendable {
-    public let database: LabDatabase
-    public let version: String
+/// Who is asking: on the Unix socket, the connecting process's user (peer credentials).
+public struct RPCCaller: Sendable, Hashable {
+    public var user: String
+    public var uid: UInt32
+    public init(user: String, uid: UInt32) { self.user = user; self.uid = uid }
+}
 
+/// One entry of the method table. What every method shares — the request's shape, its parameters
+/// checked against their declared names and types, the caller's identity, errors as JSON-RPC errors —
+/// is done once, by the dispatcher, never inside a method (and roles and audit will be added there).
+public struct RPCMethod: Sendable {
+    public let name: String
+    /// Changes the daemon's state (queues, cancels, starts): what an audit log and roles will gate.
+    public let mutates: Bool
+    let call: @Sendable (JSONValue?, RPCCaller) async throws -> Data
+
+    public static func method<P: RPCParams, R: Encodable & Sendable>(
+        _ name: String, mutates: Bool = false, _ body: @escaping @Sendable (P, RPCCaller) async throws -> R
+    ) -> RPCMethod {
+        RPCMethod(name: name, mutates: mutates) { params, caller in
+            let p: P = try RPCDispatcher.params(params, of: name)
+            return try RPCDispatcher.encoder.encode(try await body(p, caller))
+        }
+    }
+}
+
+/// Answers one JSON-RPC line with one JSON line, or with nothing for a notification. Knows the
+/// method table; knows nothing of sockets. It blocks its thread until the method is done: callers run
+/// it on the server's own threads, never the executor's.
+public struct RPCDispatcher: Sendable {
+    public let methods: [String: RPCMethod]
+
+    public init(_ methods: [RPCMethod]) {
+        self.methods = Dictionary(methods.map { ($0.name, $0) }, uniquingKeysWith: { _, last in last })
+    }
+
+    /// The run methods over a database and `server.info`: what a campaign outside the daemon serves.
     public init(database: LabDatabase, version: String) {
-        self.database = database; self.version = version
+        self.init(Self.runMethods(database) + [Self.infoMethod(version: version, names: [Method.runsList, Method.runsGet])])
+    }
+
+    /// `server.info`: the server's name and version and the methods it answers.
+    public static func infoMethod(version: String, names: [String]) -> RPCMethod {
+        .method(Method.info) { (_: NoParams, _) in
+            ServerInfo(name: "serendip", version: version, methods: ([Method.info] + names).sorted())
+        }
+    }
+
+    /// The read-only run methods over a database: `runs.list`, `runs.get`.
+    public static func runMethods(_ database: LabDatabase) -> [RPCMethod] {
+        [
+            .method(Method.runsList) { (p: RunsListParams, _) in try database.runs(campaign: p.campaign).map(Self.info) },
+            .method(Method.runsGet) { (p: RunsGetParams, _) in try Self.detail(p.run, database) },
+        ]
     }
 
     static let members: Set<String> = ["jsonrpc", "id", "method", "params"]
+    static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return encoder
+    }()
 
-    /// The reply line (without its newline), or nil when the request is a notification.
-    public func respond(to line: Data) -> Data? {
+    /// The reply line (without its newline), or nil when the request is a notification (which is
+    /// still carried out, as JSON-RPC 2.0 says, but not answered).
+    public func respond(to line: Data, caller: RPCCaller) -> Data? {
         let request: JSONValue
         do {
             request = try JSONDecoder().decode(JSONValue.self, from: line)
@@ -37,37 +90,46 @@ public struct RPCDispatcher: Sendable {
         guard fields["jsonrpc"] == .string("2.0") else {
             return Self.reply(id ?? .null, error: .invalidRequest(#"jsonrpc must be "2.0""#))
         }
-        guard case .string(let method)? = fields["method"] else {
+        guard case .string(let name)? = fields["method"] else {
             return Self.reply(id ?? .null, error: .invalidRequest("method must be a string"))
         }
         if let extra = fields.keys.sorted().first(where: { !Self.members.contains($0) }) {
             return Self.reply(id ?? .null, error: .invalidRequest("unknown member '\(extra)' (a request has jsonrpc, id, method, params)"))
         }
-        // A notification asks for no answer, and every method only reads: nothing to do.
+        guard let method = methods[name] else {
+            return id.map { Self.reply($0, error: .methodNotFound(name)) }
+        }
+        // A read asked as a notification has no one to answer: nothing to do.
+        guard id != nil || method.mutates else { return nil }
+        let outcome = Self.blocking { try await method.call(fields["params"], caller) }
         guard let id else { return nil }
-        do {
-            switch method {
-            case Method.info:
-                let _: NoParams = try Self.params(fields["params"], of: method)
-                return Self.reply(id, result: ServerInfo(name: "serendip", version: version,
-                                                         methods: [Method.info, Method.runsList, Method.runsGet]))
-            case Method.runsList:
-                let p: RunsListParams = try Self.params(fields["params"], of: method)
-                return Self.reply(id, result: try database.runs(campaign: p.campaign).map(Self.info))
-            case Method.runsGet:
-                let p: RunsGetParams = try Self.params(fields["params"], of: method)
-                return Self.reply(id, result: try detail(p.run))
-            default:
-                return Self.reply(id, error: .methodNotFound(method))
-            }
-        } catch let error as RPCError {
-            return Self.reply(id, error: error)
-        } catch {
-            return Self.reply(id, error: .internalError("\(error)"))
+        switch outcome {
+        case .success(let result): return Self.reply(id, encodedResult: result)
+        case .failure(let error as RPCError): return Self.reply(id, error: error)
+        case .failure(let error as LabError): return Self.reply(id, error: RPCError(code: -32000, message: error.description))
+        case .failure(let error): return Self.reply(id, error: .internalError("\(error)"))
         }
     }
 
-    private func detail(_ run: Int64) throws -> RunDetail {
+    /// Runs an async method to its end on this (server) thread.
+    private static func blocking(_ body: @escaping @Sendable () async throws -> Data) -> Result<Data, any Error> {
+        let done = DispatchSemaphore(value: 0)
+        let box = ResultBox()
+        Task {
+            do { box.set(.success(try await body())) } catch { box.set(.failure(error)) }
+            done.signal()
+        }
+        done.wait()
+        return box.get()
+    }
+
+    private final class ResultBox: Sendable {
+        private let value = Mutex<Result<Data, any Error>?>(nil)
+        func set(_ result: Result<Data, any Error>) { value.withLock { $0 = result } }
+        func get() -> Result<Data, any Error> { value.withLock { $0! } }
+    }
+
+    private static func detail(_ run: Int64, _ database: LabDatabase) throws -> RunDetail {
         guard let summary = try database.run(run) else { throw RPCError.notFound("no run \(run)") }
         let measurements = try database.measurements(run: run).map {
             MeasurementInfo(instrument: $0.role, channel: $0.channel, series: $0.series, value: $0.value,
@@ -117,8 +179,11 @@ public struct RPCDispatcher: Sendable {
         }
     }
 
-    static func reply<R: Codable & Sendable>(_ id: RPCID, result: R) -> Data {
-        encode(RPCResponse(id: id, result: result, error: nil))
+    static func reply(_ id: RPCID, encodedResult: Data) -> Data {
+        var line = Data(#"{"id":"#.utf8)
+        line += (try? encoder.encode(id)) ?? Data("null".utf8)
+        line += Data(#","jsonrpc":"2.0","result":"#.utf8) + encodedResult + Data("}".utf8)
+        return line
     }
 
     static func reply(_ id: RPCID, error: RPCError) -> Data {
@@ -126,9 +191,7 @@ public struct RPCDispatcher: Sendable {
     }
 
     private static func encode<R: Codable>(_ response: RPCResponse<R>) -> Data {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return (try? encoder.encode(response))
+        (try? encoder.encode(response))
             ?? Data(#"{"error":{"code":-32603,"message":"cannot encode the reply"},"id":null,"jsonrpc":"2.0"}"#.utf8)
     }
 
