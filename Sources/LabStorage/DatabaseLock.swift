@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 public import LabCore
 
@@ -16,9 +17,23 @@ public final class DatabaseLock: Sendable {
             throw LabError(.storage, "cannot make lock file \(path) owner-only (mode 0600)")
         }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            let holder = Self.holder(fd)
             close(fd)
-            throw LabError(.storage, "another Serendip daemon owns \(database) (lock \(path) is held)")
+            throw LabError(.storage, "another Serendip daemon\(holder.map { " (process \($0))" } ?? "") owns \(database): "
+                           + "its lock \(path) is held; stop that one first, or use another data directory")
         }
+        // Who holds it, for the next one to be told.
+        let pid = Array("\(getpid())\n".utf8)
+        _ = ftruncate(fd, 0)
+        _ = pid.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+    }
+
+    /// The process number written in the lock file by its holder.
+    private static func holder(_ fd: Int32) -> Int32? {
+        var bytes = [UInt8](repeating: 0, count: 32)
+        let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
+        guard n > 0 else { return nil }
+        return Int32(String(decoding: bytes[..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
     }
 
     deinit {

@@ -191,11 +191,11 @@ import Testing
 }
 
 /// Polls a condition every 10 ms for up to 20 s (generous: the machine may be busy).
-func waitFor(_ condition: () throws -> Bool, sourceLocation: Testing.SourceLocation = #_sourceLocation) async throws {
-    let deadline = ContinuousClock.now + .seconds(20)
-    while try !condition() {
+func waitFor(seconds: Int = 20, _ condition: () async throws -> Bool, sourceLocation: Testing.SourceLocation = #_sourceLocation) async throws {
+    let deadline = ContinuousClock.now + .seconds(seconds)
+    while try await !condition() {
         guard ContinuousClock.now < deadline else {
-            Issue.record("condition not met within 20 s", sourceLocation: sourceLocation)
+            Issue.record("condition not met within \(seconds) s", sourceLocation: sourceLocation)
             throw CancellationError()
         }
         try await Task.sleep(for: .milliseconds(10))

@@ -1,0 +1,98 @@
+import Foundation
+import GRDB
+import Glibc
+import LabCore
+import LabDaemon
+import LabScheduler
+import LabStorage
+import Testing
+
+/// The daemon on the example lab (four reaction stations over the real transports).
+@Suite(.serialized) struct DaemonTests {
+    static let lab = Repository.path("examples/toy-lab/lab.yaml")
+    static let campaign = Repository.path("examples/toy-lab/campaign.yaml")
+
+    static func daemon() async throws -> Daemon {
+        let directory = URL(fileURLWithPath: Repository.temporaryDatabase()).deletingLastPathComponent().appendingPathComponent("data")
+        return try await Daemon(Daemon.Options(labPath: lab, dataDirectory: directory.path))
+    }
+
+    /// Each run of a campaign: when it started and ended, and its proposal.
+    static func runs(of campaign: Int64, in daemon: Daemon) async throws -> [(start: String, end: String, proposal: String?)] {
+        try await daemon.database.pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT started_at, ended_at, proposal_id FROM run WHERE campaign_id = ? ORDER BY started_at",
+                             arguments: [campaign]).map { ($0["started_at"], $0["ended_at"], $0["proposal_id"]) }
+        }
+    }
+
+    @Test func anOptimisationCampaignKeepsAllFourReactorsBusy() async throws {
+        let daemon = try await Self.daemon()
+        let text = try String(contentsOfFile: Self.campaign, encoding: .utf8)
+        let id = try await daemon.campaigns.start(text: text, path: Self.campaign, protocolText: nil, owner: "tester", needsApproval: false)
+        try await waitFor(seconds: 60) { try daemon.database.daemonCampaign(id)?.state == "finished" }
+        let runs = try await Self.runs(of: id, in: daemon)
+        #expect(runs.count == 20)
+        #expect(try daemon.database.runs(campaign: id).allSatisfy { $0.state == "completed" })
+        // The most runs going at one moment: every reactor at once.
+        let most = runs.map { run in runs.filter { $0.start <= run.start && run.start < $0.end }.count }.max()
+        #expect(most == 4)
+        #expect(runs.allSatisfy { $0.proposal != nil }, "every run records the proposal that produced it")
+        await daemon.shutDown(by: "the test")
+    }
+
+    @Test func aCampaignNeedingApprovalWaitsForAPersonAndARejectedProposalIsReplaced() async throws {
+        let daemon = try await Self.daemon()
+        let text = try String(contentsOfFile: Self.campaign, encoding: .utf8)
+        let id = try await daemon.campaigns.start(text: text, path: Self.campaign, protocolText: nil, owner: "tester", needsApproval: true)
+        try await waitFor { await daemon.scheduler.open.filter { $0.state == .awaitingApproval }.count == 4 }
+        #expect(try daemon.database.runs().isEmpty, "nothing runs before a person approves")
+        let waiting = await daemon.scheduler.open.map(\.id).sorted()
+        _ = try await daemon.scheduler.apply(.approve, to: waiting[0], by: "alice")
+        _ = try await daemon.scheduler.apply(.reject, to: waiting[1], by: "alice")
+        try await waitFor { try daemon.database.run(waiting[0])?.state == "completed" }
+        // The rejected proposal is replaced by a new one, also waiting for approval.
+        try await waitFor { await daemon.scheduler.open.filter { $0.state == .awaitingApproval }.count == 4 }
+        #expect(try daemon.database.runs().map(\.id) == [waiting[0]])
+        #expect(try await daemon.campaigns.status(id)?.experiments.count == 1)
+        await daemon.shutDown(by: "the test")
+    }
+
+    @Test func aSecondDaemonOnTheSameDataDirectoryIsRefusedNamingTheFirst() async throws {
+        let first = try await Self.daemon()
+        let refused = await #expect(throws: LabError.self) {
+            _ = try await Daemon(Daemon.Options(labPath: Self.lab, dataDirectory: first.layout.directory))
+        }
+        #expect(refused?.message.contains("another Serendip daemon (process \(getpid())) owns") == true, "\(String(describing: refused))")
+        await first.shutDown(by: "the test")
+    }
+
+    @Test func sigtermStopsServeWithStatusZeroAndTheDatabaseIntact() async throws {
+        let directory = URL(fileURLWithPath: Repository.temporaryDatabase()).deletingLastPathComponent()
+        let data = directory.appendingPathComponent("data").path
+        let serve = try Child(["serve", "--lab", Self.lab, "--data", data], output: directory.appendingPathComponent("serve.log"))
+        let socket = data + "/serendip.sock"
+        try await waitFor { FileManager.default.fileExists(atPath: socket) }
+        // A long run, so that SIGTERM finds it running.
+        let protocolText = try String(contentsOfFile: Repository.path("protocols/reactor-yield.yaml"), encoding: .utf8)
+        let client = try SocketClient(socket)
+        client.send(#"{"jsonrpc": "2.0", "id": 1, "method": "queue.add", "params": {"protocol": {"path": "reactor-yield.yaml", "text": \#(Self.json(protocolText))}, "parameters": {"temperature": {"value": 80, "unit": "degC"}, "residence": {"value": 30, "unit": "min"}}}}"# + "\n")
+        let reply = client.readLine()
+        #expect(reply?.contains(#""run":1,"#) == true, "\(reply ?? "no reply")")
+        let database = data + "/serendip.sqlite"
+        try await waitFor { try Self.readOnly(database) { try String.fetchOne($0, sql: "SELECT state FROM run WHERE id = 1") } == "running" }
+        serve.signal(SIGTERM)
+        #expect(try await serve.exitStatus() == 0)
+        #expect(try Self.readOnly(database) { try String.fetchOne($0, sql: "PRAGMA integrity_check") } == "ok")
+        #expect(try Self.readOnly(database) { try String.fetchOne($0, sql: "SELECT state FROM run WHERE id = 1") } == "aborted")
+        #expect(try Self.readOnly(database) { try String.fetchOne($0, sql: "SELECT error FROM run WHERE id = 1") }?.hasPrefix("aborted by SIGTERM") == true)
+        #expect(!FileManager.default.fileExists(atPath: socket))
+    }
+
+    static func json(_ text: String) -> String { String(decoding: try! JSONEncoder().encode(text), as: UTF8.self) }
+
+    static func readOnly<T>(_ path: String, _ body: (Database) throws -> T) throws -> T {
+        var configuration = Configuration()
+        configuration.readonly = true
+        return try DatabaseQueue(path: path, configuration: configuration).read(body)
+    }
+}
