@@ -37,10 +37,10 @@ public actor Campaigns {
     /// experiments cut short are run again first.
     public func resume(_ id: Int64, by who: String) async throws {
         if let driver = drivers[id], await driver.state == .running {
-            throw LabError(.invalidFile, "campaign \(id) is running already")
+            throw LabError(.conflict, "campaign \(id) is running already")
         }
         guard let stored = try database.daemonCampaign(id), let path = stored.protocolPath ?? Optional(stored.specPath) else {
-            throw LabError(.unknownReference, "there is no campaign \(id)")
+            throw LabError(.notFound, "there is no campaign \(id)")
         }
         let spec = try CampaignSpec.parse(stored.specText, path: stored.specPath, lab: lab, protocolText: stored.protocolText)
         _ = path
@@ -51,7 +51,7 @@ public actor Campaigns {
     }
 
     public func stop(_ id: Int64, by who: String) async throws {
-        guard let driver = drivers[id] else { throw LabError(.unknownReference, "campaign \(id) is not running") }
+        guard let driver = drivers[id], await driver.state == .running else { throw LabError(.conflict, "campaign \(id) is not running") }
         await driver.stop(by: who)
         try database.setCampaignState(id, "stopped", note: "stopped by \(who)")
     }

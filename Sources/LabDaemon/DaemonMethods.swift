@@ -115,9 +115,9 @@ extension Daemon {
             })
         } catch let error as LabError {
             switch error.code {
-            case .unknownReference where error.message.hasPrefix("there is no"): throw RPCError.notFound(error.message)
+            case .notFound: throw RPCError.notFound(error.message)
+            case .conflict: throw RPCError.conflict(error.message)
             case .aborted: throw RPCError.shuttingDown(error.message)
-            case .invalidFile where error.message.contains(" is ") && error.message.contains("applies to"): throw RPCError.conflict(error.message)
             default: throw RPCError.invalidParams(error.description)
             }
         }

@@ -120,7 +120,7 @@ public actor Scheduler {
     /// Applies a person's request to an entry; returns the entry after. A cancel of a running entry
     /// aborts its run (`finally`, then the safe states) and returns once it is asked to.
     public func apply(_ action: Action, to id: Int64, by who: String) async throws -> QueueEntry {
-        guard let entry = try await current(id) else { throw LabError(.unknownReference, "there is no queue entry \(id)") }
+        guard let entry = try await current(id) else { throw LabError(.notFound, "there is no run \(id) in the queue") }
         let (from, to): (Set<QueueState>, QueueState) = switch action {
         case .hold: ([.queued], .held)
         case .release: ([.held], .queued)
@@ -133,10 +133,10 @@ public actor Scheduler {
             return entry
         }
         guard from.contains(entry.state) else {
-            throw LabError(.invalidFile, "queue entry \(id) is \(entry.state.rawValue); \(action.rawValue) applies to an entry that is \(from.map(\.rawValue).sorted().joined(separator: " or "))")
+            throw LabError(.conflict, "run \(id) is \(entry.state.rawValue); \(action.rawValue) applies to an entry that is \(from.map(\.rawValue).sorted().joined(separator: " or "))")
         }
         guard let changed = try await environment.store.transition(id, from: from, to: to, note: "\(action.rawValue) by \(who)") else {
-            throw LabError(.invalidFile, "queue entry \(id) changed meanwhile; look again")
+            throw LabError(.conflict, "run \(id) changed meanwhile; look again")
         }
         if changed.state.isFinal { forget(id); notify(Finished(entry: changed, result: nil)) } else { entries[id] = changed }
         schedule()
@@ -152,11 +152,11 @@ public actor Scheduler {
     /// Moves an entry: a new priority, and before another entry of the queue (or to the end).
     public func move(_ id: Int64, priority: Int?, before other: Int64?) async throws -> QueueEntry {
         guard var entry = entries[id], !entry.state.isFinal, entry.state != .running else {
-            throw LabError(.invalidFile, "queue entry \(id) is not waiting in the queue")
+            throw LabError(.conflict, "run \(id) is not waiting in the queue")
         }
         if let priority { entry.submission.priority = priority }
         if let other {
-            guard let target = entries[other] else { throw LabError(.unknownReference, "queue entry \(other) is not waiting in the queue") }
+            guard let target = entries[other] else { throw LabError(.conflict, "run \(other) is not waiting in the queue") }
             let earlier = entries.values.filter { $0.position < target.position }.map(\.position).max() ?? target.position - 1
             entry.position = (earlier + target.position) / 2
             entry.submission.priority = priority ?? target.submission.priority
