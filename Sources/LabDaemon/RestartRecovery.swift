@@ -33,6 +33,7 @@ enum RestartRecovery {
                 try await database.note(event, run: run)
             }
         }
+        try await database.flush()
         let interrupted = try database.interruptRunningRuns()
         if interrupted > 0 {
             logger.warning("runs left running by an earlier process are interrupted; their instruments were sent to their safe state",

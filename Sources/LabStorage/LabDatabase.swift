@@ -8,6 +8,8 @@ public import LabCore
 public final class LabDatabase: Sendable {
     public let path: String
     public let pool: DatabasePool
+    /// Readings and events go through group commit (see `GroupCommit`).
+    let writer: GroupCommit
 
     public init(path: String) throws {
         self.path = path
@@ -19,6 +21,7 @@ public final class LabDatabase: Sendable {
         do {
             try PrivateFile.create(path)
             pool = try DatabasePool(path: path, configuration: configuration)
+            writer = GroupCommit(pool: pool)
             try Self.migrator.migrate(pool)
             // SQLite gives -wal and -shm the database's mode; files left by an older version are tightened here.
             for file in [path, path + "-wal", path + "-shm"] { try PrivateFile.restrict(file) }
@@ -172,7 +175,7 @@ public final class LabDatabase: Sendable {
 
 extension LabDatabase: RunRecorder {
     public func beginRun(_ start: RunStart) async throws -> Int64 {
-        try await pool.write { db in
+        try await writer.commit { db in
             // A run from the queue takes its entry's number.
             try db.execute(sql: """
                 INSERT INTO run (id, campaign_id, protocol_name, protocol_path, protocol_sha256, protocol_text, state,
@@ -205,32 +208,24 @@ extension LabDatabase: RunRecorder {
         }
     }
 
+    /// Hands one step's readings to group commit: they commit together within a few milliseconds.
     public func record(_ measurements: [MeasurementRecord], run: Int64) async throws {
         guard !measurements.isEmpty else { return }
-        try await pool.write { db in
-            let statement = try db.cachedStatement(sql: """
-                INSERT INTO measurement (run_id, step_index, role, channel, instrument, series, value, unit,
-                                         wall_time, monotonic_time)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """)
-            for m in measurements {
-                try statement.execute(arguments: [run, m.stepIndex, m.channel.instrument, m.channel.channel,
-                                                  m.instrument, m.series, m.value, m.unit,
-                                                  Self.timestamp(m.wallTime), m.monotonicTime])
-            }
-        }
+        try await writer.append(.measurements(run: run, measurements))
     }
 
     public func note(_ event: RunEvent, run: Int64) async throws {
-        try await pool.write { db in
-            try db.execute(sql: "INSERT INTO run_event (run_id, kind, message, wall_time, monotonic_time) VALUES (?, ?, ?, ?, ?)",
-                           arguments: [run, event.kind.rawValue, event.message, Self.timestamp(event.wallTime),
-                                       event.monotonicTime])
-        }
+        try await writer.append(.event(run: run, event))
     }
 
+    /// Returns once every reading and event handed over so far is committed.
+    public func flush() async throws {
+        try await writer.flush()
+    }
+
+    /// Commits the run's end in the same transaction as, and after, all of its readings and events.
     public func finishRun(_ run: Int64, outcome: RunOutcome, outputs: [String: Quantity], error: String?) async throws {
-        try await pool.write { db in
+        try await writer.commit { db in
             for (name, q) in outputs {
                 try db.execute(sql: "INSERT INTO run_output (run_id, name, value, unit) VALUES (?, ?, ?, ?)",
                                arguments: [run, name, q.value, q.unit.symbol])
