@@ -59,6 +59,7 @@ let package = Package(
             "LabCore", "LabSpec", "LabEngine", "LabDrivers", "LabDaemon", "LabTransport", "LabStorage", "LabPlanner",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "Yams", package: "Yams"),
         ]),
         .testTarget(name: "LabCoreTests", dependencies: ["LabCore"]),
         .testTarget(name: "LabSpecTests", dependencies: ["LabSpec", "LabCore"], exclude: ["Corpus"]),
