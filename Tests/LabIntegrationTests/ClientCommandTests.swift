@@ -66,3 +66,106 @@ import Testing
         #expect(output.contains("--not-before soon: write an ISO 8601 time with a zone"))
     }
 }
+
+/// A stand-in daemon for what the client does with a reply: a real Unix socket in DIR that answers
+/// one request with a fixed line and keeps the request it received.
+final class OneReplyServer: @unchecked Sendable {
+    let directory: String
+    private let fd: Int32
+    private let done = DispatchSemaphore(value: 0)
+    private(set) var request = ""
+
+    init(reply: String) throws {
+        directory = try ClientCommandTests.emptyDirectory()
+        let listener = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        fd = listener
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let path = Array((directory + "/serendip.sock").utf8)
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: path) }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard bound == 0, listen(listener, 1) == 0 else { throw POSIXError(.EADDRINUSE) }
+        DispatchQueue.global().async { [self] in
+            let connection = accept(listener, nil, nil)
+            var received = Data()
+            var byte: UInt8 = 0
+            while recv(connection, &byte, 1, 0) == 1 && byte != UInt8(ascii: "\n") { received.append(byte) }
+            request = String(decoding: received, as: UTF8.self)
+            let line = Array((reply + "\n").utf8)
+            _ = send(connection, line, line.count, Int32(MSG_NOSIGNAL))
+            close(connection)
+            done.signal()
+        }
+    }
+
+    /// The request line the client sent, once it has been answered.
+    func received() -> String { done.wait(); close(fd); return request }
+}
+
+extension ClientCommandTests {
+    static let entry = """
+        {"run":7,"state":"queued","protocol":"reactor-yield","parameters":{"temperature":{"value":80,"unit":"degC"}},\
+        "priority":2,"owner":"ada","chosen_by":"user","submitted_at":"2026-11-30T04:00:00Z",\
+        "expected_start":"2026-11-30T05:00:00Z","expected_end":"2026-11-30T05:30:00Z"}
+        """
+
+    @Test func anInvalidFileReplyIsPrintedAsTheDaemonWroteItAndExits1() async throws {
+        let diagnostics = "protocols/x.yaml:14:9: unknown channel 'reactor.temprature' (did you mean 'temperature'?)\\n   14 |   - set: reactor.temprature\\n      |         ^"
+        let server = try OneReplyServer(reply: #"{"jsonrpc":"2.0","id":1,"error":{"code":-32010,"message":"\#(diagnostics)","data":{"diagnostics":[]}}}"#)
+        let (status, output) = try await Self.serendip(["submit", "reactor-yield", "--data", server.directory])
+        #expect(status == 1)
+        #expect(output == "protocols/x.yaml:14:9: unknown channel 'reactor.temprature' (did you mean 'temperature'?)\n   14 |   - set: reactor.temprature\n      |         ^\n")
+        #expect(server.received().contains(#""method":"queue.add""#))
+    }
+
+    @Test func submitSendsTheProtocolsAbsolutePathTextAndTypedParameters() async throws {
+        let server = try OneReplyServer(reply: #"{"jsonrpc":"2.0","id":1,"result":\#(Self.entry)}"#)
+        let (status, output) = try await Self.serendip(
+            ["submit", "reactor-yield", "--param", "temperature=80 degC", "--param", "residence=12", "--priority", "2",
+             "--not-before", "2026-11-30T05:00:00Z", "--request-id", "k1", "--data", server.directory])
+        #expect(status == 0)
+        #expect(output.hasPrefix("queued as run 7; expected to start at "))
+        let request = try #require(try JSONSerialization.jsonObject(with: Data(server.received().utf8)) as? [String: Any])
+        let params = try #require(request["params"] as? [String: Any])
+        let sent = try #require(params["protocol"] as? [String: String])
+        #expect(sent["path"] == Repository.path("protocols/reactor-yield.yaml"))
+        #expect(sent["text"] == (try String(contentsOfFile: Repository.path("protocols/reactor-yield.yaml"), encoding: .utf8)))
+        let values = try #require(params["parameters"] as? [String: [String: Any]])
+        #expect(values["temperature"]?["value"] as? Double == 80 && values["temperature"]?["unit"] as? String == "degC")
+        #expect(values["residence"]?["value"] as? Double == 12)
+        #expect(params["priority"] as? Int == 2 && params["request_id"] as? String == "k1")
+        #expect(params["not_before"] as? String == "2026-11-30T05:00:00Z")
+    }
+
+    @Test func jsonPrintsTheResultWithSortedKeysOnOneLine() async throws {
+        let server = try OneReplyServer(reply: #"{"jsonrpc":"2.0","id":1,"result":{"b":1,"a":{"d":true,"c":"x"}}}"#)
+        let (status, output) = try await Self.serendip(["status", "7", "--json", "--data", server.directory])
+        #expect(status == 0)
+        #expect(output == #"{"a":{"c":"x","d":true},"b":1}"# + "\n")
+        #expect(server.received().contains(#""params":{"run":7}"#))
+    }
+
+    @Test func statusPrintsTheEntrysFieldsOnePerLine() async throws {
+        let server = try OneReplyServer(reply: #"{"jsonrpc":"2.0","id":1,"result":\#(Self.entry)}"#)
+        let (status, output) = try await Self.serendip(["status", "7", "--data", server.directory])
+        #expect(status == 0)
+        #expect(output.contains("run:            7\nstate:          queued\nprotocol:       reactor-yield\nparameters:     temperature=80 degC\n"))
+        #expect(output.contains("owner:          ada\n"))
+    }
+
+    @Test func anEmptyQueueSaysSo() async throws {
+        let server = try OneReplyServer(reply: #"{"jsonrpc":"2.0","id":1,"result":[]}"#)
+        let (status, output) = try await Self.serendip(["queue", "--data", server.directory])
+        #expect(status == 0)
+        #expect(output == "the queue is empty\n")
+    }
+
+    @Test func aRunThatDoesNotExistIsReportedWithTheDaemonsMessageAndExits1() async throws {
+        let server = try OneReplyServer(reply: #"{"jsonrpc":"2.0","id":1,"error":{"code":-32011,"message":"no run 99"}}"#)
+        let (status, output) = try await Self.serendip(["hold", "99", "--data", server.directory])
+        #expect(status == 1)
+        #expect(output == "queue.hold: no run 99 (error -32011)\n")
+    }
+}
