@@ -169,3 +169,48 @@ extension ClientCommandTests {
         #expect(output == "queue.hold: no run 99 (error -32011)\n")
     }
 }
+
+extension ClientCommandTests {
+    @Test func campaignStartSendsTheCampaignAndTheProtocolItNamesRelativeToIt() async throws {
+        let server = try OneReplyServer(reply: #"{"jsonrpc":"2.0","id":1,"result":{"campaign":4}}"#)
+        let (status, output) = try await Self.serendip(["campaign", "start", "examples/toy-lab/campaign.yaml", "--approval", "--data", server.directory])
+        #expect(status == 0)
+        #expect(output == "started campaign 4 (follow it with: serendip campaign status 4)\n")
+        let request = try #require(try JSONSerialization.jsonObject(with: Data(server.received().utf8)) as? [String: Any])
+        #expect(request["method"] as? String == "campaign.start")
+        let params = try #require(request["params"] as? [String: Any])
+        #expect((params["campaign"] as? [String: String])?["path"] == Repository.path("examples/toy-lab/campaign.yaml"))
+        #expect((params["protocol"] as? [String: String])?["path"] == Repository.path("protocols/reactor-yield.yaml"))
+        #expect((params["protocol"] as? [String: String])?["text"]?.hasPrefix("serendip: 1\nname: reactor-yield") == true)
+        #expect(params["approval"] as? Bool == true)
+    }
+
+    @Test func campaignStatusPrintsTheExperimentsInTheDemosColumns() async throws {
+        let server = try OneReplyServer(reply: #"""
+            {"jsonrpc":"2.0","id":1,"result":{"campaign":4,"name":"yield","state":"running","best":0.61,"waiting":[9],"experiments":[\#
+            {"index":1,"run":7,"parameters":{"temperature":80,"residence":12},"chosen_by":"sobol","objective":0.52,"best":0.52,"outcome":"completed"},\#
+            {"index":2,"run":8,"parameters":{"temperature":95,"residence":8},"chosen_by":"planner","best":0.52,"outcome":"failed","error":"reactor timed out"}]}}
+            """#)
+        let (status, output) = try await Self.serendip(["campaign", "status", "4", "--data", server.directory])
+        #expect(status == 0)
+        #expect(output == """
+            campaign 4 (yield) is running; 2 experiments, best 0.61
+             #  residence     temperature   objective     best          chosen by
+             1  12            80            0.52          0.52          sobol
+             2  8             95            failed        0.52          planner
+                  reactor timed out
+            waiting in the queue: run 9
+
+            """)
+    }
+
+    @Test func notBeforeAsAnOffsetIsSentAsTheTimeItNames() async throws {
+        let server = try OneReplyServer(reply: #"{"jsonrpc":"2.0","id":1,"result":\#(Self.entry)}"#)
+        let before = Date()
+        let (status, _) = try await Self.serendip(["submit", "reactor-yield", "--not-before", "+2h", "--data", server.directory])
+        #expect(status == 0)
+        let request = try #require(try JSONSerialization.jsonObject(with: Data(server.received().utf8)) as? [String: Any])
+        let sent = try #require(((request["params"] as? [String: Any])?["not_before"] as? String).flatMap { ISO8601DateFormatter().date(from: $0) })
+        #expect(sent.timeIntervalSince(before) > 7190 && sent.timeIntervalSince(before) < 7260)
+    }
+}
