@@ -83,7 +83,7 @@ struct QueueCommand: ParsableCommand {
     func run() throws {
         try client.show(try client.call("queue.list", Params(all: all)), as: [EntryView].self) { entries in
             guard !entries.isEmpty else { return all ? "the queue is empty (and nothing has run)" : "the queue is empty" }
-            let header = ["run", "state", "protocol", "priority", "owner", "start", "end", "chosen by"]
+            let header = ["run", "state", "protocol", "priority", "owner", "expected start", "expected end", "chosen by"]
             return Show.table([header] + entries.map {
                 [String($0.run), $0.state, $0.protocol, String($0.priority), $0.owner,
                  Show.time($0.expectedStart), Show.time($0.expectedEnd), $0.chosenBy]
