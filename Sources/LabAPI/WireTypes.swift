@@ -3,10 +3,14 @@
 public enum RPCID: Codable, Hashable, Sendable {
     case number(Int64)
     case string(String)
+    /// Allowed by JSON-RPC 2.0 (though discouraged), and the id of a reply to a request whose id could not be read.
+    case null
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.singleValueContainer()
-        if let n = try? container.decode(Int64.self) { self = .number(n) } else { self = .string(try container.decode(String.self)) }
+        if container.decodeNil() { self = .null }
+        else if let n = try? container.decode(Int64.self) { self = .number(n) }
+        else { self = .string(try container.decode(String.self)) }
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -14,18 +18,12 @@ public enum RPCID: Codable, Hashable, Sendable {
         switch self {
         case .number(let n): try container.encode(n)
         case .string(let s): try container.encode(s)
+        case .null: try container.encodeNil()
         }
     }
 }
 
-/// The envelope every request shares; the server decodes it first to find the method.
-public struct RPCEnvelope: Decodable, Sendable {
-    public var jsonrpc: String
-    public var id: RPCID?
-    public var method: String
-}
-
-/// A request with its method's parameters.
+/// A request with its method's parameters. `id: nil` makes it a notification, which is not answered.
 public struct RPCRequest<Params: Codable & Sendable>: Codable, Sendable {
     public var jsonrpc = "2.0"
     public var id: RPCID?
@@ -40,8 +38,23 @@ public struct RPCRequest<Params: Codable & Sendable>: Codable, Sendable {
 public struct RPCError: Codable, Sendable, Error {
     public var code: Int
     public var message: String
+    /// For a file that did not validate: every problem, where it is.
+    public var data: ErrorData?
 
-    public init(code: Int, message: String) { self.code = code; self.message = message }
+    public struct ErrorData: Codable, Sendable, Hashable {
+        public var diagnostics: [WireDiagnostic]
+        public init(diagnostics: [WireDiagnostic]) { self.diagnostics = diagnostics }
+    }
+
+    public init(code: Int, message: String, data: ErrorData? = nil) { self.code = code; self.message = message; self.data = data }
+
+    /// A protocol or campaign that does not validate; the message is what `serendip validate` prints.
+    public static func invalidFile(_ m: String, _ diagnostics: [WireDiagnostic]) -> RPCError {
+        RPCError(code: -32010, message: m, data: ErrorData(diagnostics: diagnostics))
+    }
+    /// The request cannot apply now (holding a running entry, stopping a stopped campaign).
+    public static func conflict(_ m: String) -> RPCError { RPCError(code: -32012, message: m) }
+    public static func shuttingDown(_ m: String) -> RPCError { RPCError(code: -32013, message: m) }
 
     public static func parse(_ m: String) -> RPCError { RPCError(code: -32700, message: "parse error: \(m)") }
     public static func invalidRequest(_ m: String) -> RPCError { RPCError(code: -32600, message: m) }
@@ -51,14 +64,32 @@ public struct RPCError: Codable, Sendable, Error {
     public static func internalError(_ m: String) -> RPCError { RPCError(code: -32603, message: m) }
 }
 
+/// A reply: always an `id` (null when the request's could not be read), then `result` or `error`, never both.
 public struct RPCResponse<Result: Codable & Sendable>: Codable, Sendable {
     public var jsonrpc = "2.0"
-    public var id: RPCID?
+    public var id: RPCID
     public var result: Result?
     public var error: RPCError?
 
-    public init(id: RPCID?, result: Result?, error: RPCError?) {
+    public init(id: RPCID, result: Result?, error: RPCError?) {
         self.id = id; self.result = result; self.error = error
+    }
+
+    enum CodingKeys: String, CodingKey { case jsonrpc, id, result, error }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        jsonrpc = try c.decode(String.self, forKey: .jsonrpc)
+        id = try c.decodeIfPresent(RPCID.self, forKey: .id) ?? .null
+        result = try c.decodeIfPresent(Result.self, forKey: .result)
+        error = try c.decodeIfPresent(RPCError.self, forKey: .error)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(jsonrpc, forKey: .jsonrpc)
+        try c.encode(id, forKey: .id)
+        if let error { try c.encode(error, forKey: .error) } else { try c.encode(result, forKey: .result) }
     }
 }
 
@@ -69,7 +100,30 @@ public enum Method {
     public static let runsGet = "runs.get"
 }
 
-public struct NoParams: Codable, Sendable { public init() {} }
+/// What one named parameter must be. The server checks every request against these before a method
+/// sees it, and refuses any name not listed.
+public struct RPCParameter: Sendable {
+    public enum Kind: String, Sendable {
+        case integer = "an integer", number = "a number", string = "a string", boolean = "a boolean"
+        case object = "an object", array = "an array"
+    }
+    public var kind: Kind
+    public var required: Bool
+    /// What the value stands for, for the error message.
+    public var about: String
+
+    public init(_ kind: Kind, required: Bool, about: String) { self.kind = kind; self.required = required; self.about = about }
+}
+
+/// A method's parameters, by name.
+public protocol RPCParams: Codable, Sendable {
+    static var parameters: [String: RPCParameter] { get }
+}
+
+public struct NoParams: RPCParams {
+    public static let parameters: [String: RPCParameter] = [:]
+    public init() {}
+}
 
 public struct ServerInfo: Codable, Sendable {
     public var name: String
@@ -81,12 +135,14 @@ public struct ServerInfo: Codable, Sendable {
     }
 }
 
-public struct RunsListParams: Codable, Sendable {
+public struct RunsListParams: RPCParams {
+    public static let parameters = ["campaign": RPCParameter(.integer, required: false, about: "a campaign id")]
     public var campaign: Int64?
     public init(campaign: Int64? = nil) { self.campaign = campaign }
 }
 
-public struct RunsGetParams: Codable, Sendable {
+public struct RunsGetParams: RPCParams {
+    public static let parameters = ["run": RPCParameter(.integer, required: true, about: "a run id")]
     public var run: Int64
     public init(run: Int64) { self.run = run }
 }
@@ -100,6 +156,11 @@ public struct RunInfo: Codable, Sendable, Hashable {
     public var startedAt: String
     public var endedAt: String?
     public var error: String?
+
+    enum CodingKeys: String, CodingKey {
+        case id, campaign, state, error
+        case protocolName = "protocol", chosenBy = "chosen_by", startedAt = "started_at", endedAt = "ended_at"
+    }
 
     public init(id: Int64, campaign: Int64?, protocolName: String, state: String, chosenBy: String,
                 startedAt: String, endedAt: String?, error: String?) {
@@ -122,21 +183,28 @@ public struct MeasurementInfo: Codable, Sendable, Hashable {
     }
 }
 
-/// A parameter value on the wire: a JSON number, boolean or string.
+/// A number with its unit symbol (`"1"` when dimensionless): a bare number would leave a client to guess.
+public struct WireQuantity: Codable, Sendable, Hashable {
+    public var value: Double
+    public var unit: String
+    public init(value: Double, unit: String) { self.value = value; self.unit = unit }
+}
+
+/// A parameter value on the wire: `{value, unit}`, a boolean or a string.
 public enum WireValue: Codable, Sendable, Hashable {
-    case number(Double), bool(Bool), text(String)
+    case quantity(WireQuantity), bool(Bool), text(String)
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.singleValueContainer()
         if let b = try? c.decode(Bool.self) { self = .bool(b) }
-        else if let x = try? c.decode(Double.self) { self = .number(x) }
+        else if let q = try? c.decode(WireQuantity.self) { self = .quantity(q) }
         else { self = .text(try c.decode(String.self)) }
     }
 
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.singleValueContainer()
         switch self {
-        case .number(let x): try c.encode(x)
+        case .quantity(let q): try c.encode(q)
         case .bool(let b): try c.encode(b)
         case .text(let s): try c.encode(s)
         }
@@ -146,10 +214,10 @@ public enum WireValue: Codable, Sendable, Hashable {
 public struct RunDetail: Codable, Sendable {
     public var run: RunInfo
     public var parameters: [String: WireValue]
-    public var outputs: [String: Double]
+    public var outputs: [String: WireQuantity]
     public var measurements: [MeasurementInfo]
 
-    public init(run: RunInfo, parameters: [String: WireValue], outputs: [String: Double], measurements: [MeasurementInfo]) {
+    public init(run: RunInfo, parameters: [String: WireValue], outputs: [String: WireQuantity], measurements: [MeasurementInfo]) {
         self.run = run; self.parameters = parameters; self.outputs = outputs; self.measurements = measurements
     }
 }

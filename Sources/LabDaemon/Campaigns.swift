@@ -62,19 +62,35 @@ public actor Campaigns {
         public var name: String
         public var state: String
         public var note: String?
+        public var objective: String?
         public var experiments: [ExperimentReport]
         public var best: Double?
         public var waiting: [Int64]
+        let definition: ProtocolDefinition
+
+        /// An experiment's values as the protocol's (the advisor's numbers are coordinates).
+        public func values(_ coordinates: [String: Double]) -> [String: ExprValue] {
+            coordinates.reduce(into: [:]) { values, entry in
+                if let spec = definition.parameter(named: entry.key) { values[entry.key] = spec.value(coordinate: entry.value) }
+            }
+        }
     }
 
     public func status(_ id: Int64) async throws -> Status? {
         guard let stored = try database.daemonCampaign(id) else { return nil }
+        let spec = try CampaignSpec.parse(stored.specText, path: stored.specPath, lab: lab, protocolText: stored.protocolText)
+        let (_, rules, _) = try CampaignSession.plan(spec, budget: nil)
         if let driver = drivers[id] {
             return Status(id: id, name: stored.name, state: stored.state ?? "stopped", note: stored.note,
-                          experiments: await driver.reports, best: await driver.best, waiting: await driver.waiting)
+                          objective: rules.objectives.first?.output, experiments: await driver.reports, best: await driver.best,
+                          waiting: await driver.waiting, definition: spec.definition)
         }
-        return Status(id: id, name: stored.name, state: stored.state ?? "finished", note: stored.note, experiments: [], best: nil,
-                      waiting: [])
+        // Not running in this process: what its stored runs gave.
+        var progress = CampaignProgress(rules: rules)
+        for run in try CampaignSession.history(of: id, in: database, for: spec).finished { _ = progress.record(run, outcome: rules.outcome(of: run)) }
+        return Status(id: id, name: stored.name, state: stored.state ?? "finished", note: stored.note,
+                      objective: rules.objectives.first?.output, experiments: progress.reports, best: progress.best, waiting: [],
+                      definition: spec.definition)
     }
 
     public func list() throws -> [DaemonCampaign] { try database.daemonCampaigns() }
@@ -106,6 +122,6 @@ public actor Campaigns {
         let needs = Dictionary(uniqueKeysWithValues: definition.instruments.map { ($0.role, $0.driver) })
         let pool = lab.instruments.mapValues(\.driver.name)
         let copies = (0..<Int64(pool.count)).map { SchedulePolicy.Candidate(id: $0, needs: needs) }
-        return SchedulePolicy.starts(copies, free: pool).count
+        return SchedulePolicy.starts(copies, free: pool, stations: lab.stations).count
     }
 }

@@ -62,7 +62,9 @@ public final class Daemon: Sendable {
         let compiled = ProtocolCache(drivers: lab.drivers)
         scheduler = Scheduler(Scheduler.Environment(
             store: database, recorder: database, instruments: instruments, pool: lab.instruments.mapValues(\.driver.name),
-            compile: { try compiled.definition($0) }, clock: clock, logger: logger, softwareVersion: Self.softwareVersion))
+            stations: lab.stations,
+            compile: { try compiled.definition($0) }, clock: clock, logger: logger, softwareVersion: Self.softwareVersion,
+            estimate: { [lab] definition, parameters in await RunEstimate.seconds(definition, parameters, lab: lab) }))
         try await scheduler.start()
         campaigns = Campaigns(database: database, lab: lab, scheduler: scheduler, logger: logger)
         logger.info("daemon ready", metadata: ["lab": "\(lab.name)", "data": "\(layout.directory)",

@@ -7,6 +7,7 @@ public import LabTransport
 /// the thermo-reactor and uv-vis drivers, a toy beaker behind the pump, balance and pH meter, and an
 /// inert model behind any other.
 public final class SimulatedLab: Sendable {
+    /// The chemistry of the first station (and of instruments without one).
     public let chemistry: ToyChemistry
     public let bench: ToyBench
     public let modbus: [String: ModbusSimulator]
@@ -37,9 +38,16 @@ public final class SimulatedLab: Sendable {
                bench: ToyBench(seed: config.simulation.seed))
     }
 
+    /// Each station has a chemistry of its own (its reactor feeds its photometer): the first station
+    /// by name, and instruments without a station, share `chemistry`.
     static func models(for config: LabConfig, chemistry: ToyChemistry, bench: ToyBench) -> [String: any DeviceModel] {
-        config.instruments.mapValues { binding -> any DeviceModel in
-            switch binding.driver.name {
+        var chemistries: [String: ToyChemistry] = [:]
+        for (index, station) in Set(config.stations.values).sorted().enumerated() {
+            chemistries[station] = index == 0 ? chemistry : ToyChemistry(clock: chemistry.clock, seed: config.simulation.seed &+ UInt64(index))
+        }
+        return config.instruments.mapValues { binding -> any DeviceModel in
+            let chemistry = binding.station.flatMap { chemistries[$0] } ?? chemistry
+            return switch binding.driver.name {
             case "thermo-reactor": chemistry.reactor
             case "uv-vis": chemistry.spectrometer
             case "syringe-pump": bench.pump
@@ -70,21 +78,21 @@ public enum InstrumentConnector {
     /// the first free one of its driver by name.
     public static func connect(_ config: LabConfig, simulators: SimulatedLab? = nil,
                                for definition: ProtocolDefinition? = nil) throws -> [String: any Instrument] {
-        var wanted = config.instruments
-        if let definition {
-            wanted = [:]
-            var taken = Set<String>()
-            for role in definition.instruments.sorted(by: { $0.role < $1.role }) {
-                let candidates = config.instruments.values.filter { $0.driver.name == role.driver && !taken.contains($0.name) }
-                    .sorted { ($0.name == role.role ? 0 : 1, $0.name) < ($1.name == role.role ? 0 : 1, $1.name) }
-                guard let binding = candidates.first else {
-                    throw LabError(.unknownReference, "the lab '\(config.name)' has no free \(role.driver) for '\(role.role)'", at: role.location)
-                }
-                taken.insert(binding.name)
-                wanted[role.role] = binding
-            }
-        }
+        let wanted = try definition.map { try bindings(for: $0, in: config) } ?? config.instruments
         return try connect(wanted, simulators: simulators)
+    }
+
+    /// Role → the lab's instrument serving it (`InstrumentAssignment`: by driver type, the role's
+    /// own name preferred, a station's instruments only together).
+    public static func bindings(for definition: ProtocolDefinition, in config: LabConfig) throws -> [String: LabConfig.Binding] {
+        let needs = Dictionary(uniqueKeysWithValues: definition.instruments.map { ($0.role, $0.driver) })
+        guard let assignment = InstrumentAssignment.assign(needs, from: config.instruments.mapValues(\.driver.name),
+                                                           stations: config.stations) else {
+            let wanted = definition.instruments.map { "\($0.role) (\($0.driver))" }.joined(separator: ", ")
+            throw LabError(.unknownReference, "the lab '\(config.name)' cannot serve \(wanted) at once",
+                           at: definition.instruments.first?.location)
+        }
+        return assignment.mapValues { config.instruments[$0]! }
     }
 
     /// Connects the lab's instruments of these names (an unknown name is refused).

@@ -24,7 +24,7 @@ public final class ToyChemistry: Sendable {
     /// Absorbance per unit of product concentration; 41.2 × this = 100, so yield % = 41.2 × A.
     public static let absorptivity = 100 / 41.2
     public let noiseSD: Double
-    private let clock: any LabClock
+    let clock: any LabClock
     private let state: Mutex<State>
 
     public init(clock: any LabClock, seed: UInt64, noiseSD: Double = 0.004) {

@@ -26,13 +26,15 @@ public enum Forecast {
         public var start: Date
         /// Nil when the entry's duration is not known yet.
         public var end: Date?
+
+        public init(start: Date, end: Date?) { self.start = start; self.end = end }
     }
 
     /// At most this many waiting entries are forecast; later ones have no window.
     public static let horizon = 500
 
     /// `items` in queue order. Entries whose start depends on a run of unknown duration get no window.
-    public static func windows(_ items: [Item], pool: [String: String], now: Date) -> [Int64: Window] {
+    public static func windows(_ items: [Item], pool: [String: String], stations: [String: String] = [:], now: Date) -> [Int64: Window] {
         var windows: [Int64: Window] = [:]
         var freeAt: [String: Double] = [:]          // instance → seconds from now (infinity: unknown)
         for item in items where item.runningFor != nil {
@@ -45,7 +47,7 @@ public enum Forecast {
         while !pending.isEmpty {
             let free = pool.filter { (freeAt[$0.key] ?? 0) <= t }
             let candidates = pending.filter { ($0.notBefore ?? 0) <= t }.map { SchedulePolicy.Candidate(id: $0.id, needs: $0.needs) }
-            for start in SchedulePolicy.starts(candidates, free: free) {
+            for start in SchedulePolicy.starts(candidates, free: free, stations: stations) {
                 let item = pending.first { $0.id == start.id }!
                 let end = t + (item.duration ?? .infinity)
                 for instance in start.assignment.values { freeAt[instance] = end }

@@ -1,3 +1,5 @@
+import LabCore
+
 /// Which queued experiments start now, and on which instruments: a pure function of the queue and
 /// the free instruments, so that the scheduler, the forecast of start times and the tests share it.
 ///
@@ -7,6 +9,8 @@
 ///   one instrument while waiting for another, so no two runs can wait on each other).
 /// - A protocol's role can be served by any free instrument of its driver type; the instrument of
 ///   the role's own name is preferred, then the first by name.
+/// - Instruments of a station (a reactor and the photometer plumbed to it) are only used together:
+///   one run's instruments all come from one station, or from none (shared instruments join any).
 /// - An entry that cannot start keeps the free instruments of the types it waits for, as many as
 ///   it needs: a later entry may use only what is left. So a large run is never starved by a
 ///   stream of small ones: every instrument of a type it waits for goes to it as soon as it frees.
@@ -25,29 +29,21 @@ public enum SchedulePolicy {
         public var assignment: [String: String]
     }
 
-    /// `candidates` in the order they may start; `free` maps each free instrument to its driver type.
-    public static func starts(_ candidates: [Candidate], free: [String: String]) -> [Start] {
-        var available: [String: [String]] = [:]   // driver type → free instances, sorted by name
-        for (instance, type) in free.sorted(by: { $0.key < $1.key }) { available[type, default: []].append(instance) }
+    /// `candidates` in the order they may start; `free` maps each free instrument to its driver type,
+    /// `stations` each instrument that belongs to a station to that station.
+    public static func starts(_ candidates: [Candidate], free: [String: String], stations: [String: String] = [:]) -> [Start] {
+        var available = free
         var starts: [Start] = []
         for candidate in candidates {
-            var counts: [String: Int] = [:]
-            for type in candidate.needs.values { counts[type, default: 0] += 1 }
-            let fits = counts.allSatisfy { type, n in (available[type]?.count ?? 0) >= n }
-            if fits {
-                var assignment: [String: String] = [:]
-                for (role, type) in candidate.needs.sorted(by: { $0.key < $1.key }) {
-                    let pool = available[type]!
-                    let index = pool.firstIndex(of: role) ?? pool.startIndex
-                    assignment[role] = pool[index]
-                    available[type]!.remove(at: index)
-                }
+            if let assignment = InstrumentAssignment.assign(candidate.needs, from: available, stations: stations) {
+                for instance in assignment.values { available[instance] = nil }
                 starts.append(Start(id: candidate.id, assignment: assignment))
             } else {
                 // Waiting: it keeps what it would use of what is free now.
+                var counts: [String: Int] = [:]
+                for type in candidate.needs.values { counts[type, default: 0] += 1 }
                 for (type, n) in counts {
-                    let kept = min(n, available[type]?.count ?? 0)
-                    available[type]?.removeFirst(kept)
+                    for instance in available.filter({ $0.value == type }).keys.sorted().prefix(n) { available[instance] = nil }
                 }
             }
         }

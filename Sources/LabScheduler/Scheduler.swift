@@ -16,6 +16,8 @@ public actor Scheduler {
         public var instruments: [String: any Instrument]
         /// The lab's instruments by instance name → driver type.
         public var pool: [String: String]
+        /// Instrument → station, for those that belong to one (used only together).
+        public var stations: [String: String]
         /// Compiles a stored protocol text against the lab (cached by the caller if it likes).
         public var compile: @Sendable (SourceText) throws -> ProtocolDefinition
         public var clock: any LabClock
@@ -25,10 +27,11 @@ public actor Scheduler {
         public var estimate: (@Sendable (ProtocolDefinition, [String: ExprValue]) async -> Double?)?
 
         public init(store: any QueueStore, recorder: any RunRecorder, instruments: [String: any Instrument],
-                    pool: [String: String], compile: @escaping @Sendable (SourceText) throws -> ProtocolDefinition,
+                    pool: [String: String], stations: [String: String] = [:], compile: @escaping @Sendable (SourceText) throws -> ProtocolDefinition,
                     clock: any LabClock, logger: Logger, softwareVersion: String,
                     estimate: (@Sendable (ProtocolDefinition, [String: ExprValue]) async -> Double?)? = nil) {
             self.store = store; self.recorder = recorder; self.instruments = instruments; self.pool = pool
+            self.stations = stations
             self.compile = compile; self.clock = clock; self.logger = logger; self.softwareVersion = softwareVersion
             self.estimate = estimate
         }
@@ -49,6 +52,8 @@ public actor Scheduler {
     private var accepting = true
     private var wakeUp: Task<Void, Never>?
     private var observers: [UUID: @Sendable (Finished) -> Void] = [:]
+    private var toEstimate: [Int64] = []
+    private var estimating = false
 
     public init(_ environment: Environment) {
         self.environment = environment
@@ -194,7 +199,7 @@ public actor Scheduler {
                                    notBefore: entry.submission.notBefore.map { $0.timeIntervalSince(now) }))
             }
         }
-        return Forecast.windows(items, pool: environment.pool, now: now)
+        return Forecast.windows(items, pool: environment.pool, stations: environment.stations, now: now)
     }
 
     // MARK: Shutting down
@@ -246,7 +251,7 @@ public actor Scheduler {
         let eligible = waiting.filter { ($0.submission.notBefore ?? now) <= now }
         let free = environment.pool.filter { busy[$0.key] == nil }
         let candidates = eligible.compactMap { entry in needs[entry.id].map { SchedulePolicy.Candidate(id: entry.id, needs: $0) } }
-        for start in SchedulePolicy.starts(candidates, free: free) { launch(start) }
+        for start in SchedulePolicy.starts(candidates, free: free, stations: environment.stations) { launch(start) }
         wakeUp?.cancel()
         if let next = waiting.compactMap(\.submission.notBefore).filter({ $0 > now }).min() {
             wakeUp = Task { [weak self] in
@@ -320,16 +325,30 @@ public actor Scheduler {
         for observer in observers.values { observer(finished) }
     }
 
-    /// Fills in an entry's duration estimate in the background: nothing waits on it.
+    /// Fills in entries' duration estimates in the background, one at a time: nothing waits on
+    /// them, and ten thousand submissions do not start ten thousand simulations at once.
     private func estimateLater(_ entry: QueueEntry) {
-        guard let estimate = environment.estimate, entry.estimatedSeconds == nil else { return }
+        guard environment.estimate != nil, entry.estimatedSeconds == nil else { return }
+        toEstimate.append(entry.id)
+        guard !estimating else { return }
+        estimating = true
         let environment = self.environment
         Task.detached(priority: .background) { [weak self] in
-            guard let definition = try? environment.compile(entry.submission.protocolSource),
-                  let seconds = await estimate(definition, entry.submission.parameters) else { return }
-            try? await environment.store.setEstimate(entry.id, seconds: seconds)
-            await self?.estimated(entry.id, seconds)
+            while let self, let entry = await self.nextToEstimate() {
+                guard let definition = try? environment.compile(entry.submission.protocolSource),
+                      let seconds = await environment.estimate?(definition, entry.submission.parameters) else { continue }
+                try? await environment.store.setEstimate(entry.id, seconds: seconds)
+                await self.estimated(entry.id, seconds)
+            }
         }
+    }
+
+    private func nextToEstimate() -> QueueEntry? {
+        while !toEstimate.isEmpty {
+            if let entry = entries[toEstimate.removeFirst()], entry.estimatedSeconds == nil { return entry }
+        }
+        estimating = false
+        return nil
     }
 
     private func estimated(_ id: Int64, _ seconds: Double) { entries[id]?.estimatedSeconds = seconds }

@@ -13,7 +13,13 @@ public struct LabConfig: Sendable {
         public var name: String
         public var driver: DriverSpec
         public var connection: Connection
+        /// Instruments of one station (a reactor and the photometer plumbed to it) are only used
+        /// together by a run; an instrument without a station is shared by all.
+        public var station: String?
     }
+
+    /// Instrument → station, for the instruments that belong to one.
+    public var stations: [String: String] { instruments.compactMapValues(\.station) }
 
     public struct Simulation: Sendable, Hashable {
         public var speed: Double = 1
@@ -107,6 +113,7 @@ public struct LabConfig: Sendable {
             connection = .modbusTCP(host: host, port: port, unit: unit)
         }
         if let path = map.optional("serial").flatMap({ source.string($0, "serial") }) { connection = .serial(path: path) }
+        let station = map.optional("station").flatMap { source.string($0, "station") }
         map.rejectUnknownKeys()
         guard let connection else {
             source.error(node, "instrument '\(name)' has no connection", hint: "add 'modbus:', 'serial:' or 'simulate: true'")
@@ -125,6 +132,6 @@ public struct LabConfig: Sendable {
         default:
             break
         }
-        return Binding(name: name, driver: driver, connection: connection)
+        return Binding(name: name, driver: driver, connection: connection, station: station)
     }
 }

@@ -9,8 +9,12 @@ public final class DatabaseLock: Sendable {
 
     public init(database: String) throws(LabError) {
         path = database + ".lock"
-        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, PrivateFile.mode)
         guard fd >= 0 else { throw LabError(.storage, "cannot create lock file \(path)") }
+        guard fchmod(fd, PrivateFile.mode) == 0 else {
+            close(fd)
+            throw LabError(.storage, "cannot make lock file \(path) owner-only (mode 0600)")
+        }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             close(fd)
             throw LabError(.storage, "another Serendip daemon owns \(database) (lock \(path) is held)")

@@ -3,7 +3,8 @@ public import GRDB
 public import LabCore
 
 /// The daemon's one SQLite database: WAL, `synchronous=FULL` (acknowledged means durable),
-/// foreign keys and CHECK constraints, named append-only migrations.
+/// foreign keys and CHECK constraints, named append-only migrations. Its files are owner-only (0600),
+/// as private as the API socket: they hold every run and the campaign files.
 public final class LabDatabase: Sendable {
     public let path: String
     public let pool: DatabasePool
@@ -16,8 +17,11 @@ public final class LabDatabase: Sendable {
             try db.execute(sql: "PRAGMA synchronous = FULL")
         }
         do {
+            try PrivateFile.create(path)
             pool = try DatabasePool(path: path, configuration: configuration)
             try Self.migrator.migrate(pool)
+            // SQLite gives -wal and -shm the database's mode; files left by an older version are tightened here.
+            for file in [path, path + "-wal", path + "-shm"] { try PrivateFile.restrict(file) }
         } catch {
             throw LabError(.storage, "cannot open database \(path)", cause: error)
         }

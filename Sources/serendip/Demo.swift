@@ -39,7 +39,12 @@ struct Demo: AsyncParsableCommand {
 
     func run() async throws {
         let control = RunControl()
-        let signals = StopSignals(control: control)
+        let signals = StopSignals { by, count in
+            control.stop(count == 1 ? .abort : .halt, by: by)
+            FileHandle.standardError.write(Data((count == 1
+                ? "\nstopping — running 'finally', then the safe states. Send the signal again to skip 'finally'.\n"
+                : "\nskipping 'finally'; commanding the safe states.\n").utf8))
+        }
         let spec = try CampaignSpec.load(path: campaign)
         let table = ProgressTable(spec)
         try FileManager.default.createDirectory(atPath: (database as NSString).deletingLastPathComponent,

@@ -6,13 +6,14 @@ import LabDaemon
 /// on DIR/serendip.sock until SIGINT or SIGTERM.
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run the lab's daemon: its queue, campaigns and instruments, served on DIR/serendip.sock.",
+        abstract: "Run the lab's daemon: its instruments, the queue, campaigns and the socket API.",
         discussion: """
-            Only one daemon may use a data directory at a time. SIGINT or SIGTERM stops it safely: the runs \
-            in progress are aborted ('finally', then every instrument's safe state) and it exits with status 0.
+            The data directory (created if missing) holds the database (serendip.sqlite), the socket \
+            (serendip.sock) and the lock that keeps a second daemon out. SIGTERM or Ctrl-C stops it safely: \
+            running runs are aborted ('finally', then the safe states) and it exits 0; a second signal skips 'finally'.
             """)
 
-    @Option(help: ArgumentHelp("The lab config: its instruments and driver files.", valueName: "LAB.yaml"))
+    @Option(help: ArgumentHelp("The lab config: its instruments and how each is connected.", valueName: "LAB.yaml"))
     var lab: String
 
     @OptionGroup var data: DataDirectory
@@ -23,8 +24,6 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         let daemon = try await Daemon(Daemon.Options(labPath: lab, dataDirectory: data.path))
-        _ = daemon
-        // waits for Daemon.run()
-        // try await daemon.run()
+        try await daemon.run()
     }
 }

@@ -1,6 +1,4 @@
 import Foundation
-import Glibc
-import LabAPI
 import LabCore
 import LabDrivers
 import LabServer
@@ -8,27 +6,8 @@ import LabStorage
 import LabSpec
 import Testing
 
-/// A minimal client: one line out, one line back, over a Unix domain socket.
-func exchange(_ path: String, _ request: String) throws -> [String: Any] {
-    let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var address = sockaddr_un()
-    address.sun_family = sa_family_t(AF_UNIX)
-    withUnsafeMutableBytes(of: &address.sun_path) { raw in
-        for (i, byte) in path.utf8.enumerated() { raw[i] = byte }
-    }
-    let connected = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-    }
-    guard connected == 0 else { throw LabError(.transport, "connect failed") }
-    let line = Array((request + "\n").utf8)
-    _ = line.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-    var reply: [UInt8] = [], byte: UInt8 = 0
-    while read(fd, &byte, 1) == 1, byte != UInt8(ascii: "\n") { reply.append(byte) }
-    return try JSONSerialization.jsonObject(with: Data(reply)) as! [String: Any]
-}
-
-@Suite struct SocketAPITests {
+// Serialized: the clients block on their sockets, and the tests are not about clients competing.
+@Suite(.serialized) struct SocketAPITests {
     @Test func answersTheDocumentedRequestsOverAUnixSocket() async throws {
         let fixture = try LabFixture()
         defer { fixture.simulators.stop() }
@@ -47,10 +26,143 @@ func exchange(_ path: String, _ request: String) throws -> [String: Any] {
         #expect((detail["result"] as? [String: Any])?["measurements"] as? [Any] != nil)
 
         let missing = try exchange(path, #"{"jsonrpc":"2.0","id":2,"method":"runs.get","params":{"run":999}}"#)
-        #expect((missing["error"] as? [String: Any])?["code"] as? Int == -32004)
+        #expect(errorCode(missing) == -32004)
         let unknown = try exchange(path, #"{"jsonrpc":"2.0","id":3,"method":"runs.delete"}"#)
-        #expect((unknown["error"] as? [String: Any])?["code"] as? Int == -32601)
+        #expect(errorCode(unknown) == -32601)
         let garbage = try exchange(path, "{not json")
-        #expect((garbage["error"] as? [String: Any])?["code"] as? Int == -32700)
+        #expect(errorCode(garbage) == -32700)
+    }
+
+    @Test func aClientThatHalfClosesAfterSendingStillGetsEveryReply() async throws {
+        let served = try await ServedDatabase()
+        defer { served.server.stop() }
+        // What `echo ... | socat - UNIX-CONNECT:...` does: send, shut down its sending side, then read.
+        for _ in 0..<20 {
+            let client = try SocketClient(served.path)
+            client.send(#"{"jsonrpc":"2.0","id":1,"method":"runs.list"}"# + "\n" + #"{"jsonrpc":"2.0","id":2,"method":"server.info"}"#)
+            client.finishSending()
+            let ids = client.readToEnd().map { (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["id"] as? Int }
+            #expect(ids == [1, 2])  // the last line needs no newline: the end of input ends it
+        }
+    }
+
+    @Test func pipelinedRequestsAreAnsweredInTheOrderSent() async throws {
+        let served = try await ServedDatabase(measurements: 300)
+        defer { served.server.stop() }
+        let client = try SocketClient(served.path)
+        let count = 200
+        // A slow request followed by fast ones: answered concurrently, the fast ones would overtake it.
+        let requests = (0..<count).map { i in
+            i % 4 == 0 ? #"{"jsonrpc":"2.0","id":\#(i),"method":"runs.get","params":{"run":\#(served.run)}}"#
+                       : #"{"jsonrpc":"2.0","id":\#(i),"method":"server.info"}"#
+        }
+        let sender = Thread { client.send(requests.joined(separator: "\n") + "\n") }
+        sender.start()
+        var ids: [Int] = []
+        for _ in 0..<count { ids.append(try client.reply()["id"] as? Int ?? -1) }
+        #expect(ids == Array(0..<count))
+    }
+
+    @Test func notificationsAreNotAnswered() async throws {
+        let served = try await ServedDatabase()
+        defer { served.server.stop() }
+        let client = try SocketClient(served.path)
+        client.send(#"{"jsonrpc":"2.0","method":"server.info"}"# + "\n" + #"{"jsonrpc":"2.0","method":"runs.get","params":{"run":999}}"#
+                    + "\n" + #"{"jsonrpc":"2.0","id":7,"method":"server.info"}"# + "\n")
+        client.finishSending()
+        let lines = client.readToEnd()
+        #expect(lines.count == 1)
+        #expect(lines.first?.contains(#""id":7"#) == true)
+    }
+
+    @Test(arguments: [
+        (#"{"campaign":"x"}"#, "runs.list", "'campaign'"),
+        (#"{"campain":1}"#, "runs.list", "'campain'"),
+        (#"{"campaign":1.5}"#, "runs.list", "'campaign'"),
+        (#"[1]"#, "runs.list", "object"),
+        (#"{}"#, "runs.get", "'run'"),
+        (#"{"run":"1"}"#, "runs.get", "'run'"),
+        (#"{"run":1,"series":"absorbance"}"#, "runs.get", "'series'"),
+        (#"{"verbose":true}"#, "server.info", "'verbose'"),
+    ])
+    func wrongParametersAreRefusedNamingTheParameter(params: String, method: String, named: String) async throws {
+        let served = try await ServedDatabase()
+        defer { served.server.stop() }
+        let reply = try exchange(served.path, #"{"jsonrpc":"2.0","id":1,"method":"\#(method)","params":\#(params)}"#)
+        #expect(errorCode(reply) == -32602, "\(reply)")
+        #expect(errorMessage(reply).contains(named), "\(errorMessage(reply))")
+        #expect(reply["result"] == nil)
+    }
+
+    @Test func numbersAreReturnedWithTheirUnits() async throws {
+        let served = try await ServedDatabase()
+        defer { served.server.stop() }
+        let reply = try exchange(served.path, #"{"jsonrpc":"2.0","id":1,"method":"runs.get","params":{"run":\#(served.run)}}"#)
+        let result = try #require(reply["result"] as? [String: Any])
+        let parameters = try #require(result["parameters"] as? [String: Any])
+        let temperature = try #require(parameters["temperature"] as? [String: Any])
+        #expect(temperature["value"] as? Double == 80 && temperature["unit"] as? String == "degC")
+        #expect(parameters["stirred"] as? Bool == true && parameters["solvent"] as? String == "water")
+        let yield = try #require((result["outputs"] as? [String: Any])?["yield"] as? [String: Any])
+        #expect(yield["value"] as? Double == 20.6 && yield["unit"] as? String == "%")
+        let measurement = try #require((result["measurements"] as? [[String: Any]])?.first)
+        #expect(measurement["unit"] as? String == "1")
+    }
+
+    @Test(arguments: [
+        (#"{"id":1,"method":"server.info"}"#, -32600, "1"),                  // no jsonrpc
+        (#"{"jsonrpc":"1.0","id":1,"method":"server.info"}"#, -32600, "1"),
+        (#"{"jsonrpc":"2.0","id":1.5,"method":"server.info"}"#, -32600, "null"),
+        (#"{"jsonrpc":"2.0","id":{},"method":"server.info"}"#, -32600, "null"),
+        (#"{"jsonrpc":"2.0","id":[1],"method":"server.info"}"#, -32600, "null"),
+        (#"{"jsonrpc":"2.0","id":1,"method":5}"#, -32600, "1"),
+        (#"[{"jsonrpc":"2.0","id":1,"method":"server.info"}]"#, -32600, "null"),
+        (#"42"#, -32600, "null"),
+        (#"{"jsonrpc":"2.0","id":1,"method":"server.info""#, -32700, "null"),  // cut short
+        ("\u{FF}", -32700, "null"),
+    ])
+    func aRequestThatIsJSONButNotJSONRPCIsInvalidNotUnparseable(request: String, code: Int, id: String) async throws {
+        let served = try await ServedDatabase()
+        defer { served.server.stop() }
+        let client = try SocketClient(served.path)
+        client.send(request + "\n")
+        let line = try #require(client.readLine())
+        let reply = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        #expect(errorCode(reply) == code, "\(line)")
+        #expect(line.contains(#""id":\#(id)"#), "\(line)")  // an error reply still carries an id, null if unreadable
+        #expect(reply["jsonrpc"] as? String == "2.0")
+    }
+
+    @Test func idsMayBeStringsIntegersOrNull() async throws {
+        let served = try await ServedDatabase()
+        defer { served.server.stop() }
+        for (id, echoed) in [(#""abc""#, #""id":"abc""#), ("-12", #""id":-12"#), ("null", #""id":null"#)] {
+            let client = try SocketClient(served.path)
+            client.send(#"{"jsonrpc":"2.0","id":\#(id),"method":"server.info"}"# + "\n")
+            let line = try #require(client.readLine())
+            #expect(line.contains(echoed) && line.contains(#""result""#), "\(line)")
+        }
+    }
+
+    @Test func aLineOfExactlyTheLimitIsAnsweredAndOneByteMoreIsRefused() async throws {
+
+        let served = try await ServedDatabase()
+        defer { served.server.stop() }
+        @Sendable func padded(to length: Int) -> String {
+            let request = #"{"jsonrpc":"2.0","id":1,"method":"server.info"}"#
+            return request + String(repeating: " ", count: length - request.utf8.count)
+        }
+
+        #expect(SocketServer.maximumLineBytes == mebibyte)
+        let atLimit = try SocketClient(served.path)
+        atLimit.send(padded(to: mebibyte) + "\n")
+        #expect(try atLimit.reply()["result"] != nil)
+
+        let over = try SocketClient(served.path)
+        let sender = Thread { over.send(padded(to: mebibyte + 1) + "\n") }
+        sender.start()
+        let refusal = try over.reply()
+        #expect(errorCode(refusal) == -32600 && errorMessage(refusal).contains("1048576"), "\(refusal)")
+        #expect(over.readLine() == nil)  // and the connection is closed
     }
 }

@@ -143,14 +143,15 @@ import Testing
     }
 
     @Test func aCampaignWhoseProtocolNeedsMoreInstrumentsOfATypeThanTheLabHasFailsAtItsProtocolKey() throws {
-        let twoReactors = Self.reactorProtocol(role: "heater").replacingOccurrences(
-            of: "  heater: thermo-reactor\n", with: "  heater: thermo-reactor\n  cooler: thermo-reactor\n")
-        let diagnostics = try Self.campaignDiagnostics(protocol: twoReactors, fixed: "residence: 10 min")
+        // The example lab has four reactors; this protocol needs five.
+        let fiveReactors = Self.reactorProtocol(role: "heater").replacingOccurrences(
+            of: "  heater: thermo-reactor\n", with: "  heater: thermo-reactor\n  cooler: thermo-reactor\n"
+                + "  r3: thermo-reactor\n  r4: thermo-reactor\n  r5: thermo-reactor\n")
+        let diagnostics = try Self.campaignDiagnostics(protocol: fiveReactors, fixed: "residence: 10 min")
         let problem = try #require(diagnostics.first, "the campaign validated")
         #expect(problem.location.file.hasSuffix("c.yaml") && problem.location.line == 3 && problem.location.column == 11, "\(problem)")
-        #expect(problem.message.contains("needs 2 thermo-reactor instrument(s), for 'cooler' (p.yaml:5), 'heater' (p.yaml:4)")
-                || problem.message.contains("needs 2 thermo-reactor instrument(s), for 'heater' (p.yaml:4), 'cooler' (p.yaml:5)"), "\(problem)")
-        #expect(problem.message.contains("the lab 'toy-lab' has 1"), "\(problem)")
+        #expect(problem.message.contains("needs 5 thermo-reactor instrument(s), for 'cooler' (p.yaml:5), 'heater' (p.yaml:4), 'r3' (p.yaml:6)"), "\(problem)")
+        #expect(problem.message.contains("the lab 'toy-lab' has 4"), "\(problem)")
         #expect(problem.hint?.contains("reactor (thermo-reactor)") == true && problem.hint?.contains("spectro (uv-vis)") == true, "\(problem)")
     }
 

@@ -1,0 +1,160 @@
+import Foundation
+import LabAPI
+import LabCore
+import LabEngine
+import LabScheduler
+public import LabServer
+import LabSpec
+import LabStorage
+
+/// The daemon's method table: the queue and campaign methods over its scheduler and campaigns,
+/// beside the run methods and `server.info` (docs/api.md). Each method only translates between the
+/// wire and the scheduler; validation, ordering and persistence live below it.
+extension Daemon {
+    public var methods: [RPCMethod] {
+        let methods = queueMethods + campaignMethods + RPCDispatcher.runMethods(database)
+        return methods + [RPCDispatcher.infoMethod(version: Self.softwareVersion, names: methods.map(\.name))]
+    }
+
+    private var queueMethods: [RPCMethod] {
+        [
+            .method("queue.add", mutates: true) { (p: QueueItemParams, caller) in
+                let entry = try await self.submit([p], caller: caller)[0]
+                return await self.wire(entry)
+            },
+            .method("queue.add_many", mutates: true) { (p: QueueAddManyParams, caller) in
+                let entries = try await self.submit(p.items, caller: caller)
+                let windows = await self.scheduler.forecast()
+                return entries.map { self.wire($0, windows[$0.id]) }
+            },
+            .method("queue.list") { (p: QueueListParams, _) in
+                let windows = await self.scheduler.forecast()
+                var entries = await self.scheduler.open
+                if p.all == true {
+                    let open = Set(entries.map(\.id))
+                    entries += try self.database.queueEntries().filter { !open.contains($0.id) }
+                }
+                if let campaign = p.campaign { entries = entries.filter { $0.submission.campaignID == campaign } }
+                return entries.map { self.wire($0, windows[$0.id]) }
+            },
+            .method("queue.get") { (p: RunRef, _) in
+                guard let entry = try await self.scheduler.entry(p.run) else { throw RPCError.notFound("there is no run \(p.run)") }
+                return await self.wire(entry)
+            },
+            .method("queue.move", mutates: true) { (p: QueueMoveParams, _) in
+                await self.wire(try await self.request { try await self.scheduler.move(p.run, priority: p.priority, before: p.before) })
+            },
+            action("queue.hold", .hold), action("queue.release", .release), action("queue.cancel", .cancel),
+            action("queue.approve", .approve), action("queue.reject", .reject),
+        ]
+    }
+
+    private func action(_ name: String, _ action: Scheduler.Action) -> RPCMethod {
+        .method(name, mutates: true) { (p: RunRef, caller) in
+            await self.wire(try await self.request { try await self.scheduler.apply(action, to: p.run, by: caller.user) })
+        }
+    }
+
+    private var campaignMethods: [RPCMethod] {
+        [
+            .method("campaign.start", mutates: true) { (p: CampaignStartParams, caller) in
+                let id = try await self.request {
+                    try await self.campaigns.start(text: p.campaign.text, path: p.campaign.path, protocolText: p.protocolFile?.text,
+                                                   owner: caller.user, needsApproval: p.approval ?? false)
+                }
+                return try await self.campaignStatus(id)
+            },
+            .method("campaign.stop", mutates: true) { (p: CampaignRef, caller) in
+                try await self.request { try await self.campaigns.stop(p.campaign, by: caller.user) }
+                return try await self.campaignStatus(p.campaign)
+            },
+            .method("campaign.resume", mutates: true) { (p: CampaignRef, caller) in
+                try await self.request { try await self.campaigns.resume(p.campaign, by: caller.user) }
+                return try await self.campaignStatus(p.campaign)
+            },
+            .method("campaign.get") { (p: CampaignRef, _) in try await self.campaignStatus(p.campaign) },
+            .method("campaign.list") { (_: NoParams, _) in
+                try await self.campaigns.list().map {
+                    WireCampaign(campaign: $0.id, name: $0.name, state: $0.state ?? "finished", note: $0.note, objective: nil,
+                                 experiments: [], best: nil, waiting: [])
+                }
+            },
+        ]
+    }
+
+    // MARK: Translating
+
+    /// Queues submissions from the wire: each protocol compiled against the lab, all or none.
+    private func submit(_ items: [QueueItemParams], caller: RPCCaller) async throws -> [QueueEntry] {
+        var submissions: [Submission] = []
+        for (index, item) in items.enumerated() {
+            let which = items.count > 1 ? "item \(index): " : ""
+            let definition = try request { try ProtocolParser.parse(item.protocolFile.text, path: item.protocolFile.path, drivers: lab.drivers) }
+            var notBefore: Date?
+            if let text = item.notBefore {
+                guard let date = try? Date(text, strategy: .iso8601) else {
+                    throw RPCError.invalidParams("\(which)not_before must be an ISO 8601 time such as 2026-11-30T14:00:00Z, not '\(text)'")
+                }
+                notBefore = date
+            }
+            submissions.append(Submission(
+                protocolSource: definition.source, protocolName: definition.name, parameters: item.parameters ?? [:],
+                priority: item.priority ?? 0, notBefore: notBefore, owner: caller.user, project: item.project,
+                requestID: item.requestID, autostart: item.autostart ?? false))
+        }
+        return try await request { try await scheduler.submit(submissions) }
+    }
+
+    /// Runs a request, turning what the layers below throw into the API's errors.
+    private func request<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as ValidationError {
+            throw RPCError.invalidFile(error.description, error.diagnostics.map {
+                WireDiagnostic(file: $0.location.file, line: $0.location.line, column: $0.location.column, message: $0.message, hint: $0.hint)
+            })
+        } catch let error as LabError {
+            switch error.code {
+            case .unknownReference where error.message.hasPrefix("there is no"): throw RPCError.notFound(error.message)
+            case .aborted: throw RPCError.shuttingDown(error.message)
+            case .invalidFile where error.message.contains(" is ") && error.message.contains("applies to"): throw RPCError.conflict(error.message)
+            default: throw RPCError.invalidParams(error.description)
+            }
+        }
+    }
+
+    private func request<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let error as ValidationError {
+            throw RPCError.invalidFile(error.description, error.diagnostics.map {
+                WireDiagnostic(file: $0.location.file, line: $0.location.line, column: $0.location.column, message: $0.message, hint: $0.hint)
+            })
+        }
+    }
+
+    private func wire(_ entry: QueueEntry) async -> WireEntry {
+        wire(entry, await scheduler.forecast()[entry.id])
+    }
+
+    private func wire(_ entry: QueueEntry, _ window: Forecast.Window?) -> WireEntry {
+        let s = entry.submission
+        return WireEntry(run: entry.id, state: entry.state.rawValue, protocolName: s.protocolName, parameters: s.parameters,
+                         priority: s.priority, owner: s.owner, project: s.project, campaign: s.campaignID, proposal: s.proposalID,
+                         chosenBy: s.chosenBy, note: entry.note, submittedAt: Self.time(entry.submittedAt),
+                         notBefore: s.notBefore.map(Self.time), estimatedSeconds: entry.estimatedSeconds,
+                         expectedStart: window.map { Self.time($0.start) }, expectedEnd: window?.end.map(Self.time))
+    }
+
+    private func campaignStatus(_ id: Int64) async throws -> WireCampaign {
+        guard let status = try await campaigns.status(id) else { throw RPCError.notFound("there is no campaign \(id)") }
+        return WireCampaign(campaign: id, name: status.name, state: status.state, note: status.note, objective: status.objective,
+                            experiments: status.experiments.map { report in
+            WireExperiment(index: report.index, run: report.runID, parameters: status.values(report.parameters),
+                           chosenBy: report.chosenBy, objective: report.objective, best: report.bestSoFar,
+                           outcome: report.outcome.rawValue, error: report.error)
+        }, best: status.best, waiting: status.waiting)
+    }
+
+    static func time(_ date: Date) -> String { date.formatted(.iso8601) }
+}

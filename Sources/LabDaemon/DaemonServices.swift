@@ -1,0 +1,60 @@
+import Foundation
+import LabEngine
+import LabScheduler
+import LabServer
+import Logging
+public import ServiceLifecycle
+import Synchronization
+
+extension Daemon {
+    /// Serves the method table on the data directory's Unix socket until SIGINT or SIGTERM.
+    public func run() async throws {
+        let server = try SocketServer(path: layout.socket, dispatcher: RPCDispatcher(methods))
+        logger.info("serving the socket API", metadata: ["socket": "\(layout.socket)"])
+        try await run(api: APIService(server: server))
+    }
+
+    /// Serves until SIGINT or SIGTERM. The services start in order — the runs (scheduler and
+    /// campaigns), then the API — and stop in reverse: the API stops taking requests, then no new
+    /// run or proposal starts and every running run is aborted (`finally`, then its instruments'
+    /// safe states) and recorded as aborted by the signal. A second signal halts: what is left of
+    /// `finally` is skipped, the safe states are still commanded. Returns once all is stopped.
+    public func run(api: some Service) async throws {
+        let reason = Mutex<String>("a shutdown request")
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
+            services: [.init(service: RunService(daemon: self, reason: { reason.withLock { $0 } })), .init(service: api)],
+            logger: logger))
+        let signals = StopSignals { [scheduler, logger] by, count in
+            logger.notice(count == 1 ? "stopping: aborting running runs" : "halting: skipping finally", metadata: ["by": "\(by)"])
+            if count == 1 {
+                reason.withLock { $0 = by }
+                Task { await group.triggerGracefulShutdown() }
+            } else {
+                Task { await scheduler.halt(by: by) }
+            }
+        }
+        try await group.run()
+        withExtendedLifetime(signals) {}
+    }
+}
+
+/// The scheduler and campaigns as a service: on graceful shutdown every run is stopped safely.
+private struct RunService: Service {
+    let daemon: Daemon
+    let reason: @Sendable () -> String
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        await daemon.shutDown(.abort, by: reason())
+    }
+}
+
+/// The socket server as a service: it stops taking requests first when the daemon stops.
+private struct APIService: Service {
+    let server: SocketServer
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        server.stop()
+    }
+}
