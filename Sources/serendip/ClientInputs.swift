@@ -1,14 +1,12 @@
 import Foundation
+import LabAPI
 import LabCore
 import LabSpec
 
 /// A file a client sends: its absolute path (how diagnostics name it, where `include`s resolve) and its text.
-struct SentFile: Encodable {
-    var path: String
-    var text: String
-
+extension WireFile {
     /// `name` as a path, or a bare name as protocols/NAME.yaml under the current directory.
-    static func protocolFile(_ name: String) throws(ClientFailure) -> SentFile {
+    static func protocolFile(_ name: String) throws(ClientFailure) -> WireFile {
         let manager = FileManager.default
         var candidates = [name]
         if !name.contains("/") { candidates.append("protocols/\(name)" + (name.hasSuffix(".yaml") ? "" : ".yaml")) }
@@ -18,9 +16,9 @@ struct SentFile: Encodable {
         return try read(found)
     }
 
-    static func read(_ path: String) throws(ClientFailure) -> SentFile {
+    static func read(_ path: String) throws(ClientFailure) -> WireFile {
         let absolute = URL(fileURLWithPath: path).standardizedFileURL.path
-        do { return SentFile(path: absolute, text: try String(contentsOfFile: absolute, encoding: .utf8)) } catch {
+        do { return WireFile(path: absolute, text: try String(contentsOfFile: absolute, encoding: .utf8)) } catch {
             throw ClientFailure("could not read \(path): \(error.localizedDescription)", status: 2)
         }
     }
@@ -42,7 +40,7 @@ enum ParameterArguments {
         return pairs
     }
 
-    static func typed(_ raw: [String: String], for file: SentFile) throws(ClientFailure) -> [String: ExprValue] {
+    static func typed(_ raw: [String: String], for file: WireFile) throws(ClientFailure) -> [String: ExprValue] {
         guard !raw.isEmpty else { return [:] }
         let definition: ProtocolDefinition
         do { definition = try ProtocolParser.parse(file.text, path: file.path) } catch {

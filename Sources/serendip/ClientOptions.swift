@@ -36,10 +36,8 @@ struct ClientOptions: ParsableArguments {
             say(String(decoding: sorted, as: UTF8.self))
             return
         }
-        let decoder = JSONDecoder()
-        decoder.keyDecodingStrategy = .convertFromSnakeCase
         let value: Result
-        do { value = try decoder.decode(Result.self, from: result) } catch {
+        do { value = try JSONDecoder().decode(Result.self, from: result) } catch {
             throw fail(ClientFailure("the daemon's result is not what this client expects (\(error)); try --json", status: 1))
         }
         say(human(value))

@@ -1,54 +1,11 @@
 import Foundation
 import LabCore
 
-/// The daemon's results as this client reads them (docs/api.md), decoded with snake_case keys.
-struct EntryView: Decodable {
-    var run: Int64
-    var state: String
-    var `protocol`: String
-    var parameters: [String: ExprValue]?
-    var priority: Int
-    var owner: String
-    var project: String?
-    var campaign: Int64?
-    var proposal: String?
-    var chosenBy: String
-    var note: String?
-    var submittedAt: String
-    var notBefore: String?
-    var estimatedSeconds: Double?
-    var expectedStart: String?
-    var expectedEnd: String?
-}
-
-struct CampaignStatusView: Decodable {
-    struct Experiment: Decodable {
-        var index: Int
-        var run: Int64
-        var parameters: [String: Double]
-        var chosenBy: String
-        var objective: Double?
-        var best: Double?
-        var outcome: String
-        var error: String?
-    }
-
-    var campaign: Int64
-    var name: String
-    var state: String
-    var note: String?
-    var experiments: [Experiment]?
-    var best: Double?
-    var waiting: [Int64]?
-}
-
-struct CampaignStarted: Decodable { var campaign: Int64 }
-
 /// How values and times read in the text output.
 enum Show {
-    static func value(_ v: ExprValue) -> String {
+    static func value(_ v: ExprValue, format: String = "%g") -> String {
         switch v {
-        case .quantity(let q): String(format: "%g", q.value) + (q.unit == .one ? "" : " \(q.unit.symbol)")
+        case .quantity(let q): String(format: format, q.value) + (q.unit == .one ? "" : " \(q.unit.symbol)")
         case .bool(let b): b ? "true" : "false"
         case .text(let t): t
         }

@@ -123,13 +123,15 @@ struct ProgressTable {
     }
 
     func row(_ r: ExperimentReport) -> String {
-        row(index: r.index, parameters: r.parameters, objective: r.objective, best: r.bestSoFar,
+        row(index: r.index, values: Dictionary(uniqueKeysWithValues: searched.map { ($0, value($0, r.parameters)) }),
+            objective: r.objective, best: r.bestSoFar,
             outcome: r.outcome.rawValue, chosenBy: r.chosenBy, error: r.error)
     }
 
-    func row(index: Int, parameters: [String: Double], objective result: Double?, best: Double?,
+    /// One experiment, its searched parameters' values already written out.
+    func row(index: Int, values: [String: String], objective result: Double?, best: Double?,
              outcome: String, chosenBy: String, error: String?) -> String {
-        var cells = [String(format: "%2d", index)] + searched.map { Self.pad(value($0, parameters)) }
+        var cells = [String(format: "%2d", index)] + searched.map { Self.pad(values[$0] ?? "-") }
         if objective != nil {
             let shown = result.map { number($0) } ?? (outcome == RunOutcome.completed.rawValue ? "no value" : outcome)
             cells += [Self.pad(shown), Self.pad(best.map { number($0) } ?? "-")]

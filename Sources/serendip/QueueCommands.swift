@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LabAPI
 import LabCore
 
 /// `serendip submit FILE`: queue one run of a protocol on the daemon.
@@ -41,25 +42,16 @@ struct Submit: ParsableCommand {
         }
     }
 
-    struct Item: Encodable {
-        var `protocol`: SentFile
-        var parameters: [String: ExprValue]
-        var priority: Int
-        var not_before: String?
-        var project: String?
-        var request_id: String?
-        var autostart: Bool
-    }
-
     func run() throws {
-        let item: Item
+        let item: QueueItemParams
         do throws(ClientFailure) {
-            let file = try SentFile.protocolFile(self.file)
+            let file = try WireFile.protocolFile(self.file)
             let values = try ParameterArguments.typed(try ParameterArguments.split(parameters), for: file)
-            item = Item(protocol: file, parameters: values, priority: priority, not_before: notBefore.flatMap { StartTime.parse($0) }.map(StartTime.iso),
-                        project: project, request_id: requestId, autostart: autostart)
+            item = QueueItemParams(protocolFile: file, parameters: values, priority: priority,
+                                   notBefore: notBefore.flatMap { StartTime.parse($0) }.map(StartTime.iso),
+                                   project: project, requestID: requestId, autostart: autostart)
         } catch { throw client.fail(error) }
-        try client.show(try client.call("queue.add", item), as: EntryView.self) { entry in
+        try client.show(try client.call("queue.add", item), as: WireEntry.self) { entry in
             var line = "queued as run \(entry.run)"
             if entry.state != "queued" { line += " (\(entry.state.replacingOccurrences(of: "_", with: " ")))" }
             if let start = entry.expectedStart { line += "; expected to start at \(Show.time(start))" }
@@ -78,14 +70,12 @@ struct QueueCommand: ParsableCommand {
 
     @OptionGroup var client: ClientOptions
 
-    struct Params: Encodable { var all: Bool }
-
-    func run() throws {
-        try client.show(try client.call("queue.list", Params(all: all)), as: [EntryView].self) { entries in
+        func run() throws {
+        try client.show(try client.call("queue.list", QueueListParams(all: all)), as: [WireEntry].self) { entries in
             guard !entries.isEmpty else { return all ? "the queue is empty (and nothing has run)" : "the queue is empty" }
             let header = ["run", "state", "protocol", "priority", "owner", "expected start", "expected end", "chosen by"]
             return Show.table([header] + entries.map {
-                [String($0.run), $0.state, $0.protocol, String($0.priority), $0.owner,
+                [String($0.run), $0.state, $0.protocolName, String($0.priority), $0.owner,
                  Show.time($0.expectedStart), Show.time($0.expectedEnd), $0.chosenBy]
             })
         }
@@ -102,12 +92,12 @@ struct Status: ParsableCommand {
     @OptionGroup var client: ClientOptions
 
     func run() throws {
-        try client.show(try client.call("queue.get", RunParams(run: number)), as: EntryView.self, Self.describe)
+        try client.show(try client.call("queue.get", RunRef(run: number)), as: WireEntry.self, Self.describe)
     }
 
-    static func describe(_ e: EntryView) -> String {
+    static func describe(_ e: WireEntry) -> String {
         var fields: [(String, String?)] = [
-            ("run", String(e.run)), ("state", e.state), ("protocol", e.protocol), ("parameters", Show.parameters(e.parameters)),
+            ("run", String(e.run)), ("state", e.state), ("protocol", e.protocolName), ("parameters", Show.parameters(e.parameters)),
             ("priority", String(e.priority)), ("owner", e.owner), ("project", e.project), ("campaign", e.campaign.map(String.init)),
             ("proposal", e.proposal), ("chosen by", e.chosenBy), ("note", e.note), ("submitted", e.submittedAt),
             ("not before", e.notBefore), ("estimated", e.estimatedSeconds.map(Show.duration)),
@@ -119,8 +109,6 @@ struct Status: ParsableCommand {
     }
 }
 
-struct RunParams: Encodable { var run: Int64 }
-
 /// The person's decisions on one entry; each prints the entry's new state.
 protocol EntryDecision: ParsableCommand {
     static var method: String { get }
@@ -130,7 +118,7 @@ protocol EntryDecision: ParsableCommand {
 
 extension EntryDecision {
     func run() throws {
-        try client.show(try client.call(Self.method, RunParams(run: number)), as: EntryView.self) {
+        try client.show(try client.call(Self.method, RunRef(run: number)), as: WireEntry.self) {
             "run \($0.run) is \($0.state.replacingOccurrences(of: "_", with: " "))" + ($0.note.map { " (\($0))" } ?? "")
         }
     }

@@ -172,7 +172,7 @@ extension ClientCommandTests {
 
 extension ClientCommandTests {
     @Test func campaignStartSendsTheCampaignAndTheProtocolItNamesRelativeToIt() async throws {
-        let server = try OneReplyServer(reply: #"{"jsonrpc":"2.0","id":1,"result":{"campaign":4}}"#)
+        let server = try OneReplyServer(reply: #"{"jsonrpc":"2.0","id":1,"result":{"campaign":4,"name":"yield","state":"running","experiments":[],"waiting":[]}}"#)
         let (status, output) = try await Self.serendip(["campaign", "start", "examples/toy-lab/campaign.yaml", "--approval", "--data", server.directory])
         #expect(status == 0)
         #expect(output == "started campaign 4 (follow it with: serendip campaign status 4)\n")
@@ -187,17 +187,17 @@ extension ClientCommandTests {
 
     @Test func campaignStatusPrintsTheExperimentsInTheDemosColumns() async throws {
         let server = try OneReplyServer(reply: #"""
-            {"jsonrpc":"2.0","id":1,"result":{"campaign":4,"name":"yield","state":"running","best":0.61,"waiting":[9],"experiments":[\#
-            {"index":1,"run":7,"parameters":{"temperature":80,"residence":12},"chosen_by":"sobol","objective":0.52,"best":0.52,"outcome":"completed"},\#
-            {"index":2,"run":8,"parameters":{"temperature":95,"residence":8},"chosen_by":"planner","best":0.52,"outcome":"failed","error":"reactor timed out"}]}}
+            {"jsonrpc":"2.0","id":1,"result":{"campaign":4,"name":"yield","state":"running","objective":"yield","best":0.61,"waiting":[9],"experiments":[\#
+            {"index":1,"run":7,"parameters":{"temperature":{"value":80,"unit":"degC"},"residence":{"value":12,"unit":"min"}},"chosen_by":"sobol","objective":0.52,"best":0.52,"outcome":"completed"},\#
+            {"index":2,"run":8,"parameters":{"temperature":{"value":95,"unit":"degC"},"residence":{"value":8,"unit":"min"}},"chosen_by":"planner","best":0.52,"outcome":"failed","error":"reactor timed out"}]}}
             """#)
         let (status, output) = try await Self.serendip(["campaign", "status", "4", "--data", server.directory])
         #expect(status == 0)
         #expect(output == """
             campaign 4 (yield) is running; 2 experiments, best 0.61
-             #  residence     temperature   objective     best          chosen by
-             1  12            80            0.52          0.52          sobol
-             2  8             95            failed        0.52          planner
+             #  residence     temperature   yield         best          chosen by
+             1  12 min        80 degC       0.52          0.52          sobol
+             2  8 min         95 degC       failed        0.52          planner
                   reactor timed out
             waiting in the queue: run 9
 
