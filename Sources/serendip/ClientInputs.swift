@@ -64,8 +64,8 @@ enum ParameterArguments {
                     let expr = try ExpressionParser.parse(text, at: SourceLocation(file: "--param \(name)", line: 1, column: 1))
                     value = try ExprEnvironment().evaluate(expr)
                 }
-                _ = try spec.checked(value)   // the range, the unit's dimension, the choices
-                values[name] = value
+                // Checked for its range, its unit's dimension, its choices; a bare number is sent in the parameter's unit.
+                values[name] = try spec.checked(value)
             } catch {
                 throw ClientFailure("--param \(name)=\(text): \(error)", status: 1)
             }

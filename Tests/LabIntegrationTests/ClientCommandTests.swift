@@ -134,7 +134,7 @@ extension ClientCommandTests {
         #expect(sent["text"] == (try String(contentsOfFile: Repository.path("protocols/reactor-yield.yaml"), encoding: .utf8)))
         let values = try #require(params["parameters"] as? [String: [String: Any]])
         #expect(values["temperature"]?["value"] as? Double == 80 && values["temperature"]?["unit"] as? String == "degC")
-        #expect(values["residence"]?["value"] as? Double == 12)
+        #expect(values["residence"]?["value"] as? Double == 12 && values["residence"]?["unit"] as? String == "min", "a bare number is in the parameter's unit")
         #expect(params["priority"] as? Int == 2 && params["request_id"] as? String == "k1")
         #expect(params["not_before"] as? String == "2026-11-30T05:00:00Z")
     }
