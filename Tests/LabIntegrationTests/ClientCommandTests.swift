@@ -163,10 +163,10 @@ extension ClientCommandTests {
     }
 
     @Test func aRunThatDoesNotExistIsReportedWithTheDaemonsMessageAndExits1() async throws {
-        let server = try OneReplyServer(reply: #"{"jsonrpc":"2.0","id":1,"error":{"code":-32011,"message":"no run 99"}}"#)
+        let server = try OneReplyServer(reply: #"{"jsonrpc":"2.0","id":1,"error":{"code":-32004,"message":"there is no queue entry 99"}}"#)
         let (status, output) = try await Self.serendip(["hold", "99", "--data", server.directory])
         #expect(status == 1)
-        #expect(output == "queue.hold: no run 99 (error -32011)\n")
+        #expect(output == "queue.hold: there is no queue entry 99 (error -32004)\n")
     }
 }
 
@@ -212,5 +212,186 @@ extension ClientCommandTests {
         let request = try #require(try JSONSerialization.jsonObject(with: Data(server.received().utf8)) as? [String: Any])
         let sent = try #require(((request["params"] as? [String: Any])?["not_before"] as? String).flatMap { ISO8601DateFormatter().date(from: $0) })
         #expect(sent.timeIntervalSince(before) > 7190 && sent.timeIntervalSince(before) < 7260)
+    }
+}
+
+// MARK: - Against the daemon
+
+/// `serendip serve` on the toy lab as a child process, driven by the client commands as a person
+/// types them, with their text and their --json output.
+@Suite(.serialized) struct ClientServeTests {
+    /// A daemon in a fresh data directory, with its socket answering.
+    struct Served {
+        let directory: URL
+        let child: Child
+        var data: String { directory.path }
+
+        init() async throws {
+            directory = FileManager.default.temporaryDirectory.appendingPathComponent("serendip-serve-\(UUID().uuidString.prefix(8))")
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            child = try Child(["serve", "--lab", "examples/toy-lab/lab.yaml", "--data", directory.path],
+                              output: FileManager.default.temporaryDirectory.appendingPathComponent("serve-\(UUID()).txt"))
+            let socket = directory.appendingPathComponent("serendip.sock").path
+            let deadline = ContinuousClock.now + .seconds(60)
+            while try await !answers(socket) {
+                guard ContinuousClock.now < deadline, child.process.isRunning else {
+                    child.signal(SIGKILL)
+                    throw CancellationError()
+                }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+        }
+
+        private func answers(_ socket: String) async throws -> Bool {
+            guard FileManager.default.fileExists(atPath: socket) else { return false }
+            return try await client(["queue"]).status == 0
+        }
+
+        func client(_ arguments: [String]) async throws -> (status: Int32, output: String) {
+            try await ClientCommandTests.serendip(arguments + ["--data", data])
+        }
+
+        func json(_ arguments: [String]) async throws -> Any {
+            let (status, output) = try await client(arguments + ["--json"])
+            #expect(status == 0, "\(arguments): \(output)")
+            return try JSONSerialization.jsonObject(with: Data(output.utf8))
+        }
+
+        func stop() async throws -> Int32 {
+            child.signal(SIGTERM)
+            return try await child.exitStatus()
+        }
+    }
+
+    @Test func submitQueueStatusHoldReleaseAndCancelDriveOneEntry() async throws {
+        let served = try await Served()
+        // Not before two hours from now: the entry waits, so holding and cancelling it are not a race.
+        let submitted = try await served.client(["submit", "reactor-yield", "--param", "temperature=80 degC",
+                                                 "--param", "residence=12", "--not-before", "+2h", "--priority", "3"])
+        #expect(submitted.status == 0, "\(submitted.output)")
+        #expect(submitted.output.hasPrefix("queued as run 1"))
+
+        let queue = try await served.client(["queue"])
+        #expect(queue.output.hasPrefix("run  state   protocol       priority  owner"), "\(queue.output)")
+        #expect(queue.output.contains("1    queued  reactor-yield  3"), "\(queue.output)")
+        let listed = try #require(try await served.json(["queue"]) as? [[String: Any]])
+        #expect(listed.map { $0["run"] as? Int } == [1])
+
+        let status = try await served.client(["status", "1"])
+        #expect(status.output.contains("parameters:     residence=12 min, temperature=80 degC"), "\(status.output)")
+        let entry = try #require(try await served.json(["status", "1"]) as? [String: Any])
+        #expect(entry["state"] as? String == "queued" && entry["priority"] as? Int == 3)
+        #expect((entry["parameters"] as? [String: [String: Any]])?["temperature"]?["unit"] as? String == "degC")
+
+        #expect(try await served.client(["hold", "1"]).output.hasPrefix("run 1 is held"))
+        #expect(try await served.client(["release", "1"]).output.hasPrefix("run 1 is queued"))
+        let cancelled = try #require(try await served.json(["cancel", "1"]) as? [String: Any])
+        #expect(cancelled["state"] as? String == "cancelled")
+        #expect(try await served.client(["queue"]).output == "the queue is empty\n")
+        #expect(try await served.client(["queue", "--all"]).output.contains("cancelled"))
+        #expect(try await served.stop() == 0)
+    }
+
+    @Test func aProtocolThatDoesNotValidateIsRefusedAtItsLineAndColumn() async throws {
+        let served = try await Served()
+        let file = served.directory.appendingPathComponent("typo.yaml")
+        try """
+            serendip: 1
+            name: typo
+            instruments: { reactor: thermo-reactor }
+            steps:
+              - set: reactor.temprature
+                to: 40 degC
+            """.write(to: file, atomically: true, encoding: .utf8)
+        let (status, output) = try await served.client(["submit", file.path])
+        #expect(status == 1)
+        #expect(output.contains("\(file.path):5:"), "\(output)")
+        #expect(try await served.stop() == 0)
+    }
+
+    @Test func aCampaignStartsShowsItsRunsAndStops() async throws {
+        let served = try await Served()
+        let campaign = try served.longSweep()
+        let started = try await served.client(["campaign", "start", campaign])
+        #expect(started.output.hasPrefix("started campaign 1"), "\(started.output)")
+        try await waitFor {
+            let status = try JSONSerialization.jsonObject(with: Data(served.runSync(["campaign", "status", "1", "--json"]).utf8)) as? [String: Any]
+            return !((status?["waiting"] as? [Any]) ?? []).isEmpty
+        }
+        let status = try await served.client(["campaign", "status", "1"])
+        #expect(status.output.hasPrefix("campaign 1 (long-sweep) is running"), "\(status.output)")
+        #expect(status.output.contains("waiting in the queue: run "), "\(status.output)")
+        let queue = try #require(try await served.json(["queue"]) as? [[String: Any]])
+        #expect(queue.allSatisfy { $0["campaign"] as? Int == 1 && $0["protocol"] as? String == "long-hold" })
+        let stopped = try #require(try await served.json(["campaign", "stop", "1"]) as? [String: Any])
+        #expect(stopped["state"] as? String == "stopped")
+        #expect(try await served.client(["campaign", "list"]).output.contains("long-sweep  stopped"))
+        #expect(try await served.stop() == 0)
+    }
+
+    @Test func approveLetsARunStartAndRejectKeepsOneFromEverStarting() async throws {
+        let served = try await Served()
+        #expect(try await served.client(["campaign", "start", try served.longSweep(), "--approval"]).status == 0)
+        var waiting: [[String: Any]] = []
+        try await waitFor {
+            let listed = try JSONSerialization.jsonObject(with: Data(served.runSync(["queue", "--json"]).utf8)) as? [[String: Any]]
+            waiting = (listed ?? []).filter { $0["state"] as? String == "awaiting_approval" }
+            return !waiting.isEmpty
+        }
+        let run = try #require(waiting.first?["run"] as? Int)
+        #expect(try await served.client(["reject", "\(run)"]).output.hasPrefix("run \(run) is rejected"))
+        try await waitFor {
+            let listed = try JSONSerialization.jsonObject(with: Data(served.runSync(["queue", "--json"]).utf8)) as? [[String: Any]]
+            waiting = (listed ?? []).filter { $0["state"] as? String == "awaiting_approval" }
+            return !waiting.isEmpty
+        }
+        let next = try #require(waiting.first?["run"] as? Int)
+        let approved = try await served.client(["approve", "\(next)"])
+        #expect(approved.output.hasPrefix("run \(next) is queued") || approved.output.hasPrefix("run \(next) is running"), "\(approved.output)")
+        // SIGTERM with that run possibly running: aborted safely, and the daemon exits 0.
+        #expect(try await served.stop() == 0)
+    }
+}
+
+extension ClientServeTests.Served {
+    /// A two-point sweep whose runs hold the reactor for ten hours (12 s at the toy lab's 3000x):
+    /// the campaign is still running while the test looks at it. Returns the campaign file's path.
+    func longSweep() throws -> String {
+        try """
+            serendip: 1
+            name: long-hold
+            instruments: { reactor: thermo-reactor }
+            parameters:
+              temperature: { type: real, unit: degC, range: [30, 60] }
+            steps:
+              - set: reactor.setpoint
+                to: $temperature
+              - hold: 10 h
+            """.write(to: directory.appendingPathComponent("long-hold.yaml"), atomically: true, encoding: .utf8)
+        let campaign = directory.appendingPathComponent("campaign.yaml")
+        try """
+            serendip: 1
+            campaign: long-sweep
+            protocol: long-hold.yaml
+            sweep:
+              vary:
+                temperature: [40 degC, 50 degC]
+            """.write(to: campaign, atomically: true, encoding: .utf8)
+        return campaign.path
+    }
+}
+
+extension ClientServeTests.Served {
+    /// A client call run to its end synchronously, for a condition polled by waitFor.
+    func runSync(_ arguments: [String]) throws -> String {
+        let process = Process()
+        let pipe = Pipe()
+        process.executableURL = Child.executable
+        process.arguments = arguments + ["--data", data]
+        process.standardOutput = pipe
+        try process.run()
+        let output = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return String(decoding: output, as: UTF8.self)
     }
 }
