@@ -204,6 +204,16 @@ extension ClientCommandTests {
             """)
     }
 
+    @Test func notBeforeAsAClockTimeAlreadyPastMeansTomorrow() async throws {
+        let server = try OneReplyServer(reply: #"{"jsonrpc":"2.0","id":1,"result":\#(Self.entry)}"#)
+        let (status, _) = try await Self.serendip(["submit", "reactor-yield", "--not-before", "00:00", "--data", server.directory])
+        #expect(status == 0)
+        let request = try #require(try JSONSerialization.jsonObject(with: Data(server.received().utf8)) as? [String: Any])
+        let sent = try #require(((request["params"] as? [String: Any])?["not_before"] as? String).flatMap { ISO8601DateFormatter().date(from: $0) })
+        let midnight = Calendar.current.startOfDay(for: Date().addingTimeInterval(86400))
+        #expect(abs(sent.timeIntervalSince(midnight)) < 2, "the next local midnight, not the one past")
+    }
+
     @Test func notBeforeAsAnOffsetIsSentAsTheTimeItNames() async throws {
         let server = try OneReplyServer(reply: #"{"jsonrpc":"2.0","id":1,"result":\#(Self.entry)}"#)
         let before = Date()
