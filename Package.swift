@@ -56,9 +56,10 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         .executableTarget(name: "serendip", dependencies: [
-            "LabCore", "LabSpec", "LabEngine", "LabDrivers", "LabDaemon", "LabTransport", "LabStorage", "LabPlanner",
+            "LabCore", "LabSpec", "LabEngine", "LabDrivers", "LabDaemon", "LabTransport", "LabStorage", "LabPlanner", "LabAPI",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "Yams", package: "Yams"),
         ]),
         .testTarget(name: "LabCoreTests", dependencies: ["LabCore"]),
         .testTarget(name: "LabSpecTests", dependencies: ["LabSpec", "LabCore"], exclude: ["Corpus"]),

@@ -95,9 +95,15 @@ func say(_ line: String) {
 /// The progress lines of a campaign: one column per parameter it varies, then its objective (or,
 /// for a sweep, how each run ended), whatever the lab.
 struct ProgressTable {
-    let definition: ProtocolDefinition
+    /// Types the values of the searched parameters; without it (a daemon's campaign seen by a
+    /// client) they are shown as the numbers they are.
+    let definition: ProtocolDefinition?
     let searched: [String]
     let objective: String?
+
+    init(searched: [String], objective: String?, definition: ProtocolDefinition? = nil) {
+        self.searched = searched; self.objective = objective; self.definition = definition
+    }
 
     init(_ spec: CampaignSpec) {
         definition = spec.definition
@@ -117,25 +123,34 @@ struct ProgressTable {
     }
 
     func row(_ r: ExperimentReport) -> String {
-        var cells = [String(format: "%2d", r.index)] + searched.map { Self.pad(value($0, r)) }
+        row(index: r.index, values: Dictionary(uniqueKeysWithValues: searched.map { ($0, value($0, r.parameters)) }),
+            objective: r.objective, best: r.bestSoFar,
+            outcome: r.outcome.rawValue, chosenBy: r.chosenBy, error: r.error)
+    }
+
+    /// One experiment, its searched parameters' values already written out.
+    func row(index: Int, values: [String: String], objective result: Double?, best: Double?,
+             outcome: String, chosenBy: String, error: String?) -> String {
+        var cells = [String(format: "%2d", index)] + searched.map { Self.pad(values[$0] ?? "-") }
         if objective != nil {
-            let result = r.objective.map { number($0) } ?? (r.outcome == .completed ? "no value" : r.outcome.rawValue)
-            cells += [Self.pad(result), Self.pad(r.bestSoFar.map { number($0) } ?? "-")]
+            let shown = result.map { number($0) } ?? (outcome == RunOutcome.completed.rawValue ? "no value" : outcome)
+            cells += [Self.pad(shown), Self.pad(best.map { number($0) } ?? "-")]
         } else {
-            cells.append(Self.pad(r.outcome.rawValue))
+            cells.append(Self.pad(outcome))
         }
-        let line = (cells + [r.chosenBy]).joined(separator: "  ")
-        return r.outcome == .completed || r.error == nil ? line : line + "\n      " + r.error!.prefix(160)
+        let line = (cells + [chosenBy]).joined(separator: "  ")
+        return outcome == RunOutcome.completed.rawValue || error == nil ? line : line + "\n      " + error!.prefix(160)
     }
 
     func parameters(_ r: ExperimentReport) -> String {
-        searched.map { value($0, r) }.joined(separator: ", ")
+        searched.map { value($0, r.parameters) }.joined(separator: ", ")
     }
 
     func number(_ x: Double, signed: Bool = false) -> String { String(format: signed ? "%+.4g" : "%.4g", x) }
 
-    private func value(_ name: String, _ r: ExperimentReport) -> String {
-        guard let x = r.parameters[name], let spec = definition.parameter(named: name) else { return "-" }
+    private func value(_ name: String, _ parameters: [String: Double]) -> String {
+        guard let x = parameters[name] else { return "-" }
+        guard let spec = definition?.parameter(named: name) else { return number(x) }
         switch spec.value(coordinate: x) {
         case .quantity(let q): return String(format: "%.4g", q.value) + (q.unit == .one ? "" : " \(q.unit.symbol)")
         case .bool(let b): return b ? "true" : "false"

@@ -4,5 +4,7 @@ import ArgumentParser
 struct Serendip: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Autonomous-lab orchestration: instruments, protocols, data and a planner in one daemon.",
-        subcommands: [Serve.self, Demo.self, Validate.self, Simulate.self, PlannerCommand.self, Bench.self])
+        subcommands: [Serve.self, Demo.self, Validate.self, Simulate.self, PlannerCommand.self, Bench.self,
+                      Submit.self, QueueCommand.self, Status.self, Cancel.self, Hold.self, Release.self,
+                      Approve.self, Reject.self, CampaignCommand.self])
 }

@@ -174,12 +174,12 @@ struct Child {
         return FileManager.default.isExecutableFile(atPath: beside.path) ? beside : URL(fileURLWithPath: Repository.path(".build/debug/serendip"))
     }
 
-    init(_ arguments: [String], output: URL) throws {
+    init(_ arguments: [String], output: URL, directory: URL? = nil) throws {
         outputFile = output
         FileManager.default.createFile(atPath: output.path, contents: nil)
         process.executableURL = Self.executable
         process.arguments = arguments
-        process.currentDirectoryURL = Repository.root
+        process.currentDirectoryURL = directory ?? Repository.root
         process.standardOutput = try FileHandle(forWritingTo: output)
         process.standardError = process.standardOutput
         try process.run()
