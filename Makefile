@@ -29,7 +29,7 @@ test: deps
 	$(SWIFT) test --skip-build --parallel --num-workers 2
 
 # The kill -9 test of the daemon (DaemonCrashTests) with 200 random kill points instead of 20.
-# Replay a failure with the seed it printed: SERENDIP_KILL_SEED=N make soak.
+# SERENDIP_KILL_SEED=N make soak draws the kill delays of the seed a failure printed again.
 soak: deps
 	$(SWIFT) build --build-tests
 	SERENDIP_KILL_POINTS=200 $(SWIFT) test --skip-build --filter DaemonCrashTests

@@ -12,7 +12,7 @@ import Testing
 /// runs keep measuring a real Modbus reactor that outlives it. After every restart the database is
 /// intact, the queue holds exactly what was acknowledged, each reading is stored once and is one the
 /// device served, and what was running is interrupted after its reactor was made safe.
-/// SERENDIP_KILL_POINTS sets the number of kills (`make soak`: 200); SERENDIP_KILL_SEED replays one.
+/// SERENDIP_KILL_POINTS sets the number of kills (`make soak`: 200); SERENDIP_KILL_SEED draws the same delays again.
 @Suite(.serialized) struct DaemonCrashTests {
     /// Measurements a completed run of `probe` stores: 3 passes of 5 readings.
     static let readingsPerRun = 15
@@ -21,7 +21,7 @@ import Testing
     @Test func aDaemonKilledAtRandomMomentsLosesNothingItAcknowledgedAndDuplicatesNothing() async throws {
         let points = ProcessInfo.processInfo.environment["SERENDIP_KILL_POINTS"].flatMap(Int.init) ?? 20
         let seed = ProcessInfo.processInfo.environment["SERENDIP_KILL_SEED"].flatMap(UInt64.init) ?? UInt64.random(in: 1...UInt64.max)
-        print("DaemonCrashTests: \(points) kill points, seed \(seed) (replay with SERENDIP_KILL_SEED=\(seed))")
+        print("DaemonCrashTests: \(points) kill points, seed \(seed) (the same delays again: SERENDIP_KILL_SEED=\(seed))")
         var random = SplitMix64(seed: seed)
         let reactor = RecordingReactor()
         let device = try ModbusSimulator(spec: try DriverSpec.load(path: Repository.path("drivers/thermo-reactor.yaml")), model: reactor)
@@ -31,6 +31,7 @@ import Testing
         defer { submitter.stop() }
 
         var unverified = KillSnapshot()
+        var storedUnanswered = 0   // queued by a daemon killed before its reply went out
         for point in 1...points {
             let daemon = try lab.serve(point)
             defer { if daemon.process.isRunning { daemon.signal(SIGKILL) } }
@@ -55,7 +56,8 @@ import Testing
             // A request the killed daemon sent reaches the device before this read is answered
             // (one server thread, requests in the order they arrived), so later writes are the restart's.
             _ = try await ModbusTCPClient(.init(host: "127.0.0.1", port: device.port)).readRegisters(.holding, address: 100, count: 2)
-            let crashed = try lab.snapshot(writes: reactor.writes.count)
+            let crashed = try lab.snapshot(writes: reactor.writes.count, unanswered: submitter.state.unanswered)
+            storedUnanswered += crashed.storedUnanswered
             #expect(crashed.integrity == ["ok"], "integrity of the killed daemon's database (seed \(seed)): \(crashed.integrity)")
             unverified.merge(crashed)
         }
@@ -65,7 +67,8 @@ import Testing
         let problems = try lab.verify(unverified, reactor: reactor, submitted: submitter.state)
         #expect(problems.isEmpty, "after the last kill (seed \(seed)):\n\(problems.joined(separator: "\n"))")
         let state = submitter.state
-        print("DaemonCrashTests: \(state.acknowledged.count) acknowledged submissions, \(state.retried) sent again after a kill; "
+        print("DaemonCrashTests: \(state.acknowledged.count) acknowledged submissions, \(state.retried) sent again after a kill "
+              + "(\(storedUnanswered) of them had been queued); "
               + "runs \(try lab.count("run")), queue \(try lab.count("queue_entry")) in \(lab.directory.path)")
         #expect(state.acknowledged.count >= points, "the client got submissions through between kills")
         #expect(state.errors.isEmpty, "unexpected error replies: \(state.errors.prefix(5))")
@@ -139,7 +142,7 @@ struct CrashLab {
     }
 
     /// What the database holds right after a kill, with the daemon dead.
-    func snapshot(writes: Int) throws -> KillSnapshot {
+    func snapshot(writes: Int, unanswered: [String]) throws -> KillSnapshot {
         guard FileManager.default.fileExists(atPath: database) else { return KillSnapshot() }
         return try read { db in
             let running = Set(try Int64.fetchAll(db, sql: "SELECT id FROM run WHERE state = 'running'"))
@@ -148,7 +151,10 @@ struct CrashLab {
                 runningRuns: running,
                 runningEntries: Set(try Int64.fetchAll(db, sql: "SELECT id FROM queue_entry WHERE state = 'running'")),
                 queuedManual: Set(try Int64.fetchAll(db, sql: "SELECT id FROM queue_entry WHERE state = 'queued' AND autostart = 0")),
-                writesBeforeRestart: running.isEmpty ? nil : writes)
+                writesBeforeRestart: running.isEmpty ? nil : writes,
+                storedUnanswered: try unanswered.filter {
+                    try Bool.fetchOne(db, sql: "SELECT 1 FROM queue_entry WHERE request_id = ?", arguments: [$0]) ?? false
+                }.count)
         }
     }
 
@@ -249,6 +255,8 @@ struct KillSnapshot {
     var queuedManual: Set<Int64> = []
     /// The device's write count at the first such kill with a run running: the safe state must follow it.
     var writesBeforeRestart: Int?
+    /// Submissions without a reply that the killed daemon had queued (for the summary).
+    var storedUnanswered = 0
 
     /// A kill during a restart's recovery: what either kill left must be true after the next restart.
     mutating func merge(_ later: KillSnapshot) {
