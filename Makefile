@@ -6,7 +6,7 @@ SWIFT      ?= swift
 BUILD      ?= .build
 APT_PACKAGES = libmodbus-dev libserialport-dev libsqlite3-dev socat pkg-config
 
-.PHONY: demo test bench bench-planner fuzz deps build clean
+.PHONY: demo test soak bench bench-planner fuzz deps build clean
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -27,6 +27,12 @@ demo: build
 test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --parallel --num-workers 2
+
+# The kill -9 test of the daemon (DaemonCrashTests) with 200 random kill points instead of 20.
+# SERENDIP_KILL_SEED=N make soak draws the kill delays of the seed a failure printed again.
+soak: deps
+	$(SWIFT) build --build-tests
+	SERENDIP_KILL_POINTS=200 $(SWIFT) test --skip-build --filter DaemonCrashTests
 
 bench: deps
 	$(SWIFT) build -c release
