@@ -44,7 +44,7 @@ struct ClientOptions: ParsableArguments {
     }
 
     func fail(_ failure: ClientFailure) -> ExitCode {
-        FileHandle.standardError.write(Data((failure.description + "\n").utf8))
+        Output.error(failure.description)
         return ExitCode(failure.status)
     }
 

@@ -89,7 +89,7 @@ struct Demo: AsyncParsableCommand {
 /// Writes a line straight to standard output: progress reaches a pipe or a log file as it is
 /// printed, not when a buffer fills (and is not lost if the process is killed).
 func say(_ line: String) {
-    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+    Output.line(line)
 }
 
 /// The progress lines of a campaign: one column per parameter it varies, then its objective (or,

@@ -37,7 +37,7 @@ struct PlannerCommand: ParsableCommand {
             guard let reply = session.reply(to: line) else {
                 if session.finished { break } else { continue }
             }
-            FileHandle.standardOutput.write(Data((reply + "\n").utf8))
+            Output.line(reply)
         }
     }
 }

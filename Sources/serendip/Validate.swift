@@ -77,6 +77,6 @@ struct Validate: ParsableCommand {
     }
 
     private func printError(_ text: String) {
-        FileHandle.standardError.write(Data((text + "\n").utf8))
+        Output.error(text)
     }
 }
