@@ -90,15 +90,17 @@ public struct CampaignStartParams: RPCParams {
         "campaign": RPCParameter(.object, required: true, about: "the campaign file: {path, text}"),
         "protocol": RPCParameter(.object, required: false, about: "the protocol file it names: {path, text}"),
         "approval": RPCParameter(.boolean, required: false, about: "its proposals wait for a person's approval"),
+        "budget": RPCParameter(.integer, required: false, about: "at most this many experiments, instead of the file's budget"),
     ]
     public var campaign: WireFile
     public var protocolFile: WireFile?
     public var approval: Bool?
+    public var budget: Int?
 
-    enum CodingKeys: String, CodingKey { case campaign, approval, protocolFile = "protocol" }
+    enum CodingKeys: String, CodingKey { case campaign, approval, budget, protocolFile = "protocol" }
 
-    public init(campaign: WireFile, protocolFile: WireFile?, approval: Bool? = nil) {
-        self.campaign = campaign; self.protocolFile = protocolFile; self.approval = approval
+    public init(campaign: WireFile, protocolFile: WireFile?, approval: Bool? = nil, budget: Int? = nil) {
+        self.campaign = campaign; self.protocolFile = protocolFile; self.approval = approval; self.budget = budget
     }
 }
 

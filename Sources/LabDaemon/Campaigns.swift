@@ -21,15 +21,16 @@ public actor Campaigns {
 
     /// A campaign file's text (and its protocol's, as the client read them), checked against the
     /// daemon's lab, then started. Returns its number.
-    public func start(text: String, path: String, protocolText: String?, owner: String, needsApproval: Bool) async throws -> Int64 {
+    public func start(text: String, path: String, protocolText: String?, owner: String, needsApproval: Bool,
+                      budget: Int? = nil) async throws -> Int64 {
         let spec = try CampaignSpec.parse(text, path: path, lab: lab, protocolText: protocolText)
-        let (_, rules, _) = try CampaignSession.plan(spec, budget: nil)
+        let (_, rules, _) = try CampaignSession.plan(spec, budget: budget)
         let primary = rules.objectives.first
         let id = try database.createDaemonCampaign(
             name: spec.name, spec: spec.source, protocolSource: spec.definition.source, objective: primary?.output,
             direction: primary.map { $0.maximize ? "maximize" : "minimize" }, seed: spec.seed, owner: owner,
             needsApproval: needsApproval)
-        try await launch(id, spec: spec, owner: owner, needsApproval: needsApproval, history: [], retries: [])
+        try await launch(id, spec: spec, owner: owner, needsApproval: needsApproval, budget: budget, history: [], retries: [])
         return id
     }
 
@@ -103,9 +104,9 @@ public actor Campaigns {
         }
     }
 
-    private func launch(_ id: Int64, spec: CampaignSpec, owner: String, needsApproval: Bool, history: [FinishedRun],
-                        retries: [Suggestion]) async throws {
-        let (advisor, rules, _) = try CampaignSession.plan(spec, budget: nil)
+    private func launch(_ id: Int64, spec: CampaignSpec, owner: String, needsApproval: Bool, budget: Int? = nil,
+                        history: [FinishedRun], retries: [Suggestion]) async throws {
+        let (advisor, rules, _) = try CampaignSession.plan(spec, budget: budget)
         let settings = CampaignDriver.Settings(
             campaignID: id, definition: spec.definition, rules: rules, owner: owner, project: nil,
             needsApproval: needsApproval, capacity: max(1, min(rules.batchSize > 1 ? rules.batchSize : .max, capacity(for: spec.definition))))

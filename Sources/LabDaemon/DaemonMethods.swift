@@ -59,8 +59,9 @@ extension Daemon {
         [
             .method("campaign.start", mutates: true) { (p: CampaignStartParams, caller) in
                 let id = try await self.request {
-                    try await self.campaigns.start(text: p.campaign.text, path: p.campaign.path, protocolText: p.protocolFile?.text,
-                                                   owner: caller.user, needsApproval: p.approval ?? false)
+                    guard (p.budget ?? 1) >= 1 else { throw RPCError.invalidParams("budget must be at least 1") }
+                    return try await self.campaigns.start(text: p.campaign.text, path: p.campaign.path, protocolText: p.protocolFile?.text,
+                                                          owner: caller.user, needsApproval: p.approval ?? false, budget: p.budget)
                 }
                 return try await self.campaignStatus(id)
             },

@@ -2,18 +2,23 @@ import ArgumentParser
 import Foundation
 import LabCore
 import LabDrivers
+import LabAPI
 import LabDaemon
 import LabEngine
 import LabSpec
 
-/// `serendip demo`: the closed loop end to end on a simulated lab.
+/// `serendip demo`: the daemon end to end. It starts `serendip serve` on the campaign's lab (the
+/// example lab's instruments are simulated over the real transports), hands it the campaign
+/// through the socket API as `serendip campaign start` does, prints each experiment as it ends,
+/// and stops the daemon.
 struct Demo: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run the example optimisation campaign against simulated instruments over real transports.",
+        abstract: "Start the daemon on a simulated lab, run the example optimisation campaign through it, and stop it.",
         discussion: """
-            Ctrl-C or SIGTERM stops it safely: the current run's 'finally' steps, then every instrument's \
-            safe state, the run recorded as aborted; a second signal skips 'finally'. Exit status: 0 when \
-            at least one run completed, 1 when none did, 128 + the signal's number when stopped by one.
+            Ctrl-C or SIGTERM is passed on to the daemon, which stops safely: each running run's 'finally' \
+            steps, then every instrument's safe state, the run recorded as aborted; a second signal skips \
+            'finally'. Exit status: 0 when at least one run completed, 1 when none did, 128 + the signal's \
+            number when stopped by one.
             """)
 
     static let defaultCampaign = "examples/toy-lab/campaign.yaml"
@@ -21,13 +26,13 @@ struct Demo: AsyncParsableCommand {
     @Option(help: "The campaign file.")
     var campaign = defaultCampaign
 
-    @Option(help: "The SQLite database to write (created if missing).")
-    var database = ".build/demo/serendip.sqlite"
+    @Option(help: "The daemon's data directory (created if missing).")
+    var data = ".build/demo"
 
-    @Option(help: "Override the campaign's budget (number of experiments).")
+    @Option(help: "Run at most this many experiments of the campaign.")
     var budget: Int?
 
-    @Option(help: "Continue this campaign (its number in the database) after a stop or crash, instead of starting a new one.")
+    @Option(help: "Continue this campaign (its number in the data directory) after a stop or crash, instead of starting a new one.")
     var resume: Int64?
 
     func validate() throws {
@@ -38,51 +43,89 @@ struct Demo: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let control = RunControl()
-        let signals = StopSignals { by, count in
-            control.stop(count == 1 ? .abort : .halt, by: by)
-            FileHandle.standardError.write(Data((count == 1
-                ? "\nstopping — running 'finally', then the safe states. Send the signal again to skip 'finally'.\n"
-                : "\nskipping 'finally'; commanding the safe states.\n").utf8))
-        }
+        // Checked here first, so that a mistake is shown before a daemon is started.
         let spec = try CampaignSpec.load(path: campaign)
         let table = ProgressTable(spec)
-        try FileManager.default.createDirectory(atPath: (database as NSString).deletingLastPathComponent,
-                                                withIntermediateDirectories: true)
-        say("Serendip demo: \(campaign) → \(database)")
         let started = ContinuousClock.now
-        let socket = (database as NSString).deletingPathExtension + ".sock"
-        say("While it runs, the socket API answers on \(socket) (see docs/api.md).")
-        say(table.header)
-        let summary: CampaignSession.Summary
+        let daemon = try DaemonProcess(lab: spec.labPath, data: data)
+        let signals = StopSignals { by, count in
+            daemon.forward()
+            Output.error(count == 1 ? "\n\(by): stopping the daemon — each running run's 'finally', then the safe states. Again to skip 'finally'."
+                                    : "\n\(by) again: skipping 'finally'; the safe states are still commanded.")
+        }
+        say("Serendip demo: \(campaign) on the daemon serving \(data) (log: \(daemon.log))")
+        say("While it runs, try: serendip queue --data \(data)")
+        let client = DaemonClient(directory: data)
+        var id: Int64?
+        var status: WireCampaign?
         do {
-            summary = try await CampaignSession.run(campaignPath: campaign, databasePath: database, budget: budget,
-                                                    resume: resume, socketPath: socket, control: control) { say(table.row($0)) }
-        } catch is CancellationError {
-            let by = control.request?.by ?? "a cancellation"
-            say("\nStopped by \(by): the run in progress was aborted after its safe states; nothing else was started.")
-            say("Continue later with: serendip demo --campaign \(campaign) --database \(database) --resume <campaign number>")
+            try await daemon.ready()
+            let reply: Data
+            if let resume {
+                reply = try client.call("campaign.resume", CampaignRef(campaign: resume))
+            } else {
+                let file = try WireFile.read(campaign)
+                let protocolFile = try WireFile.read(try CampaignCommand.Start.protocolPath(of: file))
+                reply = try client.call("campaign.start", CampaignStartParams(campaign: file, protocolFile: protocolFile, budget: budget))
+            }
+            id = try JSONDecoder().decode(WireCampaign.self, from: reply).campaign
+            say("Campaign \(id!) (\(spec.name)); its experiments run as many at a time as the lab has stations for them:")
+            say(table.header)
+            status = try await follow(id!, client, table, signals: signals)
+        } catch let failure as ClientFailure where signals.first == nil {
+            daemon.stop()
+            Output.error(failure.description)
+            throw ExitCode(failure.status)
+        } catch is ClientFailure {
+            // Stopping: the daemon may have gone already.
+        }
+        daemon.stop()
+        if let stopped = signals.first {
+            say("\nStopped by \(stopped): nothing new was started, and every run in progress ended with its 'finally' and safe states.")
+            if let id { say("Continue later with: serendip demo --campaign \(campaign) --data \(data) --resume \(id)") }
             throw ExitCode(signals.exitCode ?? 1)
         }
-        let elapsed = ContinuousClock.now - started
-        say("")
-        if let best = summary.best, let objective = table.objective {
-            say("Best \(objective) \(table.number(best.objective!)) at \(table.parameters(best)) (run \(best.runID)).")
-            if let initial = summary.bestInitial, summary.experiments.count > summary.initialPoints {
-                say("Best of the \(summary.initialPoints) initial points: \(table.number(initial.objective!)); the planner added \(table.number(best.objective! - initial.objective!, signed: true)).")
+        guard let status else { throw ExitCode(1) }
+        let maximize: Bool = if case .optimize(let o) = spec.plan { o.objectives.first?.maximize ?? true } else { true }
+        summarise(status, table, maximize: maximize, elapsed: ContinuousClock.now - started)
+        if !status.experiments.contains(where: { $0.outcome == RunOutcome.completed.rawValue }) {
+            say("No run completed: see each run's error with `serendip status RUN --data \(data)`.")
+            throw ExitCode(1)
+        }
+    }
+
+    /// Prints each experiment once it has ended, until the campaign is over (or the daemon stops).
+    private func follow(_ id: Int64, _ client: DaemonClient, _ table: ProgressTable, signals: StopSignals) async throws -> WireCampaign {
+        var printed = 0
+        while true {
+            let status = try JSONDecoder().decode(WireCampaign.self, from: try client.call("campaign.get", CampaignRef(campaign: id)))
+            for e in status.experiments.dropFirst(printed) {
+                say(table.row(index: e.index, values: e.parameters.mapValues { Show.value($0, format: "%.4g") }, objective: e.objective,
+                              best: e.best, outcome: e.outcome, chosenBy: e.chosenBy, error: e.error))
             }
+            printed = status.experiments.count
+            if status.state != "running" || signals.first != nil { return status }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+    }
+
+    private func summarise(_ status: WireCampaign, _ table: ProgressTable, maximize: Bool, elapsed: Duration) {
+        say("")
+        let runs = status.experiments
+        let scored = runs.filter { $0.objective != nil }
+        if let objective = table.objective,
+           let best = scored.max(by: { maximize ? $0.objective! < $1.objective! : $0.objective! > $1.objective! }) {
+            let values = table.searched.map { best.parameters[$0].map { Show.value($0, format: "%.4g") } ?? "-" }.joined(separator: ", ")
+            say("Best \(objective) \(table.number(best.objective!)) at \(values) (experiment \(best.index), run \(best.run)).")
             if campaign == Self.defaultCampaign {
                 let optimum = ToyChemistry.isothermalOptimum
                 say(String(format: "The toy chemistry's true optimum: yield %.1f at %.1f degC, %.1f min.",
-                             100 * optimum.yield, optimum.celsius, optimum.minutes))
+                           100 * optimum.yield, optimum.celsius, optimum.minutes))
             }
         }
-        let completed = summary.experiments.filter { $0.outcome == .completed }.count
-        say("\(summary.experiments.count) experiments (\(completed) completed) in \(elapsed.formatted(.units(allowed: [.seconds], fractionalPart: .show(length: 1)))); every run, parameter and measurement is in \(summary.databasePath)")
-        if completed == 0 {
-            say("No run completed: see each run's error with the socket API's runs.get or in the database's run table.")
-            throw ExitCode(1)
-        }
+        let completed = runs.filter { $0.outcome == RunOutcome.completed.rawValue }.count
+        let seconds = elapsed.formatted(.units(allowed: [.seconds], fractionalPart: .show(length: 1)))
+        say("\(runs.count) experiment\(runs.count == 1 ? "" : "s") (\(completed) completed) in \(seconds); the campaign is \(status.state)\(status.note.map { " (\($0))" } ?? ""). The daemon stopped; its data is in \(data).")
     }
 }
 
@@ -139,7 +182,7 @@ struct ProgressTable {
             cells.append(Self.pad(outcome))
         }
         let line = (cells + [chosenBy]).joined(separator: "  ")
-        return outcome == RunOutcome.completed.rawValue || error == nil ? line : line + "\n      " + error!.prefix(160)
+        return outcome == RunOutcome.completed.rawValue || error == nil ? line : line + "\n      " + error!
     }
 
     func parameters(_ r: ExperimentReport) -> String {
