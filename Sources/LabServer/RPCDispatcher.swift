@@ -18,15 +18,33 @@ public struct RPCMethod: Sendable {
     public let name: String
     /// Changes the daemon's state (queues, cancels, starts): what an audit log and roles will gate.
     public let mutates: Bool
-    let call: @Sendable (JSONValue?, RPCCaller) async throws -> Data
+    let call: Call
+
+    enum Call: Sendable {
+        /// Runs on the server's thread itself (database reads).
+        case synchronous(@Sendable (JSONValue?, RPCCaller) throws -> Data)
+        /// Awaits the daemon's actors; the server's thread waits for it.
+        case asynchronous(@Sendable (JSONValue?, RPCCaller) async throws -> Data)
+    }
 
     public static func method<P: RPCParams, R: Encodable & Sendable>(
         _ name: String, mutates: Bool = false, _ body: @escaping @Sendable (P, RPCCaller) async throws -> R
     ) -> RPCMethod {
-        RPCMethod(name: name, mutates: mutates) { params, caller in
+        RPCMethod(name: name, mutates: mutates, call: .asynchronous { params, caller in
             let p: P = try RPCDispatcher.params(params, of: name)
             return try RPCDispatcher.encoder.encode(try await body(p, caller))
-        }
+        })
+    }
+
+    /// A method that needs no actor: it runs on the server's thread, never on Swift's cooperative
+    /// pool, so a client can keep no cooperative thread waiting.
+    public static func synchronous<P: RPCParams, R: Encodable & Sendable>(
+        _ name: String, _ body: @escaping @Sendable (P, RPCCaller) throws -> R
+    ) -> RPCMethod {
+        RPCMethod(name: name, mutates: false, call: .synchronous { params, caller in
+            let p: P = try RPCDispatcher.params(params, of: name)
+            return try RPCDispatcher.encoder.encode(try body(p, caller))
+        })
     }
 }
 
@@ -47,7 +65,7 @@ public struct RPCDispatcher: Sendable {
 
     /// `server.info`: the server's name and version and the methods it answers.
     public static func infoMethod(version: String, names: [String]) -> RPCMethod {
-        .method(Method.info) { (_: NoParams, _) in
+        .synchronous(Method.info) { (_: NoParams, _) in
             ServerInfo(name: "serendip", version: version, methods: ([Method.info] + names).sorted())
         }
     }
@@ -55,8 +73,8 @@ public struct RPCDispatcher: Sendable {
     /// The read-only run methods over a database: `runs.list`, `runs.get`.
     public static func runMethods(_ database: LabDatabase) -> [RPCMethod] {
         [
-            .method(Method.runsList) { (p: RunsListParams, _) in try database.runs(campaign: p.campaign).map(Self.info) },
-            .method(Method.runsGet) { (p: RunsGetParams, _) in try Self.detail(p.run, database) },
+            .synchronous(Method.runsList) { (p: RunsListParams, _) in try database.runs(campaign: p.campaign).map(Self.info) },
+            .synchronous(Method.runsGet) { (p: RunsGetParams, _) in try Self.detail(p.run, database) },
         ]
     }
 
@@ -101,7 +119,10 @@ public struct RPCDispatcher: Sendable {
         }
         // A read asked as a notification has no one to answer: nothing to do.
         guard id != nil || method.mutates else { return nil }
-        let outcome = Self.blocking { try await method.call(fields["params"], caller) }
+        let outcome: Result<Data, any Error> = switch method.call {
+        case .synchronous(let call): Result { try call(fields["params"], caller) }
+        case .asynchronous(let call): Self.blocking { try await call(fields["params"], caller) }
+        }
         guard let id else { return nil }
         switch outcome {
         case .success(let result): return Self.reply(id, encodedResult: result)
