@@ -52,7 +52,7 @@ bench-planner: deps
 # The daemon against Bluesky's RunEngine and bluesky-queueserver (issue 11), interleaved over ROUNDS
 # rounds so that the ratios are taken side by side on this noisy machine (about 15 minutes on 2 cores).
 # setup.sh installs the peers' virtualenv under the build folder, and redis-server when run as root.
-ROUNDS     ?= 5
+ROUNDS     ?= 7
 bench-peers: deps
 	$(SWIFT) build -c release --product serendip
 	[ -x $(PEER_PYTHON) ] && $(PEER_PYTHON) -c "import bluesky, ophyd, bluesky_queueserver_api" 2>/dev/null \

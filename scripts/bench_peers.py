@@ -40,6 +40,7 @@ def ours(a):
         "count": med(f["count_step_s"]), "scan": med(f["scan_step_s"]), "run": med(f["run_fixed_s"]),
         "add": med(f["queue_add_s"]), "queued": med(f["queued_run_s"]), "many": med(f["add_many_1000_s"]),
         "rss_idle": f["idle_rss_bytes"] / 2**20, "rss_held": f["held_rss_bytes"] / 2**20,
+        "anon_idle": f["idle_rss_anon_bytes"] / 2**20, "anon_held": f["held_rss_anon_bytes"] / 2**20,
     }
 
 
@@ -85,17 +86,20 @@ def queueserver(a):
     return took, figures
 
 
-ROWS = [
+def rows(a):
+    return [
     # key, figure, peer, unit, scale, target
     ("count", "per step, `count`-like: N readings of one channel, every reading stored", "Bluesky `count`", "µs", 1e6, "≤ 20 µs"),
     ("scan", "per step, `scan`-like: N × (set, read), every reading stored", "Bluesky `scan`", "µs", 1e6, "≤ 20 µs"),
     ("run", "fixed cost per run (one reading)", "Bluesky `RE(count(num=1))`", "ms", 1e3, ""),
     ("add", "queue one run, until acknowledged", "queueserver `item_add` p50", "ms", 1e3, ""),
-    ("queued", "queued trivial run, submission to committed `completed`", "queueserver per plan (20 run back to back)", "ms", 1e3, "≤ 2 ms"),
+    ("queued", "queued trivial run, submission to committed `completed`", f"queueserver per plan ({a.queue_runs} run back to back)", "ms", 1e3, "≤ 2 ms"),
     ("many", "1,000 runs in one call, until acknowledged (committed)", "queueserver `item_add_batch`", "ms", 1e3, "≤ 100 ms"),
-    ("rss_idle", "resident memory, idle daemon", "", "MiB", 1, "≤ 30 MiB"),
-    ("rss_held", "resident memory, 10,000 runs queued", "", "MiB", 1, "flat"),
-]
+    ("rss_idle", "resident memory (VmRSS), idle daemon", "", "MiB", 1, "≤ 30 MiB"),
+    ("rss_held", f"resident memory, {a.held_runs // 1000 * 1000:,} runs queued", "", "MiB", 1, "flat"),
+    ("anon_idle", "  of which anonymous (RssAnon), idle", "", "MiB", 1, ""),
+    ("anon_held", f"  of which anonymous, {a.held_runs // 1000 * 1000:,} runs queued", "", "MiB", 1, ""),
+    ]
 
 
 def main():
@@ -103,7 +107,7 @@ def main():
     ap.add_argument("--serendip", default=".build/release/serendip")
     ap.add_argument("--python", default=".build/peers-venv/bin/python", help="the peers' virtualenv python")
     ap.add_argument("--peers", default="../shared/peers")
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--count-steps", type=int, default=2000, help="N of the count-like runs, both sides")
     ap.add_argument("--scan-steps", type=int, default=500, help="N of the scan-like runs, both sides")
     ap.add_argument("--bluesky-runs", type=int, default=20, help="1-reading runs timed for Bluesky's fixed cost")
@@ -135,7 +139,7 @@ def main():
           f"Bluesky callbacks: {a.bluesky_mode}). Ratio = peer / ours per round: how many times faster we are.\n")
     print("| figure | target | ours (median) | peer | peer (median) | ratio (median) | ratio spread (min–max) |")
     print("| --- | --- | ---: | --- | ---: | ---: | --- |")
-    for key, figure, peer, unit, scale, target in ROWS:
+    for key, figure, peer, unit, scale, target in rows(a):
         ours_values = [r["ours"][key] * scale for r in rounds]
         peer_side = "bluesky" if key in ("count", "scan", "run") else "queueserver"
         peer_values = [r[peer_side][key] * scale for r in rounds if key in r[peer_side]]

@@ -67,8 +67,10 @@ struct Bench: AsyncParsableCommand {
         row("queue.add over the socket, until its acknowledged (committed) reply", f.queueAdd, "ms", scale: 1e3)
         row("Queued trivial run: queue.add until its completed state is committed", f.queuedRun, "ms", scale: 1e3)
         row("queue.add_many of 1,000 runs, until the acknowledged reply", f.addMany, "ms", scale: 1e3)
-        row("Resident memory of `serendip serve`, idle", [f.idleRSS], "MiB", scale: 1.0 / 1_048_576)
-        row("Resident memory of `serendip serve`, \(f.held) runs queued", [f.heldRSS], "MiB", scale: 1.0 / 1_048_576)
+        row("Resident memory of `serendip serve`, idle (VmRSS)", [f.idleRSS], "MiB", scale: 1.0 / 1_048_576)
+        row("Resident memory of `serendip serve`, \(f.held) runs queued (VmRSS)", [f.heldRSS], "MiB", scale: 1.0 / 1_048_576)
+        row("  of which anonymous (RssAnon; the rest is the binary's and libraries' pages), idle", [f.idleAnonymous], "MiB", scale: 1.0 / 1_048_576)
+        row("  of which anonymous, \(f.held) runs queued", [f.heldAnonymous], "MiB", scale: 1.0 / 1_048_576)
     }
 
     /// A protocol of `steps` steps against the example lab's drivers: sets, waits, holds, measures

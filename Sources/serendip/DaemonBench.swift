@@ -32,13 +32,17 @@ struct DaemonBench {
         var addMany: [Double] = []
         var idleRSS: Double = 0
         var heldRSS: Double = 0
+        /// The anonymous part of each (VmRSS counts the binary's and shared libraries' pages too).
+        var idleAnonymous: Double = 0
+        var heldAnonymous: Double = 0
         var held = 0
         var countSteps = 0, scanSteps = 0
 
         enum CodingKeys: String, CodingKey {
             case countStep = "count_step_s", scanStep = "scan_step_s", runFixed = "run_fixed_s", queueAdd = "queue_add_s"
             case queuedRun = "queued_run_s", addMany = "add_many_1000_s", idleRSS = "idle_rss_bytes"
-            case heldRSS = "held_rss_bytes", held = "held_runs", countSteps = "count_steps", scanSteps = "scan_steps"
+            case heldRSS = "held_rss_bytes", idleAnonymous = "idle_rss_anon_bytes", heldAnonymous = "held_rss_anon_bytes"
+            case held = "held_runs", countSteps = "count_steps", scanSteps = "scan_steps"
         }
     }
 
@@ -226,22 +230,25 @@ struct DaemonBench {
         let client = try RPCClient.waiting(for: socket, while: { serve.isRunning })
         _ = try client.call("server.info", [:])
         Thread.sleep(forTimeInterval: 2)  // idle: whatever starting up allocated has settled
-        figures.idleRSS = try Self.residentBytes(serve.processIdentifier)
+        (figures.idleRSS, figures.idleAnonymous) = try Self.residentBytes(serve.processIdentifier)
         let batch = ["items": (0..<1000).map { _ in Self.item(notBefore: Self.farFuture) }]
         for _ in 0..<(heldRuns / 1000) { _ = try client.call("queue.add_many", batch) }
         figures.held = heldRuns / 1000 * 1000
-        _ = try client.call("queue.list", [:])
         Thread.sleep(forTimeInterval: 2)  // the background estimates of the held runs
-        figures.heldRSS = try Self.residentBytes(serve.processIdentifier)
+        (figures.heldRSS, figures.heldAnonymous) = try Self.residentBytes(serve.processIdentifier)
     }
 
-    static func residentBytes(_ pid: Int32) throws -> Double {
+    /// VmRSS and RssAnon of a process, in bytes.
+    static func residentBytes(_ pid: Int32) throws -> (Double, Double) {
         let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
-        guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
-              let kib = Double(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") else {
-            throw LabError(.transport, "no VmRSS in /proc/\(pid)/status")
+        func bytes(_ field: String) throws -> Double {
+            guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix(field + ":") }),
+                  let kib = Double(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") else {
+                throw LabError(.transport, "no \(field) in /proc/\(pid)/status")
+            }
+            return kib * 1024
         }
-        return kib * 1024
+        return (try bytes("VmRSS"), try bytes("RssAnon"))
     }
 
     // MARK: Helpers
