@@ -50,9 +50,9 @@ bench-planner: deps
 	python3 scripts/planner_targets.py $(BUILD)/bench-planner-hartmann6.json $(BUILD)/bench-planner-branin.json
 
 # The daemon against Bluesky's RunEngine and bluesky-queueserver (issue 11), interleaved over ROUNDS
-# rounds so that the ratios are taken side by side on this noisy machine (about 15 minutes on 2 cores).
+# rounds so that the ratios are taken side by side on this noisy machine (about 10 minutes on 2 cores with 11 rounds).
 # setup.sh installs the peers' virtualenv under the build folder, and redis-server when run as root.
-ROUNDS     ?= 7
+ROUNDS     ?= 11
 bench-peers: deps
 	$(SWIFT) build -c release --product serendip
 	[ -x $(PEER_PYTHON) ] && $(PEER_PYTHON) -c "import bluesky, ophyd, bluesky_queueserver_api" 2>/dev/null \

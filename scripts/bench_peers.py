@@ -107,7 +107,7 @@ def main():
     ap.add_argument("--serendip", default=".build/release/serendip")
     ap.add_argument("--python", default=".build/peers-venv/bin/python", help="the peers' virtualenv python")
     ap.add_argument("--peers", default="../shared/peers")
-    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--rounds", type=int, default=11)
     ap.add_argument("--count-steps", type=int, default=2000, help="N of the count-like runs, both sides")
     ap.add_argument("--scan-steps", type=int, default=500, help="N of the scan-like runs, both sides")
     ap.add_argument("--bluesky-runs", type=int, default=20, help="1-reading runs timed for Bluesky's fixed cost")
