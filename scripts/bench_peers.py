@@ -93,7 +93,7 @@ def rows(a):
     ("scan", "per step, `scan`-like: N × (set, read), every reading stored", "Bluesky `scan`", "µs", 1e6, "≤ 20 µs"),
     ("run", "fixed cost per run (one reading)", "Bluesky `RE(count(num=1))`", "ms", 1e3, ""),
     ("add", "queue one run, until acknowledged", "queueserver `item_add` p50", "ms", 1e3, ""),
-    ("queued", "queued trivial run, submission to committed `completed`", f"queueserver per plan ({a.queue_runs} run back to back)", "ms", 1e3, "≤ 2 ms"),
+    ("queued", "queued trivial run, submission to committed `completed`", f"queueserver per plan ({a.queue_runs} runs back to back)", "ms", 1e3, "≤ 2 ms"),
     ("many", "1,000 runs in one call, until acknowledged (committed)", "queueserver `item_add_batch`", "ms", 1e3, "≤ 100 ms"),
     ("rss_idle", "resident memory (VmRSS), idle daemon", "", "MiB", 1, "≤ 30 MiB"),
     ("rss_held", f"resident memory, {a.held_runs // 1000 * 1000:,} runs queued", "", "MiB", 1, "flat"),
