@@ -6,7 +6,7 @@ SWIFT      ?= swift
 BUILD      ?= .build
 APT_PACKAGES = libmodbus-dev libserialport-dev libsqlite3-dev socat pkg-config
 
-.PHONY: demo test soak bench bench-planner fuzz deps build clean
+.PHONY: demo test soak bench bench-peers bench-planner fuzz deps build clean
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -54,6 +54,17 @@ bench-planner: deps
 	$(PEER_PYTHON) $(PEERS)/bo_peers.py --function branin --budget 30 --n-init 5 --seeds $(SEEDS) \
 	  --methods $(PLANNER_METHODS) --json $(BUILD)/bench-planner-branin.json
 	python3 scripts/planner_targets.py $(BUILD)/bench-planner-hartmann6.json $(BUILD)/bench-planner-branin.json
+
+# The daemon against Bluesky's RunEngine and bluesky-queueserver (issue 11), interleaved over ROUNDS
+# rounds so that the ratios are taken side by side on this noisy machine (about 10 minutes on 2 cores with 11 rounds).
+# setup.sh installs the peers' virtualenv under the build folder, and redis-server when run as root.
+ROUNDS     ?= 11
+bench-peers: deps
+	$(SWIFT) build -c release --product serendip
+	[ -x $(PEER_PYTHON) ] && $(PEER_PYTHON) -c "import bluesky, ophyd, bluesky_queueserver_api" 2>/dev/null \
+	  && command -v redis-server >/dev/null || PEERS_VENV=$(BUILD)/peers-venv bash $(PEERS)/setup.sh
+	python3 scripts/bench_peers.py --serendip $(BUILD)/release/serendip --python $(PEER_PYTHON) --peers $(PEERS) \
+	  --rounds $(ROUNDS) --json $(BUILD)/bench-peers.json
 
 clean:
 	rm -rf $(BUILD)

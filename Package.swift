@@ -57,6 +57,7 @@ let package = Package(
         ]),
         .executableTarget(name: "serendip", dependencies: [
             "LabCore", "LabSpec", "LabEngine", "LabDrivers", "LabDaemon", "LabTransport", "LabStorage", "LabPlanner", "LabAPI",
+            "LabScheduler", "LabServer",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Yams", package: "Yams"),

@@ -13,9 +13,42 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Repetitions for round-trip measurements.")
     var repetitions = 2000
 
+    @Flag(help: "Only the daemon's figures (orchestration overhead, the queue, resident memory).")
+    var daemonOnly = false
+
+    @Flag(help: "Print the daemon's figures as JSON samples (seconds, bytes) instead of a table; implies --daemon-only.")
+    var json = false
+
+    @Option(help: "The lab the daemon figures use.")
+    var lab = "examples/toy-lab/lab.yaml"
+
+    @Option(help: "Readings in the count-like run (one measure, repeated).")
+    var countSteps = 2000
+
+    @Option(help: "Points in the scan-like run (set, then measure, at each).")
+    var scanSteps = 1000
+
+    @Option(help: "Runs of each per-step protocol.")
+    var stepRepetitions = 3
+
+    @Option(help: "Trivial runs queued one at a time, each timed until its completed state is committed.")
+    var queuedRuns = 50
+
+    @Option(help: "Runs held in the queue while the daemon's resident memory is read.")
+    var heldRuns = 10_000
+
     func run() async throws {
+        let daemon = DaemonBench(lab: lab, countSteps: countSteps, scanSteps: scanSteps, repetitions: stepRepetitions,
+                                 queuedRuns: queuedRuns, heldRuns: heldRuns)
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            print(String(decoding: try encoder.encode(try await daemon.measure()), as: UTF8.self))
+            return
+        }
         print("| measurement | median | p99 | unit |")
         print("| --- | ---: | ---: | --- |")
+        if daemonOnly { return try await daemonRows(daemon) }
         try await modbusRoundTrip()
         try await serialRoundTrip()
         try await sqliteIngest()
@@ -23,6 +56,21 @@ struct Bench: AsyncParsableCommand {
         try await plannerLatency(observations: 60, dimensions: 6)
         try await plannerLatency(observations: 500, dimensions: 6)
         try validation()
+        try await daemonRows(daemon)
+    }
+
+    func daemonRows(_ daemon: DaemonBench) async throws {
+        let f = try await daemon.measure()
+        row("Orchestration per step, count-like: one measure of \(f.countSteps) readings, all stored (SQLite)", f.countStep, "µs", scale: 1e6)
+        row("Orchestration per step, scan-like: \(f.scanSteps) × (set, measure), all stored (SQLite)", f.scanStep, "µs", scale: 1e6)
+        row("Fixed cost of a run: begin, one reading, safe states, end, each committed", f.runFixed, "ms", scale: 1e3)
+        row("queue.add over the socket, until its acknowledged (committed) reply", f.queueAdd, "ms", scale: 1e3)
+        row("Queued trivial run: queue.add until its completed state is committed", f.queuedRun, "ms", scale: 1e3)
+        row("queue.add_many of 1,000 runs, until the acknowledged reply", f.addMany, "ms", scale: 1e3)
+        row("Resident memory of `serendip serve`, idle (VmRSS)", [f.idleRSS], "MiB", scale: 1.0 / 1_048_576)
+        row("Resident memory of `serendip serve`, \(f.held) runs queued (VmRSS)", [f.heldRSS], "MiB", scale: 1.0 / 1_048_576)
+        row("  of which anonymous (RssAnon; the rest is the binary's and libraries' pages), idle", [f.idleAnonymous], "MiB", scale: 1.0 / 1_048_576)
+        row("  of which anonymous, \(f.held) runs queued", [f.heldAnonymous], "MiB", scale: 1.0 / 1_048_576)
     }
 
     /// A protocol of `steps` steps against the example lab's drivers: sets, waits, holds, measures
