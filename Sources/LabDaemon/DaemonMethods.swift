@@ -88,9 +88,14 @@ extension Daemon {
     /// Queues submissions from the wire: each protocol compiled against the lab, all or none.
     private func submit(_ items: [QueueItemParams], caller: RPCCaller) async throws -> [QueueEntry] {
         var submissions: [Submission] = []
+        // A thousand runs of one protocol are one text: it is compiled once, and shared.
+        var compiled: [WireFile: ProtocolDefinition] = [:]
         for (index, item) in items.enumerated() {
             let which = items.count > 1 ? "item \(index): " : ""
-            let definition = try request { try ProtocolParser.parse(item.protocolFile.text, path: item.protocolFile.path, drivers: lab.drivers) }
+            let definition = try compiled[item.protocolFile] ?? request {
+                try ProtocolParser.parse(item.protocolFile.text, path: item.protocolFile.path, drivers: lab.drivers)
+            }
+            compiled[item.protocolFile] = definition
             var notBefore: Date?
             if let text = item.notBefore {
                 guard let date = try? Date(text, strategy: .iso8601) else {

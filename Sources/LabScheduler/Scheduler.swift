@@ -45,7 +45,10 @@ public actor Scheduler {
 
     private let environment: Environment
     private var entries: [Int64: QueueEntry] = [:]
-    private var needs: [Int64: [String: String]] = [:]
+    /// Role → driver type, by protocol SHA-256: ten thousand entries of one protocol share it.
+    private var needs: [String: [String: String]] = [:]
+    /// One copy of each protocol text, shared by the entries that run it.
+    private var texts: [String: SourceText] = [:]
     /// Instruments held by running entries: instance → entry.
     private var busy: [String: Int64] = [:]
     private var running: [Int64: (control: RunControl, task: Task<Void, Never>, started: Double, instruments: [String])] = [:]
@@ -53,7 +56,9 @@ public actor Scheduler {
     private var wakeUp: Task<Void, Never>?
     private var observers: [UUID: @Sendable (Finished) -> Void] = [:]
     private var toEstimate: [Int64] = []
+    private var estimateCursor = 0
     private var estimating = false
+    private var knownEstimates: [EstimateKey: Double] = [:]
 
     public init(_ environment: Environment) {
         self.environment = environment
@@ -75,23 +80,20 @@ public actor Scheduler {
     /// none): what is returned is acknowledged. A request id already stored returns the stored entry.
     public func submit(_ submissions: [Submission]) async throws -> [QueueEntry] {
         guard accepting else { throw LabError(.aborted, "the daemon is shutting down and accepts no new work") }
-        var compiled: [Int: [String: String]] = [:]
         for (index, submission) in submissions.enumerated() {
-            compiled[index] = try check(submission, item: submissions.count > 1 ? index : nil)
+            try check(submission, item: submissions.count > 1 ? index : nil)
         }
         let stored = try await environment.store.enqueue(submissions)
-        for (index, entry) in stored.enumerated() where entries[entry.id] == nil && !entry.state.isFinal {
-            entries[entry.id] = entry
-            needs[entry.id] = compiled[index]
-            estimateLater(entry)
+        for entry in stored where entries[entry.id] == nil && !entry.state.isFinal {
+            remember(entry)
         }
         schedule()
         return stored
     }
 
-    /// Role → driver type of a submission, after checking that it compiles, that its parameter
-    /// values are valid, and that the lab has enough instruments of each type it needs.
-    private func check(_ submission: Submission, item: Int?) throws -> [String: String] {
+    /// Checks that a submission compiles, that its parameter values are valid, and that the lab
+    /// has enough instruments of each type it needs.
+    private func check(_ submission: Submission, item: Int?) throws {
         let prefix = item.map { "item \($0): " } ?? ""
         do {
             let definition = try environment.compile(submission.protocolSource)
@@ -104,7 +106,6 @@ public actor Scheduler {
                     throw LabError(.unknownReference, "\(definition.name) needs \(n) \(type) instrument(s); the lab has \(have)")
                 }
             }
-            return Dictionary(uniqueKeysWithValues: definition.instruments.map { ($0.role, $0.driver) })
         } catch var error as LabError where !prefix.isEmpty {
             error.message = prefix + error.message
             throw error
@@ -192,10 +193,10 @@ public actor Scheduler {
         for entry in open {
             let duration = entry.estimatedSeconds.map { $0 / rate }
             if let run = running[entry.id] {
-                items.append(.init(id: entry.id, needs: needs[entry.id] ?? [:], duration: duration,
+                items.append(.init(id: entry.id, needs: needs(of: entry) ?? [:], duration: duration,
                                    runningFor: (environment.clock.now - run.started) / rate, instruments: run.instruments))
             } else if entry.state == .queued {
-                items.append(.init(id: entry.id, needs: needs[entry.id] ?? [:], duration: duration,
+                items.append(.init(id: entry.id, needs: needs(of: entry) ?? [:], duration: duration,
                                    notBefore: entry.submission.notBefore.map { $0.timeIntervalSince(now) }))
             }
         }
@@ -227,17 +228,25 @@ public actor Scheduler {
     }
 
     private func remember(_ entry: QueueEntry) {
-        entries[entry.id] = entry
-        if let definition = try? environment.compile(entry.submission.protocolSource) {
-            needs[entry.id] = Dictionary(uniqueKeysWithValues: definition.instruments.map { ($0.role, $0.driver) })
+        var entry = entry
+        let sha = entry.submission.protocolSource.sha256
+        if let shared = texts[sha] {
+            entry.submission.protocolSource = shared
+        } else {
+            texts[sha] = entry.submission.protocolSource
+            if let definition = try? environment.compile(entry.submission.protocolSource) {
+                needs[sha] = Dictionary(uniqueKeysWithValues: definition.instruments.map { ($0.role, $0.driver) })
+            }
         }
+        entries[entry.id] = entry
         if entry.estimatedSeconds == nil { estimateLater(entry) }
     }
 
     private func forget(_ id: Int64) {
         entries[id] = nil
-        needs[id] = nil
     }
+
+    private func needs(of entry: QueueEntry) -> [String: String]? { needs[entry.submission.protocolSource.sha256] }
 
     private func ordered(_ list: some Sequence<QueueEntry>) -> [QueueEntry] {
         list.sorted { ($0.submission.priority, -$0.position) > ($1.submission.priority, -$1.position) }
@@ -250,7 +259,7 @@ public actor Scheduler {
         let waiting = ordered(entries.values.filter { $0.state == .queued })
         let eligible = waiting.filter { ($0.submission.notBefore ?? now) <= now }
         let free = environment.pool.filter { busy[$0.key] == nil }
-        let candidates = eligible.compactMap { entry in needs[entry.id].map { SchedulePolicy.Candidate(id: entry.id, needs: $0) } }
+        let candidates = eligible.compactMap { entry in needs(of: entry).map { SchedulePolicy.Candidate(id: entry.id, needs: $0) } }
         for start in SchedulePolicy.starts(candidates, free: free, stations: environment.stations) { launch(start) }
         wakeUp?.cancel()
         if let next = waiting.compactMap(\.submission.notBefore).filter({ $0 > now }).min() {
@@ -326,9 +335,11 @@ public actor Scheduler {
     }
 
     /// Fills in entries' duration estimates in the background, one at a time: nothing waits on
-    /// them, and ten thousand submissions do not start ten thousand simulations at once.
+    /// them, and ten thousand submissions do not start ten thousand simulations at once. Entries
+    /// of one protocol with the same values share one simulation.
     private func estimateLater(_ entry: QueueEntry) {
         guard environment.estimate != nil, entry.estimatedSeconds == nil else { return }
+        if let known = knownEstimates[EstimateKey(entry)] { return estimated(entry.id, known) }
         toEstimate.append(entry.id)
         guard !estimating else { return }
         estimating = true
@@ -338,18 +349,33 @@ public actor Scheduler {
                 guard let definition = try? environment.compile(entry.submission.protocolSource),
                       let seconds = await environment.estimate?(definition, entry.submission.parameters) else { continue }
                 try? await environment.store.setEstimate(entry.id, seconds: seconds)
-                await self.estimated(entry.id, seconds)
+                await self.estimated(entry.id, seconds, key: EstimateKey(entry))
             }
         }
     }
 
+    private struct EstimateKey: Hashable {
+        var protocolSHA256: String
+        var parameters: [String: ExprValue]
+        init(_ entry: QueueEntry) { protocolSHA256 = entry.submission.protocolSource.sha256; parameters = entry.submission.parameters }
+    }
+
     private func nextToEstimate() -> QueueEntry? {
-        while !toEstimate.isEmpty {
-            if let entry = entries[toEstimate.removeFirst()], entry.estimatedSeconds == nil { return entry }
+        while estimateCursor < toEstimate.count {
+            let id = toEstimate[estimateCursor]
+            estimateCursor += 1
+            guard let entry = entries[id], entry.estimatedSeconds == nil else { continue }
+            if let known = knownEstimates[EstimateKey(entry)] { estimated(id, known); continue }
+            return entry
         }
+        toEstimate = []
+        estimateCursor = 0
         estimating = false
         return nil
     }
 
-    private func estimated(_ id: Int64, _ seconds: Double) { entries[id]?.estimatedSeconds = seconds }
+    private func estimated(_ id: Int64, _ seconds: Double, key: EstimateKey? = nil) {
+        entries[id]?.estimatedSeconds = seconds
+        if let key { knownEstimates[key] = seconds }
+    }
 }
