@@ -126,6 +126,7 @@ import Testing
         #expect(after[2] == Write("setpoint", 40), "then the new run: \(after)")
         let database = try LabDatabase(path: setup.database)
         #expect(try database.run(1)?.state == "interrupted")
+        #expect(try database.run(1)?.error == "interrupted: the process running it stopped without ending it (killed or crashed); its instruments were sent to their safe state on restart")
         #expect(try database.events(run: 1).contains { $0.message == "after a restart: reactor in safe state" })
     }
 
