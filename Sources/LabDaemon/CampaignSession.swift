@@ -63,7 +63,7 @@ public struct CampaignSession {
                                          direction: direction, seed: campaign.seed), ([FinishedRun](), [Suggestion]()))
         }
         logger.info(resume == nil ? "campaign started" : "campaign resumed",
-                    metadata: ["campaign": "\(campaignID)", "finished runs": "\(history.count)"])
+                    metadata: ["campaign": "\(campaignID)", "earlier results": "\(history.count)"])
         let executor = ProtocolExecutor(definition: definition, instruments: instruments, clock: clock,
                                         recorder: database, logger: logger, control: control)
         let runner = CampaignRunner(executor: executor, advisor: advisor, campaignID: campaignID, rules: rules,

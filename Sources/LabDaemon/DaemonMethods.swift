@@ -28,14 +28,13 @@ extension Daemon {
                 return entries.map { self.wire($0, windows[$0.id]) }
             },
             .method("queue.list") { (p: QueueListParams, _) in
-                let windows = await self.scheduler.forecast()
-                var entries = await self.scheduler.open
+                var listed = await self.scheduler.startOrder()
                 if p.all == true {
-                    let open = Set(entries.map(\.id))
-                    entries += try self.database.queueEntries().filter { !open.contains($0.id) }
+                    let open = Set(listed.map(\.entry.id))
+                    listed += try self.database.queueEntries().filter { !open.contains($0.id) }.map { ($0, nil) }
                 }
-                if let campaign = p.campaign { entries = entries.filter { $0.submission.campaignID == campaign } }
-                return entries.map { self.wire($0, windows[$0.id]) }
+                if let campaign = p.campaign { listed = listed.filter { $0.entry.submission.campaignID == campaign } }
+                return listed.map { self.wire($0.entry, $0.window) }
             },
             .method("queue.get") { (p: RunRef, _) in
                 guard let entry = try await self.scheduler.entry(p.run) else { throw RPCError.notFound("there is no run \(p.run)") }

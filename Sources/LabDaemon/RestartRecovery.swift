@@ -25,7 +25,12 @@ enum RestartRecovery {
                 logger.error("cannot command the safe state after a restart", metadata: ["instrument": "\(name)", "error": "\(error)"])
             }
         }
+        var restart: [Int64: String] = [:]   // run → what the restart did about its instruments
         for (run, instruments) in orphans {
+            let failed = instruments.filter { (outcomes[$0] ?? "not connected") != nil }
+            restart[run] = instruments.isEmpty ? nil : failed.isEmpty
+                ? "its instruments were sent to their safe state on restart"
+                : "on restart the safe state of \(failed.joined(separator: ", ")) failed (see the run's events)"
             for name in instruments {
                 let failure = outcomes[name] ?? "not connected"
                 let event = failure.map { RunEvent(.fault, "after a restart: safe state of \(name) failed: \($0)", monotonicTime: 0) }
@@ -34,7 +39,7 @@ enum RestartRecovery {
             }
         }
         try await database.flush()
-        let interrupted = try database.interruptRunningRuns()
+        let interrupted = try database.interruptRunningRuns(restart: restart)
         if interrupted > 0 {
             logger.warning("runs left running by an earlier process are interrupted; their instruments were sent to their safe state",
                            metadata: ["runs": "\(orphans.map(\.run))"])

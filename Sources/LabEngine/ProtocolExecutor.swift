@@ -51,7 +51,9 @@ public struct ProtocolExecutor: Sendable {
             outcome = stopped != nil || error is CancellationError ? .aborted : .failed
             failure = stopped.map { "\($0.stop == .halt ? "halted" : "aborted") by \($0.by)" }
                 ?? (outcome == .aborted ? "aborted: the run's task was cancelled" : String(describing: error))
-            logger.warning("run ended early", metadata: ["run": "\(runID)", "outcome": "\(outcome)", "error": "\(error)"])
+            // A stop request says who asked; the CancellationError it causes says nothing.
+            let reason = stopped == nil ? "error" : "stopped"
+            logger.warning("run ended early", metadata: ["run": "\(runID)", "outcome": "\(outcome)", reason: "\(failure ?? "")"])
         }
         return try await Task { [self, outcome, failure] in
             var (outcome, failure) = (outcome, failure)
@@ -249,7 +251,8 @@ public struct ProtocolExecutor: Sendable {
                 readings.append(record(wait.channel, series: wait.channel.description, value, info.unit, state))
                 if abs(value - target) <= within { return }
                 guard clock.now + poll <= deadline else {
-                    let message = "\(wait.channel) did not come within \(within) \(info.unit) of \(target) \(info.unit) in time (last \(value))"
+                    let message = "\(wait.channel) did not come within \(Self.number(within)) \(info.unit) of "
+                        + "\(Self.number(target)) \(info.unit) in time (last \(Self.number(value)) \(info.unit))"
                     guard wait.onTimeout == .continue else { throw LabError(.timeout, message) }
                     return try await note(.fault, message + "; continuing", state)
                 }
@@ -257,6 +260,9 @@ public struct ProtocolExecutor: Sendable {
             }
         }
     }
+
+    /// Four significant digits: a reading's full binary expansion (31.991750717163086) is noise to a reader.
+    static func number(_ x: Double) -> String { String(format: "%.4g", x) }
 
     private func measure(_ measure: Measure, _ state: inout RunState) async throws {
         let (instrument, info) = try channel(measure.channel)

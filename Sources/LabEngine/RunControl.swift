@@ -13,7 +13,7 @@ public final class RunControl: Sendable {
 
     public struct Request: Sendable, Equatable {
         public var stop: Stop
-        /// Who or what asked, as a person reads it: "SIGINT (Ctrl-C)".
+        /// Who or what asked, as a person reads it: "SIGTERM from process 4711 (user alice)".
         public var by: String
     }
 

@@ -185,6 +185,21 @@ public actor Scheduler {
 
     public func stopObserving(_ token: UUID) { observers[token] = nil }
 
+    /// The open entries in the order they would start, each with its expected window: running first,
+    /// then by expected start, then those without a window (held, awaiting approval, or behind a run
+    /// of unknown length) in queue order. Priority alone misleads: a high-priority entry due tonight
+    /// starts after a low-priority one due now.
+    public func startOrder(now: Date = Date()) -> [(entry: QueueEntry, window: Forecast.Window?)] {
+        let windows = forecast(now: now)
+        func key(_ entry: QueueEntry, _ position: Int) -> (Int, Date, Int) {
+            if entry.state == .running { return (0, windows[entry.id]?.start ?? now, position) }
+            if let window = windows[entry.id] { return (1, window.start, position) }
+            return (2, .distantFuture, position)
+        }
+        return open.enumerated().sorted { key($0.element, $0.offset) < key($1.element, $1.offset) }
+            .map { ($0.element, windows[$0.element.id]) }
+    }
+
     /// When each open entry is expected to start and end: the policy replayed on the estimated
     /// durations, from the runs now running (a run past its estimate is expected to end now).
     public func forecast(now: Date = Date()) -> [Int64: Forecast.Window] {

@@ -100,10 +100,11 @@ extension DriverSpec {
         }
         var serial = SerialSettings()
         if let node = top.optional("serial"), let line = source.mapping(node, "serial settings") {
-            if let node = line.optional("baud"), let baud = source.integer(node, "baud", in: 1...Int.max) {
-                if SerialSettings.supportedBauds.contains(baud) { serial.baud = baud }
+            // Any bad value gets the list of rates: a range like "1 to 9223372036854775807" helps nobody.
+            if let node = line.optional("baud"), let text = source.string(node, "baud") {
+                if let baud = Int(text), SerialSettings.supportedBauds.contains(baud) { serial.baud = baud }
                 else {
-                    source.error(node, "baud \(baud) is not a rate a serial line can be set to",
+                    source.error(node, "baud \(text) is not a rate a serial line can be set to",
                                  hint: "use one of " + SerialSettings.supportedBauds.map(String.init).joined(separator: ", "))
                 }
             }

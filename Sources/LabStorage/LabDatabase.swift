@@ -147,13 +147,24 @@ public final class LabDatabase: Sendable {
         return migrator
     }
 
-    /// After a restart, a run that was running is interrupted, never resumed by itself.
+    /// Why a run is `interrupted`, for its `error` column.
+    public static let interruptedError = "interrupted: the process running it stopped without ending it (killed or crashed)"
+
+    /// After a restart, a run that was running is interrupted, never resumed by itself. `restart`
+    /// adds, per run, what the restart did about its instruments (only the caller knows).
     @discardableResult
-    public func interruptRunningRuns() throws -> Int {
+    public func interruptRunningRuns(restart: [Int64: String] = [:]) throws -> Int {
         try pool.write { db in
-            try db.execute(sql: "UPDATE run SET state = 'interrupted', ended_at = ? WHERE state = 'running'",
-                           arguments: [Self.timestamp(Date())])
-            return db.changesCount
+            let now = Self.timestamp(Date())
+            var count = 0
+            for (run, note) in restart {
+                try db.execute(sql: "UPDATE run SET state = 'interrupted', ended_at = ?, error = ? WHERE id = ? AND state = 'running'",
+                               arguments: [now, Self.interruptedError + "; " + note, run])
+                count += db.changesCount
+            }
+            try db.execute(sql: "UPDATE run SET state = 'interrupted', ended_at = ?, error = ? WHERE state = 'running'",
+                           arguments: [now, Self.interruptedError])
+            return count + db.changesCount
         }
     }
 

@@ -84,7 +84,7 @@ import Testing
         #expect(try await serve.exitStatus() == 0)
         #expect(try Self.readOnly(database) { try String.fetchOne($0, sql: "PRAGMA integrity_check") } == "ok")
         #expect(try Self.readOnly(database) { try String.fetchOne($0, sql: "SELECT state FROM run WHERE id = 1") } == "aborted")
-        #expect(try Self.readOnly(database) { try String.fetchOne($0, sql: "SELECT error FROM run WHERE id = 1") }?.hasPrefix("aborted by SIGTERM") == true)
+        #expect(try Self.readOnly(database) { try String.fetchOne($0, sql: "SELECT error FROM run WHERE id = 1") }?.hasPrefix("aborted by SIGTERM from process \(getpid()) (user ") == true)
         #expect(!FileManager.default.fileExists(atPath: socket))
     }
 

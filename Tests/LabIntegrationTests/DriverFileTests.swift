@@ -76,7 +76,7 @@ final class RecordingModel: DeviceModel {
 }
 
 @Suite struct BaudRateTests {
-    static func driver(baud: Int) -> String {
+    static func driver(baud: some CustomStringConvertible) -> String {
         """
         driver: fast-meter
         transport: serial
@@ -92,6 +92,15 @@ final class RecordingModel: DeviceModel {
         #expect("\(diagnostic.location)" == "meter.yaml:3:17")
         #expect(diagnostic.message.contains("14400"))
         #expect(diagnostic.hint?.contains("115200, 230400, 460800") == true)
+    }
+
+    @Test(arguments: ["0", "-9600", "fast"])
+    func aValueThatIsNoRateAtAllIsAnsweredWithTheSupportedRates(baud: String) throws {
+        let error = #expect(throws: ValidationError.self) { try DriverSpec.parse(Self.driver(baud: baud), path: "meter.yaml") }
+        let diagnostic = try #require(error?.diagnostics.first)
+        #expect(diagnostic.message == "baud \(baud) is not a rate a serial line can be set to")
+        #expect(diagnostic.hint?.contains("9600, 19200") == true)
+        #expect(!diagnostic.message.contains("9223372036854775807"))
     }
 
     @Test(arguments: [230400, 460800, 921600, 19200])

@@ -97,6 +97,19 @@ import Testing
         #expect(events.contains { $0.kind == "log" && $0.message == "after the wait" })
     }
 
+    @Test func aWaitThatTimesOutSaysItsNumbersWithUnitsToFourDigits() async throws {
+        let (result, fixture) = try await run("""
+            steps:
+              - wait_until: { channel: reactor.temperature, of: 140 degC, within: 0.125 degC, timeout: 30 s, poll: 10 s }
+            """)
+        defer { fixture.simulators.stop() }
+        #expect(result.outcome == .failed)
+        let error = try #require(result.error)
+        let pattern = /reactor\.temperature did not come within 0\.125 degC of 140 degC in time \(last (\d+(?:\.\d+)?) degC\)/
+        let last = try #require(error.firstMatch(of: pattern), "\(error)").1
+        #expect(last.filter(\.isNumber).count <= 4, "\(error)")
+    }
+
     @Test func parallelBranchesRunAtTheSameTime() async throws {
         let (result, fixture, elapsed) = try await timedRun(speed: 600, """
             steps:

@@ -18,7 +18,8 @@ import Testing
         let lab: LabConfig
         let scheduler: Scheduler
 
-        init(path: String = Repository.temporaryDatabase(), reactors: Int = 2, speed: Double = 3000) async throws {
+        /// `estimates`: each entry's duration is its `minutes` parameter, as the daemon's simulation would say.
+        init(path: String = Repository.temporaryDatabase(), reactors: Int = 2, speed: Double = 3000, estimates: Bool = false) async throws {
             self.path = path
             let directory = URL(fileURLWithPath: path).deletingLastPathComponent()
             let lines = (1...reactors).map { "  r\($0): { driver: \(Repository.path("drivers/thermo-reactor.yaml")), simulate: true }" }
@@ -33,7 +34,10 @@ import Testing
                 store: database, recorder: database, instruments: InstrumentConnector.inProcess(lab, clock: clock),
                 pool: lab.instruments.mapValues(\.driver.name),
                 compile: { try ProtocolParser.parse($0.text, path: $0.path, drivers: drivers) },
-                clock: clock, logger: Logger(label: "test"), softwareVersion: "test"))
+                clock: clock, logger: Logger(label: "test"), softwareVersion: "test",
+                estimate: estimates ? { @Sendable _, parameters in
+                    if case .quantity(let minutes)? = parameters["minutes"] { minutes.seconds } else { nil }
+                } : nil))
             try await scheduler.start()
         }
 
@@ -120,6 +124,23 @@ import Testing
         let order = try bench.database.runs().sorted { $0.startedAt < $1.startedAt }.map(\.id)
         #expect(order == [busy.id, high.id, low.id])
         #expect(try await bench.scheduler.entry(held.id)?.state == .held)
+    }
+
+    @Test func theQueueIsListedInTheOrderItWouldStartNotByPriorityAlone() async throws {
+        // Real time, so that the running entry is still running while the list is read.
+        let bench = try await Bench(reactors: 1, speed: 1, estimates: true)
+        let busy = try await bench.scheduler.submit([bench.submission(minutes: 60)])[0]
+        try await waitFor { try await bench.scheduler.entry(busy.id)?.state == .running }
+        let tonight = try await bench.scheduler.submit([bench.submission(notBefore: Date().addingTimeInterval(7200), priority: 5)])[0]
+        let now = try await bench.scheduler.submit([bench.submission(priority: 0)])[0]
+        let held = try await bench.scheduler.submit([bench.submission(priority: 9)])[0]
+        _ = try await bench.scheduler.apply(.hold, to: held.id, by: "bob")
+        try await waitFor { await bench.scheduler.forecast().count == 3 }   // the estimates are in
+        let listed = await bench.scheduler.startOrder()
+        #expect(listed.map(\.entry.id) == [busy.id, now.id, tonight.id, held.id])
+        #expect(listed[1].window!.start < listed[2].window!.start)
+        #expect(listed[3].window == nil)
+        _ = try await bench.scheduler.apply(.cancel, to: busy.id, by: "the test")
     }
 
     @Test func noInstrumentIsEverHeldByTwoRunsAndDisjointRunsOverlap() async throws {

@@ -154,6 +154,7 @@ struct LabFixture {
         let second = try LabDatabase(path: path)
         #expect(try second.interruptRunningRuns() == 1)
         #expect(try second.runs().first { $0.id == run }?.state == "interrupted")
+        #expect(try second.run(run)?.error?.hasPrefix("interrupted: the process running it stopped without ending it") == true)
     }
 
     @Test func aSecondDaemonCannotOwnTheSameDatabase() throws {

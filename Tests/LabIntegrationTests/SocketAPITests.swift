@@ -33,6 +33,32 @@ import Testing
         #expect(errorCode(garbage) == -32700)
     }
 
+    @Test func aConnectionOverTheLimitIsToldToRetryAndClosedAndAFreedPlaceIsServedAgain() async throws {
+        let database = try LabDatabase(path: Repository.temporaryDatabase())
+        let server = try SocketServer(path: database.path + ".sock", dispatcher: RPCDispatcher(database: database, version: "test"),
+                                      maximumConnections: 2)
+        defer { server.stop() }
+        let info = #"{"jsonrpc":"2.0","id":1,"method":"server.info"}"# + "\n"
+        var held = try (0..<2).map { _ in try SocketClient(server.path) }
+        for client in held {   // both are served
+            client.send(info)
+            #expect(try client.reply()["result"] != nil)
+        }
+        let refused = try SocketClient(server.path)
+        let reply = try refused.reply()
+        #expect(errorCode(reply) == -32000)
+        #expect(reply["id"] is NSNull)
+        #expect(errorMessage(reply) == "the server has too many connections (2 at most); retry later")
+        #expect(refused.readLine() == nil, "the connection is closed")
+        // Once a client leaves, its place is free again (the server notices the close soon, not at once).
+        held.removeFirst()
+        try await waitFor {
+            let client = try SocketClient(server.path)
+            client.send(info)
+            return (try? client.reply())?["result"] != nil
+        }
+    }
+
     @Test func aClientThatHalfClosesAfterSendingStillGetsEveryReply() async throws {
         let served = try await ServedDatabase()
         defer { served.server.stop() }
