@@ -10,14 +10,14 @@ import Synchronization
 /// with SA_SIGINFO reveals; a dispatch signal source does not. The C handler may do almost nothing,
 /// so it writes the signal and its sender to a pipe, and a dispatch source on the pipe does the rest.
 public final class StopSignals: Sendable {
-    private final class Received: Sendable { let numbers = Mutex<[Int32]>([]) }
+    private final class Received: Sendable { let signals = Mutex<[(number: Int32, sender: String)]>([]) }
     private let received = Received()
 
     /// `handler` gets who sent what ("SIGTERM from process 4711 (user alice)") and how many signals so far.
     public init(_ handler: @escaping @Sendable (_ by: String, _ count: Int) -> Void) {
         let received = self.received
         SignalPipe.subscribe(ObjectIdentifier(self)) { arrival in
-            let count = received.numbers.withLock { $0.append(arrival.number); return $0.count }
+            let count = received.signals.withLock { $0.append((arrival.number, arrival.sender)); return $0.count }
             handler(arrival.sender, count)
         }
     }
@@ -25,10 +25,10 @@ public final class StopSignals: Sendable {
     deinit { SignalPipe.unsubscribe(ObjectIdentifier(self)) }
 
     /// The shell's convention for a process stopped by a signal: 128 + the first signal's number.
-    public var exitCode: Int32? { received.numbers.withLock { $0.first.map { 128 + $0 } } }
+    public var exitCode: Int32? { received.signals.withLock { $0.first.map { 128 + $0.number } } }
 
-    /// The name of the first signal received.
-    public var first: String? { received.numbers.withLock { $0.first.map(Arrival.name) } }
+    /// The first signal received and who sent it ("SIGINT from process 4711 (user alice)").
+    public var first: String? { received.signals.withLock { $0.first?.sender } }
 }
 
 /// One signal as the C handler saw it; written whole to the pipe (far below PIPE_BUF, so atomic).
