@@ -31,7 +31,8 @@ public struct QueueItemParams: RPCParams {
         "request_id": RPCParameter(.string, required: false, about: "the client's key: a retry is not queued twice"),
         "autostart": RPCParameter(.boolean, required: false, about: "queued again by itself after a daemon restart"),
     ]
-    public var protocolFile: WireFile
+    /// Required by `queue.add`; in `queue.add_many` an item may leave it out to use the call's own.
+    public var protocolFile: WireFile?
     public var parameters: [String: ExprValue]?
     public var priority: Int?
     public var notBefore: String?
@@ -44,7 +45,7 @@ public struct QueueItemParams: RPCParams {
         case protocolFile = "protocol", notBefore = "not_before", requestID = "request_id"
     }
 
-    public init(protocolFile: WireFile, parameters: [String: ExprValue]? = nil, priority: Int? = nil, notBefore: String? = nil,
+    public init(protocolFile: WireFile?, parameters: [String: ExprValue]? = nil, priority: Int? = nil, notBefore: String? = nil,
                 project: String? = nil, requestID: String? = nil, autostart: Bool? = nil) {
         self.protocolFile = protocolFile; self.parameters = parameters; self.priority = priority; self.notBefore = notBefore
         self.project = project; self.requestID = requestID; self.autostart = autostart
@@ -52,9 +53,17 @@ public struct QueueItemParams: RPCParams {
 }
 
 public struct QueueAddManyParams: RPCParams {
-    public static let parameters = ["items": RPCParameter(.array, required: true, about: "queue.add parameters, one per run")]
+    public static let parameters = [
+        "items": RPCParameter(.array, required: true, about: "queue.add parameters, one per run"),
+        "protocol": RPCParameter(.object, required: false, about: "the protocol file of every item that names none: {path, text}"),
+    ]
     public var items: [QueueItemParams]
-    public init(items: [QueueItemParams]) { self.items = items }
+    /// Sent once for a thousand runs of one protocol.
+    public var protocolFile: WireFile?
+
+    enum CodingKeys: String, CodingKey { case items, protocolFile = "protocol" }
+
+    public init(items: [QueueItemParams], protocolFile: WireFile? = nil) { self.items = items; self.protocolFile = protocolFile }
 }
 
 public struct QueueListParams: RPCParams {

@@ -23,7 +23,7 @@ extension Daemon {
                 return await self.wire(entry)
             },
             .method("queue.add_many", mutates: true) { (p: QueueAddManyParams, caller) in
-                let entries = try await self.submit(p.items, caller: caller)
+                let entries = try await self.submit(p.items, caller: caller, protocolFile: p.protocolFile)
                 let windows = await self.scheduler.forecast()
                 return entries.map { self.wire($0, windows[$0.id]) }
             },
@@ -85,16 +85,17 @@ extension Daemon {
     // MARK: Translating
 
     /// Queues submissions from the wire: each protocol compiled against the lab, all or none.
-    private func submit(_ items: [QueueItemParams], caller: RPCCaller) async throws -> [QueueEntry] {
+    private func submit(_ items: [QueueItemParams], caller: RPCCaller, protocolFile shared: WireFile? = nil) async throws -> [QueueEntry] {
         var submissions: [Submission] = []
         // A thousand runs of one protocol are one text: it is compiled once, and shared.
         var compiled: [WireFile: ProtocolDefinition] = [:]
         for (index, item) in items.enumerated() {
             let which = items.count > 1 ? "item \(index): " : ""
-            let definition = try compiled[item.protocolFile] ?? request {
-                try ProtocolParser.parse(item.protocolFile.text, path: item.protocolFile.path, drivers: lab.drivers)
+            guard let file = item.protocolFile ?? shared else { throw RPCError.invalidParams("\(which)no protocol: give the item's `protocol`, or the call's") }
+            let definition = try compiled[file] ?? request {
+                try ProtocolParser.parse(file.text, path: file.path, drivers: lab.drivers)
             }
-            compiled[item.protocolFile] = definition
+            compiled[file] = definition
             var notBefore: Date?
             if let text = item.notBefore {
                 guard let date = try? Date(text, strategy: .iso8601) else {

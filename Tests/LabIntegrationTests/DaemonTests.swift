@@ -4,6 +4,7 @@ import Glibc
 import LabCore
 import LabDaemon
 import LabScheduler
+import LabServer
 import LabStorage
 import Testing
 
@@ -86,6 +87,29 @@ import Testing
         #expect(try Self.readOnly(database) { try String.fetchOne($0, sql: "SELECT state FROM run WHERE id = 1") } == "aborted")
         #expect(try Self.readOnly(database) { try String.fetchOne($0, sql: "SELECT error FROM run WHERE id = 1") }?.hasPrefix("aborted by SIGTERM from process \(getpid()) (user ") == true)
         #expect(!FileManager.default.fileExists(atPath: socket))
+    }
+
+    @Test func aThousandRunsOfOneProtocolAreQueuedInOneCallWithTheProtocolSentOnce() async throws {
+        let daemon = try await Self.daemon()
+        let text = try String(contentsOfFile: Repository.path("protocols/reactor-yield.yaml"), encoding: .utf8)
+        let item = #"{"parameters": {"temperature": {"value": 80, "unit": "degC"}, "residence": {"value": 10, "unit": "min"}}, "not_before": "2099-01-01T00:00:00Z"}"#
+        let request = #"{"jsonrpc": "2.0", "id": 7, "method": "queue.add_many", "params": {"protocol": {"path": "/lab/reactor-yield.yaml", "text": \#(Self.json(text))}, "items": [\#(Array(repeating: item, count: 1000).joined(separator: ","))]}}"#
+        let reply = await Self.answer(RPCDispatcher(daemon.methods), request)
+        let result = try #require(try JSONSerialization.jsonObject(with: reply) as? [String: Any])["result"] as? [[String: Any]]
+        #expect(result?.count == 1000, "\(String(decoding: reply.prefix(600), as: UTF8.self))")
+        #expect(Set(result?.compactMap { $0["state"] as? String } ?? []) == ["queued"])
+        #expect(await daemon.scheduler.open.count == 1000)
+        // Without the call's protocol, an item that names none is refused, naming the item.
+        let refused = await Self.answer(RPCDispatcher(daemon.methods), #"{"jsonrpc": "2.0", "id": 8, "method": "queue.add_many", "params": {"items": [\#(item)]}}"#)
+        #expect(String(decoding: refused, as: UTF8.self).contains("no protocol"))
+        await daemon.shutDown(by: "the test")
+    }
+
+    /// The dispatcher blocks its thread until the method is done, as the server's threads do: never a cooperative one.
+    static func answer(_ dispatcher: RPCDispatcher, _ line: String) async -> Data {
+        await withCheckedContinuation { done in
+            Thread { done.resume(returning: dispatcher.respond(to: Data(line.utf8), caller: RPCCaller(user: "tester", uid: 0)) ?? Data()) }.start()
+        }
     }
 
     static func json(_ text: String) -> String { String(decoding: try! JSONEncoder().encode(text), as: UTF8.self) }
