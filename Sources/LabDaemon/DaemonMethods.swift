@@ -28,7 +28,7 @@ extension Daemon {
                 return entries.map { self.wire($0, windows[$0.id]) }
             },
             .method("queue.list") { (p: QueueListParams, _) in
-                var listed = await self.scheduler.startOrder()
+                var listed = try await self.scheduler.startOrder()
                 if p.all == true {
                     let open = Set(listed.map(\.entry.id))
                     listed += try self.database.queueEntries().filter { !open.contains($0.id) }.map { ($0, nil) }

@@ -43,15 +43,39 @@ public actor Scheduler {
         public var result: RunResult?
     }
 
+    /// What the scheduler keeps of an open entry: enough to order, schedule and forecast it. The
+    /// rest of a waiting entry (its parameter values, owner, notes) stays in the database until it
+    /// starts, so the daemon's memory does not grow with the length of the queue.
+    struct Slot: Sendable {
+        var id: Int64
+        var state: QueueState
+        var priority: Int
+        var position: Double
+        var notBefore: Date?
+        var protocolSHA256: String
+        var estimatedSeconds: Double?
+
+        init(_ entry: QueueEntry) {
+            id = entry.id; state = entry.state; priority = entry.submission.priority; position = entry.position
+            notBefore = entry.submission.notBefore; protocolSHA256 = entry.submission.protocolSource.sha256
+            estimatedSeconds = entry.estimatedSeconds
+        }
+    }
+
+    private struct Running {
+        var control: RunControl
+        var task: Task<Void, Never>
+        var started: Double
+        var instruments: [String]
+    }
+
     private let environment: Environment
-    private var entries: [Int64: QueueEntry] = [:]
-    /// Role → driver type, by protocol SHA-256: ten thousand entries of one protocol share it.
+    private var slots: [Int64: Slot] = [:]
+    /// Role → driver type, by protocol SHA-256: every entry of one protocol shares it.
     private var needs: [String: [String: String]] = [:]
-    /// One copy of each protocol text, shared by the entries that run it.
-    private var texts: [String: SourceText] = [:]
     /// Instruments held by running entries: instance → entry.
     private var busy: [String: Int64] = [:]
-    private var running: [Int64: (control: RunControl, task: Task<Void, Never>, started: Double, instruments: [String])] = [:]
+    private var running: [Int64: Running] = [:]
     private var accepting = true
     private var wakeUp: Task<Void, Never>?
     private var observers: [UUID: @Sendable (Finished) -> Void] = [:]
@@ -84,7 +108,7 @@ public actor Scheduler {
             try check(submission, item: submissions.count > 1 ? index : nil)
         }
         let stored = try await environment.store.enqueue(submissions)
-        for entry in stored where entries[entry.id] == nil && !entry.state.isFinal {
+        for entry in stored where slots[entry.id] == nil && !entry.state.isFinal {
             remember(entry)
         }
         schedule()
@@ -139,39 +163,49 @@ public actor Scheduler {
         guard let changed = try await environment.store.transition(id, from: from, to: to, note: "\(action.rawValue) by \(who)") else {
             throw LabError(.conflict, "run \(id) changed meanwhile; look again")
         }
-        if changed.state.isFinal { forget(id); notify(Finished(entry: changed, result: nil)) } else { entries[id] = changed }
+        if changed.state.isFinal {
+            slots[id] = nil
+            notify(Finished(entry: changed, result: nil))
+        } else {
+            slots[id]?.state = changed.state
+        }
         schedule()
         return changed
     }
 
     /// Cancels an entry that has not started; one that is running goes on.
     public func cancelIfWaiting(_ id: Int64, by who: String) async {
-        guard let entry = entries[id], entry.state != .running else { return }
+        guard let slot = slots[id], slot.state != .running else { return }
         _ = try? await apply(.cancel, to: id, by: who)
     }
 
     /// Moves an entry: a new priority, and before another entry of the queue (or to the end).
     public func move(_ id: Int64, priority: Int?, before other: Int64?) async throws -> QueueEntry {
-        guard var entry = entries[id], !entry.state.isFinal, entry.state != .running else {
+        guard var slot = slots[id], slot.state != .running else {
             throw LabError(.conflict, "run \(id) is not waiting in the queue")
         }
-        if let priority { entry.submission.priority = priority }
+        if let priority { slot.priority = priority }
         if let other {
-            guard let target = entries[other] else { throw LabError(.conflict, "run \(other) is not waiting in the queue") }
-            let earlier = entries.values.filter { $0.position < target.position }.map(\.position).max() ?? target.position - 1
-            entry.position = (earlier + target.position) / 2
-            entry.submission.priority = priority ?? target.submission.priority
+            guard let target = slots[other], target.state != .running else {
+                throw LabError(.conflict, "run \(other) is not waiting in the queue")
+            }
+            let earlier = slots.values.filter { $0.position < target.position }.map(\.position).max() ?? target.position - 1
+            slot.position = (earlier + target.position) / 2
+            slot.priority = priority ?? target.priority
         }
-        try await environment.store.setPosition(id, priority: entry.submission.priority, position: entry.position)
-        entries[id] = entry
+        try await environment.store.setPosition(id, priority: slot.priority, position: slot.position)
+        slots[id] = slot
         schedule()
+        guard let entry = try await current(id) else { throw LabError(.notFound, "there is no run \(id) in the queue") }
         return entry
     }
 
     // MARK: Looking
 
-    /// Entries waiting or running, in the order they would start.
-    public var open: [QueueEntry] { ordered(entries.values) }
+    /// Entries waiting or running (read from the database), in the order they would start.
+    public func open() async throws -> [QueueEntry] {
+        try await startOrder().map(\.entry)
+    }
 
     public func entry(_ id: Int64) async throws -> QueueEntry? { try await current(id) }
 
@@ -189,15 +223,22 @@ public actor Scheduler {
     /// then by expected start, then those without a window (held, awaiting approval, or behind a run
     /// of unknown length) in queue order. Priority alone misleads: a high-priority entry due tonight
     /// starts after a low-priority one due now.
-    public func startOrder(now: Date = Date()) -> [(entry: QueueEntry, window: Forecast.Window?)] {
+    public func startOrder(now: Date = Date()) async throws -> [(entry: QueueEntry, window: Forecast.Window?)] {
         let windows = forecast(now: now)
-        func key(_ entry: QueueEntry, _ position: Int) -> (Int, Date, Int) {
-            if entry.state == .running { return (0, windows[entry.id]?.start ?? now, position) }
-            if let window = windows[entry.id] { return (1, window.start, position) }
+        let order = Dictionary(uniqueKeysWithValues: ordered(slots.values).enumerated().map { ($0.element.id, $0.offset) })
+        func key(_ slot: Slot) -> (Int, Date, Int) {
+            let position = order[slot.id] ?? .max
+            if slot.state == .running { return (0, windows[slot.id]?.start ?? now, position) }
+            if let window = windows[slot.id] { return (1, window.start, position) }
             return (2, .distantFuture, position)
         }
-        return open.enumerated().sorted { key($0.element, $0.offset) < key($1.element, $1.offset) }
-            .map { ($0.element, windows[$0.element.id]) }
+        let stored = Dictionary(try await environment.store.openEntries().map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        return slots.values.sorted { key($0) < key($1) }.compactMap { slot in
+            guard var entry = stored[slot.id] else { return nil }
+            entry.state = slot.state
+            entry.estimatedSeconds = slot.estimatedSeconds
+            return (entry, windows[slot.id])
+        }
     }
 
     /// When each open entry is expected to start and end: the policy replayed on the estimated
@@ -205,14 +246,14 @@ public actor Scheduler {
     public func forecast(now: Date = Date()) -> [Int64: Forecast.Window] {
         let rate = environment.clock.rate
         var items: [Forecast.Item] = []
-        for entry in open {
-            let duration = entry.estimatedSeconds.map { $0 / rate }
-            if let run = running[entry.id] {
-                items.append(.init(id: entry.id, needs: needs(of: entry) ?? [:], duration: duration,
+        for slot in ordered(slots.values) {
+            let duration = slot.estimatedSeconds.map { $0 / rate }
+            if let run = running[slot.id] {
+                items.append(.init(id: slot.id, needs: needs[slot.protocolSHA256] ?? [:], duration: duration,
                                    runningFor: (environment.clock.now - run.started) / rate, instruments: run.instruments))
-            } else if entry.state == .queued {
-                items.append(.init(id: entry.id, needs: needs(of: entry) ?? [:], duration: duration,
-                                   notBefore: entry.submission.notBefore.map { $0.timeIntervalSince(now) }))
+            } else if slot.state == .queued {
+                items.append(.init(id: slot.id, needs: needs[slot.protocolSHA256] ?? [:], duration: duration,
+                                   notBefore: slot.notBefore.map { $0.timeIntervalSince(now) }))
             }
         }
         return Forecast.windows(items, pool: environment.pool, stations: environment.stations, now: now)
@@ -237,47 +278,40 @@ public actor Scheduler {
 
     // MARK: Scheduling
 
+    /// An entry as stored, with what only the scheduler knows (running, its estimate).
     private func current(_ id: Int64) async throws -> QueueEntry? {
-        if let entry = entries[id] { return entry }
-        return try await environment.store.entry(id)
+        guard var entry = try await environment.store.entry(id) else { return nil }
+        if let slot = slots[id] {
+            entry.state = slot.state
+            entry.estimatedSeconds = slot.estimatedSeconds ?? entry.estimatedSeconds
+        }
+        return entry
     }
 
     private func remember(_ entry: QueueEntry) {
-        var entry = entry
         let sha = entry.submission.protocolSource.sha256
-        if let shared = texts[sha] {
-            entry.submission.protocolSource = shared
-        } else {
-            texts[sha] = entry.submission.protocolSource
-            if let definition = try? environment.compile(entry.submission.protocolSource) {
-                needs[sha] = Dictionary(uniqueKeysWithValues: definition.instruments.map { ($0.role, $0.driver) })
-            }
+        if needs[sha] == nil, let definition = try? environment.compile(entry.submission.protocolSource) {
+            needs[sha] = Dictionary(uniqueKeysWithValues: definition.instruments.map { ($0.role, $0.driver) })
         }
-        entries[entry.id] = entry
+        slots[entry.id] = Slot(entry)
         if entry.estimatedSeconds == nil { estimateLater(entry) }
     }
 
-    private func forget(_ id: Int64) {
-        entries[id] = nil
-    }
-
-    private func needs(of entry: QueueEntry) -> [String: String]? { needs[entry.submission.protocolSource.sha256] }
-
-    private func ordered(_ list: some Sequence<QueueEntry>) -> [QueueEntry] {
-        list.sorted { ($0.submission.priority, -$0.position) > ($1.submission.priority, -$1.position) }
+    private func ordered(_ list: some Sequence<Slot>) -> [Slot] {
+        list.sorted { ($0.priority, -$0.position) > ($1.priority, -$1.position) }
     }
 
     /// Starts what the policy allows now, and wakes up again at the next earliest-start time.
     private func schedule() {
         guard accepting else { return }
         let now = Date()
-        let waiting = ordered(entries.values.filter { $0.state == .queued })
-        let eligible = waiting.filter { ($0.submission.notBefore ?? now) <= now }
+        let waiting = ordered(slots.values.filter { $0.state == .queued })
+        let eligible = waiting.filter { ($0.notBefore ?? now) <= now }
         let free = environment.pool.filter { busy[$0.key] == nil }
-        let candidates = eligible.compactMap { entry in needs(of: entry).map { SchedulePolicy.Candidate(id: entry.id, needs: $0) } }
+        let candidates = eligible.compactMap { slot in needs[slot.protocolSHA256].map { SchedulePolicy.Candidate(id: slot.id, needs: $0) } }
         for start in SchedulePolicy.starts(candidates, free: free, stations: environment.stations) { launch(start) }
         wakeUp?.cancel()
-        if let next = waiting.compactMap(\.submission.notBefore).filter({ $0 > now }).min() {
+        if let next = waiting.compactMap(\.notBefore).filter({ $0 > now }).min() {
             wakeUp = Task { [weak self] in
                 try? await Task.sleep(for: .seconds(max(0.001, next.timeIntervalSinceNow)))
                 guard !Task.isCancelled else { return }
@@ -288,19 +322,27 @@ public actor Scheduler {
 
     private func scheduleAgain() { schedule() }
 
+    /// Takes the entry's instruments now; its submission is read from the database as it starts.
     private func launch(_ start: SchedulePolicy.Start) {
-        guard var entry = entries[start.id] else { return }
-        entry.state = .running
-        entries[start.id] = entry
+        guard slots[start.id] != nil else { return }
+        slots[start.id]?.state = .running
         let instances = start.assignment.values.sorted()
         for instance in instances { busy[instance] = start.id }
         let control = RunControl()
         let environment = self.environment
         let task = Task { [weak self] in
-            let result = await Self.execute(entry, on: start.assignment, control: control, environment)
+            let result: Result<RunResult, any Error>
+            do {
+                guard let entry = try await environment.store.entry(start.id) else {
+                    throw LabError(.notFound, "run \(start.id) is no longer in the queue")
+                }
+                result = await Self.execute(entry, on: start.assignment, control: control, environment)
+            } catch {
+                result = .failure(error)
+            }
             await self?.finished(start.id, result)
         }
-        running[start.id] = (control, task, environment.clock.now, instances)
+        running[start.id] = Running(control: control, task: task, started: environment.clock.now, instruments: instances)
     }
 
     /// Runs one entry; a failure before its run began is recorded on the entry itself.
@@ -330,13 +372,11 @@ public actor Scheduler {
 
     private func finished(_ id: Int64, _ result: Result<RunResult, any Error>) async {
         if let run = running.removeValue(forKey: id) { for instance in run.instruments { busy[instance] = nil } }
-        var entry = entries[id]
-        forget(id)
+        slots[id] = nil
         switch result {
         case .success(let run):
-            entry?.state = QueueState(run.outcome)
-            entry?.runID = run.runID
-            if let entry { notify(Finished(entry: entry, result: run)) }
+            // The store committed the entry's end with the run's.
+            if let entry = try? await environment.store.entry(id) { notify(Finished(entry: entry, result: run)) }
         case .failure(let error):
             environment.logger.error("queue entry could not run", metadata: ["entry": "\(id)", "error": "\(error)"])
             let changed = try? await environment.store.transition(id, from: [.queued, .running], to: .failed, note: "\(error)")
@@ -360,11 +400,13 @@ public actor Scheduler {
         estimating = true
         let environment = self.environment
         Task.detached(priority: .background) { [weak self] in
-            while let self, let entry = await self.nextToEstimate() {
+            while let self, let id = await self.nextToEstimate() {
+                guard let entry = try? await environment.store.entry(id) else { continue }
+                if let known = await self.known(EstimateKey(entry)) { await self.estimated(id, known); continue }
                 guard let definition = try? environment.compile(entry.submission.protocolSource),
                       let seconds = await environment.estimate?(definition, entry.submission.parameters) else { continue }
-                try? await environment.store.setEstimate(entry.id, seconds: seconds)
-                await self.estimated(entry.id, seconds, key: EstimateKey(entry))
+                try? await environment.store.setEstimate(id, seconds: seconds)
+                await self.estimated(id, seconds, key: EstimateKey(entry))
             }
         }
     }
@@ -375,13 +417,13 @@ public actor Scheduler {
         init(_ entry: QueueEntry) { protocolSHA256 = entry.submission.protocolSource.sha256; parameters = entry.submission.parameters }
     }
 
-    private func nextToEstimate() -> QueueEntry? {
+    private func known(_ key: EstimateKey) -> Double? { knownEstimates[key] }
+
+    private func nextToEstimate() -> Int64? {
         while estimateCursor < toEstimate.count {
             let id = toEstimate[estimateCursor]
             estimateCursor += 1
-            guard let entry = entries[id], entry.estimatedSeconds == nil else { continue }
-            if let known = knownEstimates[EstimateKey(entry)] { estimated(id, known); continue }
-            return entry
+            if let slot = slots[id], slot.estimatedSeconds == nil { return id }
         }
         toEstimate = []
         estimateCursor = 0
@@ -390,7 +432,7 @@ public actor Scheduler {
     }
 
     private func estimated(_ id: Int64, _ seconds: Double, key: EstimateKey? = nil) {
-        entries[id]?.estimatedSeconds = seconds
+        slots[id]?.estimatedSeconds = seconds
         if let key { knownEstimates[key] = seconds }
     }
 }

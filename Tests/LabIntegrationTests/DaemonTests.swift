@@ -45,14 +45,14 @@ import Testing
         let daemon = try await Self.daemon()
         let text = try String(contentsOfFile: Self.campaign, encoding: .utf8)
         let id = try await daemon.campaigns.start(text: text, path: Self.campaign, protocolText: nil, owner: "tester", needsApproval: true)
-        try await waitFor { await daemon.scheduler.open.filter { $0.state == .awaitingApproval }.count == 4 }
+        try await waitFor { try await daemon.scheduler.open().filter { $0.state == .awaitingApproval }.count == 4 }
         #expect(try daemon.database.runs().isEmpty, "nothing runs before a person approves")
-        let waiting = await daemon.scheduler.open.map(\.id).sorted()
+        let waiting = try await daemon.scheduler.open().map(\.id).sorted()
         _ = try await daemon.scheduler.apply(.approve, to: waiting[0], by: "alice")
         _ = try await daemon.scheduler.apply(.reject, to: waiting[1], by: "alice")
         try await waitFor { try daemon.database.run(waiting[0])?.state == "completed" }
         // The rejected proposal is replaced by a new one, also waiting for approval.
-        try await waitFor { await daemon.scheduler.open.filter { $0.state == .awaitingApproval }.count == 4 }
+        try await waitFor { try await daemon.scheduler.open().filter { $0.state == .awaitingApproval }.count == 4 }
         #expect(try daemon.database.runs().map(\.id) == [waiting[0]])
         #expect(try await daemon.campaigns.status(id)?.experiments.count == 1)
         await daemon.shutDown(by: "the test")
@@ -98,7 +98,7 @@ import Testing
         let result = try #require(try JSONSerialization.jsonObject(with: reply) as? [String: Any])["result"] as? [[String: Any]]
         #expect(result?.count == 1000, "\(String(decoding: reply.prefix(600), as: UTF8.self))")
         #expect(Set(result?.compactMap { $0["state"] as? String } ?? []) == ["queued"])
-        #expect(await daemon.scheduler.open.count == 1000)
+        #expect(try await daemon.scheduler.open().count == 1000)
         // Without the call's protocol, an item that names none is refused, naming the item.
         let refused = await Self.answer(RPCDispatcher(daemon.methods), #"{"jsonrpc": "2.0", "id": 8, "method": "queue.add_many", "params": {"items": [\#(item)]}}"#)
         #expect(String(decoding: refused, as: UTF8.self).contains("no protocol"))

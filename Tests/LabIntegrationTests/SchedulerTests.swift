@@ -75,7 +75,7 @@ import Testing
         let gated = try await first.scheduler.submit([first.submission(approval: true)])[0]
         // A second process on the same database (the first one "died").
         let second = try await Bench(path: first.path)
-        let states = Dictionary(uniqueKeysWithValues: await second.scheduler.open.map { ($0.id, $0.state) })
+        let states = Dictionary(uniqueKeysWithValues: try await second.scheduler.open().map { ($0.id, $0.state) })
         #expect(states == [held.id: .held, auto.id: .queued, gated.id: .awaitingApproval])
         #expect(try await second.scheduler.entry(held.id)?.note == "held after a daemon restart: release it to run it")
     }
@@ -136,7 +136,7 @@ import Testing
         let held = try await bench.scheduler.submit([bench.submission(priority: 9)])[0]
         _ = try await bench.scheduler.apply(.hold, to: held.id, by: "bob")
         try await waitFor { await bench.scheduler.forecast().count == 3 }   // the estimates are in
-        let listed = await bench.scheduler.startOrder()
+        let listed = try await bench.scheduler.startOrder()
         #expect(listed.map(\.entry.id) == [busy.id, now.id, tonight.id, held.id])
         #expect(listed[1].window!.start < listed[2].window!.start)
         #expect(listed[3].window == nil)
