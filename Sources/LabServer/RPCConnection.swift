@@ -150,7 +150,11 @@ final class RPCConnection: ChannelInboundHandler {
         var out = context.channel.allocator.buffer(capacity: reply.count + 1)
         out.writeBytes(reply)
         out.writeInteger(UInt8(ascii: "\n"))
-        lastWrite = context.writeAndFlush(wrapOutboundOut(out))
+        // Known before writing: the flush can fire writability changes back into this handler, and
+        // a close from there must wait for this write instead of dropping what is not yet sent.
+        let written = context.eventLoop.makePromise(of: Void.self)
+        lastWrite = written.futureResult
+        context.writeAndFlush(wrapOutboundOut(out), promise: written)
     }
 
     /// Closes once the replies already written have gone out.

@@ -72,6 +72,20 @@ import Testing
         }
     }
 
+    @Test func aLargeReplyToAClientThatHalfClosedArrivesWhole() async throws {
+        // A reply far larger than the socket's buffers: the connection closes only once all of it is sent.
+        let served = try await ServedDatabase(measurements: 2000)
+        defer { served.server.stop() }
+        for attempt in 0..<100 {
+            let client = try SocketClient(served.path)
+            client.send(#"{"jsonrpc":"2.0","id":1,"method":"runs.get","params":{"run":\#(served.run)}}"# + "\n")
+            client.finishSending()
+            let lines = client.readToEnd()
+            let result = lines.first.flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }?["result"] as? [String: Any]
+            #expect((result?["measurements"] as? [Any])?.count == 2000, "attempt \(attempt): \(lines.first?.count ?? 0) bytes")
+        }
+    }
+
     @Test func pipelinedRequestsAreAnsweredInTheOrderSent() async throws {
         let served = try await ServedDatabase(measurements: 300)
         defer { served.server.stop() }
