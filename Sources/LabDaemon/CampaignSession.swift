@@ -3,13 +3,13 @@ import LabCore
 import LabDrivers
 public import LabEngine
 import LabPlanner
-import LabServer
 import LabSpec
 import LabStorage
 public import Logging
 
-/// Everything one campaign needs, started in dependency order and stopped in reverse:
-/// simulators → instruments → database → campaign loop.
+/// One campaign run in process, without the daemon: simulators → instruments → database → campaign
+/// loop, started in that order and stopped in reverse. The tests of the campaign loop use it; the
+/// daemon runs campaigns through its queue (`Campaigns`) and shares `plan` and `history` from here.
 public struct CampaignSession {
     public struct Summary: Sendable {
         public var campaignID: Int64
@@ -33,7 +33,7 @@ public struct CampaignSession {
     /// Runs a campaign file against its lab, simulating every `simulate: true` instrument. With
     /// `resume`, continues that stored campaign instead of starting a new one (see `history`).
     public static func run(campaignPath: String, databasePath: String, budget: Int? = nil, resume: Int64? = nil,
-                           socketPath: String? = nil, control: RunControl = RunControl(),
+                           control: RunControl = RunControl(),
                            logger: Logger = Logger(label: "serendip"),
                            onExperiment: @escaping @Sendable (ExperimentReport) -> Void = { _ in }) async throws -> Summary {
         let campaign = try CampaignSpec.load(path: campaignPath)
@@ -49,10 +49,6 @@ public struct CampaignSession {
         // Before anything else: whatever a killed process left running is made safe.
         try await RestartRecovery.makeSafe(database: database, lab: lab, simulators: simulators, logger: logger)
         let instruments = try InstrumentConnector.connect(lab, simulators: simulators, for: definition)
-        let server = try socketPath.map {
-            try SocketServer(path: $0, dispatcher: RPCDispatcher(database: database, version: softwareVersion))
-        }
-        defer { server?.stop() }
         // The first objective; the stored campaign text holds every one.
         let primary = rules.objectives.first
         let direction = primary.map { $0.maximize ? "maximize" : "minimize" }
