@@ -29,7 +29,7 @@ public actor Campaigns {
         let id = try database.createDaemonCampaign(
             name: spec.name, spec: spec.source, protocolSource: spec.definition.source, objective: primary?.output,
             direction: primary.map { $0.maximize ? "maximize" : "minimize" }, seed: spec.seed, owner: owner,
-            needsApproval: needsApproval)
+            needsApproval: needsApproval, budget: budget)
         try await launch(id, spec: spec, owner: owner, needsApproval: needsApproval, budget: budget, history: [], retries: [])
         return id
     }
@@ -45,10 +45,14 @@ public actor Campaigns {
         }
         let spec = try CampaignSpec.parse(stored.specText, path: stored.specPath, lab: lab, protocolText: stored.protocolText)
         _ = path
+        // A run of it still going has no result yet, and is not cut short either: wait for it.
+        if let busy = try database.queueEntries(states: [.running], campaign: id).first {
+            throw LabError(.conflict, "campaign \(id)'s run \(busy.id) is still running; resume the campaign once it has ended")
+        }
         let (history, retries) = try CampaignSession.history(of: id, in: database, for: spec)
         try database.setCampaignState(id, "running", note: "resumed by \(who)")
-        try await launch(id, spec: spec, owner: stored.owner ?? who, needsApproval: stored.needsApproval, history: history,
-                         retries: retries)
+        try await launch(id, spec: spec, owner: stored.owner ?? who, needsApproval: stored.needsApproval, budget: stored.budget,
+                         history: history, retries: retries)
     }
 
     public func stop(_ id: Int64, by who: String) async throws {
@@ -80,7 +84,7 @@ public actor Campaigns {
     public func status(_ id: Int64) async throws -> Status? {
         guard let stored = try database.daemonCampaign(id) else { return nil }
         let spec = try CampaignSpec.parse(stored.specText, path: stored.specPath, lab: lab, protocolText: stored.protocolText)
-        let (_, rules, _) = try CampaignSession.plan(spec, budget: nil)
+        let (_, rules, _) = try CampaignSession.plan(spec, budget: stored.budget)
         if let driver = drivers[id] {
             return Status(id: id, name: stored.name, state: stored.state ?? "stopped", note: stored.note,
                           objective: rules.objectives.first?.output, experiments: await driver.reports, best: await driver.best,

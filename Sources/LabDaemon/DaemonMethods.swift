@@ -74,10 +74,13 @@ extension Daemon {
             },
             .method("campaign.get") { (p: CampaignRef, _) in try await self.campaignStatus(p.campaign) },
             .method("campaign.list") { (_: NoParams, _) in
-                try await self.campaigns.list().map {
-                    WireCampaign(campaign: $0.id, name: $0.name, state: $0.state ?? "finished", note: $0.note, objective: nil,
-                                 experiments: [], best: nil, waiting: [])
+                var list: [WireCampaign] = []
+                for stored in try await self.campaigns.list() {
+                    var status = try await self.campaignStatus(stored.id)
+                    status.experiments = []   // the list is a summary; campaign.get has them
+                    list.append(status)
                 }
+                return list
             },
         ]
     }

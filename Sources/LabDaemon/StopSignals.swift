@@ -27,6 +27,9 @@ public final class StopSignals: Sendable {
     /// The shell's convention for a process stopped by a signal: 128 + the first signal's number.
     public var exitCode: Int32? { received.signals.withLock { $0.first.map { 128 + $0.number } } }
 
+    /// How many signals have arrived.
+    public var count: Int { received.signals.withLock { $0.count } }
+
     /// The first signal received and who sent it ("SIGINT from process 4711 (user alice)").
     public var first: String? { received.signals.withLock { $0.first?.sender } }
 }

@@ -129,7 +129,6 @@ public actor CampaignDriver {
         }
         return Submission(protocolSource: settings.definition.source, protocolName: settings.definition.name,
                           parameters: values, owner: settings.owner, project: settings.project,
-                          requestID: "campaign-\(settings.campaignID)-\(suggestion.proposalID)",
                           campaignID: settings.campaignID, proposalID: suggestion.proposalID, chosenBy: suggestion.chosenBy,
                           needsApproval: settings.needsApproval)
     }

@@ -154,8 +154,10 @@ public actor Scheduler {
         case .reject: ([.awaitingApproval], .rejected)
         }
         if action == .cancel, entry.state == .running, let run = running[id] {
-            run.control.stop(.abort, by: "cancelled by \(who)")
-            return entry
+            run.control.stop(.abort, by: "a cancel from \(who)")
+            var aborting = entry
+            aborting.note = "being aborted: cancel by \(who) ('finally', then the safe states)"
+            return aborting
         }
         guard from.contains(entry.state) else {
             throw LabError(.conflict, "run \(id) is \(entry.state.rawValue); \(action.rawValue) applies to an entry that is \(from.map(\.rawValue).sorted().joined(separator: " or "))")

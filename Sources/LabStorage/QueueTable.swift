@@ -39,6 +39,7 @@ enum QueueTable {
                 -- Campaigns run by the daemon: who started them, the protocol text they run, and where they stand.
                 ALTER TABLE campaign ADD COLUMN owner TEXT;
                 ALTER TABLE campaign ADD COLUMN spec_path TEXT;
+                ALTER TABLE campaign ADD COLUMN budget INTEGER;
                 ALTER TABLE campaign ADD COLUMN protocol_path TEXT;
                 ALTER TABLE campaign ADD COLUMN protocol_text TEXT;
                 ALTER TABLE campaign ADD COLUMN needs_approval INTEGER NOT NULL DEFAULT 0 CHECK (needs_approval IN (0, 1));
@@ -87,7 +88,13 @@ extension LabDatabase: QueueStore {
             for s in submissions {
                 if let key = s.requestID,
                    let row = try Row.fetchOne(db, sql: "SELECT * FROM queue_entry WHERE request_id = ?", arguments: [key]) {
-                    entries.append(try QueueTable.entry(row))
+                    let stored = try QueueTable.entry(row)
+                    // A retry is the same request; the same key for another one is a mistake to report.
+                    guard stored.submission.protocolSource.sha256 == s.protocolSource.sha256,
+                          stored.submission.parameters == s.parameters else {
+                        throw LabError(.conflict, "request id '\(key)' was used for run \(stored.id), with another protocol or other values; use a new request id for a new request")
+                    }
+                    entries.append(stored)
                     continue
                 }
                 next += 1
@@ -193,6 +200,8 @@ public struct DaemonCampaign: Sendable, Hashable {
     public var protocolPath: String?
     public var protocolText: String?
     public var needsApproval: Bool
+    /// The budget given when it was started, when it overrides the file's.
+    public var budget: Int?
     public var state: String?
     public var note: String?
     public var createdAt: String
@@ -200,14 +209,16 @@ public struct DaemonCampaign: Sendable, Hashable {
 
 extension LabDatabase {
     public func createDaemonCampaign(name: String, spec: SourceText, protocolSource: SourceText, objective: String?,
-                                     direction: String?, seed: UInt64, owner: String, needsApproval: Bool) throws -> Int64 {
+                                     direction: String?, seed: UInt64, owner: String, needsApproval: Bool,
+                                     budget: Int? = nil) throws -> Int64 {
         try pool.write { db in
             try db.execute(sql: """
                 INSERT INTO campaign (name, spec_text, spec_sha256, objective, direction, seed, created_at, owner, spec_path,
-                                      protocol_path, protocol_text, needs_approval, state)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running')
+                                      protocol_path, protocol_text, needs_approval, budget, state)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running')
                 """, arguments: [name, spec.text, spec.sha256, objective, direction, Int64(bitPattern: seed),
-                                 Self.timestamp(Date()), owner, spec.path, protocolSource.path, protocolSource.text, needsApproval])
+                                 Self.timestamp(Date()), owner, spec.path, protocolSource.path, protocolSource.text, needsApproval,
+                                 budget])
             return db.lastInsertedRowID
         }
     }
@@ -238,7 +249,7 @@ extension LabDatabase {
     static func daemonCampaign(_ row: Row) -> DaemonCampaign {
         DaemonCampaign(id: row["id"], name: row["name"], owner: row["owner"], specPath: row["spec_path"] ?? row["name"], specText: row["spec_text"],
                        protocolPath: row["protocol_path"], protocolText: row["protocol_text"],
-                       needsApproval: row["needs_approval"], state: row["state"], note: row["state_note"],
+                       needsApproval: row["needs_approval"], budget: row["budget"], state: row["state"], note: row["state_note"],
                        createdAt: row["created_at"])
     }
 }

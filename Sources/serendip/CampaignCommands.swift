@@ -95,7 +95,7 @@ enum Summary {
     static func line(_ s: WireCampaign) -> String {
         var text = "campaign \(s.campaign) (\(s.name)) is \(s.state)"
         if let note = s.note { text += ": \(note)" }
-        if !s.experiments.isEmpty { text += "; \(s.experiments.count) experiments" }
+        if !s.experiments.isEmpty { text += "; \(s.experiments.count) experiment\(s.experiments.count == 1 ? "" : "s")" }
         if let best = s.best { text += ", best \(String(format: "%.4g", best))" }
         return text
     }

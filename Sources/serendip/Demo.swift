@@ -81,7 +81,9 @@ struct Demo: AsyncParsableCommand {
         }
         daemon.stop()
         if let stopped = signals.first {
-            say("\nStopped by \(stopped): nothing new was started, and every run in progress ended with its 'finally' and safe states.")
+            say(signals.count > 1
+                ? "\nStopped by \(stopped), then halted: nothing new was started; every run in progress was aborted with its safe states, 'finally' cut short."
+                : "\nStopped by \(stopped): nothing new was started, and every run in progress ended with its 'finally' and safe states.")
             if let id { say("Continue later with: serendip demo --campaign \(campaign) --data \(data) --resume \(id)") }
             throw ExitCode(signals.exitCode ?? 1)
         }

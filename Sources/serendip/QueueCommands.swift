@@ -19,7 +19,7 @@ struct Submit: ParsableCommand {
     @Option(name: .customLong("param"), help: ArgumentHelp("A parameter value, e.g. 'temperature=80 degC'; repeat for each.", valueName: "name=value"))
     var parameters: [String] = []
 
-    @Option(help: "Higher runs first; equal priorities run in submission order.")
+    @Option(parsing: .unconditional, help: "Higher runs first; equal priorities run in submission order (negative: --priority -5).")
     var priority = 0
 
     @Option(help: ArgumentHelp("Not started before: ISO 8601 ('2026-11-30T05:00:00Z'), HH:MM (local; tomorrow if past) or +30m / +2h.", valueName: "time"))

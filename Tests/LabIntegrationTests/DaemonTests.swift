@@ -58,6 +58,22 @@ import Testing
         await daemon.shutDown(by: "the test")
     }
 
+    @Test func aStoppedCampaignIsResumedOnlyOnceItsRunsHaveEndedAndThenFinishesItsBudget() async throws {
+        let daemon = try await Self.daemon()
+        let text = try String(contentsOfFile: Self.campaign, encoding: .utf8)
+        let id = try await daemon.campaigns.start(text: text, path: Self.campaign, protocolText: nil, owner: "tester",
+                                                  needsApproval: false, budget: 8)
+        try await waitFor { try daemon.database.queueEntries(states: [.running], campaign: id).count == 4 }
+        try await daemon.campaigns.stop(id, by: "tester")
+        let early = await #expect(throws: LabError.self) { try await daemon.campaigns.resume(id, by: "tester") }
+        #expect(early?.code == .conflict && early?.message.contains("is still running") == true, "\(String(describing: early))")
+        try await waitFor { try daemon.database.queueEntries(states: [.running], campaign: id).isEmpty }
+        try await daemon.campaigns.resume(id, by: "tester")
+        try await waitFor(seconds: 60) { try daemon.database.daemonCampaign(id)?.state == "finished" }
+        #expect(try daemon.database.runs(campaign: id).filter { $0.state == "completed" }.count == 8)
+        await daemon.shutDown(by: "the test")
+    }
+
     @Test func aSecondDaemonOnTheSameDataDirectoryIsRefusedNamingTheFirst() async throws {
         let first = try await Self.daemon()
         let refused = await #expect(throws: LabError.self) {

@@ -87,6 +87,12 @@ import Testing
         let b = try await bench.scheduler.submit([bench.submission(requestID: "abc", notBefore: later)])
         #expect(a[0].id == b[0].id)
         #expect(try bench.database.queueEntries().count == 1)
+        // The same key for other values is not a retry: refused, nothing queued.
+        let reused = await #expect(throws: LabError.self) {
+            try await bench.scheduler.submit([bench.submission(minutes: 7, requestID: "abc", notBefore: later)])
+        }
+        #expect(reused?.code == .conflict)
+        #expect(try bench.database.queueEntries().count == 1)
     }
 
     @Test func anEntryAwaitingApprovalStartsOnlyOnceApprovedAndARejectedOneNever() async throws {
