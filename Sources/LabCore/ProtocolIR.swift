@@ -85,7 +85,7 @@ public struct ParameterSpec: Sendable, Hashable {
         case (.real(let unit, let lower, let upper, _), .quantity(let q)):
             let x = try (q.unit == .one ? Quantity(q.value, unit) : q).converted(to: unit).value
             guard x.isFinite, x >= lower, x <= upper else {
-                throw LabError(.outOfLimits, "$\(name) = \(x) \(unit) is outside \(lower)…\(upper) \(unit)")
+                throw LabError(.outOfLimits, "$\(name) = \((x * 1e6).rounded() / 1e6) \(unit) is outside \(lower)…\(upper) \(unit)")
             }
             return .quantity(Quantity(x, unit))
         case (.integer(let lower, let upper), .quantity(let q)) where q.unit == .one:

@@ -47,8 +47,16 @@ public final class Daemon: Sendable {
         let layout = Layout(options.dataDirectory)
         self.layout = layout
         logger = options.logger
-        try FileManager.default.createDirectory(atPath: layout.directory, withIntermediateDirectories: true,
-                                                attributes: [.posixPermissions: 0o700])
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: layout.directory, isDirectory: &isDirectory), !isDirectory.boolValue {
+            throw LabError(.storage, "\(layout.directory) is a file, not a directory: give --data a directory (it is created if missing)")
+        }
+        do {
+            try FileManager.default.createDirectory(atPath: layout.directory, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw LabError(.storage, "cannot create the data directory \(layout.directory): \(error.localizedDescription)")
+        }
         lock = try DatabaseLock(database: layout.database)
         lab = try LabConfig.load(path: options.labPath)
         database = try LabDatabase(path: layout.database)

@@ -35,6 +35,10 @@ public enum SchedulePolicy {
         var available = free
         var starts: [Start] = []
         for candidate in candidates {
+            // Nothing free of any type it needs: it waits, keeping nothing (a long queue costs little to look at).
+            if !candidate.needs.isEmpty && !candidate.needs.values.contains(where: { type in available.values.contains(type) }) {
+                continue
+            }
             if let assignment = InstrumentAssignment.assign(candidate.needs, from: available, stations: stations) {
                 for instance in assignment.values { available[instance] = nil }
                 starts.append(Start(id: candidate.id, assignment: assignment))

@@ -195,8 +195,22 @@ public struct RPCDispatcher: Sendable {
         }
         do {
             return try JSONDecoder().decode(P.self, from: JSONEncoder().encode(JSONValue.object(fields.filter { $0.value != .null })))
+        } catch let DecodingError.dataCorrupted(context) {
+            throw RPCError.invalidParams("bad params for \(method) at \(Self.path(context.codingPath)): \(context.debugDescription)")
+        } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context) {
+            throw RPCError.invalidParams("bad params for \(method) at \(Self.path(context.codingPath)): \(context.debugDescription)")
+        } catch let DecodingError.keyNotFound(key, context) {
+            throw RPCError.invalidParams("bad params for \(method): missing '\(key.stringValue)' in \(Self.path(context.codingPath))")
         } catch {
             throw RPCError.invalidParams("bad params for \(method): \(error)")
+        }
+    }
+
+    /// A place in the params as a person writes it: `items[3].parameters.temperature`.
+    static func path(_ keys: [any CodingKey]) -> String {
+        keys.reduce("") { text, key in
+            if let index = key.intValue { return text + "[\(index)]" }
+            return text.isEmpty ? key.stringValue : text + "." + key.stringValue
         }
     }
 

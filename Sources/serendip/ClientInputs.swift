@@ -41,7 +41,6 @@ enum ParameterArguments {
     }
 
     static func typed(_ raw: [String: String], for file: WireFile) throws(ClientFailure) -> [String: ExprValue] {
-        guard !raw.isEmpty else { return [:] }
         let definition: ProtocolDefinition
         do { definition = try ProtocolParser.parse(file.text, path: file.path) } catch {
             // The parameters cannot be typed against a protocol that does not parse: say why, as validate does.
@@ -69,6 +68,10 @@ enum ParameterArguments {
             } catch {
                 throw ClientFailure("--param \(name)=\(text): \(error)", status: 1)
             }
+        }
+        // Every parameter without a default needs a value: said here, before anything is sent.
+        do { _ = try definition.resolveParameters(values) } catch {
+            throw ClientFailure("\(error); give it with --param NAME=VALUE", status: 1)
         }
         return values
     }

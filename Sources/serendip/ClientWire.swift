@@ -29,7 +29,9 @@ enum Show {
         guard let date = date(iso) else { return iso }
         let formatter = DateFormatter()
         formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.dateFormat = Calendar.current.isDate(date, inSameDayAs: now) ? "HH:mm" : "MMM d HH:mm"
+        let calendar = Calendar.current
+        formatter.dateFormat = calendar.isDate(date, inSameDayAs: now) ? "HH:mm"
+            : calendar.isDate(date, equalTo: now, toGranularity: .year) ? "MMM d HH:mm" : "yyyy-MM-dd HH:mm"
         return formatter.string(from: date)
     }
 

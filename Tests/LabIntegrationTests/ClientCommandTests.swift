@@ -87,7 +87,9 @@ final class OneReplyServer: @unchecked Sendable {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
         guard bound == 0, listen(listener, 1) == 0 else { throw POSIXError(.EADDRINUSE) }
-        DispatchQueue.global().async { [self] in
+        // A thread of its own: Swift's cooperative threads (dispatch's global queues on Linux) may all
+        // be blocked in `received()` by tests running in parallel.
+        Thread { [self] in
             let connection = accept(listener, nil, nil)
             var received = Data()
             var byte: UInt8 = 0
@@ -97,11 +99,16 @@ final class OneReplyServer: @unchecked Sendable {
             _ = send(connection, line, line.count, Int32(MSG_NOSIGNAL))
             close(connection)
             done.signal()
-        }
+        }.start()
     }
 
     /// The request line the client sent, once it has been answered.
-    func received() -> String { done.wait(); close(fd); return request }
+    /// Bounded: a client that never connected fails the test instead of hanging it.
+    func received() -> String {
+        let answered = done.wait(timeout: .now() + 30) == .success
+        close(fd)
+        return answered ? request : ""
+    }
 }
 
 extension ClientCommandTests {
@@ -114,7 +121,8 @@ extension ClientCommandTests {
     @Test func anInvalidFileReplyIsPrintedAsTheDaemonWroteItAndExits1() async throws {
         let diagnostics = "protocols/x.yaml:14:9: unknown channel 'reactor.temprature' (did you mean 'temperature'?)\\n   14 |   - set: reactor.temprature\\n      |         ^"
         let server = try OneReplyServer(reply: #"{"jsonrpc":"2.0","id":1,"error":{"code":-32010,"message":"\#(diagnostics)","data":{"diagnostics":[]}}}"#)
-        let (status, output) = try await Self.serendip(["submit", "reactor-yield", "--data", server.directory])
+        let (status, output) = try await Self.serendip(["submit", "reactor-yield", "--param", "temperature=80 degC",
+                                                        "--param", "residence=12 min", "--data", server.directory])
         #expect(status == 1)
         #expect(output == "protocols/x.yaml:14:9: unknown channel 'reactor.temprature' (did you mean 'temperature'?)\n   14 |   - set: reactor.temprature\n      |         ^\n")
         #expect(server.received().contains(#""method":"queue.add""#))
@@ -206,7 +214,8 @@ extension ClientCommandTests {
 
     @Test func notBeforeAsAClockTimeAlreadyPastMeansTomorrow() async throws {
         let server = try OneReplyServer(reply: #"{"jsonrpc":"2.0","id":1,"result":\#(Self.entry)}"#)
-        let (status, _) = try await Self.serendip(["submit", "reactor-yield", "--not-before", "00:00", "--data", server.directory])
+        let (status, _) = try await Self.serendip(["submit", "reactor-yield", "--param", "temperature=80 degC", "--param", "residence=12 min",
+                                                   "--not-before", "00:00", "--data", server.directory])
         #expect(status == 0)
         let request = try #require(try JSONSerialization.jsonObject(with: Data(server.received().utf8)) as? [String: Any])
         let sent = try #require(((request["params"] as? [String: Any])?["not_before"] as? String).flatMap { ISO8601DateFormatter().date(from: $0) })
@@ -217,7 +226,8 @@ extension ClientCommandTests {
     @Test func notBeforeAsAnOffsetIsSentAsTheTimeItNames() async throws {
         let server = try OneReplyServer(reply: #"{"jsonrpc":"2.0","id":1,"result":\#(Self.entry)}"#)
         let before = Date()
-        let (status, _) = try await Self.serendip(["submit", "reactor-yield", "--not-before", "+2h", "--data", server.directory])
+        let (status, _) = try await Self.serendip(["submit", "reactor-yield", "--param", "temperature=80 degC", "--param", "residence=12 min",
+                                                   "--not-before", "+2h", "--data", server.directory])
         #expect(status == 0)
         let request = try #require(try JSONSerialization.jsonObject(with: Data(server.received().utf8)) as? [String: Any])
         let sent = try #require(((request["params"] as? [String: Any])?["not_before"] as? String).flatMap { ISO8601DateFormatter().date(from: $0) })

@@ -58,8 +58,8 @@ struct LabFixture {
     static let minutes = LabUnit.named("min")!
 
     @Test func storesExactlyWhatTheSimulatedInstrumentsProduced() async throws {
-        // At 1000× a busy machine's scheduling delays move the chemistry less than at 3000×.
-        let fixture = try LabFixture(speed: 1000)
+        // At 600× a busy machine's scheduling delays move the chemistry less than at 3000×.
+        let fixture = try LabFixture(speed: 600)
         defer { fixture.simulators.stop() }
         let definition = try ProtocolParser.load(path: Repository.path("protocols/reactor-yield.yaml"), drivers: fixture.lab.drivers)
         let parameters: [String: ExprValue] = ["temperature": .quantity(Quantity(80, Self.celsius)),
@@ -79,7 +79,9 @@ struct LabFixture {
         guard case .quantity(let output)? = result.outputs["yield"] else { Issue.record("no yield"); return }
         let yield = output.value
         #expect(abs(yield - stored.reduce(0, +) / 3 * 41.2) < 1e-9)
-        #expect(abs(yield - 100 * ToyChemistry.isothermalYield(celsius: 80, minutes: 14)) < 3)
+        // Within 6 points of the isothermal yield (about 40 %): heating up and a loaded machine's
+        // delays shift it a little; a wrong reading or a wrong unit would shift it far more.
+        #expect(abs(yield - 100 * ToyChemistry.isothermalYield(celsius: 80, minutes: 14)) < 6)
         #expect(try fixture.database.outputs(run: result.runID)["yield"] == yield)
     }
 
