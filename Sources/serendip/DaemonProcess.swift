@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import Synchronization
 
 /// A `serendip serve` started by this process (the demo's daemon): its log goes to a file in the
 /// data directory; stopping it sends SIGTERM (the daemon's safe stop) and waits for it to exit.
@@ -12,7 +13,7 @@ final class DaemonProcess: Sendable {
         self.data = data
         log = data + "/serve.log"
         try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        FileManager.default.createFile(atPath: log, contents: nil)
+        _ = FileManager.default.createFile(atPath: log, contents: nil, attributes: [.posixPermissions: 0o600])
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         process.arguments = ["serve", "--lab", lab, "--data", data]
@@ -36,15 +37,20 @@ final class DaemonProcess: Sendable {
         throw ClientFailure("the daemon did not answer within 30 s; see \(log)", status: 1)
     }
 
+    /// How many SIGTERMs were sent: the daemon reads a second one as "skip 'finally'".
+    private let sent = Atomic<Int>(0)
+
     /// Passes a stop request on: SIGTERM (a second one makes the daemon skip 'finally').
     func forward() {
-        if process.isRunning { kill(process.processIdentifier, SIGTERM) }
+        guard process.isRunning else { return }
+        sent.add(1, ordering: .relaxed)
+        kill(process.processIdentifier, SIGTERM)
     }
 
-    /// Stops the daemon safely and waits for it.
+    /// Stops the daemon safely (unless a stop was passed on already) and waits for it.
     func stop() {
         guard process.isRunning else { return }
-        kill(process.processIdentifier, SIGTERM)
+        if sent.load(ordering: .relaxed) == 0 { forward() }
         process.waitUntilExit()
     }
 }
