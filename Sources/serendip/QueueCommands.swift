@@ -125,7 +125,7 @@ extension EntryDecision {
 }
 
 struct Cancel: EntryDecision {
-    static let configuration = CommandConfiguration(abstract: "Cancel an entry that has not finished; the daemon says what applies to one that is running.")
+    static let configuration = CommandConfiguration(abstract: "Cancel an entry: a waiting one never starts; a running one is aborted (its 'finally', then the safe states).")
     static let method = "queue.cancel"
     @Argument(help: ArgumentHelp("The run number.", valueName: "run")) var number: Int64
     @OptionGroup var client: ClientOptions
