@@ -24,13 +24,14 @@ public actor Campaigns {
     public func start(text: String, path: String, protocolText: String?, owner: String, needsApproval: Bool,
                       budget: Int? = nil) async throws -> Int64 {
         let spec = try CampaignSpec.parse(text, path: path, lab: lab, protocolText: protocolText)
-        let (_, rules, _) = try CampaignSession.plan(spec, budget: budget)
+        let (advisor, rules, _) = try CampaignSession.plan(spec, budget: budget)
         let primary = rules.objectives.first
         let id = try database.createDaemonCampaign(
             name: spec.name, spec: spec.source, protocolSource: spec.definition.source, objective: primary?.output,
             direction: primary.map { $0.maximize ? "maximize" : "minimize" }, seed: spec.seed, owner: owner,
             needsApproval: needsApproval, budget: budget)
-        try await launch(id, spec: spec, owner: owner, needsApproval: needsApproval, budget: budget, history: [], retries: [])
+        try await launch(id, spec: spec, advisor: advisor, rules: rules, owner: owner, needsApproval: needsApproval,
+                         history: [], retries: [])
         return id
     }
 
@@ -40,18 +41,16 @@ public actor Campaigns {
         if let driver = drivers[id], await driver.state == .running {
             throw LabError(.conflict, "campaign \(id) is running already")
         }
-        guard let stored = try database.daemonCampaign(id), let path = stored.protocolPath ?? Optional(stored.specPath) else {
-            throw LabError(.notFound, "there is no campaign \(id)")
-        }
+        guard let stored = try database.daemonCampaign(id) else { throw LabError(.notFound, "there is no campaign \(id)") }
         let spec = try CampaignSpec.parse(stored.specText, path: stored.specPath, lab: lab, protocolText: stored.protocolText)
-        _ = path
         // A run of it still going has no result yet, and is not cut short either: wait for it.
         if let busy = try database.queueEntries(states: [.running], campaign: id).first {
             throw LabError(.conflict, "campaign \(id)'s run \(busy.id) is still running; resume the campaign once it has ended")
         }
         let (history, retries) = try CampaignSession.history(of: id, in: database, for: spec)
         try database.setCampaignState(id, "running", note: "resumed by \(who)")
-        try await launch(id, spec: spec, owner: stored.owner ?? who, needsApproval: stored.needsApproval, budget: stored.budget,
+        let (advisor, rules, _) = try CampaignSession.plan(spec, budget: stored.budget)
+        try await launch(id, spec: spec, advisor: advisor, rules: rules, owner: stored.owner ?? who, needsApproval: stored.needsApproval,
                          history: history, retries: retries)
     }
 
@@ -108,9 +107,8 @@ public actor Campaigns {
         }
     }
 
-    private func launch(_ id: Int64, spec: CampaignSpec, owner: String, needsApproval: Bool, budget: Int? = nil,
-                        history: [FinishedRun], retries: [Suggestion]) async throws {
-        let (advisor, rules, _) = try CampaignSession.plan(spec, budget: budget)
+    private func launch(_ id: Int64, spec: CampaignSpec, advisor: any Advisor, rules: CampaignRules, owner: String,
+                        needsApproval: Bool, history: [FinishedRun], retries: [Suggestion]) async throws {
         let settings = CampaignDriver.Settings(
             campaignID: id, definition: spec.definition, rules: rules, owner: owner, project: nil,
             needsApproval: needsApproval, capacity: max(1, min(rules.batchSize > 1 ? rules.batchSize : .max, capacity(for: spec.definition))))

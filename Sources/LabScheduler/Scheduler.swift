@@ -139,7 +139,7 @@ public actor Scheduler {
     // MARK: A person's requests
 
     public enum Action: String, Sendable {
-        case hold, release, cancel, approve, reject, remove
+        case hold, release, cancel, approve, reject
     }
 
     /// Applies a person's request to an entry; returns the entry after. A cancel of a running entry
@@ -149,7 +149,7 @@ public actor Scheduler {
         let (from, to): (Set<QueueState>, QueueState) = switch action {
         case .hold: ([.queued], .held)
         case .release: ([.held], .queued)
-        case .cancel, .remove: ([.queued, .held, .awaitingApproval], .cancelled)
+        case .cancel: ([.queued, .held, .awaitingApproval], .cancelled)
         case .approve: ([.awaitingApproval], .queued)
         case .reject: ([.awaitingApproval], .rejected)
         }

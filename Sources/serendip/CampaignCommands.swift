@@ -109,10 +109,7 @@ enum Summary {
         var lines = [line(s)]
         if !experiments.isEmpty {
             lines.append(table.header)
-            lines += experiments.map {
-                table.row(index: $0.index, values: $0.parameters.mapValues { Show.value($0, format: "%.4g") }, objective: $0.objective, best: $0.best,
-                          outcome: $0.outcome, chosenBy: $0.chosenBy, error: $0.error)
-            }
+            lines += experiments.map(table.row)
         }
         if !s.waiting.isEmpty {
             lines.append("waiting in the queue: " + s.waiting.map { "run \($0)" }.joined(separator: ", "))

@@ -102,8 +102,7 @@ struct Demo: AsyncParsableCommand {
         while true {
             let status = try JSONDecoder().decode(WireCampaign.self, from: try client.call("campaign.get", CampaignRef(campaign: id)))
             for e in status.experiments.dropFirst(printed) {
-                say(table.row(index: e.index, values: e.parameters.mapValues { Show.value($0, format: "%.4g") }, objective: e.objective,
-                              best: e.best, outcome: e.outcome, chosenBy: e.chosenBy, error: e.error))
+                say(table.row(e))
             }
             printed = status.experiments.count
             if status.state != "running" || signals.first != nil { return status }
@@ -117,7 +116,7 @@ struct Demo: AsyncParsableCommand {
         let scored = runs.filter { $0.objective != nil }
         if let objective = table.objective,
            let best = scored.max(by: { maximize ? $0.objective! < $1.objective! : $0.objective! > $1.objective! }) {
-            let values = table.searched.map { best.parameters[$0].map { Show.value($0, format: "%.4g") } ?? "-" }.joined(separator: ", ")
+            let values = table.values(best).joined(separator: ", ")
             say("Best \(objective) \(table.number(best.objective!)) at \(values) (experiment \(best.index), run \(best.run)).")
             if campaign == Self.defaultCampaign {
                 let optimum = ToyChemistry.isothermalOptimum
@@ -140,25 +139,17 @@ func say(_ line: String) {
 /// The progress lines of a campaign: one column per parameter it varies, then its objective (or,
 /// for a sweep, how each run ended), whatever the lab.
 struct ProgressTable {
-    /// Types the values of the searched parameters; without it (a daemon's campaign seen by a
-    /// client) they are shown as the numbers they are.
-    let definition: ProtocolDefinition?
     let searched: [String]
     let objective: String?
 
-    init(searched: [String], objective: String?, definition: ProtocolDefinition? = nil) {
-        self.searched = searched; self.objective = objective; self.definition = definition
+    init(searched: [String], objective: String?) {
+        self.searched = searched; self.objective = objective
     }
 
     init(_ spec: CampaignSpec) {
-        definition = spec.definition
         switch spec.plan {
-        case .optimize(let optimization):
-            searched = optimization.parameters
-            objective = optimization.objectives.first?.output
-        case .sweep(let sweep):
-            searched = sweep.axes.map(\.name)
-            objective = nil
+        case .optimize(let optimization): self.init(searched: optimization.parameters, objective: optimization.objectives.first?.output)
+        case .sweep(let sweep): self.init(searched: sweep.axes.map(\.name), objective: nil)
         }
     }
 
@@ -167,41 +158,25 @@ struct ProgressTable {
             + ["chosen by"]).joined(separator: "  ")
     }
 
-    func row(_ r: ExperimentReport) -> String {
-        row(index: r.index, values: Dictionary(uniqueKeysWithValues: searched.map { ($0, value($0, r.parameters)) }),
-            objective: r.objective, best: r.bestSoFar,
-            outcome: r.outcome.rawValue, chosenBy: r.chosenBy, error: r.error)
-    }
-
-    /// One experiment, its searched parameters' values already written out.
-    func row(index: Int, values: [String: String], objective result: Double?, best: Double?,
-             outcome: String, chosenBy: String, error: String?) -> String {
-        var cells = [String(format: "%2d", index)] + searched.map { Self.pad(values[$0] ?? "-") }
+    /// One experiment as the daemon reports it.
+    func row(_ e: WireExperiment) -> String {
+        var cells = [String(format: "%2d", e.index)] + values(e).map(Self.pad)
         if objective != nil {
-            let shown = result.map { number($0) } ?? (outcome == RunOutcome.completed.rawValue ? "no value" : outcome)
-            cells += [Self.pad(shown), Self.pad(best.map { number($0) } ?? "-")]
+            let shown = e.objective.map { number($0) } ?? (e.outcome == RunOutcome.completed.rawValue ? "no value" : e.outcome)
+            cells += [Self.pad(shown), Self.pad(e.best.map { number($0) } ?? "-")]
         } else {
-            cells.append(Self.pad(outcome))
+            cells.append(Self.pad(e.outcome))
         }
-        let line = (cells + [chosenBy]).joined(separator: "  ")
-        return outcome == RunOutcome.completed.rawValue || error == nil ? line : line + "\n      " + error!
+        let line = (cells + [e.chosenBy]).joined(separator: "  ")
+        return e.outcome == RunOutcome.completed.rawValue || e.error == nil ? line : line + "\n      " + e.error!
     }
 
-    func parameters(_ r: ExperimentReport) -> String {
-        searched.map { value($0, r.parameters) }.joined(separator: ", ")
+    /// The values of the parameters the campaign varies, in column order, with their units.
+    func values(_ e: WireExperiment) -> [String] {
+        searched.map { e.parameters[$0].map { Show.value($0, format: "%.4g") } ?? "-" }
     }
 
-    func number(_ x: Double, signed: Bool = false) -> String { String(format: signed ? "%+.4g" : "%.4g", x) }
-
-    private func value(_ name: String, _ parameters: [String: Double]) -> String {
-        guard let x = parameters[name] else { return "-" }
-        guard let spec = definition?.parameter(named: name) else { return number(x) }
-        switch spec.value(coordinate: x) {
-        case .quantity(let q): return String(format: "%.4g", q.value) + (q.unit == .one ? "" : " \(q.unit.symbol)")
-        case .bool(let b): return b ? "true" : "false"
-        case .text(let t): return t
-        }
-    }
+    func number(_ x: Double) -> String { String(format: "%.4g", x) }
 
     private static func pad(_ text: String) -> String { text.padding(toLength: max(12, text.count), withPad: " ", startingAt: 0) }
 }
