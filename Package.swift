@@ -67,6 +67,7 @@ let package = Package(
         .testTarget(name: "LabTransportTests", dependencies: ["LabTransport", "LabCore", "CModbus"]),
         .testTarget(name: "LabPlannerTests", dependencies: ["LabPlanner", "LabCore"]),
         .testTarget(name: "LabSchedulerTests", dependencies: ["LabScheduler", "LabCore"]),
+        .testTarget(name: "LabEngineTests", dependencies: ["LabEngine", "LabCore"]),
         .testTarget(name: "LabIntegrationTests", dependencies: [
             "LabCore", "LabSpec", "LabTransport", "LabDrivers", "LabStorage", "LabPlanner",
             "LabEngine", "LabAPI", "LabServer", "LabDaemon",

@@ -192,3 +192,22 @@ public struct WireCampaign: Codable, Sendable, Hashable {
         self.experiments = experiments; self.best = best; self.waiting = waiting
     }
 }
+
+public struct RunControlParams: RPCParams {
+    public static let parameters = [
+        "run": RPCParameter(.integer, required: true, about: "a running or paused run's number"),
+        "now": RPCParameter(.boolean, required: false, about: "runs.pause only: pause at once (and rewind on resume) instead of at the next checkpoint"),
+    ]
+    public var run: Int64
+    public var now: Bool?
+    public init(run: Int64, now: Bool? = nil) { self.run = run; self.now = now }
+}
+
+/// A run's state after a pause, resume, abort or halt: `running`, `pausing`, `paused(instrument_lost)`,
+/// `aborting`, `halting`, `finished`; and what the transition was.
+public struct WireRunControl: Codable, Sendable, Hashable {
+    public var run: Int64
+    public var state: String
+    public var note: String?
+    public init(run: Int64, state: String, note: String?) { self.run = run; self.state = state; self.note = note }
+}

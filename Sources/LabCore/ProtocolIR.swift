@@ -149,6 +149,12 @@ public struct Step: Sendable, Hashable {
     public var location: SourceLocation
     /// The step's number in the file (pre-order, from 1), stored with every reading it takes.
     public var id: Int
+    /// False for a step that must not be done twice (a dispense): an immediate pause after it waits
+    /// for the next checkpoint instead of rewinding over it, or aborts the run if `abortsOnPause`.
+    public var repeatable = true
+    public var abortsOnPause = false
+    /// The longest the step may take on the run's clock; past it the step fails.
+    public var timeout: Expr?
 
     public init(_ action: Action, at location: SourceLocation, id: Int = 0) {
         self.action = action; self.location = location; self.id = id

@@ -1,14 +1,15 @@
 public import Foundation
 
 /// Where a queued experiment is in its life. `queued` waits for its instruments and its start time;
-/// `held` and `awaitingApproval` wait for a person; `running` has a run; the rest are final.
+/// `held` and `awaitingApproval` wait for a person; `running` has a run; `paused` has a run that
+/// waits for a person, holding its instruments; the rest are final.
 public enum QueueState: String, Sendable, Codable, CaseIterable {
-    case queued, held, running, completed, failed, aborted, interrupted, cancelled, rejected
+    case queued, held, running, paused, completed, failed, aborted, interrupted, cancelled, rejected
     case awaitingApproval = "awaiting_approval"
 
     public var isFinal: Bool {
         switch self {
-        case .queued, .held, .awaitingApproval, .running: false
+        case .queued, .held, .awaitingApproval, .running, .paused: false
         case .completed, .failed, .aborted, .interrupted, .cancelled, .rejected: true
         }
     }
@@ -89,6 +90,6 @@ public protocol QueueStore: Sendable {
     func transition(_ id: Int64, from: Set<QueueState>, to: QueueState, note: String?) async throws -> QueueEntry?
     func setPosition(_ id: Int64, priority: Int, position: Double) async throws
     func setEstimate(_ id: Int64, seconds: Double) async throws
-    /// After a restart: `running` entries become `interrupted`; `queued` ones without autostart are held.
+    /// After a restart: `running` and `paused` entries become `interrupted`; `queued` ones without autostart are held.
     func recoverAfterRestart() async throws
 }

@@ -65,7 +65,7 @@ public struct MeasurementRecord: Sendable, Hashable {
 /// once the instrument acknowledged it; a command that failed is a `fault` naming it. `timing` notes
 /// a wait that lasted noticeably longer than the protocol commanded.
 public struct RunEvent: Sendable, Hashable {
-    public enum Kind: String, Sendable { case command, log, annotation, checkpoint, branch, fault, safeState, timing }
+    public enum Kind: String, Sendable { case command, log, annotation, checkpoint, branch, fault, safeState, timing, transition }
     public var kind: Kind
     public var message: String
     public var wallTime: Date

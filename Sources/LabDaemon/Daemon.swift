@@ -79,12 +79,15 @@ public final class Daemon: Sendable {
                                                "instruments": "\(lab.instruments.keys.sorted())"])
     }
 
-    /// Stops proposing and starting, stops every running run with `stop` (abort: `finally`, then the
-    /// safe states), and releases the instruments and the data directory.
-    public func shutDown(_ stop: RunControl.Stop = .abort, by who: String) async {
+    /// Stops proposing and starting; every running run pauses at its next checkpoint (at once after
+    /// `checkpointWait` seconds) with its instruments in their safe state; everything recorded is
+    /// committed. A paused run is not resumed by the next daemon: it is recorded as interrupted.
+    public func shutDown(by who: String, checkpointWait: Double = 10) async {
         logger.info("daemon stopping", metadata: ["by": "\(who)"])
         await campaigns.shutDown()
-        await scheduler.shutDown(stop, by: who)
+        await scheduler.pauseForShutdown(checkpointWait: checkpointWait, by: who)
+        await scheduler.waitForStoppingRuns()
+        try? await database.flush()
         simulators?.stop()
     }
 }

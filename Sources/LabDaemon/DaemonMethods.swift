@@ -12,7 +12,7 @@ import LabStorage
 /// wire and the scheduler; validation, ordering and persistence live below it.
 extension Daemon {
     public var methods: [RPCMethod] {
-        let methods = queueMethods + campaignMethods + RPCDispatcher.runMethods(database)
+        let methods = queueMethods + runControlMethods + campaignMethods + RPCDispatcher.runMethods(database)
         return methods + [RPCDispatcher.infoMethod(version: Self.softwareVersion, names: methods.map(\.name))]
     }
 
@@ -52,6 +52,23 @@ extension Daemon {
         .method(name, mutates: true) { (p: RunRef, caller) in
             await self.wire(try await self.request { try await self.scheduler.apply(action, to: p.run, by: caller.user) })
         }
+    }
+
+    /// `runs.pause`, `runs.resume`, `runs.abort`, `runs.halt`: a person's requests to a running or paused run.
+    private var runControlMethods: [RPCMethod] {
+        func control(_ name: String, _ event: @escaping @Sendable (RunControlParams, String) -> RunLifecycle.Event) -> RPCMethod {
+            .method(name, mutates: true) { (p: RunControlParams, caller) in
+                let who = "\(caller.user) (\(name))"
+                let state = try await self.request { try await self.scheduler.control(p.run, event(p, who)) }
+                return WireRunControl(run: p.run, state: state.name, note: state.note)
+            }
+        }
+        return [
+            control("runs.pause") { p, who in .pause(now: p.now ?? false, .requested(by: who)) },
+            control("runs.resume") { _, who in .resume(by: who) },
+            control("runs.abort") { _, who in .stop(.abort, by: who) },
+            control("runs.halt") { _, who in .stop(.halt, by: who) },
+        ]
     }
 
     private var campaignMethods: [RPCMethod] {

@@ -16,21 +16,25 @@ extension Daemon {
 
     /// Serves until SIGINT or SIGTERM. The services start in order — the runs (scheduler and
     /// campaigns), then the API — and stop in reverse: the API stops taking requests, then no new
-    /// run or proposal starts and every running run is aborted (`finally`, then its instruments'
-    /// safe states) and recorded as aborted by the signal. A second signal halts: what is left of
-    /// `finally` is skipped, the safe states are still commanded. Returns once all is stopped.
+    /// run or proposal starts and every running run pauses at its next checkpoint (at once after a
+    /// bounded wait) with its instruments in their safe state. A second signal halts every run: the
+    /// safe states are commanded, `finally` is skipped. Returns once all is stopped.
     public func run(api: some Service) async throws {
         let reason = Mutex<String>("a shutdown request")
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: [.init(service: RunService(daemon: self, reason: { reason.withLock { $0 } })), .init(service: api)],
             logger: logger))
         let signals = StopSignals { [scheduler, logger] by, count in
-            logger.notice(count == 1 ? "stopping: aborting running runs" : "halting: skipping finally", metadata: ["by": "\(by)"])
+            logger.notice(count == 1 ? "stopping: pausing running runs at their next checkpoint" : "halting running and paused runs",
+                          metadata: ["by": "\(by)"])
             if count == 1 {
                 reason.withLock { $0 = by }
                 Task { await group.triggerGracefulShutdown() }
             } else {
-                Task { await scheduler.halt(by: by) }
+                Task {
+                    await scheduler.halt(by: by)
+                    await scheduler.waitForStoppingRuns()
+                }
             }
         }
         try await group.run()
@@ -45,7 +49,7 @@ private struct RunService: Service {
 
     func run() async throws {
         try? await gracefulShutdown()
-        await daemon.shutDown(.abort, by: reason())
+        await daemon.shutDown(by: reason())
     }
 }
 

@@ -1,6 +1,7 @@
 import Foundation
 public import LabCore
 public import Logging
+import Synchronization
 
 /// What one run of a protocol produced.
 public struct RunResult: Sendable {
@@ -39,11 +40,15 @@ public struct ProtocolExecutor: Sendable {
         start.parameters = parameters.map { ParameterValue(name: $0.key, value: $0.value) }.sorted { $0.name < $1.name }
         let runID = try await recorder.beginRun(start)
         let initial = RunState(runID: runID, environment: ExprEnvironment(parameters: parameters))
-        // The steps run in a task of their own, so that a stop request or the caller's cancellation
-        // cancels them while cleanup below still runs uncancelled.
-        let body = Task { [self] in await steps(initial) }
-        control.watch { _ in body.cancel() }
-        let (state, error) = await withTaskCancellationHandler { await body.value } onCancel: { body.cancel() }
+        control.onTransition { [recorder, clock] transition in
+            let event = RunEvent(.transition, "\(transition.from.name) → \(transition.to.name): \(transition.why)", monotonicTime: clock.now)
+            Task { try? await recorder.note(event, run: runID) }
+        }
+        let (state, error) = await withTaskCancellationHandler {
+            await supervise(from: initial)
+        } onCancel: {
+            control.stop(.abort, by: "the cancellation of the run's task")
+        }
         var outcome = RunOutcome.completed
         var failure: String?
         if let error {
@@ -62,6 +67,7 @@ public struct ProtocolExecutor: Sendable {
                 outcome = .failed
                 failure = cleanupError
             }
+            _ = try? control.send(.finished)
             let outputs = outcome == .completed ? state.outputs : [:]
             let numeric = outputs.compactMapValues { value -> Quantity? in
                 switch value {
@@ -75,11 +81,61 @@ public struct ProtocolExecutor: Sendable {
         }.value
     }
 
-    /// The protocol's steps and outputs; returns the state reached, with the error that ended them early.
-    private func steps(_ initial: RunState) async -> (RunState, (any Error)?) {
-        var state = initial
+    /// Runs the steps, and through every pause: a paused run waits with its instruments in their safe
+    /// state, and a resumed one writes again what the protocol had commanded at its last checkpoint
+    /// and goes on from there. Returns the state reached, with the error that ended the steps early.
+    private func supervise(from initial: RunState) async -> (RunState, (any Error)?) {
+        let checkpoints = Checkpoints(initial)
+        var from = initial
+        while true {
+            // The steps run in a task of their own, so that a pause or stop cancels them while what
+            // follows still runs uncancelled.
+            let body = Task { [self, from] in await steps(from: from, checkpoints) }
+            control.watch { state in
+                switch state {
+                case .paused, .stopping: body.cancel()
+                case .running, .pausing, .finished: break
+                }
+            }
+            let (state, error) = await body.value
+            control.watch(nil)
+            guard let error else { return (state, nil) }
+            if let fault = error as? InstrumentFault {
+                _ = try? control.send(.fault(fault.reason))
+            }
+            var rewind = false
+            while true {
+                for action in control.takeActions() {
+                    switch action {
+                    case .commandSafeStates(let lost): await commandSafeStates(except: lost, state)
+                    case .restoreAndRewind: rewind = true
+                    case .interrupt: break
+                    }
+                }
+                guard case .paused = control.lifecycle.state else { break }
+                await control.waitWhilePaused()
+            }
+            guard rewind, control.lifecycle.state == .running else { return (state, error) }
+            from = checkpoints.last
+            do {
+                try await restore(from)
+            } catch {
+                // Restoring met the fault again (the instrument is still gone): pause again, from the same checkpoint.
+                if let fault = error as? InstrumentFault { _ = try? control.send(.fault(fault.reason)) }
+                else { return (state, error) }
+                continue
+            }
+        }
+    }
+
+    /// The protocol's steps and outputs from a checkpoint (or the start); returns the state reached,
+    /// with the error that ended them early.
+    private func steps(from start: RunState, _ checkpoints: Checkpoints) async -> (RunState, (any Error)?) {
+        var state = start
+        state.path = []
+        state.checkpoints = checkpoints
         do {
-            try await execute(definition.steps, &state)
+            try await execute(definition.steps, &state, resume: start.path.isEmpty ? nil : start.path[...])
             for output in definition.outputs {
                 state.outputs[output.name] = try state.environment.evaluate(output.expression)
             }
@@ -89,13 +145,32 @@ public struct ProtocolExecutor: Sendable {
         }
     }
 
+    /// Writes again, in the order first written, what the protocol had commanded by the checkpoint.
+    private func restore(_ checkpoint: RunState) async throws {
+        for ref in checkpoint.commandOrder {
+            guard let value = checkpoint.commanded[ref] else { continue }
+            try await write(ref, value, checkpoint, restoring: true)
+        }
+    }
+
+    private func commandSafeStates(except lost: String?, _ state: RunState) async {
+        for (role, instrument) in instruments.sorted(by: { $0.key < $1.key }) where instrument.identity.name != lost {
+            do {
+                try await instrument.goToSafeState()
+                try? await note(.safeState, "\(role) in safe state (paused)", state)
+            } catch {
+                try? await note(.fault, "safe state of \(role) failed: \(error)", state)
+            }
+        }
+    }
+
     /// Attempts every `finally` step (unless the run was halted), then sends every instrument to its
     /// safe state. Returns the first error. A halt requested while `finally` runs cuts it short.
     private func cleanup(_ state: RunState) async -> String? {
         var firstError: String?
         if control.request?.stop != .halt {
             let steps = Task { [self] in await finallySteps(state) }
-            control.watch { if $0 == .halt { steps.cancel() } }
+            control.watch { if case .stopping(.halt, _) = $0 { steps.cancel() } }
             firstError = await steps.value
         } else if !definition.finally.isEmpty {
             try? await note(.fault, "finally skipped: halted by \(control.request!.by)", state)
@@ -140,14 +215,87 @@ public struct ProtocolExecutor: Sendable {
         var environment: ExprEnvironment
         var outputs: [String: ExprValue] = [:]
         var stepID = 0
+        /// Where the steps are: one frame per block entered, innermost last.
+        var path: [Frame] = []
+        /// What the protocol has commanded so far, to write again when a paused run resumes.
+        var commanded: [ChannelRef: ExprValue] = [:]
+        var commandOrder: [ChannelRef] = []
+        /// Where checkpoints are kept (shared by the run's attempts).
+        var checkpoints: Checkpoints?
+
+        init(runID: Int64, environment: ExprEnvironment) {
+            self.runID = runID; self.environment = environment
+        }
     }
 
-    private func execute(_ steps: [Step], _ state: inout RunState) async throws {
-        for step in steps {
+    /// The step at `index` of a block, with what a resume needs to re-enter it: the loop's iteration,
+    /// the side of an `if` taken, and the bindings a loop or include replaced.
+    struct Frame: Sendable {
+        var index: Int
+        var iteration = 0
+        var taken: Bool?
+        var outer: [String: ExprValue]?
+    }
+
+    /// The run's last checkpoint: a copy of its state there (the start until the first checkpoint).
+    final class Checkpoints: Sendable {
+        private let latest: Mutex<RunState>
+        init(_ start: RunState) { latest = Mutex(start) }
+        var last: RunState { latest.withLock { $0 } }
+        func save(_ state: RunState) { latest.withLock { $0 = state } }
+    }
+
+    /// A call to an instrument that failed because the instrument is gone or disagrees with what was
+    /// written: the run pauses rather than fails.
+    struct InstrumentFault: Error, CustomStringConvertible {
+        var reason: RunLifecycle.PauseReason
+        var error: LabError
+        var description: String { error.description }
+    }
+
+    /// Runs one instrument call; a lost link or a read-back mismatch becomes an `InstrumentFault`.
+    private func call<T: Sendable>(_ role: String, _ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as LabError {
+            let name = instruments[role]?.identity.name ?? role
+            switch error.code {
+            case .instrumentLost, .timeout, .transport:
+                throw InstrumentFault(reason: .instrumentLost(instrument: name, detail: error.message), error: error)
+            case .readBackMismatch:
+                throw InstrumentFault(reason: .readBack(instrument: name, detail: error.message), error: error)
+            default:
+                throw error
+            }
+        }
+    }
+
+    /// Runs a block's steps; `resume` is the path of a checkpoint inside it to go on from (after it).
+    private func execute(_ steps: [Step], _ state: inout RunState, resume: ArraySlice<Frame>? = nil) async throws {
+        let depth = state.path.count
+        var first = 0
+        var inner: ArraySlice<Frame>?
+        if let resume, let frame = resume.first {
+            if resume.count == 1 { first = frame.index + 1 }   // the checkpoint itself: go on after it
+            else { first = frame.index; inner = resume.dropFirst() }
+        }
+        state.path.append(resume?.first ?? Frame(index: 0))
+        defer { state.path.removeLast() }
+        for index in first..<steps.count {
             try Task.checkCancellation()
+            let step = steps[index]
+            let resuming = index == first ? inner : nil
+            if resuming == nil { state.path[depth] = Frame(index: index) }
             state.stepID = step.id
+            if !step.repeatable {
+                _ = try? control.send(.unrepeatableDone(.init(location: step.location, abortsOnPause: step.abortsOnPause)))
+            }
             do {
-                try await execute(step, &state)
+                if let timeout = step.timeout {
+                    try await withTimeout(seconds(timeout, state.environment), step, &state, resuming)
+                } else {
+                    try await execute(step, &state, resume: resuming)
+                }
             } catch let error as LabError where error.location == nil {
                 var located = error
                 located.location = step.location
@@ -156,10 +304,35 @@ public struct ProtocolExecutor: Sendable {
         }
     }
 
-    private func execute(_ step: Step, _ state: inout RunState) async throws {
+    /// Runs a step that has a `timeout`: past it, the step is cancelled and fails.
+    private func withTimeout(_ limit: Double, _ step: Step, _ state: inout RunState, _ resume: ArraySlice<Frame>?) async throws {
+        let start = state
+        let result = try await withThrowingTaskGroup(of: RunState?.self) { group in
+            group.addTask { [self] in
+                var inner = start
+                try await execute(step, &inner, resume: resume)
+                return inner
+            }
+            group.addTask { [clock] in
+                try await clock.sleep(seconds: limit)
+                return nil
+            }
+            defer { group.cancelAll() }
+            return try await group.next()!
+        }
+        guard let result else {
+            throw LabError(.timeout, "the step took longer than its timeout of \(Self.number(limit)) s", at: step.location)
+        }
+        state = result
+    }
+
+    private func execute(_ step: Step, _ state: inout RunState, resume: ArraySlice<Frame>?) async throws {
+        let frame = state.path.count - 1
         switch step.action {
         case .set(let ref, let expr):
-            try await write(ref, try state.environment.evaluate(expr), state)
+            let value = try state.environment.evaluate(expr)
+            try await write(ref, value, state)
+            remember(ref, value, &state)
         case .ramp(let ramp):
             try await self.ramp(ramp, &state)
         case .waitUntil(let wait):
@@ -174,33 +347,56 @@ public struct ProtocolExecutor: Sendable {
             try await note(.annotation, notes.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "), state)
         case .checkpoint(let name):
             try await note(.checkpoint, name, state)
+            state.checkpoints?.save(state)
+            // A pause waiting for this checkpoint takes effect here: the control interrupts the steps.
+            _ = try? control.send(.checkpointReached(name))
+            try Task.checkCancellation()
         case .branch(let condition, let then, let otherwise):
-            let taken = branchDecision(step.id, try state.environment.condition(condition))
-            try await note(.branch, "if \(condition): \(taken ? "then" : "else")", state)
-            try await execute(taken ? then : otherwise, &state)
+            let taken: Bool
+            if resume != nil, let known = state.path[frame].taken {
+                taken = known
+            } else {
+                taken = branchDecision(step.id, try state.environment.condition(condition))
+                state.path[frame].taken = taken
+                try await note(.branch, "if \(condition): \(taken ? "then" : "else")", state)
+            }
+            try await execute(taken ? then : otherwise, &state, resume: resume)
         case .parallel(let branches):
             try await parallel(branches, &state)
         case .loop(let variable, let values, let body, let until):
-            let saved = variable.flatMap { state.environment.parameters[$0] }
-            for value in values {
-                if let variable { state.environment.parameters[variable] = try state.environment.evaluate(value) }
-                try await execute(body, &state)
+            if resume == nil {
+                state.path[frame].outer = variable.map { name in state.environment.parameters[name].map { [name: $0] } ?? [:] }
+            }
+            let saved = variable.flatMap { state.path[frame].outer?[$0] }
+            for iteration in (resume == nil ? 0 : state.path[frame].iteration)..<values.count {
+                let resuming = resume != nil && iteration == state.path[frame].iteration ? resume : nil
+                state.path[frame].iteration = iteration
+                if let variable { state.environment.parameters[variable] = try state.environment.evaluate(values[iteration]) }
+                try await execute(body, &state, resume: resuming)
                 if let until, try state.environment.condition(until) { break }
             }
             if let variable { state.environment.parameters[variable] = saved }
         case .scope(let name, let bindings, let body):
             // A sub-protocol sees its own parameters, bound from the caller's values; series are shared.
-            var inner = [String: ExprValue]()
-            for (parameter, expr) in bindings { inner[parameter] = try state.environment.evaluate(expr) }
-            let saved = state.environment.parameters
-            try await note(.log, "include \(name)", state)
-            state.environment.parameters = inner
+            if resume == nil {
+                var inner = [String: ExprValue]()
+                for (parameter, expr) in bindings { inner[parameter] = try state.environment.evaluate(expr) }
+                state.path[frame].outer = state.environment.parameters
+                try await note(.log, "include \(name)", state)
+                state.environment.parameters = inner
+            }
+            let saved = state.path[frame].outer ?? [:]
             defer { state.environment.parameters = saved }
-            try await execute(body, &state)
+            try await execute(body, &state, resume: resume)
         }
     }
 
-    private func write(_ ref: ChannelRef, _ value: ExprValue, _ state: RunState) async throws {
+    /// Keeps what a `set` or `ramp` commanded, for a resume to write again.
+    private func remember(_ ref: ChannelRef, _ value: ExprValue, _ state: inout RunState) {
+        if state.commanded.updateValue(value, forKey: ref) == nil { state.commandOrder.append(ref) }
+    }
+
+    private func write(_ ref: ChannelRef, _ value: ExprValue, _ state: RunState, restoring: Bool = false) async throws {
         let (instrument, info) = try channel(ref)
         let wire: Value
         switch value {
@@ -210,10 +406,10 @@ public struct ProtocolExecutor: Sendable {
         default:
             throw LabError(.invalidFile, "\(ref) cannot be set to \(value)")
         }
-        let command = "\(ref) = \(wire)\(info.isBoolean ? "" : " \(info.unit.symbol)")"
+        let command = "\(ref) = \(wire)\(info.isBoolean ? "" : " \(info.unit.symbol)")" + (restoring ? " (restored on resume)" : "")
         // Recorded once the outcome is known, so the record never claims a write that failed.
         do {
-            try await instrument.write(ref.channel, wire)
+            try await call(ref.instrument) { try await instrument.write(ref.channel, wire) }
         } catch {
             try? await note(.fault, "command \(command) failed: \(error)", state)
             throw error
@@ -229,11 +425,12 @@ public struct ProtocolExecutor: Sendable {
         let perSecond = abs(rate.value * rate.unit.scale / info.unit.scale)
         let interval = try seconds(ramp.every, state.environment)
         guard perSecond > 0, interval > 0 else { throw LabError(.invalidFile, "a ramp needs a positive rate and interval") }
-        var current = try await instrument.read(ramp.channel.channel).asDouble
+        var current = try await call(ramp.channel.instrument) { try await instrument.read(ramp.channel.channel) }.asDouble
         while abs(target - current) > 1e-9 {
             let step = min(perSecond * interval, abs(target - current))
             current += target > current ? step : -step
             try await write(ramp.channel, .quantity(Quantity(current, info.unit)), state)
+            remember(ramp.channel, .quantity(Quantity(current, info.unit)), &state)
             if abs(target - current) > 1e-9 { try await wait(interval, "ramp interval", state) }
         }
     }
@@ -247,7 +444,7 @@ public struct ProtocolExecutor: Sendable {
         let poll = try seconds(wait.pollEvery, state.environment)
         try await keeping(series: wait.channel.description, info.unit, &state) { state, readings in
             while true {
-                let value = try await instrument.read(wait.channel.channel).asDouble
+                let value = try await call(wait.channel.instrument) { try await instrument.read(wait.channel.channel) }.asDouble
                 readings.append(record(wait.channel, series: wait.channel.description, value, info.unit, state))
                 if abs(value - target) <= within { return }
                 guard clock.now + poll <= deadline else {
@@ -271,7 +468,7 @@ public struct ProtocolExecutor: Sendable {
             var seen = state.environment
             for i in 0..<measure.count {
                 if i > 0 { try await wait(interval, "interval of \(measure.name)", state) }
-                let value = try await instrument.read(measure.channel.channel).asDouble
+                let value = try await call(measure.channel.instrument) { try await instrument.read(measure.channel.channel) }.asDouble
                 guard value.isFinite else { throw LabError(.notANumber, "\(measure.channel) returned \(value)") }
                 readings.append(record(measure.channel, series: measure.name, value, info.unit, state))
                 if let until = measure.until {
@@ -339,8 +536,11 @@ public struct ProtocolExecutor: Sendable {
                 return try await group.reduce(into: []) { $0.append($1) }
             }
         }
-        // Branches use disjoint instruments; their new readings are merged in time order.
+        // Branches use disjoint instruments; what they commanded is kept, their new readings are merged in time order.
         for branch in finished {
+            for ref in branch.commandOrder where start.commanded[ref] != branch.commanded[ref] {
+                remember(ref, branch.commanded[ref]!, &state)
+            }
             for (name, series) in branch.environment.series {
                 let before = start.environment.series[name]?.values.count ?? 0
                 for i in before..<series.values.count {

@@ -1,15 +1,12 @@
+public import LabCore
 import Synchronization
 
-/// A request from outside a run to stop it: a signal today, an API call tomorrow. Requests only
-/// escalate (an abort can become a halt, never the reverse) and remember who or what asked.
-///
-/// - abort: stop starting steps, cancel the current one, run `finally`, then the safe states;
-/// - halt: as abort, but skip `finally` (or cut it short), still commanding the safe states.
+/// The door into a running run: pause, resume, abort and halt requests from people and signals,
+/// and faults from the lab (a lost instrument, an interlock). Each goes through the run's
+/// `RunLifecycle`; an `interrupt` is delivered at once to whatever the executor is doing, the other
+/// actions wait for the executor to take them once its steps have stopped.
 public final class RunControl: Sendable {
-    public enum Stop: Int, Sendable, Comparable {
-        case abort = 1, halt = 2
-        public static func < (a: Stop, b: Stop) -> Bool { a.rawValue < b.rawValue }
-    }
+    public typealias Stop = RunLifecycle.Stop
 
     public struct Request: Sendable, Equatable {
         public var stop: Stop
@@ -18,33 +15,85 @@ public final class RunControl: Sendable {
     }
 
     private struct State {
-        var request: Request?
-        var observer: (@Sendable (Stop) -> Void)?
+        var lifecycle = RunLifecycle()
+        /// The executor's hook for the phase it is in, told of the state after every interrupt.
+        var observer: (@Sendable (RunLifecycle.State) -> Void)?
+        var pending: [RunLifecycle.Action] = []
+        var listeners: [@Sendable (RunLifecycle.Transition) -> Void] = []
+        /// Paused, with the safe states commanded: waiting for a person.
+        var parked = false
     }
 
     private let state = Mutex(State())
 
     public init() {}
 
-    public var request: Request? { state.withLock { $0.request } }
+    public var lifecycle: RunLifecycle { state.withLock { $0.lifecycle } }
+
+    /// The abort or halt asked for, if any.
+    public var request: Request? {
+        state.withLock { s in s.lifecycle.stop.map { Request(stop: $0.0, by: $0.by) } }
+    }
+
+    /// Applies a request or a fault; throws (`conflict`) when it does not apply in the run's state.
+    @discardableResult
+    public func send(_ event: RunLifecycle.Event) throws(LabError) -> RunLifecycle.Transition? {
+        let (result, observer, listeners, now) = state.withLock { s in
+            let result = s.lifecycle.handle(event)
+            if case .success(let (actions, _)) = result {
+                s.pending += actions.filter { $0 != .interrupt }
+            }
+            return (result, s.observer, s.listeners, s.lifecycle.state)
+        }
+        let (actions, transition) = try result.get()
+        if let transition { for listener in listeners { listener(transition) } }
+        if actions.contains(.interrupt) { observer?(now) }
+        return transition
+    }
 
     /// Asks the run to stop; a weaker request than one already made changes nothing.
     public func stop(_ stop: Stop, by: String) {
-        let observer: (@Sendable (Stop) -> Void)? = state.withLock { s in
-            if let current = s.request, current.stop >= stop { return nil }
-            s.request = Request(stop: stop, by: by)
-            return s.observer
-        }
-        observer?(stop)
+        _ = try? send(.stop(stop, by: by))
     }
 
-    /// The executor's hook for the phase it is in (steps, then `finally`); called at once if a stop
-    /// was already requested. Replaces the previous observer; nil removes it.
-    func watch(_ observer: (@Sendable (Stop) -> Void)?) {
-        let pending: Stop? = state.withLock { s in
+    /// Calls `listener` with every transition from now on (the daemon records them and raises alerts).
+    public func onTransition(_ listener: @escaping @Sendable (RunLifecycle.Transition) -> Void) {
+        state.withLock { $0.listeners.append(listener) }
+    }
+
+    /// The executor's hook for the phase it is in: called at once with the current state, then after
+    /// every interrupt. Replaces the previous observer; nil removes it.
+    func watch(_ observer: (@Sendable (RunLifecycle.State) -> Void)?) {
+        let now = state.withLock { s in
             s.observer = observer
-            return s.request?.stop
+            return s.lifecycle.state
         }
-        if let pending, let observer { observer(pending) }
+        observer?(now)
+    }
+
+    /// The actions left for the executor, in the order the transitions asked for them.
+    func takeActions() -> [RunLifecycle.Action] {
+        state.withLock { s in
+            defer { s.pending = [] }
+            return s.pending
+        }
+    }
+
+    /// Whether the run is paused and settled there: its steps stopped, its safe states commanded.
+    public var isParked: Bool { state.withLock { $0.parked } }
+
+    /// Returns once the run is no longer paused (resumed, aborted or halted).
+    func waitWhilePaused() async {
+        state.withLock { $0.parked = true }
+        defer { state.withLock { $0.parked = false } }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let resumed = Mutex(false)
+            watch { state in
+                if case .paused = state { return }
+                guard !resumed.withLock({ done in defer { done = true }; return done }) else { return }
+                continuation.resume()
+            }
+        }
+        watch(nil)
     }
 }

@@ -25,6 +25,9 @@ public actor Scheduler {
         public var softwareVersion: String
         /// Estimates a run's duration in seconds (a simulation); nil when it cannot.
         public var estimate: (@Sendable (ProtocolDefinition, [String: ExprValue]) async -> Double?)?
+        /// Told of every transition of a run (paused, resumed, aborting…) with the run's instruments,
+        /// after its entry's state is stored: the daemon raises alerts from it.
+        public var onTransition: (@Sendable (_ entry: Int64, _ instruments: [String], RunLifecycle.Transition) async -> Void)?
 
         public init(store: any QueueStore, recorder: any RunRecorder, instruments: [String: any Instrument],
                     pool: [String: String], stations: [String: String] = [:], compile: @escaping @Sendable (SourceText) throws -> ProtocolDefinition,
@@ -83,9 +86,14 @@ public actor Scheduler {
     private var estimateCursor = 0
     private var estimating = false
     private var knownEstimates: [EstimateKey: Double] = [:]
+    /// Instruments nothing may start on, and no paused run resume with: instance → why.
+    private var blocked: [String: String] = [:]
+    private let transitions: AsyncStream<(Int64, RunLifecycle.Transition)>
+    private let transitionInput: AsyncStream<(Int64, RunLifecycle.Transition)>.Continuation
 
     public init(_ environment: Environment) {
         self.environment = environment
+        (transitions, transitionInput) = AsyncStream.makeStream()
     }
 
     /// Loads the queue left by an earlier process. Nothing it held starts by itself unless its owner
@@ -94,6 +102,11 @@ public actor Scheduler {
         try await environment.store.recoverAfterRestart()
         for entry in try await environment.store.openEntries() {
             remember(entry)
+        }
+        // One consumer, so that a run's transitions are stored in the order they happened.
+        let transitions = self.transitions
+        Task { [weak self] in
+            for await (id, transition) in transitions { await self?.store(transition, of: id) }
         }
         schedule()
     }
@@ -261,21 +274,98 @@ public actor Scheduler {
         return Forecast.windows(items, pool: environment.pool, stations: environment.stations, now: now)
     }
 
+    // MARK: Run control
+
+    /// Passes a person's pause, resume, abort or halt to a running or paused run; returns the run's
+    /// state after. A resume is refused while one of the run's instruments is blocked (lost, or
+    /// under an alert not yet acknowledged), saying what to do.
+    public func control(_ id: Int64, _ event: RunLifecycle.Event) throws -> RunLifecycle.State {
+        guard let run = running[id] else {
+            let state = slots[id]?.state.rawValue
+            throw state == nil ? LabError(.notFound, "there is no run \(id) running or paused")
+                : LabError(.conflict, "run \(id) is \(state!), not running; hold, release or cancel apply to it")
+        }
+        if case .resume = event, case .paused = run.control.lifecycle.state {
+            let reasons = run.instruments.compactMap { name in blocked[name].map { "\(name): \($0)" } }
+            guard reasons.isEmpty else {
+                throw LabError(.conflict, "run \(id) cannot resume yet: " + reasons.joined(separator: "; "))
+            }
+        }
+        try run.control.send(event)
+        return run.control.lifecycle.state
+    }
+
+    /// A fault in the lab (an instrument lost, an interlock): every run holding one of `instruments`
+    /// pauses at once, its other instruments sent to their safe state.
+    public func fault(_ reason: RunLifecycle.PauseReason, instruments: Set<String>) {
+        for run in running.values where !instruments.isDisjoint(with: run.instruments) {
+            _ = try? run.control.send(.fault(reason))
+        }
+    }
+
+    /// The instruments nothing may start on and no paused run resume with, and why; replaces the earlier set.
+    public func setBlocked(_ instruments: [String: String]) {
+        blocked = instruments
+        schedule()
+    }
+
+    /// The runs holding an instrument (running or paused).
+    public func runs(holding instrument: String) -> [Int64] {
+        running.filter { $0.value.instruments.contains(instrument) }.map(\.key).sorted()
+    }
+
+    private func store(_ transition: RunLifecycle.Transition, of id: Int64) async {
+        let instruments = running[id]?.instruments ?? []
+        switch (transition.from, transition.to) {
+        case (_, .paused(let reason)):
+            slots[id]?.state = .paused
+            _ = try? await environment.store.transition(id, from: [.running, .paused], to: .paused, note: reason.description)
+        case (.paused, .running), (.paused, .stopping):
+            slots[id]?.state = .running
+            _ = try? await environment.store.transition(id, from: [.paused], to: .running, note: transition.why)
+        default:
+            break
+        }
+        await environment.onTransition?(id, instruments, transition)
+    }
+
     // MARK: Shutting down
 
-    /// Accepts nothing new, starts nothing more, and stops every running run with `stop` (abort:
-    /// `finally`, then the safe states); returns when all of them have ended.
-    public func shutDown(_ stop: RunControl.Stop, by who: String) async {
+    /// Accepts nothing new and starts nothing more; every running run pauses at its next checkpoint,
+    /// or at once after `checkpointWait` seconds, with its instruments in their safe state. Returns
+    /// once every run is paused or has ended; the paused ones are stored as paused.
+    public func pauseForShutdown(checkpointWait: Double, by who: String) async {
         accepting = false
         wakeUp?.cancel()
-        let tasks = running.values.map(\.task)
-        for run in running.values { run.control.stop(stop, by: who) }
-        for task in tasks { await task.value }
+        let runs = running
+        for run in runs.values { _ = try? run.control.send(.pause(now: false, .shutdown(by: who))) }
+        let deadline = ContinuousClock.now + .seconds(checkpointWait)
+        var forced = false
+        while !runs.values.allSatisfy({ $0.control.isParked || $0.control.lifecycle.state == .finished || $0.control.lifecycle.stop != nil }) {
+            if !forced, ContinuousClock.now >= deadline {
+                forced = true
+                for run in runs.values { _ = try? run.control.send(.fault(.shutdown(by: who))) }
+            }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        // Runs that stop (abort, halt) are waited for; the paused ones are stored as paused.
+        for (id, run) in runs {
+            if case .paused(let reason) = run.control.lifecycle.state {
+                _ = try? await environment.store.transition(id, from: [.running, .paused], to: .paused, note: reason.description)
+            } else {
+                await run.task.value
+            }
+        }
     }
 
     /// Escalates a shutdown already under way (a second signal): skip what is left of `finally`.
     public func halt(by who: String) {
         for run in running.values { run.control.stop(.halt, by: who) }
+    }
+
+    /// Waits for every run that is stopping (or stops now) to end.
+    public func waitForStoppingRuns() async {
+        for run in running.values where run.control.lifecycle.stop != nil { await run.task.value }
     }
 
     // MARK: Scheduling
@@ -309,7 +399,7 @@ public actor Scheduler {
         let now = Date()
         let waiting = ordered(slots.values.filter { $0.state == .queued })
         let eligible = waiting.filter { ($0.notBefore ?? now) <= now }
-        let free = environment.pool.filter { busy[$0.key] == nil }
+        let free = environment.pool.filter { busy[$0.key] == nil && blocked[$0.key] == nil }
         let candidates = eligible.compactMap { slot in needs[slot.protocolSHA256].map { SchedulePolicy.Candidate(id: slot.id, needs: $0) } }
         for start in SchedulePolicy.starts(candidates, free: free, stations: environment.stations) { launch(start) }
         wakeUp?.cancel()
@@ -331,6 +421,8 @@ public actor Scheduler {
         let instances = start.assignment.values.sorted()
         for instance in instances { busy[instance] = start.id }
         let control = RunControl()
+        let input = transitionInput
+        control.onTransition { input.yield((start.id, $0)) }
         let environment = self.environment
         let task = Task { [weak self] in
             let result: Result<RunResult, any Error>

@@ -300,8 +300,32 @@ struct ProtocolCompiler {
         case "for_each": action = forEach(body, map, depth: depth)
         default: action = include(body, map, depth: depth)
         }
+        var step = action.map { Step($0, at: source.location(node), id: id) }
+        stepOptions(map, kind: kind, &step)
         map.rejectUnknownKeys()
-        return action.map { Step($0, at: source.location(node), id: id) }
+        return step
+    }
+
+    /// The keys any step may have: `timeout`, and `repeatable: false` with `on_pause` for a step
+    /// that rewinding to a checkpoint must not repeat.
+    func stepOptions(_ map: MappingReader, kind: String, _ step: inout Step?) {
+        let timeout = map.optional("timeout").flatMap { duration($0, "timeout") }
+        let repeatable = map.optional("repeatable").flatMap { source.bool($0, "repeatable") } ?? true
+        var abortsOnPause = false
+        if let node = map.optional("on_pause"), let text = source.string(node, "on_pause") {
+            switch text {
+            case "defer": break
+            case "abort": abortsOnPause = true
+            default: source.error(node, "unknown on_pause '\(text)'", hint: "use defer (pause at the next checkpoint) or abort")
+            }
+            if repeatable {
+                source.error(node, "on_pause applies to a step marked 'repeatable: false'",
+                             hint: "add 'repeatable: false' if repeating this \(kind) would do harm, or remove on_pause")
+            }
+        }
+        step?.timeout = timeout
+        step?.repeatable = repeatable
+        step?.abortsOnPause = abortsOnPause
     }
 
     func set(_ body: Node, _ map: MappingReader) -> Step.Action? {
@@ -402,6 +426,13 @@ struct ProtocolCompiler {
             return nil
         }
         let branches = items.map { block($0, "a parallel branch", depth: depth + 1) }
+        // A run resumes from a checkpoint as one sequence of steps; branches running at once have no such point.
+        for (index, branch) in branches.enumerated() {
+            for step in Self.checkpoints(in: branch) {
+                source.error(items[index], "a checkpoint inside a parallel branch (line \(step.location.line)) cannot be resumed from",
+                             hint: "put the checkpoint before or after the parallel block")
+            }
+        }
         // Branches run at the same time, so they must not share an instrument.
         var owner: [String: Int] = [:]
         for (index, branch) in branches.enumerated() {
@@ -414,6 +445,13 @@ struct ProtocolCompiler {
             }
         }
         return .parallel(branches)
+    }
+
+    static func checkpoints(in steps: [Step]) -> [Step] {
+        steps.flatMap { step -> [Step] in
+            if case .checkpoint = step.action { return [step] }
+            return step.children.flatMap { checkpoints(in: $0) }
+        }
     }
 
     static func instruments(in steps: [Step]) -> Set<String> {

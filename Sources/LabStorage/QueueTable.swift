@@ -49,6 +49,25 @@ enum QueueTable {
         }
     }
 
+    /// A run can be paused: its entry's state says so. SQLite cannot change a CHECK constraint, so
+    /// the table is rebuilt with the new list of states.
+    static func registerPausedState(_ migrator: inout DatabaseMigrator) {
+        migrator.registerMigration("v6: paused runs") { db in
+            let columns = try db.columns(in: "queue_entry").map(\.name).joined(separator: ", ")
+            let create = try String.fetchOne(db, sql: "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'queue_entry'")!
+            try db.execute(sql: create
+                .replacingOccurrences(of: "CREATE TABLE queue_entry", with: "CREATE TABLE queue_entry_new")
+                .replacingOccurrences(of: "'awaiting_approval', 'running',", with: "'awaiting_approval', 'running', 'paused',"))
+            try db.execute(sql: """
+                INSERT INTO queue_entry_new (\(columns)) SELECT \(columns) FROM queue_entry;
+                DROP TABLE queue_entry;
+                ALTER TABLE queue_entry_new RENAME TO queue_entry;
+                CREATE INDEX queue_entry_open ON queue_entry(state) WHERE state IN ('queued', 'held', 'awaiting_approval', 'running', 'paused');
+                CREATE INDEX queue_entry_by_run ON queue_entry(run_id);
+                """)
+        }
+    }
+
     static let encoder: JSONEncoder = {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
@@ -117,7 +136,7 @@ extension LabDatabase: QueueStore {
     public func openEntries() async throws -> [QueueEntry] {
         try await pool.read { db in
             try Row.fetchAll(db, sql: """
-                SELECT * FROM queue_entry WHERE state IN ('queued', 'held', 'awaiting_approval', 'running') ORDER BY id
+                SELECT * FROM queue_entry WHERE state IN ('queued', 'held', 'awaiting_approval', 'running', 'paused') ORDER BY id
                 """).map(QueueTable.entry)
         }
     }
@@ -175,8 +194,10 @@ extension LabDatabase: QueueStore {
     public func recoverAfterRestart() async throws {
         try await pool.write { db in
             try db.execute(sql: """
-                UPDATE queue_entry SET state = 'interrupted', ended_at = ?, note = 'the daemon stopped while it ran'
-                WHERE state = 'running'
+                UPDATE queue_entry SET state = 'interrupted', ended_at = ?,
+                    note = CASE state WHEN 'paused' THEN 'paused when the daemon stopped (' || COALESCE(note, '') || '); a run does not resume across a restart'
+                                      ELSE 'the daemon stopped while it ran' END
+                WHERE state IN ('running', 'paused')
                 """, arguments: [Self.timestamp(Date())])
             try db.execute(sql: """
                 UPDATE queue_entry SET state = 'held', note = 'held after a daemon restart: release it to run it'
