@@ -20,9 +20,12 @@ public struct ChannelInfo: Sendable, Hashable {
     public var writable: Bool
     public var limits: ClosedRange<Double>?
     public var isBoolean: Bool
+    /// Whether the channel holds a state that can be read (a setpoint, a switch), rather than being
+    /// a write-only command (a dispense): only states are written again when a paused run resumes.
+    public var readable: Bool
 
-    public init(unit: LabUnit, writable: Bool, limits: ClosedRange<Double>?, isBoolean: Bool) {
-        self.unit = unit; self.writable = writable; self.limits = limits; self.isBoolean = isBoolean
+    public init(unit: LabUnit, writable: Bool, limits: ClosedRange<Double>?, isBoolean: Bool, readable: Bool = true) {
+        self.unit = unit; self.writable = writable; self.limits = limits; self.isBoolean = isBoolean; self.readable = readable
     }
 }
 

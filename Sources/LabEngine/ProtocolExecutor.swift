@@ -40,9 +40,13 @@ public struct ProtocolExecutor: Sendable {
         start.parameters = parameters.map { ParameterValue(name: $0.key, value: $0.value) }.sorted { $0.name < $1.name }
         let runID = try await recorder.beginRun(start)
         let initial = RunState(runID: runID, environment: ExprEnvironment(parameters: parameters))
-        control.onTransition { [recorder, clock] transition in
-            let event = RunEvent(.transition, "\(transition.from.name) → \(transition.to.name): \(transition.why)", monotonicTime: clock.now)
-            Task { try? await recorder.note(event, run: runID) }
+        // Transitions are recorded in the order they happened, by one consumer.
+        let (transitions, input) = AsyncStream.makeStream(of: RunEvent.self)
+        control.onTransition { [clock] transition in
+            input.yield(RunEvent(.transition, "\(transition.from.name) → \(transition.to.name): \(transition.why)", monotonicTime: clock.now))
+        }
+        let recordTransitions = Task { [recorder] in
+            for await event in transitions { try? await recorder.note(event, run: runID) }
         }
         let (state, error) = await withTaskCancellationHandler {
             await supervise(from: initial)
@@ -68,6 +72,8 @@ public struct ProtocolExecutor: Sendable {
                 failure = cleanupError
             }
             _ = try? control.send(.finished)
+            input.finish()
+            await recordTransitions.value
             let outputs = outcome == .completed ? state.outputs : [:]
             let numeric = outputs.compactMapValues { value -> Quantity? in
                 switch value {
@@ -332,7 +338,7 @@ public struct ProtocolExecutor: Sendable {
         case .set(let ref, let expr):
             let value = try state.environment.evaluate(expr)
             try await write(ref, value, state)
-            remember(ref, value, &state)
+            if step.repeatable { remember(ref, value, &state) }
         case .ramp(let ramp):
             try await self.ramp(ramp, &state)
         case .waitUntil(let wait):
@@ -391,8 +397,10 @@ public struct ProtocolExecutor: Sendable {
         }
     }
 
-    /// Keeps what a `set` or `ramp` commanded, for a resume to write again.
+    /// Keeps what a `set` or `ramp` commanded to a state the instrument holds (a setpoint, a switch),
+    /// for a resume to write again; a write-only command (a dispense) is never sent again.
     private func remember(_ ref: ChannelRef, _ value: ExprValue, _ state: inout RunState) {
+        guard instruments[ref.instrument]?.channelInfo(ref.channel)?.readable == true else { return }
         if state.commanded.updateValue(value, forKey: ref) == nil { state.commandOrder.append(ref) }
     }
 

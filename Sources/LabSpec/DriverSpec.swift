@@ -65,7 +65,7 @@ public struct ChannelSpec: Sendable, Hashable {
     public var location: SourceLocation
 
     public var info: ChannelInfo {
-        ChannelInfo(unit: unit, writable: writable, limits: limits, isBoolean: type == .bool)
+        ChannelInfo(unit: unit, writable: writable, limits: limits, isBoolean: type == .bool, readable: readable)
     }
 }
 
