@@ -6,7 +6,8 @@ public import LabSpec
 public protocol DriverBackedInstrument: Instrument {
     var spec: DriverSpec { get }
     /// Checks that the device answers, opening its connection again if it was lost; throws
-    /// `.instrumentLost` or `.timeout` if it does not. Sends nothing that changes the device.
+    /// `.instrumentLost` or `.timeout` if it does not. Reads one channel (a serial device with a
+    /// watchdog is fed instead: a query may have side effects, a feed has a known one).
     func probe() async throws
     /// Writes the driver file's watchdog timeout: the first write arms the device's watchdog, each
     /// later one feeds it. Does nothing for a driver without a watchdog.
