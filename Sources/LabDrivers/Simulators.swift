@@ -99,6 +99,8 @@ public final class ModbusSimulator: Sendable {
         server.stop()
     }
 
+    deinit { watchdog?.stop() }
+
     /// As if its cable were pulled: open connections are closed and connects refused. The device
     /// keeps running (its watchdog too).
     public func unplug() { server.unplug() }
@@ -200,6 +202,8 @@ public final class SerialSimulator: Sendable {
         unlink(path)
         rmdir(directory)
     }
+
+    deinit { stop() }
 
     /// As if its USB adapter were pulled: the pseudo-terminal closes (a driver holding it sees a
     /// hang-up) and `path` disappears. The device keeps running (its watchdog too).
