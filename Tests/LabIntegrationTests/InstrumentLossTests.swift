@@ -253,7 +253,8 @@ enum DeviceDescriptors {
 
     /// The pseudo-terminal index behind a descriptor: /dev/pts/N, or /dev/ptmx with its fdinfo's tty-index.
     private static func ptyIndex(_ link: (fd: String, target: String)) -> Int? {
-        if link.target.hasPrefix("/dev/pts/") { return Int(link.target.dropFirst(9)) }
+        // A terminal whose other end closed shows as "/dev/pts/N (deleted)".
+        if link.target.hasPrefix("/dev/pts/") { return Int(link.target.dropFirst(9).prefix { $0.isNumber }) }
         guard link.target == "/dev/ptmx", let info = try? String(contentsOfFile: "/proc/self/fdinfo/\(link.fd)", encoding: .utf8) else { return nil }
         return info.split(separator: "\n").first { $0.hasPrefix("tty-index:") }.flatMap { Int($0.split(separator: "\t").last ?? "") }
     }
