@@ -157,6 +157,24 @@ func isLoss(_ error: any Error) -> Bool { InstrumentHub.isLoss(error) }
         #expect(await hub.health("pump") == .connected)
     }
 
+    @Test func theHubFindsALossByProbingAnInstrumentWithoutAWatchdog() async throws {
+        let spec = try DriverSpec.load(path: Repository.path("drivers/thermo-reactor.yaml"))
+        #expect(spec.watchdog == nil)
+        let simulator = try ModbusSimulator(spec: spec, model: InertModel())
+        defer { simulator.stop() }
+        let hub = InstrumentHub(instruments: ["reactor": WatchdogDrivers.connect(simulator)],
+                                logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }),
+                                backoff: 0.01...0.1, probeInterval: 0.05)
+        let log = HealthLog()
+        await hub.onChange { log.record($0, $1) }
+        await hub.start()
+        defer { Task { await hub.stop() } }
+        simulator.unplug()
+        #expect(try await eventually { log.all == ["reactor lost"] })
+        simulator.plugIn()
+        #expect(try await eventually { log.all == ["reactor lost", "reactor back"] })
+    }
+
     @Test func aLossTheEngineReportsIsRecoveredByTheHub() async throws {
         let simulator = try ModbusSimulator(spec: WatchdogDrivers.reactor(), model: InertModel())
         defer { simulator.stop() }
