@@ -35,7 +35,7 @@ let package = Package(
             "LabCore", .product(name: "Yams", package: "Yams"), .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .target(name: "LabTransport", dependencies: ["LabCore", "CModbus", "CSerialPort"]),
-        .target(name: "LabDrivers", dependencies: ["LabCore", "LabSpec", "LabTransport"]),
+        .target(name: "LabDrivers", dependencies: ["LabCore", "LabSpec", "LabTransport", .product(name: "Logging", package: "swift-log")]),
         .target(name: "LabStorage", dependencies: ["LabCore", .product(name: "GRDB", package: "GRDB.swift")]),
         .target(name: "LabPlanner", dependencies: ["LabCore"]),
         .target(name: "LabEngine", dependencies: ["LabCore", .product(name: "Logging", package: "swift-log")]),
@@ -72,6 +72,7 @@ let package = Package(
             "LabCore", "LabSpec", "LabTransport", "LabDrivers", "LabStorage", "LabPlanner",
             "LabEngine", "LabAPI", "LabServer", "LabDaemon",
             .product(name: "GRDB", package: "GRDB.swift"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
     ]
 )

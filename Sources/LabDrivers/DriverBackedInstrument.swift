@@ -5,9 +5,19 @@ public import LabSpec
 /// the file's, whatever the transport.
 public protocol DriverBackedInstrument: Instrument {
     var spec: DriverSpec { get }
+    /// Checks that the device answers, opening its connection again if it was lost; throws
+    /// `.instrumentLost` or `.timeout` if it does not. Reads one channel (a serial device with a
+    /// watchdog is fed instead: a query may have side effects, a feed has a known one).
+    func probe() async throws
+    /// Writes the driver file's watchdog timeout: the first write arms the device's watchdog, each
+    /// later one feeds it. Does nothing for a driver without a watchdog.
+    func feedWatchdog() async throws
 }
 
 extension DriverBackedInstrument {
+    public func probe() async throws {}
+    public func feedWatchdog() async throws {}
+
     public func channelInfo(_ channel: String) -> ChannelInfo? { spec.channel(channel)?.info }
 
     /// Writes every channel of the safe state, each attempted even when an earlier one failed.

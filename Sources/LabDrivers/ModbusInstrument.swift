@@ -16,15 +16,33 @@ public struct ModbusInstrument: DriverBackedInstrument {
 
     public func read(_ channel: String) async throws -> Value {
         let channel = try lookup(channel)
+        return try await read(channel, retries: channel.retries)
+    }
+
+    /// Connects if needed, then reads the first readable channel by name once (no retries: a probe
+    /// that fails is what it is there to find).
+    public func probe() async throws {
+        try await client.connect()
+        if let channel = spec.channels.values.filter(\.readable).min(by: { $0.name < $1.name }) {
+            _ = try await read(channel, retries: 0)
+        }
+    }
+
+    public func feedWatchdog() async throws {
+        guard let watchdog = spec.watchdog, case .holding(let address) = watchdog.target else { return }
+        try await client.writeRegisters(address: address, values: [UInt16(watchdog.seconds)])
+    }
+
+    private func read(_ channel: ChannelSpec, retries: Int) async throws -> Value {
         switch channel.register {
         case .holding(let address):
-            return try await decode(client.readRegisters(.holding, address: address, count: channel.registerCount), channel)
+            return try await decode(client.readRegisters(.holding, address: address, count: channel.registerCount, retries: retries), channel)
         case .input(let address):
-            return try await decode(client.readRegisters(.input, address: address, count: channel.registerCount), channel)
+            return try await decode(client.readRegisters(.input, address: address, count: channel.registerCount, retries: retries), channel)
         case .coil(let address):
-            return .bool(try await client.readBits(.coil, address: address, count: 1)[0])
+            return .bool(try await client.readBits(.coil, address: address, count: 1, retries: retries)[0])
         case .discreteInput(let address):
-            return .bool(try await client.readBits(.discreteInput, address: address, count: 1)[0])
+            return .bool(try await client.readBits(.discreteInput, address: address, count: 1, retries: retries)[0])
         case .command:
             throw LabError(.invalidFile, "\(identity.name).\(channel.name) is a serial command on a Modbus instrument")
         }
@@ -40,7 +58,7 @@ public struct ModbusInstrument: DriverBackedInstrument {
             let registers = Self.encode(x, channel)
             try await client.writeRegisters(address: address, values: registers)
             // Read back: a device that silently ignored or clipped the write must not go unnoticed.
-            let echoed = try await client.readRegisters(.holding, address: address, count: registers.count)
+            let echoed = try await client.readRegisters(.holding, address: address, count: registers.count, retries: channel.retries)
             guard echoed == registers else {
                 throw LabError(.protocolViolation, "\(identity.name).\(channel.name): wrote \(x), device holds \(try decode(echoed, channel))")
             }

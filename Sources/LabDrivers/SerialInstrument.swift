@@ -20,7 +20,7 @@ public struct SerialInstrument: DriverBackedInstrument {
         guard let channel = spec.channel(name), case .command(let query?, _) = channel.register else {
             throw LabError(.accessDenied, "\(identity.name).\(name) cannot be read")
         }
-        let reply = try await checked(line.query(query), name)
+        let reply = try await checked(ask(query, retries: channel.retries), name)
         if channel.type == .bool { return .bool(reply == "1" || reply.lowercased() == "on") }
         guard let x = Double(reply), x.isFinite else {
             throw LabError(.protocolViolation, "\(identity.name).\(name): reply '\(reply)' is not a number")
@@ -34,6 +34,33 @@ public struct SerialInstrument: DriverBackedInstrument {
         }
         let checkedValue = try WriteGuard.check(value, for: channel, instrument: identity.name)
         _ = try await checked(line.query(command.text(for: checkedValue)), name)
+    }
+
+    /// Opens the line if needed; with a watchdog, feeds it (its reply proves the device listens),
+    /// otherwise the first readable channel by name is queried once.
+    public func probe() async throws {
+        try await line.open()
+        if spec.watchdog != nil { return try await feedWatchdog() }
+        if let channel = spec.channels.values.filter(\.readable).min(by: { $0.name < $1.name }),
+           case .command(let query?, _) = channel.register {
+            _ = try await line.query(query)
+        }
+    }
+
+    public func feedWatchdog() async throws {
+        guard let watchdog = spec.watchdog, case .command(let template) = watchdog.target else { return }
+        let seconds = watchdog.seconds.rounded() == watchdog.seconds ? String(Int(watchdog.seconds)) : String(watchdog.seconds)
+        _ = try await checked(line.query(template.replacingOccurrences(of: "{value}", with: seconds)), "watchdog")
+    }
+
+    /// A query repeated on a timeout or a lost line only as often as the driver file allows.
+    private func ask(_ command: String, retries: Int) async throws -> String {
+        for _ in 0..<retries {
+            do { return try await line.query(command) } catch {
+                guard error.code == .timeout || error.code == .instrumentLost else { throw error }
+            }
+        }
+        return try await line.query(command)
     }
 
     private func checked(_ reply: String, _ channel: String) throws(LabError) -> String {

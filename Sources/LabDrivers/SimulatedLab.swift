@@ -120,7 +120,7 @@ public enum InstrumentConnector {
             }
             switch connection {
             case .modbusTCP(let host, let port, let unit):
-                let client = ModbusTCPClient(.init(host: host, port: port, unit: unit))
+                let client = ModbusTCPClient(.init(host: host, port: port, unit: unit, responseTimeout: binding.driver.responseTimeout))
                 instruments[name] = ModbusInstrument(name: name, spec: binding.driver, client: client)
             case .serial(let path):
                 let s = binding.driver.serial

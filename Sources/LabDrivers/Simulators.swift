@@ -22,7 +22,10 @@ public final class ServedValues: Sendable {
 public final class ModbusSimulator: Sendable {
     public let spec: DriverSpec
     public let served = ServedValues()
+    /// Every write that reached the device, and what its watchdog did, timestamped.
+    public let wireLog = WireLog()
     private let server: ModbusServer
+    private let watchdog: SimulatedWatchdog?
 
     public var port: Int { server.port }
 
@@ -30,7 +33,38 @@ public final class ModbusSimulator: Sendable {
         self.spec = spec
         let channels = Array(spec.channels.values)
         let served = self.served
-        server = try ModbusServer(sizes: Self.sizes(channels)) { bank, request in
+        let wireLog = self.wireLog
+        // What the device did on its own, shown in its registers at the next request.
+        let ownWrites = Mutex<[(ChannelSpec, Double)]>([])
+        var declaredAddress: UInt16?
+        if let declared = spec.watchdog, case .holding(let address) = declared.target {
+            declaredAddress = address
+            watchdog = SimulatedWatchdog {
+                for (name, value) in SimulatedWatchdog.safeState(of: spec) {
+                    model.didWrite(name, value)
+                    wireLog.record(name, value, byDevice: true)
+                    if let channel = spec.channel(name) { ownWrites.withLock { $0.append((channel, value)) } }
+                }
+            }
+        } else {
+            watchdog = nil
+        }
+        let watchdog = self.watchdog, watchdogAddress = declaredAddress
+        var sizes = Self.sizes(channels)
+        if let watchdogAddress { sizes.holding = max(sizes.holding, Int(watchdogAddress) + 1) }
+        server = try ModbusServer(sizes: sizes) { bank, request in
+            for (channel, value) in ownWrites.withLock({ writes in defer { writes = [] }; return writes }) {
+                switch channel.register {
+                case .holding(let address):
+                    for (i, r) in ModbusInstrument.encode(value, channel).enumerated() { bank.setHolding(address + UInt16(i), r) }
+                case .coil(let address): bank.setCoil(address, value != 0)
+                default: break
+                }
+            }
+            if let watchdogAddress, request.touchesHoldingRegisters, let seconds = request.writtenValue(at: watchdogAddress) {
+                watchdog?.fed(seconds: Double(seconds))
+                wireLog.record("watchdog", Double(seconds))
+            }
             for channel in channels {
                 switch channel.register {
                 case .input(let address) where request.touchesInputRegisters && request.covers(address, count: channel.registerCount):
@@ -47,8 +81,12 @@ public final class ModbusSimulator: Sendable {
                         request.writtenValue(at: address + UInt16(i)) ?? bank.holding(address + UInt16(i))
                     }
                     model.didWrite(channel.name, Self.decoded(registers, channel))
+                    wireLog.record(channel.name, Self.decoded(registers, channel))
                 case .coil(let address) where request.touchesCoils:
-                    if let bit = request.writtenValue(at: address) { model.didWrite(channel.name, Double(bit)) }
+                    if let bit = request.writtenValue(at: address) {
+                        model.didWrite(channel.name, Double(bit))
+                        wireLog.record(channel.name, Double(bit))
+                    }
                 default:
                     break
                 }
@@ -56,7 +94,19 @@ public final class ModbusSimulator: Sendable {
         }
     }
 
-    public func stop() { server.stop() }
+    public func stop() {
+        watchdog?.stop()
+        server.stop()
+    }
+
+    deinit { watchdog?.stop() }
+
+    /// As if its cable were pulled: open connections are closed and connects refused. The device
+    /// keeps running (its watchdog too).
+    public func unplug() { server.unplug() }
+
+    /// Listens again on the same port.
+    public func plugIn() { server.plugIn() }
 
     private static func decoded(_ registers: [UInt16], _ channel: ChannelSpec) -> Double {
         channel.registerCount == 2 ? Double(ModbusFloat.decode(registers, channel.wordOrder.modbus)) : Double(registers[0])
@@ -81,18 +131,43 @@ public final class ModbusSimulator: Sendable {
 public final class SerialSimulator: Sendable {
     public let spec: DriverSpec
     public let served = ServedValues()
+    /// Every write that reached the device, and what its watchdog did, timestamped.
+    public let wireLog = WireLog()
     private let server: LineServer
+    private let watchdog: SimulatedWatchdog?
+    private let directory: String
 
-    public var path: String { server.path }
+    /// A stable path to the device (a symbolic link, as /dev/serial/by-id gives one): gone while
+    /// unplugged, pointing at the new pseudo-terminal after `plugIn()`.
+    public let path: String
 
     public init(spec: DriverSpec, model: any DeviceModel) throws {
         self.spec = spec
         let served = self.served
+        let wireLog = self.wireLog
         let commands = spec.channels.values.compactMap { channel -> (ChannelSpec, String?, ChannelSpec.WriteCommand?)? in
             guard case .command(let query, let write) = channel.register else { return nil }
             return (channel, query, write)
         }
+        var declaredCommand: ChannelSpec.WriteCommand?
+        if let declared = spec.watchdog, case .command(let template) = declared.target {
+            declaredCommand = .template(template)
+            watchdog = SimulatedWatchdog {
+                for (name, value) in SimulatedWatchdog.safeState(of: spec) {
+                    model.didWrite(name, value)
+                    wireLog.record(name, value, byDevice: true)
+                }
+            }
+        } else {
+            watchdog = nil
+        }
+        let watchdog = self.watchdog, watchdogCommand = declaredCommand
         server = try LineServer(terminator: spec.serial.terminator) { line in
+            if let seconds = watchdogCommand.flatMap({ Self.written(line, by: $0) }) {
+                watchdog?.fed(seconds: seconds)
+                wireLog.record("watchdog", seconds)
+                return "OK"
+            }
             for (channel, query, write) in commands {
                 if line == query {
                     do {
@@ -105,14 +180,53 @@ public final class SerialSimulator: Sendable {
                 }
                 if let value = write.flatMap({ Self.written(line, by: $0) }) {
                     model.didWrite(channel.name, value)
+                    wireLog.record(channel.name, value)
                     return "OK"
                 }
             }
             return "ERR unknown command '\(line)'"
         }
+        var template = Array((FileManager.default.temporaryDirectory.path + "/serendip-tty.XXXXXX").utf8CString)
+        guard let made = mkdtemp(&template) else {
+            server.stop()
+            throw LabError(.transport, "cannot create a directory for the simulated device's path")
+        }
+        directory = String(cString: made)
+        path = directory + "/" + spec.name
+        pointPath()
     }
 
-    public func stop() { server.stop() }
+    public func stop() {
+        watchdog?.stop()
+        server.stop()
+        unlink(path)
+        rmdir(directory)
+    }
+
+    deinit { stop() }
+
+    /// As if its USB adapter were pulled: the pseudo-terminal closes (a driver holding it sees a
+    /// hang-up) and `path` disappears. The device keeps running (its watchdog too).
+    public func unplug() {
+        unlink(path)
+        server.unplug()
+    }
+
+    /// A new pseudo-terminal, reachable at the same `path`.
+    public func plugIn() {
+        server.plugIn()
+        pointPath()
+    }
+
+    /// Re-points `path` at the pseudo-terminal now served, replacing the link in one step.
+    private func pointPath() {
+        let target = server.path
+        guard !target.isEmpty else { return }
+        let next = path + ".new"
+        unlink(next)
+        symlink(target, next)
+        rename(next, path)
+    }
 
     /// The value a line sets through a write command, if it is that command.
     static func written(_ line: String, by command: ChannelSpec.WriteCommand) -> Double? {

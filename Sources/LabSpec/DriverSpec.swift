@@ -13,8 +13,30 @@ public struct DriverSpec: Sendable {
     public var safeState: [(channel: String, value: Value)]
     public var serial: SerialSettings
     public var source: SourceText
+    /// How long a Modbus request waits for its reply (`timeout:`; serial lines use `serial.timeout`).
+    public var responseTimeout: Double = 1
+    /// The device's own watchdog, if the file declares one.
+    public var watchdog: Watchdog? = nil
 
     public func channel(_ name: String) -> ChannelSpec? { channels[name] }
+
+    /// A device watchdog: `value` (seconds) is written on connect and rewritten every `feedEvery`;
+    /// a device that hears nothing for `value` seconds goes to its own safe state.
+    public struct Watchdog: Sendable, Hashable {
+        public enum Target: Sendable, Hashable {
+            /// Modbus: the holding register the timeout is written to, in whole seconds.
+            case holding(UInt16)
+            /// Serial: the command sent, with `{value}` replaced by the seconds.
+            case command(String)
+        }
+        public var target: Target
+        public var seconds: Double
+        public var feedEvery: Double
+
+        public init(target: Target, seconds: Double, feedEvery: Double? = nil) {
+            self.target = target; self.seconds = seconds; self.feedEvery = feedEvery ?? seconds / 3
+        }
+    }
 }
 
 public struct SerialSettings: Sendable, Hashable {
@@ -63,6 +85,8 @@ public struct ChannelSpec: Sendable, Hashable {
     public var readable: Bool
     public var limits: ClosedRange<Double>?
     public var location: SourceLocation
+    /// Further attempts of a read whose link broke or got no reply (`retries:`); writes never repeat.
+    public var retries: Int = 0
 
     public var info: ChannelInfo {
         ChannelInfo(unit: unit, writable: writable, limits: limits, isBoolean: type == .bool, readable: readable)
@@ -118,6 +142,14 @@ extension DriverSpec {
             }
             line.rejectUnknownKeys()
         }
+        var responseTimeout = 1.0
+        if let node = top.optional("timeout") {
+            if transport == .serial {
+                source.error(node, "a serial driver's timeout goes in its serial settings", hint: "serial: { timeout: 1 s }")
+            } else if let seconds = duration(node, "timeout", source: source) {
+                responseTimeout = seconds
+            }
+        }
         var channels: [String: ChannelSpec] = [:]
         if let node = top.required("channels"), let map = source.mapping(node, "channels") {
             for (channelName, _, value) in map.pairs {
@@ -141,10 +173,56 @@ extension DriverSpec {
                 if let v = constantValue(value, for: channel, source: source) { safeState.append((channelName, v)) }
             }
         }
+        let watchdog = top.optional("watchdog").flatMap { parseWatchdog($0, source: source, transport: transport) }
         top.rejectUnknownKeys()
         guard let name, let transport else { return nil }
         return DriverSpec(name: name, vendor: vendor, transport: transport, channels: channels, safeState: safeState,
-                          serial: serial, source: SourceText(path: source.path, text: source.text, sha256: source.sha256))
+                          serial: serial, source: SourceText(path: source.path, text: source.text, sha256: source.sha256),
+                          responseTimeout: responseTimeout, watchdog: watchdog)
+    }
+
+    /// A positive duration; a bare number is seconds (`value: 5` for a watchdog reads naturally).
+    private static func duration(_ node: Node, _ what: String, source: YAMLSource) -> Double? {
+        guard let expr = source.expression(node, what) else { return nil }
+        let q = try? ExprEnvironment().quantity(expr)
+        guard let q, let seconds = q.unit == .one ? q.value : q.seconds, seconds > 0, seconds.isFinite else {
+            source.error(node, "\(what) must be a positive duration such as '1 s'")
+            return nil
+        }
+        return seconds
+    }
+
+    /// Modbus `{ holding: 200, value: 5 }`, serial `{ command: "WDT {value}", value: 5 }`; `feed_every`
+    /// defaults to a third of the value.
+    private static func parseWatchdog(_ node: Node, source: YAMLSource, transport: Transport?) -> Watchdog? {
+        guard let map = source.mapping(node, "watchdog") else { return nil }
+        var target: Watchdog.Target?
+        if let a = map.optional("holding").flatMap({ source.integer($0, "holding", in: 0...65535) }) {
+            if transport == .serial { source.error(map.keyNode("holding"), "a serial driver's watchdog is a command", hint: "command: \"WDT {value}\"") }
+            target = .holding(UInt16(a))
+        }
+        if let command = map.optional("command").flatMap({ source.string($0, "command") }) {
+            if transport == .modbus { source.error(map.keyNode("command"), "a Modbus driver's watchdog is a holding register", hint: "holding: 200") }
+            if !command.contains("{value}") { source.error(map.keyNode("command"), "the watchdog command needs {value} where the seconds go") }
+            target = .command(command)
+        }
+        let seconds = map.required("value").flatMap { duration($0, "watchdog value", source: source) }
+        let feedEvery = map.optional("feed_every").flatMap { duration($0, "feed_every", source: source) }
+        map.rejectUnknownKeys()
+        guard let target else {
+            source.error(node, "a watchdog needs 'holding' (Modbus) or 'command' (serial)")
+            return nil
+        }
+        guard let seconds else { return nil }
+        if let feedEvery, feedEvery >= seconds {
+            source.error(map.keyNode("feed_every"), "feed_every must be shorter than the watchdog value (\(seconds) s)")
+            return nil
+        }
+        if case .holding = target, seconds.rounded() != seconds || seconds > 65535 {
+            source.error(map.keyNode("value"), "a register watchdog's value is whole seconds up to 65535")
+            return nil
+        }
+        return Watchdog(target: target, seconds: seconds, feedEvery: feedEvery)
     }
 
     private static func parseChannel(_ name: String, _ node: Node, source: YAMLSource, transport: Transport?) -> ChannelSpec? {
@@ -186,6 +264,9 @@ extension DriverSpec {
             else { source.error(node, "unknown access '\(text)'", hint: "use r, w or rw") }
         }
         let limits = map.optional("limits").flatMap { source.range($0, "limits") }
+        // Register reads are safe to repeat; a serial query may not be (some devices act on one).
+        let defaultRetries = transport == .serial ? 0 : 1
+        let retries = map.optional("retries").flatMap { source.integer($0, "retries", in: 0...10) } ?? defaultRetries
         // A misspelt key (`inptu: 1`) is the likelier story than a missing address: say that first.
         let hadUnknownKeys = map.rejectUnknownKeys()
         guard let register else {
@@ -205,7 +286,7 @@ extension DriverSpec {
         }
         return ChannelSpec(name: name, register: register, type: type, wordOrder: wordOrder, unit: unit,
                            writable: access.contains("w"), readable: access.contains("r"), limits: limits,
-                           location: source.location(node))
+                           location: source.location(node), retries: retries)
     }
 
     /// `write: "WL {value}"`, or for a boolean `on: "RUN"` with `off: "STOP"`; one form, not both.

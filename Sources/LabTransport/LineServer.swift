@@ -7,13 +7,17 @@ import Synchronization
 /// Serves an ASCII command/response device on the primary side of a pseudo-terminal: each line a
 /// driver sends is answered by the handler with one line.
 public final class LineServer: Sendable {
-    public let terminal: PseudoTerminal
-    public var path: String { terminal.path }
+    /// The pseudo-terminal now served; a new one after each `plugIn()`.
+    public var terminal: PseudoTerminal? { current.withLock { $0 } }
+    /// The secondary side's path, or "" while unplugged.
+    public var path: String { terminal?.path ?? "" }
+    private let current: Mutex<PseudoTerminal?>
     private let stopping = Atomic<Bool>(false)
     private let finished = DispatchSemaphore(value: 0)
+    private let control = PlugControl()
 
     public init(terminator: String = "\n", handler: @escaping @Sendable (String) -> String) throws(LabError) {
-        terminal = try PseudoTerminal.open()
+        current = Mutex(try PseudoTerminal.open())
         let thread = Thread { [self] in serve(terminator: Array(terminator.utf8), handler) }
         thread.name = "serendip.line-server"
         thread.start()
@@ -21,19 +25,43 @@ public final class LineServer: Sendable {
 
     public func stop() {
         guard !stopping.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        control.wake()
         finished.wait()
-        terminal.close()
+    }
+
+    /// As if the USB adapter were pulled: the pseudo-terminal is closed, so a driver holding its
+    /// secondary side sees a hang-up and its path stops existing. Returns once that is so.
+    public func unplug() {
+        guard !stopping.load(ordering: .acquiring) else { return }
+        control.request(plugged: false)
+    }
+
+    /// Serves a new pseudo-terminal (at a new path: see `terminal`).
+    public func plugIn() {
+        guard !stopping.load(ordering: .acquiring) else { return }
+        control.request(plugged: true)
     }
 
     deinit { stop() }
 
     private func serve(terminator: [UInt8], _ handler: @Sendable (String) -> String) {
-        let fd = terminal.primary
         var pending: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 512)
         while !stopping.load(ordering: .acquiring) {
-            var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            guard poll(&entry, 1, 20) > 0 else { continue }
+            let fd = current.withLock { $0?.primary ?? -1 }
+            var entries = [pollfd(fd: control.wakeFD, events: Int16(POLLIN), revents: 0),
+                           pollfd(fd: fd, events: Int16(POLLIN), revents: 0)]
+            guard poll(&entries, 2, 20) > 0 else { continue }
+            if entries[0].revents != 0, let plugged = control.take() {
+                current.withLock { terminal in
+                    if !plugged { terminal?.close(); terminal = nil }
+                    else if terminal == nil { terminal = try? PseudoTerminal.open() }
+                }
+                pending = []
+                control.done()
+                continue
+            }
+            guard fd >= 0, entries[1].revents & Int16(POLLIN) != 0 else { continue }
             let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             guard n > 0 else { continue }
             pending += buffer[..<n]
@@ -44,6 +72,8 @@ public final class LineServer: Sendable {
                 _ = reply.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
             }
         }
+        if control.take() != nil { control.done() }
+        current.withLock { $0?.close(); $0 = nil }
         finished.signal()
     }
 }

@@ -64,17 +64,17 @@ public final class ModbusServer: Sendable {
     public let port: Int
     private let stopping = Atomic<Bool>(false)
     private let finished = DispatchSemaphore(value: 0)
-    private let listenFD: Int32
+    private let control = PlugControl()
     /// Raw addresses of libmodbus objects owned by the server thread; Int so the class stays Sendable.
     private let contextAddress: Int
     private let mappingAddress: Int
 
     public init(sizes: TableSizes, handler: @escaping Handler) throws(LabError) {
         guard let ctx = modbus_new_tcp("127.0.0.1", 0) else { throw LabError(.transport, "cannot create a Modbus server") }
-        let fd = modbus_tcp_listen(ctx, 8)
-        guard fd >= 0 else {
+        let fd: Int32
+        do { fd = try Self.listen(port: 0) } catch {
             modbus_free(ctx)
-            throw LabError(.transport, "cannot listen: \(String(cString: strerror(errno)))")
+            throw error
         }
         guard let mapping = modbus_mapping_new(Int32(sizes.coils), Int32(sizes.discreteInputs),
                                                Int32(sizes.holding), Int32(sizes.input)) else {
@@ -88,10 +88,9 @@ public final class ModbusServer: Sendable {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
         }
         port = Int(UInt16(bigEndian: address.sin_port))
-        listenFD = fd
         contextAddress = Int(bitPattern: UnsafeRawPointer(ctx))
         mappingAddress = Int(bitPattern: mapping)
-        let thread = Thread { [self] in serve(handler) }
+        let thread = Thread { [self] in serve(listening: fd, handler) }
         thread.name = "serendip.modbus-server.\(port)"
         thread.start()
     }
@@ -99,25 +98,78 @@ public final class ModbusServer: Sendable {
     /// Stops serving, closes every connection and frees the libmodbus objects. Idempotent.
     public func stop() {
         guard !stopping.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        control.wake()
         finished.wait()
+    }
+
+    /// As if the device's cable were pulled: every connection is closed and connects are refused
+    /// until `plugIn()`. Returns once that is so.
+    public func unplug() {
+        guard !stopping.load(ordering: .acquiring) else { return }
+        control.request(plugged: false)
+    }
+
+    /// Listens again on the same port (the register tables kept what they held).
+    public func plugIn() {
+        guard !stopping.load(ordering: .acquiring) else { return }
+        control.request(plugged: true)
     }
 
     deinit { stop() }
 
-    private func serve(_ handler: Handler) {
+    /// A listening socket on 127.0.0.1; port 0 picks a free one. SO_REUSEADDR so that plugging in
+    /// again can take the same port while the closed connections linger in TIME_WAIT.
+    private static func listen(port: Int) throws(LabError) -> Int32 {
+        let fd = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw LabError(.transport, "cannot listen: \(String(cString: strerror(errno)))") }
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(port).bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0, Glibc.listen(fd, 8) == 0 else {
+            let reason = String(cString: strerror(errno))
+            Glibc.close(fd)
+            throw LabError(.transport, "cannot listen on 127.0.0.1:\(port): \(reason)")
+        }
+        return fd
+    }
+
+    private func serve(listening: Int32, _ handler: Handler) {
         let ctx = OpaquePointer(bitPattern: contextAddress)!
         let mapping = UnsafeMutablePointer<modbus_mapping_t>(bitPattern: mappingAddress)!
+        var listenFD = listening
         var clients: [Int32] = []
         var query = [UInt8](repeating: 0, count: Int(MODBUS_TCP_MAX_ADU_LENGTH))
         while !stopping.load(ordering: .acquiring) {
-            var fds = [pollfd(fd: listenFD, events: Int16(POLLIN), revents: 0)]
+            var fds = [pollfd(fd: control.wakeFD, events: Int16(POLLIN), revents: 0),
+                       pollfd(fd: listenFD, events: Int16(POLLIN), revents: 0)]
                 + clients.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
             guard poll(&fds, nfds_t(fds.count), 20) > 0 else { continue }
-            if fds[0].revents & Int16(POLLIN) != 0 {
-                let client = accept(listenFD, nil, nil)
-                if client >= 0 { clients.append(client) }
+            if fds[0].revents != 0, let plugged = control.take() {
+                if plugged, listenFD < 0 {
+                    listenFD = (try? Self.listen(port: port)) ?? -1
+                } else if !plugged {
+                    clients.forEach { Glibc.close($0) }
+                    clients = []
+                    if listenFD >= 0 { Glibc.close(listenFD) }
+                    listenFD = -1
+                }
+                control.done()
+                continue
             }
-            for entry in fds.dropFirst() where entry.revents != 0 {
+            if listenFD >= 0, fds[1].revents & Int16(POLLIN) != 0 {
+                let client = accept(listenFD, nil, nil)
+                if client >= 0 {
+                    _ = fcntl(client, F_SETFD, FD_CLOEXEC)
+                    clients.append(client)
+                }
+            }
+            for entry in fds.dropFirst(2) where entry.revents != 0 {
                 modbus_set_socket(ctx, entry.fd)
                 let length = query.withUnsafeMutableBufferPointer { modbus_receive(ctx, $0.baseAddress) }
                 if length > 0 {
@@ -130,8 +182,9 @@ public final class ModbusServer: Sendable {
                 }
             }
         }
+        if control.take() != nil { control.done() }
         clients.forEach { Glibc.close($0) }
-        Glibc.close(listenFD)
+        if listenFD >= 0 { Glibc.close(listenFD) }
         modbus_set_socket(ctx, -1)
         modbus_mapping_free(mapping)
         modbus_free(ctx)

@@ -18,10 +18,14 @@ public actor ModbusTCPClient {
         public var host: String
         public var port: Int
         public var unit: Int
+        /// How long a request waits for its reply, and a connect for its answer (the driver file's `timeout:`).
         public var responseTimeout: Double
+        /// Connects tried per request before the instrument is reported lost (nothing was sent).
+        public var connectAttempts: Int
 
-        public init(host: String, port: Int, unit: Int = 1, responseTimeout: Double = 1) {
+        public init(host: String, port: Int, unit: Int = 1, responseTimeout: Double = 1, connectAttempts: Int = 3) {
             self.host = host; self.port = port; self.unit = unit; self.responseTimeout = responseTimeout
+            self.connectAttempts = max(1, connectAttempts)
         }
 
         public var description: String { "modbus-tcp://\(host):\(port)/\(unit)" }
@@ -33,8 +37,6 @@ public actor ModbusTCPClient {
     private let executor: SerialQueueExecutor
     private var socket: Int32 = -1
     private var transactionID: UInt16 = 0
-    /// Connection attempts per request, with doubling backoff from 20 ms.
-    private let reconnectAttempts = 3
 
     public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
 
@@ -47,10 +49,12 @@ public actor ModbusTCPClient {
         if socket >= 0 { Glibc.close(socket) }
     }
 
-    public func readRegisters(_ table: Table, address: UInt16, count: Int) throws(LabError) -> [UInt16] {
+    /// Reads registers; `retries` more attempts (on a fresh connection) when the link breaks or the
+    /// device does not answer in time. Only for reads the driver file says are safe to repeat.
+    public func readRegisters(_ table: Table, address: UInt16, count: Int, retries: Int = 0) throws(LabError) -> [UInt16] {
         precondition(table == .holding || table == .input)
         let data = try perform("read \(count) register(s) at \(address)",
-                               [table == .holding ? 0x03 : 0x04] + address.bytes + UInt16(count).bytes) { data in
+                               [table == .holding ? 0x03 : 0x04] + address.bytes + UInt16(count).bytes, retries: retries) { data in
             data.count == 1 + 2 * count && Int(data[0]) == 2 * count
         }
         return (0..<count).map { UInt16(data[1 + 2 * $0]) << 8 | UInt16(data[2 + 2 * $0]) }
@@ -59,14 +63,14 @@ public actor ModbusTCPClient {
     public func writeRegisters(address: UInt16, values: [UInt16]) throws(LabError) {
         let header = address.bytes + UInt16(values.count).bytes
         _ = try perform("write \(values.count) register(s) at \(address)",
-                        [0x10] + header + [UInt8(2 * values.count)] + values.flatMap(\.bytes)) { $0 == header }
+                        [0x10] + header + [UInt8(2 * values.count)] + values.flatMap(\.bytes), retries: nil) { $0 == header }
     }
 
-    public func readBits(_ table: Table, address: UInt16, count: Int) throws(LabError) -> [Bool] {
+    public func readBits(_ table: Table, address: UInt16, count: Int, retries: Int = 0) throws(LabError) -> [Bool] {
         precondition(table == .coil || table == .discreteInput)
         let bytes = (count + 7) / 8
         let data = try perform("read \(count) bit(s) at \(address)",
-                               [table == .coil ? 0x01 : 0x02] + address.bytes + UInt16(count).bytes) { data in
+                               [table == .coil ? 0x01 : 0x02] + address.bytes + UInt16(count).bytes, retries: retries) { data in
             data.count == 1 + bytes && Int(data[0]) == bytes
         }
         return (0..<count).map { (i: Int) -> Bool in (data[1 + i / 8] >> UInt8(i % 8)) & 1 != 0 }
@@ -74,7 +78,15 @@ public actor ModbusTCPClient {
 
     public func writeBit(address: UInt16, _ value: Bool) throws(LabError) {
         let body = address.bytes + (value ? [0xFF, 0x00] : [0x00, 0x00])
-        _ = try perform("write coil \(address)", [0x05] + body) { $0 == body }
+        _ = try perform("write coil \(address)", [0x05] + body, retries: nil) { $0 == body }
+    }
+
+    /// Opens the connection if it is not open (or was closed by the device): a probe that sends nothing.
+    public func connect() throws(LabError) {
+        dropIfClosedByPeer()
+        do throws(Failure) { _ = try connectedSocket() } catch {
+            throw LabError(.instrumentLost, "\(endpoint): \(error.message)")
+        }
     }
 
     public func disconnect() {
@@ -82,28 +94,57 @@ public actor ModbusTCPClient {
         socket = -1
     }
 
-    /// Why one exchange did not return its answer.
+    /// Why one exchange did not return its answer. `sent` says whether any byte of the request may
+    /// have left: only a request that never left can be sent again without asking the driver file.
     private enum Failure: Error {
-        case broken(String), timeout, mismatch(String), exception(UInt8)
+        case broken(String, sent: Bool), timeout, mismatch(String), exception(UInt8)
+
+        var message: String {
+            switch self {
+            case .broken(let m, _), .mismatch(let m): m
+            case .timeout: "no reply"
+            case .exception(let code): "exception \(code)"
+            }
+        }
     }
 
     /// Runs one request (a PDU: function code and data) and returns the reply's data after the
-    /// function code; connects first if needed, and on a broken link reconnects a bounded number of times.
-    private func perform(_ what: String, _ pdu: [UInt8], fits: ([UInt8]) -> Bool) throws(LabError) -> [UInt8] {
-        var lastError = "failed"
-        for attempt in 0..<reconnectAttempts {
-            if attempt > 0 { usleep(UInt32(20_000 << (attempt - 1))) }
+    /// function code. A request that never left (the connect failed) is tried again, a bounded number
+    /// of times with a backoff doubling from 20 ms. One whose link broke, or that got no reply, after
+    /// it was sent is repeated only if it is a read with `retries` left; a write (`retries: nil`) is
+    /// never repeated, because the device may already have applied it.
+    private func perform(_ what: String, _ pdu: [UInt8], retries: Int?, fits: ([UInt8]) -> Bool) throws(LabError) -> [UInt8] {
+        var connectFailures = 0, repeats = 0
+        while true {
+            dropIfClosedByPeer()
             do {
                 return try exchange(connectedSocket(), pdu, fits: fits)
             } catch {
                 switch error {
-                case .broken(let message):
-                    lastError = message
+                case .broken(let message, sent: false):
                     disconnect()
+                    connectFailures += 1
+                    guard connectFailures < endpoint.connectAttempts else {
+                        throw LabError(.instrumentLost, "\(endpoint): \(what): \(message)")
+                    }
+                    usleep(UInt32(20_000 << (connectFailures - 1)))
+                case .broken(let message, sent: true):
+                    disconnect()
+                    guard let retries else {
+                        throw LabError(.instrumentLost, "\(endpoint): \(what): \(message) after the request was sent; the device may or may not have applied it (not repeated)")
+                    }
+                    guard repeats < retries else { throw LabError(.instrumentLost, "\(endpoint): \(what): \(message)") }
+                    repeats += 1
                 case .timeout:
                     // The device may still answer: drop the connection so that answer is never read.
                     disconnect()
-                    throw LabError(.timeout, "\(endpoint): \(what): no reply within \(endpoint.responseTimeout) s")
+                    guard let retries else {
+                        throw LabError(.timeout, "\(endpoint): \(what): no reply within \(endpoint.responseTimeout) s; the device may or may not have applied it (not repeated)")
+                    }
+                    guard repeats < retries else {
+                        throw LabError(.timeout, "\(endpoint): \(what): no reply within \(endpoint.responseTimeout) s")
+                    }
+                    repeats += 1
                 case .mismatch(let detail):
                     disconnect()
                     throw LabError(.transport, "\(endpoint): \(what): reply did not match the request (\(detail)); link resynchronised")
@@ -113,7 +154,19 @@ public actor ModbusTCPClient {
                 }
             }
         }
-        throw LabError(.instrumentLost, "\(endpoint): \(what): \(lastError)")
+    }
+
+    /// A connection the device closed while idle (it restarted, or was unplugged and is back) is
+    /// dropped before a request is sent on it, so that the request goes out on a fresh one.
+    private func dropIfClosedByPeer() {
+        guard socket >= 0 else { return }
+        // 0x2000 is POLLRDHUP (the peer shut its side), which Swift's Glibc module does not export.
+        var entry = pollfd(fd: socket, events: Int16(POLLIN | 0x2000), revents: 0)
+        guard poll(&entry, 1, 0) > 0 else { return }
+        if entry.revents & Int16(POLLHUP | POLLERR | 0x2000) != 0 { disconnect(); return }
+        // Readable: a late reply (skipped later by its transaction id) or the end of the stream.
+        var byte: UInt8 = 0
+        if recv(socket, &byte, 1, Int32(MSG_PEEK)) == 0 { disconnect() }
     }
 
     private func exchange(_ fd: Int32, _ pdu: [UInt8], fits: ([UInt8]) -> Bool) throws(Failure) -> [UInt8] {
@@ -146,7 +199,8 @@ public actor ModbusTCPClient {
             let n = rest.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
             if n < 0 {
                 if errno == EAGAIN || errno == EINTR { try wait(fd, for: POLLOUT, before: nil); continue }
-                throw .broken("send failed: \(String(cString: strerror(errno)))")
+                // Bytes the kernel already took may have reached the device; none taken means none left.
+                throw .broken("send failed: \(String(cString: strerror(errno)))", sent: rest.count < frame.count)
             }
             rest = rest.dropFirst(n)
         }
@@ -159,8 +213,8 @@ public actor ModbusTCPClient {
             try wait(fd, for: POLLIN, before: deadline)
             let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, count - bytes.count, 0) }
             if n > 0 { bytes += chunk[..<n] }
-            else if n == 0 { throw .broken("the device closed the connection") }
-            else if errno != EAGAIN && errno != EINTR { throw .broken("receive failed: \(String(cString: strerror(errno)))") }
+            else if n == 0 { throw .broken("the device closed the connection", sent: true) }
+            else if errno != EAGAIN && errno != EINTR { throw .broken("receive failed: \(String(cString: strerror(errno)))", sent: true) }
         }
         return bytes
     }
@@ -174,7 +228,7 @@ public actor ModbusTCPClient {
             var entry = pollfd(fd: fd, events: Int16(event), revents: 0)
             let ready = poll(&entry, 1, Int32((deadline - now) / 1_000_000) + 1)
             if ready > 0 { return }
-            if ready < 0 && errno != EINTR { throw .broken("poll failed: \(String(cString: strerror(errno)))") }
+            if ready < 0 && errno != EINTR { throw .broken("poll failed: \(String(cString: strerror(errno)))", sent: true) }
         }
     }
 
@@ -185,26 +239,26 @@ public actor ModbusTCPClient {
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
         var found: UnsafeMutablePointer<addrinfo>?
         guard getaddrinfo(endpoint.host, String(endpoint.port), &hints, &found) == 0, let address = found else {
-            throw .broken("cannot connect: unknown host \(endpoint.host)")
+            throw .broken("cannot connect: unknown host \(endpoint.host)", sent: false)
         }
         defer { freeaddrinfo(found) }
         let fd = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
-        guard fd >= 0 else { throw .broken("cannot connect: \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw .broken("cannot connect: \(String(cString: strerror(errno)))", sent: false) }
         var one: Int32 = 1
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-        if connect(fd, address.pointee.ai_addr, address.pointee.ai_addrlen) != 0 {
+        if Glibc.connect(fd, address.pointee.ai_addr, address.pointee.ai_addrlen) != 0 {
             var failure = errno
             if failure == EINPROGRESS {
                 do throws(Failure) { try wait(fd, for: POLLOUT, before: nil) } catch {
                     Glibc.close(fd)
-                    throw .broken("cannot connect: no answer within \(endpoint.responseTimeout) s")
+                    throw .broken("cannot connect: no answer within \(endpoint.responseTimeout) s", sent: false)
                 }
                 var length = socklen_t(MemoryLayout<Int32>.size)
                 getsockopt(fd, SOL_SOCKET, SO_ERROR, &failure, &length)
             }
             if failure != 0 && failure != EINPROGRESS {
                 Glibc.close(fd)
-                throw .broken("cannot connect: \(String(cString: strerror(failure)))")
+                throw .broken("cannot connect: \(String(cString: strerror(failure)))", sent: false)
             }
         }
         socket = fd

@@ -17,7 +17,7 @@ public struct PseudoTerminal: Sendable {
             throw LabError(.transport, "cannot create a pseudo-terminal: \(String(cString: strerror(errno)))")
         }
         let path = String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        let secondary = Glibc.open(path, O_RDWR | O_NOCTTY)
+        let secondary = Glibc.open(path, O_RDWR | O_NOCTTY | O_CLOEXEC)
         guard secondary >= 0 else {
             Glibc.close(primary)
             throw LabError(.transport, "cannot open \(path)")

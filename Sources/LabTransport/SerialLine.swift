@@ -25,12 +25,29 @@ public actor SerialLine {
         if fd >= 0 { Glibc.close(fd) }
     }
 
-    /// Sends one command and returns the reply line without its terminator.
+    /// Sends one command and returns the reply line without its terminator. An unplugged adapter
+    /// (a hang-up, EIO, or the device node gone) is `.instrumentLost`: the descriptor is closed, and
+    /// the next call opens the path again, so a device that comes back at the same path is used again.
     public func query(_ command: String) throws(LabError) -> String {
+        dropIfHungUp()
         let fd = try openedDescriptor()
         tcflush(fd, TCIFLUSH)
         try send(fd, command + terminator)
         return try receiveLine(fd)
+    }
+
+    /// Opens the line if it is not open (or hung up while idle): a probe that sends nothing.
+    public func open() throws(LabError) {
+        dropIfHungUp()
+        _ = try openedDescriptor()
+    }
+
+    /// A line that hung up while idle (the adapter was pulled and maybe plugged in again) is closed
+    /// before anything is sent on it, so the command goes to the device now at the path.
+    private func dropIfHungUp() {
+        guard fd >= 0 else { return }
+        var entry = pollfd(fd: fd, events: 0, revents: 0)
+        if poll(&entry, 1, 0) > 0, entry.revents & Int16(POLLHUP | POLLERR | POLLNVAL) != 0 { close() }
     }
 
     public func close() {
@@ -40,7 +57,7 @@ public actor SerialLine {
 
     private func openedDescriptor() throws(LabError) -> Int32 {
         if fd >= 0 { return fd }
-        let opened = open(path, O_RDWR | O_NOCTTY | O_NONBLOCK)
+        let opened = Glibc.open(path, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC)
         guard opened >= 0 else { throw LabError(.instrumentLost, "\(path): cannot open: \(String(cString: strerror(errno)))") }
         var tio = termios()
         guard tcgetattr(opened, &tio) == 0 else {
@@ -62,10 +79,18 @@ public actor SerialLine {
 
     private func send(_ fd: Int32, _ text: String) throws(LabError) {
         var bytes = Array(text.utf8)[...]
+        let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(timeout * 1e9)
         while !bytes.isEmpty {
             let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
             if n < 0 {
-                if errno == EAGAIN || errno == EINTR { usleep(100); continue }
+                if errno == EAGAIN || errno == EINTR {
+                    // A device that never drains its input is as silent as one that never answers.
+                    guard DispatchTime.now().uptimeNanoseconds < deadline else {
+                        throw LabError(.timeout, "\(path): could not send within \(timeout) s")
+                    }
+                    usleep(100)
+                    continue
+                }
                 close()
                 throw LabError(.instrumentLost, "\(path): write failed: \(String(cString: strerror(errno)))")
             }
@@ -87,7 +112,10 @@ public actor SerialLine {
             }
             var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             let ready = poll(&poller, 1, Int32((deadline - now) / 1_000_000) + 1)
-            if ready < 0 && errno != EINTR { throw LabError(.transport, "\(path): poll failed") }
+            if ready < 0 && errno != EINTR {
+                close()
+                throw LabError(.instrumentLost, "\(path): poll failed: \(String(cString: strerror(errno)))")
+            }
             if ready <= 0 { continue }
             if poller.revents & Int16(POLLHUP | POLLERR) != 0 && poller.revents & Int16(POLLIN) == 0 {
                 close()

@@ -112,7 +112,7 @@ final class RecordingModel: DeviceModel {
         #expect(try await line.query("X?") == "1.5")
         // The speed is the tty's, whichever descriptor asks.
         var tio = termios()
-        #expect(tcgetattr(device.terminal.secondary, &tio) == 0)
+        #expect(tcgetattr(device.terminal!.secondary, &tio) == 0)
         #expect(cfgetospeed(&tio) == SerialLine.speeds[baud])
         #expect(cfgetispeed(&tio) == SerialLine.speeds[baud])
     }

@@ -12,7 +12,7 @@ import Testing
 /// Holding and input register n hold 1000 + n until written; one thread per connection, so a late
 /// answer on an old connection does not hold up a new one.
 final class MisbehavingModbusDevice: Sendable {
-    enum Fault: Sendable { case late(seconds: Double), twice, wrongUnit, wrongTransaction }
+    enum Fault: Sendable { case late(seconds: Double), twice, wrongUnit, wrongTransaction, closeWithoutReply }
 
     let port: Int
     private let listener: Int32
@@ -48,6 +48,8 @@ final class MisbehavingModbusDevice: Sendable {
     }
 
     var lateRepliesSent: Int { state.withLock { $0.lateRepliesSent } }
+    /// Requests that reached the device, over all connections.
+    var requests: Int { state.withLock { $0.requests } }
     func holding(_ address: Int) -> UInt16 { state.withLock { $0.holding[address] } }
     func coil(_ address: Int) -> Bool { state.withLock { $0.coils[address] } }
 
@@ -85,6 +87,8 @@ final class MisbehavingModbusDevice: Sendable {
                 state.withLock { $0.lateRepliesSent += 1 }
             case .twice?:
                 write(fd, frame + reply + frame + reply)
+            case .closeWithoutReply?:
+                return
             case .wrongUnit?:
                 frame[6] &+= 8
                 write(fd, frame + reply)
@@ -197,17 +201,86 @@ func eventually(within seconds: Double = 20, _ condition: () -> Bool) async thro
 
     @Test func theSafeStateIsReachedAfterALateReply() async throws {
         let spec = try DriverSpec.load(path: Repository.path("drivers/thermo-reactor.yaml"))
-        // The first request (reading the temperature) is answered 1.5 s late.
-        let device = try MisbehavingModbusDevice(faults: [1: .late(seconds: 1.5)])
+        // The first request (reading the temperature) and its one retry are answered 1.5 s late.
+        let device = try MisbehavingModbusDevice(faults: [1: .late(seconds: 1.5), 2: .late(seconds: 1.5)])
         defer { device.stop() }
         let reactor = ModbusInstrument(name: "reactor", spec: spec, client: ModbusTCPClient(Self.endpoint(device.port)))
         await #expect { try await reactor.read("temperature") } throws: { ($0 as? LabError)?.code == .timeout }
         try await reactor.goToSafeState()
         #expect(try await reactor.read("setpoint") == .real(25))
         #expect(device.coil(5) == false)
-        // Still right once the late answer has gone out.
-        #expect(try await eventually { device.lateRepliesSent == 1 })
+        // Still right once the late answers have gone out.
+        #expect(try await eventually { device.lateRepliesSent == 2 })
         try await reactor.goToSafeState()
         #expect(try await reactor.read("setpoint") == .real(25))
+    }
+}
+
+@Suite struct RepeatedRequestTests {
+    static func endpoint(_ port: Int) -> ModbusTCPClient.Endpoint {
+        ModbusTCPClient.Endpoint(host: "127.0.0.1", port: port, responseTimeout: 0.3)
+    }
+
+    @Test func aWriteWhoseLinkBrokeAfterItWasSentIsNeverSentAgain() async throws {
+        let device = try MisbehavingModbusDevice(faults: [1: .closeWithoutReply])
+        defer { device.stop() }
+        let client = ModbusTCPClient(Self.endpoint(device.port))
+        let error = await #expect(throws: LabError.self) { try await client.writeRegisters(address: 3, values: [7]) }
+        #expect(error?.code == .instrumentLost)
+        #expect(error?.message.contains("may or may not have applied it") == true)
+        #expect(device.requests == 1)
+        // The link itself is re-opened for the next request.
+        #expect(try await client.readRegisters(.holding, address: 4, count: 1) == [1004])
+    }
+
+    @Test func aWriteThatGotNoReplyIsNeverSentAgain() async throws {
+        let device = try MisbehavingModbusDevice(faults: [1: .late(seconds: 1.5)])
+        defer { device.stop() }
+        let client = ModbusTCPClient(Self.endpoint(device.port))
+        await #expect { try await client.writeBit(address: 2, false) } throws: { ($0 as? LabError)?.code == .timeout }
+        #expect(device.requests == 1)
+    }
+
+    @Test func aReadIsRepeatedAsOftenAsItsRetriesAllowAndNoMore() async throws {
+        let device = try MisbehavingModbusDevice(faults: [1: .closeWithoutReply, 2: .closeWithoutReply, 3: .closeWithoutReply])
+        defer { device.stop() }
+        let client = ModbusTCPClient(Self.endpoint(device.port))
+        await #expect { try await client.readRegisters(.holding, address: 1, count: 1, retries: 1) } throws: {
+            ($0 as? LabError)?.code == .instrumentLost
+        }
+        #expect(device.requests == 2)
+        await #expect { try await client.readRegisters(.holding, address: 1, count: 1, retries: 0) } throws: {
+            ($0 as? LabError)?.code == .instrumentLost
+        }
+        #expect(device.requests == 3)
+        #expect(try await client.readRegisters(.holding, address: 1, count: 1, retries: 0) == [1001])
+    }
+
+    @Test func aRegisterReadIsRepeatedOnceByDefaultAfterNoReply() async throws {
+        let spec = try DriverSpec.load(path: Repository.path("drivers/thermo-reactor.yaml"))
+        #expect(spec.channel("temperature")?.retries == 1)
+        let device = try MisbehavingModbusDevice(faults: [1: .late(seconds: 1.5)])
+        defer { device.stop() }
+        let reactor = ModbusInstrument(name: "reactor", spec: spec, client: ModbusTCPClient(Self.endpoint(device.port)))
+        _ = try await reactor.read("temperature")
+        #expect(device.requests == 2)
+    }
+
+    @Test func aReadWithNoRetriesInItsDriverFileIsNotRepeated() async throws {
+        let text = """
+            driver: probe
+            transport: modbus
+            timeout: 300 ms
+            channels:
+              level: { input: 1, retries: 0 }
+            """
+        let spec = try DriverSpec.parse(text, path: "probe.yaml")
+        #expect(spec.responseTimeout == 0.3)
+        let device = try MisbehavingModbusDevice(faults: [1: .late(seconds: 1.5)])
+        defer { device.stop() }
+        let probe = ModbusInstrument(name: "probe", spec: spec, client: ModbusTCPClient(.init(host: "127.0.0.1", port: device.port,
+                                                                                           responseTimeout: spec.responseTimeout)))
+        await #expect { try await probe.read("level") } throws: { ($0 as? LabError)?.code == .timeout }
+        #expect(device.requests == 1)
     }
 }
