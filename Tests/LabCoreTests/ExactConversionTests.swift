@@ -14,12 +14,16 @@ import Testing
         #expect(try inCelsius(423.15.nextUp, Self.kelvin) > 150)
         #expect(try inCelsius(273.15, Self.kelvin) == 0)
         #expect(try inCelsius(273.15.nextDown, Self.kelvin) < 0)
+        // Plain Double arithmetic gives -49.99999999999997 and 100.10000000000002 here.
+        #expect(try inCelsius(223.15, Self.kelvin) == -50)
+        #expect(try inCelsius(373.25, Self.kelvin) == 100.1)
     }
 
     @Test func fahrenheitAndMillidegreesConvertExactlyToo() throws {
         #expect(try inCelsius(302, Self.fahrenheit) == 150)
         #expect(try inCelsius(302.0000001, Self.fahrenheit) > 150)
         #expect(try inCelsius(32, Self.fahrenheit) == 0)
+        #expect(try inCelsius(467.6, Self.fahrenheit) == 242)  // not 242.0000000000001
         #expect(try inCelsius(150_000, Self.millicelsius) == 150)
         #expect(try inCelsius(150_000.001, Self.millicelsius) > 150)
         #expect(try Quantity(150, Self.celsius).converted(to: Self.kelvin).value == 423.15)
