@@ -22,6 +22,8 @@ public final class ServedValues: Sendable {
 public final class ModbusSimulator: Sendable {
     public let spec: DriverSpec
     public let served = ServedValues()
+    /// Every value a client wrote, per channel, as the device received it.
+    public let written = ServedValues()
     private let server: ModbusServer
 
     public var port: Int { server.port }
@@ -29,7 +31,7 @@ public final class ModbusSimulator: Sendable {
     public init(spec: DriverSpec, model: any DeviceModel) throws {
         self.spec = spec
         let channels = Array(spec.channels.values)
-        let served = self.served
+        let served = self.served, written = self.written
         server = try ModbusServer(sizes: Self.sizes(channels)) { bank, request in
             for channel in channels {
                 switch channel.register {
@@ -46,9 +48,13 @@ public final class ModbusSimulator: Sendable {
                     let registers = (0..<channel.registerCount).map { i in
                         request.writtenValue(at: address + UInt16(i)) ?? bank.holding(address + UInt16(i))
                     }
+                    written.record(channel.name, Self.decoded(registers, channel))
                     model.didWrite(channel.name, Self.decoded(registers, channel))
                 case .coil(let address) where request.touchesCoils:
-                    if let bit = request.writtenValue(at: address) { model.didWrite(channel.name, Double(bit)) }
+                    if let bit = request.writtenValue(at: address) {
+                        written.record(channel.name, Double(bit))
+                        model.didWrite(channel.name, Double(bit))
+                    }
                 default:
                     break
                 }
@@ -59,7 +65,8 @@ public final class ModbusSimulator: Sendable {
     public func stop() { server.stop() }
 
     private static func decoded(_ registers: [UInt16], _ channel: ChannelSpec) -> Double {
-        channel.registerCount == 2 ? Double(ModbusFloat.decode(registers, channel.wordOrder.modbus)) : Double(registers[0])
+        channel.registerCount == 2 ? Double(ModbusFloat.decode(registers, channel.wordOrder.modbus))
+            : channel.type == .int16 ? Double(Int16(bitPattern: registers[0])) : Double(registers[0])
     }
 
     private static func sizes(_ channels: [ChannelSpec]) -> ModbusServer.TableSizes {
@@ -81,13 +88,15 @@ public final class ModbusSimulator: Sendable {
 public final class SerialSimulator: Sendable {
     public let spec: DriverSpec
     public let served = ServedValues()
+    /// Every value a client wrote, per channel, as the device received it.
+    public let written = ServedValues()
     private let server: LineServer
 
     public var path: String { server.path }
 
     public init(spec: DriverSpec, model: any DeviceModel) throws {
         self.spec = spec
-        let served = self.served
+        let served = self.served, written = self.written
         let commands = spec.channels.values.compactMap { channel -> (ChannelSpec, String?, ChannelSpec.WriteCommand?)? in
             guard case .command(let query, let write) = channel.register else { return nil }
             return (channel, query, write)
@@ -104,6 +113,7 @@ public final class SerialSimulator: Sendable {
                     }
                 }
                 if let value = write.flatMap({ Self.written(line, by: $0) }) {
+                    written.record(channel.name, value)
                     model.didWrite(channel.name, value)
                     return "OK"
                 }
