@@ -180,7 +180,8 @@ struct LimitValues {
 enum WritePath {
     case parameter, expression, proposal, safeState
 
-    static let logger = Logger(label: "property")
+    /// Silent: tens of thousands of refused runs would each log a warning.
+    static let logger = Logger(label: "property") { _ in SwiftLogNoOpLogHandler() }
 
     static func protocolText(_ name: String, parameters: String, set channel: TestChannel, to expression: String, inFinally: Bool) -> String {
         let drivers = channel.role == "pump" ? "{ pump: prop-pump }" : "{ reactor: prop-reactor }"
@@ -345,7 +346,8 @@ enum WritePath {
             instruments:
               reactor: { driver: prop-reactor.yaml, modbus: { host: 127.0.0.1, port: \(bench.reactorDevice.port), unit: 1 } }
             """.write(to: lab, atomically: true, encoding: .utf8)
-        let daemon = try await Daemon(Daemon.Options(labPath: lab.path, dataDirectory: directory.appendingPathComponent("data").path))
+        let daemon = try await Daemon(Daemon.Options(labPath: lab.path, dataDirectory: directory.appendingPathComponent("data").path,
+                                                      logger: Self.logger))
         let server = try SocketServer(path: directory.appendingPathComponent("api.sock").path, dispatcher: RPCDispatcher(daemon.methods))
         defer { server.stop() }
         let channel = TestChannel.setpoint
