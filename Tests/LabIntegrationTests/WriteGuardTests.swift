@@ -106,6 +106,24 @@ final class HoldingModel: DeviceModel {
         }
     }
 
+    @Test func aRegisterThatWouldRoundPastALimitIsWrittenTheNeighbourInside() async throws {
+        let spec = try DriverSpec.parse("""
+            driver: narrow
+            transport: modbus
+            channels:
+              fine:   { holding: 1, type: float32, access: rw, limits: [0, 0.1] }
+              coarse: { holding: 3, type: int16, access: rw, limits: [-0.5, 150.5] }
+            """, path: "narrow.yaml")
+        let device = try ModbusSimulator(spec: spec, model: InertModel())
+        defer { device.stop() }
+        let instrument = ModbusInstrument(name: "narrow", spec: spec, client: ModbusTCPClient(Self.endpoint(device.port)))
+        try await instrument.write("fine", .real(0.1))      // as a float32, 0.10000000149 would be past 0.1
+        try await instrument.write("coarse", .real(150.5))  // rounds to 151 otherwise
+        try await instrument.write("coarse", .real(-0.5))   // and to -1
+        #expect(device.written["fine"] == [Double(Float(0.1).nextDown)])
+        #expect(device.written["coarse"] == [150, 0])
+    }
+
     static let pump = try! DriverSpec.parse("""
         driver: rb-pump
         transport: serial
