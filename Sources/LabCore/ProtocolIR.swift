@@ -86,7 +86,9 @@ public struct ParameterSpec: Sendable, Hashable {
             let x = try (q.unit == .one ? Quantity(q.value, unit) : q).converted(to: unit).value
             guard x.isFinite else { throw LabError(.notANumber, "refused $\(name) = \(x): not a finite number") }
             guard x >= lower, x <= upper else {
-                throw LabError(.outOfLimits, "$\(name) = \((x * 1e6).rounded() / 1e6) \(unit) is outside \(lower)…\(upper) \(unit)")
+                // Rounded to six decimals for reading, except where that would overflow (1e308 is not "inf").
+                let shown = abs(x) < 1e300 ? (x * 1e6).rounded() / 1e6 : x
+                throw LabError(.outOfLimits, "$\(name) = \(shown) \(unit) is outside \(lower)…\(upper) \(unit)")
             }
             return .quantity(Quantity(x, unit))
         case (.integer(let lower, let upper), .quantity(let q)) where q.unit == .one:

@@ -25,4 +25,14 @@ import Testing
             #expect(error.code == .notANumber && error.message == "refused $stir = nan: not a finite number")
         }
     }
+
+    @Test func aHugeValueIsNamedAsItWasNotAsInfinity() {
+        let spec = ParameterSpec(name: "t", kind: .real(unit: LabUnit.named("degC")!, lower: 0, upper: 150, logScale: false), location: Self.here)
+        do {
+            _ = try spec.checked(spec.value(coordinate: 1e308))
+            Issue.record("1e308 degC accepted")
+        } catch {
+            #expect(error.message == "$t = 1e+308 degC is outside 0.0…150.0 degC")
+        }
+    }
 }
