@@ -17,7 +17,7 @@ public struct LabError: Error, Sendable, CustomStringConvertible {
     public enum Code: String, Sendable, Codable {
         case invalidFile, unitMismatch, unknownReference, outOfLimits, notANumber, accessDenied
         case transport, timeout, protocolViolation, instrumentLost, aborted, storage, planner, internalError
-        /// An instrument holds another value than the one just written to it.
+        /// A device holds something other than what was just written to it: the run pauses.
         case readBackMismatch
         /// No such run, entry or campaign; a request that does not apply to the state something is in.
         case notFound, conflict

@@ -84,12 +84,16 @@ public struct ParameterSpec: Sendable, Hashable {
         switch (kind, value) {
         case (.real(let unit, let lower, let upper, _), .quantity(let q)):
             let x = try (q.unit == .one ? Quantity(q.value, unit) : q).converted(to: unit).value
-            guard x.isFinite, x >= lower, x <= upper else {
-                throw LabError(.outOfLimits, "$\(name) = \((x * 1e6).rounded() / 1e6) \(unit) is outside \(lower)…\(upper) \(unit)")
+            guard x.isFinite else { throw LabError(.notANumber, "refused $\(name) = \(x): not a finite number") }
+            guard x >= lower, x <= upper else {
+                // Rounded to six decimals for reading, except where that would overflow (1e308 is not "inf").
+                let shown = abs(x) < 1e300 ? (x * 1e6).rounded() / 1e6 : x
+                throw LabError(.outOfLimits, "$\(name) = \(shown) \(unit) is outside \(lower)…\(upper) \(unit)")
             }
             return .quantity(Quantity(x, unit))
         case (.integer(let lower, let upper), .quantity(let q)) where q.unit == .one:
-            guard q.value.isFinite, q.value == q.value.rounded(), q.value >= Double(lower), q.value <= Double(upper) else {
+            guard q.value.isFinite else { throw LabError(.notANumber, "refused $\(name) = \(q.value): not a finite number") }
+            guard q.value == q.value.rounded(), q.value >= Double(lower), q.value <= Double(upper) else {
                 throw LabError(.outOfLimits, "$\(name) must be a whole number from \(lower) to \(upper), not \(q.value)")
             }
             return value
@@ -100,6 +104,8 @@ public struct ParameterSpec: Sendable, Hashable {
                 throw LabError(.outOfLimits, "$\(name) must be one of \(options.joined(separator: ", ")), not '\(s)'")
             }
             return value
+        case (_, .quantity(let q)) where !q.value.isFinite:
+            throw LabError(.notANumber, "refused $\(name) = \(q.value): not a finite number")
         default:
             throw LabError(.invalidFile, "$\(name) does not take \(value)")
         }
@@ -107,8 +113,11 @@ public struct ParameterSpec: Sendable, Hashable {
 
     /// A value from a number an advisor works in: a real in the parameter's unit, an integer
     /// rounded, a boolean as 0 or 1, a choice as the index of its option.
+    /// A coordinate that is not a finite number is passed on as a number, for `checked` to refuse:
+    /// never rounded, clamped or read as false.
     public func value(coordinate x: Double) -> ExprValue {
-        switch kind {
+        guard x.isFinite else { return .quantity(Quantity(x)) }
+        return switch kind {
         case .real(let unit, _, _, _): .quantity(Quantity(x, unit))
         case .integer: .quantity(Quantity(x.rounded()))
         case .boolean: .bool(x >= 0.5)

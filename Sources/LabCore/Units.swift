@@ -1,3 +1,5 @@
+import Foundation
+
 /// Physical dimension as exponents of the SI base quantities we need in a lab.
 public struct PhysicalDimension: Hashable, Sendable, CustomStringConvertible {
     public var length: Int8 = 0, mass: Int8 = 0, time: Int8 = 0
@@ -41,14 +43,31 @@ public struct PhysicalDimension: Hashable, Sendable, CustomStringConvertible {
 
 /// A unit is an affine map to SI: `si = value * scale + offset`. Offsets exist only for
 /// absolute temperatures; a temperature *difference* (a tolerance) uses the scale alone.
+/// The same map is kept exactly too, as decimals: `si = (value + zero) * numerator / denominator`,
+/// so that conversions before a limit check need not round (see `Quantity.converted(to:)`).
 public struct LabUnit: Hashable, Sendable, CustomStringConvertible {
     public let symbol: String
     public let dimension: PhysicalDimension
     public let scale: Double
     public let offset: Double
+    let zero: Decimal, numerator: Decimal, denominator: Decimal
 
+    /// A unit whose scale and offset are the decimals their shortest form prints (`1e-3`, `273.15`).
     public init(_ symbol: String, _ dimension: PhysicalDimension, scale: Double = 1, offset: Double = 0) {
         self.symbol = symbol; self.dimension = dimension; self.scale = scale; self.offset = offset
+        numerator = Decimal(string: "\(scale)") ?? 1
+        denominator = 1
+        zero = (Decimal(string: "\(offset)") ?? 0) / numerator
+    }
+
+    /// A unit whose factor is a ratio (5/9 for degF, 1/60 for rpm) and whose zero lies `zero` of
+    /// its own steps below the SI zero (459.67 for degF).
+    init(_ symbol: String, _ dimension: PhysicalDimension, numerator: Decimal, denominator: Decimal = 1, zero: Decimal = 0) {
+        self.symbol = symbol; self.dimension = dimension
+        self.numerator = numerator; self.denominator = denominator; self.zero = zero
+        // Through text: Decimal's own conversion to Double is not correctly rounded on Linux.
+        scale = Double((numerator / denominator).description)!
+        offset = Double((zero * numerator / denominator).description)!
     }
 
     public var description: String { symbol }
@@ -75,7 +94,8 @@ public struct LabUnit: Hashable, Sendable, CustomStringConvertible {
             LabUnit("h", .time, scale: 3600),
             // temperature (absolute; as a difference only the scale counts)
             .kelvin, LabUnit("degC", .temperature, offset: 273.15),
-            LabUnit("degF", .temperature, scale: 5.0 / 9.0, offset: 273.15 - 32 * 5.0 / 9.0),
+            LabUnit("degF", .temperature, numerator: 5, denominator: 9, zero: Decimal(string: "459.67")!),
+            LabUnit("mK", .temperature, scale: 1e-3), LabUnit("mdegC", .temperature, numerator: 1, denominator: 1000, zero: 273_150),
             // length, volume, mass, amount, concentration
             LabUnit("m", length), LabUnit("cm", length, scale: 1e-2), LabUnit("mm", length, scale: 1e-3),
             LabUnit("um", length, scale: 1e-6), LabUnit("nm", length, scale: 1e-9),
@@ -91,7 +111,7 @@ public struct LabUnit: Hashable, Sendable, CustomStringConvertible {
             LabUnit("psi", pressure, scale: 6_894.757_293_168_361),
             LabUnit("V", voltage), LabUnit("mV", voltage, scale: 1e-3),
             LabUnit("A", current), LabUnit("mA", current, scale: 1e-3),
-            LabUnit("Hz", frequency), LabUnit("rpm", frequency, scale: 1.0 / 60),
+            LabUnit("Hz", frequency), LabUnit("rpm", frequency, numerator: 1, denominator: 60),
             LabUnit("sccm", flow, scale: 1e-6 / 60),
         ]
         return Dictionary(uniqueKeysWithValues: units.map { ($0.symbol, $0) })
@@ -103,7 +123,8 @@ public struct LabUnit: Hashable, Sendable, CustomStringConvertible {
         let parts = symbol.split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count == 2, let numerator = known[String(parts[0])], let denominator = known[String(parts[1])],
               denominator.offset == 0 else { return nil }
-        return LabUnit(symbol, numerator.dimension / denominator.dimension, scale: numerator.scale / denominator.scale)
+        return LabUnit(symbol, numerator.dimension / denominator.dimension, numerator: numerator.numerator * denominator.denominator,
+                       denominator: numerator.denominator * denominator.numerator)
     }
 
     /// Every symbol `named(_:)` accepts without a slash, for suggestions.
@@ -127,10 +148,25 @@ public struct Quantity: Hashable, Sendable, CustomStringConvertible {
         guard target.dimension == unit.dimension else {
             throw LabError(.unitMismatch, "cannot convert \(unit) (\(unit.dimension)) to \(target) (\(target.dimension))")
         }
-        // Exact where it can be: the same scale and offset is no conversion at all.
+        // The same scale and offset is no conversion at all.
         if target.scale == unit.scale && target.offset == unit.offset { return Quantity(value, target) }
+        if let exact = Self.exactly(value, unit, target, absolute: true) { return Quantity(exact, target) }
         if target.offset == unit.offset { return Quantity(value * (unit.scale / target.scale), target) }
         return Quantity(target.fromSI(unit.toSI(value)), target)
+    }
+
+    /// The conversion in decimal arithmetic. A limit check must not refuse 423.15 K against 150 degC
+    /// because binary floating point makes it 150.00000000000006: the Double's shortest printed form
+    /// is the decimal a person wrote, the units' factors are exact decimals or ratios, and Decimal
+    /// keeps 38 digits, so a result that is a short decimal comes out exactly and any other is
+    /// rounded once, to the nearest Double. Values beyond what Decimal holds comfortably (or not
+    /// finite) are left to Double arithmetic, which is nowhere near a limit's last digit there.
+    static func exactly(_ value: Double, _ from: LabUnit, _ to: LabUnit, absolute: Bool) -> Double? {
+        guard value == 0 || (1e-40...1e40).contains(abs(value)), let v = Decimal(string: "\(value)") else { return nil }
+        let (fromZero, toZero): (Decimal, Decimal) = absolute ? (from.zero, to.zero) : (0, 0)
+        let si = (v + fromZero) * from.numerator * to.denominator
+        let result = si / (from.denominator * to.numerator) - toZero
+        return Double(result.description)  // correctly rounded, unlike Decimal's own conversion
     }
 
     /// Converts a difference (a tolerance, a step size): offsets cancel.
@@ -138,6 +174,7 @@ public struct Quantity: Hashable, Sendable, CustomStringConvertible {
         guard target.dimension == unit.dimension else {
             throw LabError(.unitMismatch, "cannot convert \(unit) (\(unit.dimension)) to \(target) (\(target.dimension))")
         }
+        if let exact = Self.exactly(value, unit, target, absolute: false) { return Quantity(exact, target) }
         return Quantity(value * unit.scale / target.scale, target)
     }
 

@@ -12,19 +12,26 @@ public protocol DriverBackedInstrument: Instrument {
     /// Writes the driver file's watchdog timeout: the first write arms the device's watchdog, each
     /// later one feeds it. Does nothing for a driver without a watchdog.
     func feedWatchdog() async throws
+    /// Writes through the instrument's `WriteGuard`; `rateLimited` is false only for the safe state.
+    func write(_ channel: String, _ value: Value, rateLimited: Bool) async throws
 }
 
 extension DriverBackedInstrument {
     public func probe() async throws {}
     public func feedWatchdog() async throws {}
 
+    public func write(_ channel: String, _ value: Value) async throws {
+        try await write(channel, value, rateLimited: true)
+    }
+
     public func channelInfo(_ channel: String) -> ChannelInfo? { spec.channel(channel)?.info }
 
     /// Writes every channel of the safe state, each attempted even when an earlier one failed.
+    /// Exempt from `max_rate` (the safe state must be reached now), not from limits or NaN.
     public func goToSafeState() async throws {
         var failures: [String] = []
         for (channel, value) in spec.safeState {
-            do { try await write(channel, value) } catch { failures.append("\(channel): \(error)") }
+            do { try await write(channel, value, rateLimited: false) } catch { failures.append("\(channel): \(error)") }
         }
         guard failures.isEmpty else {
             throw LabError(.transport, "\(identity.name) not fully in its safe state: " + failures.joined(separator: "; "))

@@ -12,10 +12,12 @@ public final class InProcessInstrument: DriverBackedInstrument {
     public let spec: DriverSpec
     private let model: any DeviceModel
     private let held = Mutex<[String: Value]>([:])
+    private let writeGuard: WriteGuard
 
-    public init(name: String, spec: DriverSpec, model: any DeviceModel) {
+    public init(name: String, spec: DriverSpec, model: any DeviceModel, clock: any LabClock = ScaledClock()) {
         self.spec = spec
         self.model = model
+        writeGuard = WriteGuard(instrument: name, clock: clock)
         identity = Self.identity(name: name, spec: spec, address: "in-process")
     }
 
@@ -27,10 +29,12 @@ public final class InProcessInstrument: DriverBackedInstrument {
         return channel.type == .bool ? .bool(x != 0) : .real(x)
     }
 
-    public func write(_ name: String, _ value: Value) async throws {
-        let checked = try WriteGuard.check(value, for: lookup(name), instrument: identity.name)
+    public func write(_ name: String, _ value: Value, rateLimited: Bool) async throws {
+        let channel = try lookup(name)
+        let checked = try await writeGuard.check(value, for: channel, rateLimited: rateLimited) { try await read(name) }
         model.didWrite(name, checked.asDouble)
         held.withLock { $0[name] = checked }
+        writeGuard.wrote(checked, to: channel)
     }
 
     private func lookup(_ name: String) throws(LabError) -> ChannelSpec {
@@ -46,7 +50,7 @@ extension InstrumentConnector {
         let models = SimulatedLab.models(for: config, clock: clock)
         var instruments: [String: any Instrument] = [:]
         for (name, binding) in config.instruments {
-            instruments[name] = InProcessInstrument(name: name, spec: binding.driver, model: models[name] ?? InertModel())
+            instruments[name] = InProcessInstrument(name: name, spec: binding.driver, model: models[name] ?? InertModel(), clock: clock)
         }
         return instruments
     }

@@ -7,10 +7,13 @@ public struct ModbusInstrument: DriverBackedInstrument {
     public let identity: InstrumentIdentity
     public let spec: DriverSpec
     private let client: ModbusTCPClient
+    private let writeGuard: WriteGuard
 
-    public init(name: String, spec: DriverSpec, client: ModbusTCPClient) {
+    /// `clock` times the `max_rate` checks: the simulated lab's clock for a simulated device.
+    public init(name: String, spec: DriverSpec, client: ModbusTCPClient, clock: any LabClock = ScaledClock()) {
         self.spec = spec
         self.client = client
+        writeGuard = WriteGuard(instrument: name, clock: clock)
         identity = Self.identity(name: name, spec: spec, address: client.endpoint.description)
     }
 
@@ -48,19 +51,21 @@ public struct ModbusInstrument: DriverBackedInstrument {
         }
     }
 
-    public func write(_ channel: String, _ value: Value) async throws {
-        let channel = try lookup(channel)
-        let checked = try WriteGuard.check(value, for: channel, instrument: identity.name)
+    public func write(_ name: String, _ value: Value, rateLimited: Bool) async throws {
+        let channel = try lookup(name)
+        let checked = try await writeGuard.check(value, for: channel, rateLimited: rateLimited) { try await read(name) }
         switch (channel.register, checked) {
         case (.coil(let address), .bool(let bit)):
             try await client.writeBit(address: address, bit)
+            writeGuard.wrote(checked, to: channel)
         case (.holding(let address), .real(let x)):
             let registers = Self.encode(x, channel)
             try await client.writeRegisters(address: address, values: registers)
+            writeGuard.wrote(checked, to: channel)
             // Read back: a device that silently ignored or clipped the write must not go unnoticed.
             let echoed = try await client.readRegisters(.holding, address: address, count: registers.count, retries: channel.retries)
             guard echoed == registers else {
-                throw LabError(.protocolViolation, "\(identity.name).\(channel.name): wrote \(x), device holds \(try decode(echoed, channel))")
+                throw LabError(.readBackMismatch, "\(identity.name).\(channel.name): wrote \(x), device holds \(try decode(echoed, channel))")
             }
         default:
             throw LabError(.accessDenied, "\(identity.name).\(channel.name) cannot be written")

@@ -9,10 +9,13 @@ public struct SerialInstrument: DriverBackedInstrument {
     public let identity: InstrumentIdentity
     public let spec: DriverSpec
     private let line: SerialLine
+    private let writeGuard: WriteGuard
 
-    public init(name: String, spec: DriverSpec, line: SerialLine) {
+    /// `clock` times the `max_rate` checks: the simulated lab's clock for a simulated device.
+    public init(name: String, spec: DriverSpec, line: SerialLine, clock: any LabClock = ScaledClock()) {
         self.spec = spec
         self.line = line
+        writeGuard = WriteGuard(instrument: name, clock: clock)
         identity = Self.identity(name: name, spec: spec, address: line.path)
     }
 
@@ -28,12 +31,33 @@ public struct SerialInstrument: DriverBackedInstrument {
         return .real(x)
     }
 
-    public func write(_ name: String, _ value: Value) async throws {
+    public func write(_ name: String, _ value: Value, rateLimited: Bool) async throws {
         guard let channel = spec.channel(name), case .command(_, let command?) = channel.register else {
             throw LabError(.accessDenied, "\(identity.name).\(name) cannot be written")
         }
-        let checkedValue = try WriteGuard.check(value, for: channel, instrument: identity.name)
+        let checkedValue = try await writeGuard.check(value, for: channel, rateLimited: rateLimited) { try await read(name) }
         _ = try await checked(line.query(command.text(for: checkedValue)), name)
+        writeGuard.wrote(checkedValue, to: channel)
+        if let tolerance = channel.readBackTolerance, case .real(let x) = checkedValue { try await readBack(x, channel, tolerance) }
+    }
+
+    /// Queries a `read_back: true` channel after a write. Without a `read_back_tolerance` the device
+    /// agrees if it prints the value to the precision it prints at: within half its last digit.
+    private func readBack(_ written: Double, _ channel: ChannelSpec, _ tolerance: Double) async throws {
+        guard case .command(let query?, _) = channel.register else { return }
+        let reply = try await checked(line.query(query), channel.name)
+        let allowed = tolerance > 0 ? tolerance : Self.halfLastDigit(of: reply)
+        guard let held = Double(reply), abs(held - written) <= allowed * (1 + 1e-9) else {
+            throw LabError(.readBackMismatch, "\(identity.name).\(channel.name): wrote \(written), device holds '\(reply)'")
+        }
+    }
+
+    /// `12.50` → 0.005; `12` → 0.5; `1.5e-3` → 0.00005. Digits after the point, scaled by any exponent.
+    static func halfLastDigit(of reply: String) -> Double {
+        let parts = reply.lowercased().split(separator: "e", maxSplits: 1)
+        let exponent = parts.count == 2 ? Int(parts[1]) ?? 0 : 0
+        let decimals = parts.first?.split(separator: ".", maxSplits: 1).dropFirst().first?.count ?? 0
+        return 0.5 * pow(10, Double(exponent - decimals))
     }
 
     /// Opens the line if needed; with a watchdog, feeds it (its reply proves the device listens),

@@ -112,20 +112,23 @@ public enum InstrumentConnector {
         var instruments: [String: any Instrument] = [:]
         for (name, binding) in wanted {
             var connection = binding.connection
+            // A simulated device's max_rate is judged in its simulated time.
+            var clock: any LabClock = ScaledClock()
             if connection == .simulated {
-                guard let simulated = simulators?.connection(for: name) else {
+                guard let simulators, let simulated = simulators.connection(for: name) else {
                     throw LabError(.instrumentLost, "\(name) is simulated but no simulator is running")
                 }
                 connection = simulated
+                clock = simulators.chemistry.clock
             }
             switch connection {
             case .modbusTCP(let host, let port, let unit):
                 let client = ModbusTCPClient(.init(host: host, port: port, unit: unit, responseTimeout: binding.driver.responseTimeout))
-                instruments[name] = ModbusInstrument(name: name, spec: binding.driver, client: client)
+                instruments[name] = ModbusInstrument(name: name, spec: binding.driver, client: client, clock: clock)
             case .serial(let path):
                 let s = binding.driver.serial
                 let line = SerialLine(path: path, baud: s.baud, terminator: s.terminator, timeout: s.timeoutSeconds)
-                instruments[name] = SerialInstrument(name: name, spec: binding.driver, line: line)
+                instruments[name] = SerialInstrument(name: name, spec: binding.driver, line: line, clock: clock)
             case .simulated:
                 break
             }

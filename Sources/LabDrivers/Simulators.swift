@@ -24,6 +24,8 @@ public final class ModbusSimulator: Sendable {
     public let served = ServedValues()
     /// Every write that reached the device, and what its watchdog did, timestamped.
     public let wireLog = WireLog()
+    /// Every value a client wrote, per channel, as the device received it.
+    public let written = ServedValues()
     private let server: ModbusServer
     private let watchdog: SimulatedWatchdog?
 
@@ -32,7 +34,7 @@ public final class ModbusSimulator: Sendable {
     public init(spec: DriverSpec, model: any DeviceModel) throws {
         self.spec = spec
         let channels = Array(spec.channels.values)
-        let served = self.served
+        let served = self.served, written = self.written
         let wireLog = self.wireLog
         // What the device did on its own, shown in its registers at the next request.
         let ownWrites = Mutex<[(ChannelSpec, Double)]>([])
@@ -80,10 +82,12 @@ public final class ModbusSimulator: Sendable {
                     let registers = (0..<channel.registerCount).map { i in
                         request.writtenValue(at: address + UInt16(i)) ?? bank.holding(address + UInt16(i))
                     }
+                    written.record(channel.name, Self.decoded(registers, channel))
                     model.didWrite(channel.name, Self.decoded(registers, channel))
                     wireLog.record(channel.name, Self.decoded(registers, channel))
                 case .coil(let address) where request.touchesCoils:
                     if let bit = request.writtenValue(at: address) {
+                        written.record(channel.name, Double(bit))
                         model.didWrite(channel.name, Double(bit))
                         wireLog.record(channel.name, Double(bit))
                     }
@@ -109,7 +113,8 @@ public final class ModbusSimulator: Sendable {
     public func plugIn() { server.plugIn() }
 
     private static func decoded(_ registers: [UInt16], _ channel: ChannelSpec) -> Double {
-        channel.registerCount == 2 ? Double(ModbusFloat.decode(registers, channel.wordOrder.modbus)) : Double(registers[0])
+        channel.registerCount == 2 ? Double(ModbusFloat.decode(registers, channel.wordOrder.modbus))
+            : channel.type == .int16 ? Double(Int16(bitPattern: registers[0])) : Double(registers[0])
     }
 
     private static func sizes(_ channels: [ChannelSpec]) -> ModbusServer.TableSizes {
@@ -133,6 +138,8 @@ public final class SerialSimulator: Sendable {
     public let served = ServedValues()
     /// Every write that reached the device, and what its watchdog did, timestamped.
     public let wireLog = WireLog()
+    /// Every value a client wrote, per channel, as the device received it.
+    public let written = ServedValues()
     private let server: LineServer
     private let watchdog: SimulatedWatchdog?
     private let directory: String
@@ -143,7 +150,7 @@ public final class SerialSimulator: Sendable {
 
     public init(spec: DriverSpec, model: any DeviceModel) throws {
         self.spec = spec
-        let served = self.served
+        let served = self.served, written = self.written
         let wireLog = self.wireLog
         let commands = spec.channels.values.compactMap { channel -> (ChannelSpec, String?, ChannelSpec.WriteCommand?)? in
             guard case .command(let query, let write) = channel.register else { return nil }
@@ -179,6 +186,7 @@ public final class SerialSimulator: Sendable {
                     }
                 }
                 if let value = write.flatMap({ Self.written(line, by: $0) }) {
+                    written.record(channel.name, value)
                     model.didWrite(channel.name, value)
                     wireLog.record(channel.name, value)
                     return "OK"

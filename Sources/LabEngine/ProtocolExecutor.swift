@@ -435,11 +435,13 @@ public struct ProtocolExecutor: Sendable {
         guard perSecond > 0, interval > 0 else { throw LabError(.invalidFile, "a ramp needs a positive rate and interval") }
         var current = try await call(ramp.channel.instrument) { try await instrument.read(ramp.channel.channel) }.asDouble
         while abs(target - current) > 1e-9 {
+            // Each step waits its interval first, so that no step outruns the rate (a channel's
+            // max_rate is checked against the time since the previous write).
+            try await wait(interval, "ramp interval", state)
             let step = min(perSecond * interval, abs(target - current))
             current += target > current ? step : -step
             try await write(ramp.channel, .quantity(Quantity(current, info.unit)), state)
             remember(ramp.channel, .quantity(Quantity(current, info.unit)), &state)
-            if abs(target - current) > 1e-9 { try await wait(interval, "ramp interval", state) }
         }
     }
 

@@ -84,6 +84,11 @@ public struct ChannelSpec: Sendable, Hashable {
     public var writable: Bool
     public var readable: Bool
     public var limits: ClosedRange<Double>?
+    /// `max_rate:`, in the channel's unit per second: the fastest the write guard lets it move.
+    public var maxRate: Double?
+    /// `read_back:` on a serial channel: query it after each write and compare. Nil, no read-back;
+    /// otherwise the tolerance in the channel's unit, 0 meaning "to the precision the device prints".
+    public var readBackTolerance: Double?
     public var location: SourceLocation
     /// Further attempts of a read whose link broke or got no reply (`retries:`); writes never repeat.
     public var retries: Int = 0
@@ -267,6 +272,8 @@ extension DriverSpec {
         // Register reads are safe to repeat; a serial query may not be (some devices act on one).
         let defaultRetries = transport == .serial ? 0 : 1
         let retries = map.optional("retries").flatMap { source.integer($0, "retries", in: 0...10) } ?? defaultRetries
+        let maxRate = map.optional("max_rate").flatMap { maximumRate($0, unit: unit, source: source) }
+        let readBack = readBackTolerance(map, unit: unit, source: source)
         // A misspelt key (`inptu: 1`) is the likelier story than a missing address: say that first.
         let hadUnknownKeys = map.rejectUnknownKeys()
         guard let register else {
@@ -280,13 +287,62 @@ extension DriverSpec {
                          hint: type == .bool ? "give one command per value: on: \"\(template)\" and off: \"...\", or put {value} in it (sent as 1 or 0)"
                                              : "put {value} where the number goes, as in \"\(template) {value}\"")
         }
+        if maxRate != nil, !access.contains("w") || type == .bool {
+            source.error(map.keyNode("max_rate"), "max_rate is for a writable numeric channel; '\(name)' is \(type == .bool ? "on/off" : "read-only")")
+        }
+        if readBack != nil {
+            switch register {
+            case .command(_?, .template?): break
+            case .holding: source.error(map.keyNode("read_back"), "a holding register is always read back after a write; remove read_back")
+            default: source.error(map.keyNode("read_back"), "read_back needs a channel with both 'query' and 'write'")
+            }
+        }
         if case .command(_, .switched?) = register, type != .bool {
             source.error(map.keyNode("on") ?? map.keyNode("off"), "on/off commands are for a bool channel; '\(name)' is \(type.rawValue)",
                          hint: "add 'type: bool', or use write: \"... {value}\"")
         }
         return ChannelSpec(name: name, register: register, type: type, wordOrder: wordOrder, unit: unit,
                            writable: access.contains("w"), readable: access.contains("r"), limits: limits,
-                           location: source.location(node), retries: retries)
+                           maxRate: maxRate, readBackTolerance: readBack, location: source.location(node), retries: retries)
+    }
+
+    /// `max_rate: 10 degC/min` on a channel in degC: a positive quantity in the channel's unit per
+    /// a time, returned per second.
+    private static func maximumRate(_ node: Node, unit: LabUnit, source: YAMLSource) -> Double? {
+        let example = "e.g. 'max_rate: 10 \(unit.symbol)/min'"
+        guard let expr = source.expression(node, "max_rate") else { return nil }
+        guard let q = try? ExprEnvironment().quantity(expr), q.unit != .one else {
+            source.error(node, "max_rate must be a rate in the channel's unit per time", hint: example)
+            return nil
+        }
+        let perSecond = LabUnit("\(unit.symbol)/s", unit.dimension / .time, scale: unit.scale)
+        guard let rate = try? q.convertedDifference(to: perSecond).value else {
+            source.error(node, "max_rate '\(expr)' is not a rate of \(unit.symbol) (a \(unit.dimension)) per time", hint: example)
+            return nil
+        }
+        guard rate > 0, rate.isFinite else {
+            source.error(node, "max_rate must be positive and finite", hint: example)
+            return nil
+        }
+        return rate
+    }
+
+    /// `read_back: true`, optionally with `read_back_tolerance: 0.01 mL/min`.
+    private static func readBackTolerance(_ map: MappingReader, unit: LabUnit, source: YAMLSource) -> Double? {
+        let wanted = map.optional("read_back").flatMap { source.bool($0, "read_back") } ?? false
+        guard let node = map.optional("read_back_tolerance") else { return wanted ? 0 : nil }
+        if !wanted { source.error(node, "read_back_tolerance without read_back: true", hint: "add 'read_back: true'") }
+        guard let expr = source.expression(node, "read_back_tolerance") else { return nil }
+        guard var q = try? ExprEnvironment().quantity(expr) else {
+            source.error(node, "read_back_tolerance must be a number")
+            return nil
+        }
+        if q.unit == .one { q.unit = unit }
+        guard let tolerance = try? q.convertedDifference(to: unit).value, tolerance >= 0, tolerance.isFinite else {
+            source.error(node, "read_back_tolerance must be a non-negative difference in \(unit.symbol)")
+            return nil
+        }
+        return tolerance
     }
 
     /// `write: "WL {value}"`, or for a boolean `on: "RUN"` with `off: "STOP"`; one form, not both.

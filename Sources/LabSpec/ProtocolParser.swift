@@ -332,6 +332,11 @@ struct ProtocolCompiler {
         let target = writableChannel(body)
         guard let valueNode = map.required("to", hint: "say what to set it to, e.g. 'to: 25 degC'"),
               let value = source.expression(valueNode, "to"), let target else { return nil }
+        if let spec = channelSpec(target), let maxRate = spec.maxRate {
+            // A jump is as fast as a write goes: only a ramp keeps to the rate.
+            source.error(body, "'\(target)' has a max_rate of \(Self.number(maxRate * 60)) \(spec.unit)/min, so it is not set at once",
+                         hint: "use ramp: { channel: \(target), to: ..., rate: \(Self.number(maxRate * 60)) \(spec.unit)/min }")
+        }
         checkAssignment(value, to: target, valueNode)
         return .set(target, value)
     }
@@ -348,6 +353,7 @@ struct ProtocolCompiler {
         if let spec = channelSpec(channel) {
             if spec.type == .bool { source.error(body.node, "cannot ramp the on/off channel '\(channel)'") }
             checkType(rate, .quantity(spec.unit.dimension / .time), rateNode, example: "2 \(spec.unit.symbol)/min")
+            if let maxRate = spec.maxRate { checkRate(rate, maxRate, spec.unit, channel, rateNode) }
         }
         return Ramp(channel: channel, target: target, rate: rate, every: every)
     }

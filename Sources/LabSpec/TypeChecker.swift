@@ -208,6 +208,26 @@ extension ProtocolCompiler {
         }
     }
 
+    /// Refuses a ramp rate that can exceed the channel's `max_rate` (per second, in its unit): the
+    /// write guard would refuse the ramp's first step.
+    func checkRate(_ rate: Expr, _ maxRate: Double, _ unit: LabUnit, _ ref: ChannelRef, _ node: Node) {
+        let perSecond = LabUnit("\(unit.symbol)/s", unit.dimension / .time, scale: unit.scale)
+        guard let range = ValueRange.of(rate, knownRanges(for: rate)),
+              let low = try? range.low.value.convertedDifference(to: perSecond).value,
+              let high = try? range.high.value.convertedDifference(to: perSecond).value else { return }
+        let fastest = max(abs(low), abs(high))
+        guard fastest > maxRate * (1 + 1e-9) else { return }
+        let max = "\(Self.number(maxRate * 60)) \(unit)/min"
+        if rate.parameterNames.isEmpty {
+            source.error(node, "ramp rate '\(rate)' is \(Self.number(fastest * 60)) \(unit)/min, faster than the max_rate \(max) of '\(ref)'",
+                         hint: "ramp at \(max) or slower")
+        } else {
+            let names = rate.parameterNames.sorted().map { "$\($0)" }.joined(separator: " or ")
+            source.error(node, "ramp rate '\(rate)' reaches \(Self.number(fastest * 60)) \(unit)/min for allowed values of \(names), faster than the max_rate \(max) of '\(ref)'",
+                         hint: "narrow the range of \(names) so that the rate stays within \(max)")
+        }
+    }
+
     /// The range of each parameter and loop variable `expr` reads, each end with the value that is it.
     private func knownRanges(for expr: Expr) -> [String: ValueRange] {
         var known: [String: ValueRange] = [:]

@@ -55,6 +55,9 @@ import Testing
         ("serendip: 1", "serendip: 2", 1, 11, "language version 2"),
         ("steps:", "stepz:", 7, 1, "unknown key 'stepz'"),
         ("  reactor: thermo-reactor", "  reactor: [thermo", 5, 11, "YAML syntax"),
+        ("    to: $temperature", "    to: $temperature\n    on_pause: abort", 10, 15, "on_pause applies to a step marked 'repeatable: false'"),
+        ("    to: $temperature", "    to: $temperature\n    repeatable: false\n    on_pause: later", 11, 15, "unknown on_pause 'later'"),
+        ("    to: $temperature", "    to: $temperature\n    timeout: 5 degC", 10, 14, "expected a time"),
     ])
     func reportsAMalformedProtocolAtItsLineAndColumn(original: String, replacement: String, line: Int, column: Int, message: String) {
         let text = Self.valid.replacingOccurrences(of: original, with: replacement)
@@ -67,6 +70,28 @@ import Testing
             #expect(match != nil, "diagnostics were: \(error.diagnostics)")
             #expect(match?.location == SourceLocation(file: "bad.yaml", line: line, column: column))
         }
+    }
+
+    @Test func aCheckpointInsideAParallelBranchIsRefusedBecauseNoRunCouldResumeFromIt() {
+        let text = Self.valid.replacingOccurrences(of: "outputs:", with: """
+              - parallel:
+                  - [ { log: a }, { checkpoint: half } ]
+                  - [ { log: b } ]
+            outputs:
+            """)
+        #expect(throws: ValidationError.self) { try ProtocolParser.parse(text, path: "p.yaml", drivers: Self.drivers) }
+        do { _ = try ProtocolParser.parse(text, path: "p.yaml", drivers: Self.drivers) } catch {
+            #expect(error.diagnostics.map(\.message) == ["a checkpoint inside a parallel branch (line 12) cannot be resumed from"])
+            #expect(error.diagnostics.first?.location.line == 12)
+        }
+    }
+
+    @Test func aStepMarkedNotRepeatableCarriesWhatAPauseMustDo() throws {
+        let text = Self.valid.replacingOccurrences(of: "    to: $temperature", with: "    to: $temperature\n    repeatable: false\n    on_pause: abort\n    timeout: 2 min")
+        let step = try ProtocolParser.parse(text, path: "p.yaml", drivers: Self.drivers).steps[0]
+        #expect(!step.repeatable)
+        #expect(step.abortsOnPause)
+        #expect(step.timeout != nil)
     }
 
     @Test func suggestsTheChannelThatWasMeant() {
