@@ -35,7 +35,9 @@ let package = Package(
             "LabCore", .product(name: "Yams", package: "Yams"), .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .target(name: "LabTransport", dependencies: ["LabCore", "CModbus", "CSerialPort"]),
-        .target(name: "LabDrivers", dependencies: ["LabCore", "LabSpec", "LabTransport"]),
+        .target(name: "LabDrivers", dependencies: [
+            "LabCore", "LabSpec", "LabTransport", .product(name: "Logging", package: "swift-log"),
+        ]),
         .target(name: "LabStorage", dependencies: ["LabCore", .product(name: "GRDB", package: "GRDB.swift")]),
         .target(name: "LabPlanner", dependencies: ["LabCore"]),
         .target(name: "LabEngine", dependencies: ["LabCore", .product(name: "Logging", package: "swift-log")]),
