@@ -29,7 +29,8 @@ public actor InterlockMonitor {
     }
 
     /// Called on every change of an interlock's state, and once for each interlock's first reading
-    /// (asserted or not), so that an observer learns the state at startup.
+    /// (asserted or not), so that an observer learns the state at startup. Observers are called on
+    /// the monitor's actor, one change at a time: hand slow work (storage, safe states) to a task.
     public func onChange(_ observer: @escaping Observer) {
         observers.append(observer)
     }

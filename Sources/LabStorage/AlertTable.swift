@@ -61,7 +61,8 @@ extension LabDatabase {
             if let open = try Int64.fetchOne(db, sql: "SELECT id FROM alert WHERE kind = ? AND subject = ? AND acknowledged_at IS NULL",
                                              arguments: [kind.rawValue, subject]) {
                 id = open
-                try db.execute(sql: "UPDATE alert SET cleared_at = NULL WHERE id = ?", arguments: [id])
+                try db.execute(sql: "UPDATE alert SET cleared_at = NULL, instrument = COALESCE(instrument, ?) WHERE id = ?",
+                               arguments: [instrument, id])
             } else {
                 try db.execute(sql: "INSERT INTO alert (kind, subject, message, instrument, raised_at) VALUES (?, ?, ?, ?, ?)",
                                arguments: [kind.rawValue, subject, message, instrument, Self.timestamp(Date())])
