@@ -29,6 +29,8 @@ public struct LabConfig: Sendable {
     public var name: String
     public var instruments: [String: Binding]
     public var simulation: Simulation
+    /// Suspenders and interlocks, in file order; see `InterlockSpec`.
+    public var interlocks: [InterlockSpec] = []
     public var source: SourceText
 
     /// Driver specs by driver name, as a protocol validator wants them.
@@ -47,13 +49,20 @@ public struct LabConfig: Sendable {
         if let root = source.root(), let top = source.mapping(root, "lab config") {
             let name = top.required("lab").flatMap { source.string($0, "lab") } ?? "lab"
             var bindings: [String: Binding] = [:]
+            // Instruments already reported as broken: an interlock naming one adds no second error.
+            var broken: Set<String> = []
             if let node = top.required("instruments"), let map = source.mapping(node, "instruments") {
                 for (instrument, _, value) in map.pairs {
                     if let binding = try binding(instrument, value, source: source, directory: directory, sources: &sources) {
                         bindings[instrument] = binding
+                    } else {
+                        broken.insert(instrument)
                     }
                 }
             }
+            let interlocks = top.optional("interlocks").map {
+                InterlockSpec.parse($0, instruments: bindings, failedInstruments: broken, source: source)
+            } ?? []
             var simulation = Simulation()
             if let node = top.optional("simulation"), let map = source.mapping(node, "simulation") {
                 if let speed = map.optional("speed").flatMap({ source.number($0, "speed") }) {
@@ -66,7 +75,7 @@ public struct LabConfig: Sendable {
                 refuseScaledTimeOnRealInstruments(simulation.speed, at: map.optional("speed"), bindings, source: source)
             }
             top.rejectUnknownKeys()
-            config = LabConfig(name: name, instruments: bindings, simulation: simulation,
+            config = LabConfig(name: name, instruments: bindings, simulation: simulation, interlocks: interlocks,
                                source: SourceText(path: path, text: text, sha256: source.sha256))
         }
         guard let config, source.diagnostics.isEmpty else { throw ValidationError(source.diagnostics, sources: sources) }

@@ -144,6 +144,7 @@ public final class LabDatabase: Sendable {
                 """)
         }
         QueueTable.register(&migrator)
+        AlertTable.register(&migrator)
         QueueTable.registerPausedState(&migrator)
         return migrator
     }

@@ -63,3 +63,51 @@ import Testing
         #expect(shipped.contains(text))
     }
 }
+
+/// The interlock examples of docs/drivers.md.
+@Suite struct InterlockDocumentationTests {
+    @Test func theInterlocksExampleLoadsInALabThatHasItsChannels() throws {
+        let example = try #require(try DocumentationTests.blocks("drivers.md", language: "yaml").first { $0.hasPrefix("interlocks:") })
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("interlock-doc-\(UUID())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        try """
+            driver: plant
+            transport: modbus
+            channels:
+              temperature: { input: 0, type: float32, unit: degC }
+              pressure:    { input: 2, type: float32, unit: bar }
+              sash_closed: { discrete: 0 }
+            """.write(to: dir.appendingPathComponent("plant.yaml"), atomically: true, encoding: .utf8)
+        let lab = """
+            lab: doc
+            instruments:
+              reactor: { driver: plant.yaml, simulate: true }
+              hood:    { driver: plant.yaml, simulate: true }
+              pump:    { driver: plant.yaml, simulate: true }
+
+            """ + example + "\n"
+        let path = dir.appendingPathComponent("lab.yaml").path
+        try lab.write(toFile: path, atomically: true, encoding: .utf8)
+        let config = try LabConfig.load(path: path)
+        #expect(config.interlocks.map(\.name) == ["hood-sash", "reactor-hot", "too-cold", "pressure"])
+        #expect(config.interlocks.last?.stops == ["hood", "pump", "reactor"])
+    }
+
+    @Test func theDocumentedErrorIsWhatAMisspeltChannelInTheExampleLabGives() throws {
+        let shipped = try String(contentsOfFile: Repository.path("examples/toy-lab/lab.yaml"), encoding: .utf8)
+        let broken = shipped.replacingOccurrences(of: "channel: reactor.temperature", with: "channel: reactor.temprature")
+            .replacingOccurrences(of: "../../drivers/", with: Repository.path("drivers") + "/")
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("interlock-doc-\(UUID())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let path = dir.appendingPathComponent("lab.yaml").path
+        try broken.write(toFile: path, atomically: true, encoding: .utf8)
+        let error = try #require(throws: ValidationError.self) { try LabConfig.load(path: path) }
+        let problem = try #require(error.diagnostics.first)
+        #expect(error.diagnostics.count == 1)
+        let text = "lab.yaml:\(problem.location.line):\(problem.location.column): \(problem.message) — \(problem.hint ?? "")"
+        let doc = try String(contentsOfFile: Repository.path("docs/drivers.md"), encoding: .utf8)
+            .replacingOccurrences(of: "\n", with: " ")
+        let quoted = doc.contains(text)
+        #expect(quoted, "docs/drivers.md should quote: \(text)")
+    }
+}
