@@ -211,3 +211,43 @@ public struct WireRunControl: Codable, Sendable, Hashable {
     public var note: String?
     public init(run: Int64, state: String, note: String?) { self.run = run; self.state = state; self.note = note }
 }
+
+public struct AlertListParams: RPCParams {
+    public static let parameters = ["all": RPCParameter(.boolean, required: false, about: "also the acknowledged alerts")]
+    public var all: Bool?
+    public init(all: Bool? = nil) { self.all = all }
+}
+
+public struct AlertRef: RPCParams {
+    public static let parameters = ["alert": RPCParameter(.integer, required: true, about: "an alert's number")]
+    public var alert: Int64
+    public init(alert: Int64) { self.alert = alert }
+}
+
+/// An alert: what happened, when, to which runs and instrument, and who acknowledged it. `state` is
+/// `active` (its condition holds), `cleared` (it may be acknowledged) or `acknowledged`.
+public struct WireAlert: Codable, Sendable, Hashable {
+    public var alert: Int64
+    public var kind: String
+    public var subject: String
+    public var message: String
+    public var state: String
+    public var raisedAt: String
+    public var runs: [Int64]
+    public var instrument: String?
+    public var clearedAt: String?
+    public var acknowledgedAt: String?
+    public var acknowledgedBy: String?
+
+    enum CodingKeys: String, CodingKey {
+        case alert, kind, subject, message, state, runs, instrument
+        case raisedAt = "raised_at", clearedAt = "cleared_at", acknowledgedAt = "acknowledged_at", acknowledgedBy = "acknowledged_by"
+    }
+
+    public init(alert: Int64, kind: String, subject: String, message: String, state: String, raisedAt: String, runs: [Int64],
+                instrument: String?, clearedAt: String?, acknowledgedAt: String?, acknowledgedBy: String?) {
+        self.alert = alert; self.kind = kind; self.subject = subject; self.message = message; self.state = state
+        self.raisedAt = raisedAt; self.runs = runs; self.instrument = instrument; self.clearedAt = clearedAt
+        self.acknowledgedAt = acknowledgedAt; self.acknowledgedBy = acknowledgedBy
+    }
+}

@@ -37,6 +37,7 @@ public final class Daemon: Sendable {
     public let database: LabDatabase
     public let scheduler: Scheduler
     public let campaigns: Campaigns
+    let safety: SafetyWatch
     public let logger: Logger
     private let lock: DatabaseLock
     private let simulators: SimulatedLab?
@@ -73,6 +74,10 @@ public final class Daemon: Sendable {
             stations: lab.stations,
             compile: { try compiled.definition($0) }, clock: clock, logger: logger, softwareVersion: Self.softwareVersion,
             estimate: { [lab] definition, parameters in await RunEstimate.seconds(definition, parameters, lab: lab) }))
+        safety = SafetyWatch(database: database, scheduler: scheduler, lab: lab, instruments: instruments, logger: logger)
+        await scheduler.observeTransitions { [safety] in safety.transitioned(entry: $0, instruments: $1, $2) }
+        // Before any run starts: an asserted interlock or an unacknowledged alert blocks its instruments.
+        await safety.start()
         try await scheduler.start()
         campaigns = Campaigns(database: database, lab: lab, scheduler: scheduler, logger: logger)
         logger.info("daemon ready", metadata: ["lab": "\(lab.name)", "data": "\(layout.directory)",
@@ -87,6 +92,7 @@ public final class Daemon: Sendable {
         await campaigns.shutDown()
         await scheduler.pauseForShutdown(checkpointWait: checkpointWait, by: who)
         await scheduler.waitForStoppingRuns()
+        await safety.stop()
         try? await database.flush()
         simulators?.stop()
     }

@@ -12,7 +12,7 @@ import LabStorage
 /// wire and the scheduler; validation, ordering and persistence live below it.
 extension Daemon {
     public var methods: [RPCMethod] {
-        let methods = queueMethods + runControlMethods + campaignMethods + RPCDispatcher.runMethods(database)
+        let methods = queueMethods + runControlMethods + alertMethods + campaignMethods + RPCDispatcher.runMethods(database)
         return methods + [RPCDispatcher.infoMethod(version: Self.softwareVersion, names: methods.map(\.name))]
     }
 
@@ -69,6 +69,25 @@ extension Daemon {
             control("runs.abort") { _, who in .stop(.abort, by: who) },
             control("runs.halt") { _, who in .stop(.halt, by: who) },
         ]
+    }
+
+    /// `alerts.list`, `alerts.ack`.
+    private var alertMethods: [RPCMethod] {
+        [
+            .method("alerts.list") { (p: AlertListParams, _) in
+                try await self.database.alerts(latchedOnly: !(p.all ?? false)).map(Self.wire)
+            },
+            .method("alerts.ack", mutates: true) { (p: AlertRef, caller) in
+                Self.wire(try await self.request { try await self.safety.acknowledge(p.alert, by: caller.user) })
+            },
+        ]
+    }
+
+    static func wire(_ alert: Alert) -> WireAlert {
+        WireAlert(alert: alert.id, kind: alert.kind.rawValue, subject: alert.subject, message: alert.message,
+                  state: !alert.isLatched ? "acknowledged" : alert.isCleared ? "cleared" : "active",
+                  raisedAt: time(alert.raisedAt), runs: alert.runIDs, instrument: alert.instrument,
+                  clearedAt: alert.clearedAt.map(time), acknowledgedAt: alert.acknowledgedAt.map(time), acknowledgedBy: alert.acknowledgedBy)
     }
 
     private var campaignMethods: [RPCMethod] {

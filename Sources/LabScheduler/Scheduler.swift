@@ -25,9 +25,6 @@ public actor Scheduler {
         public var softwareVersion: String
         /// Estimates a run's duration in seconds (a simulation); nil when it cannot.
         public var estimate: (@Sendable (ProtocolDefinition, [String: ExprValue]) async -> Double?)?
-        /// Told of every transition of a run (paused, resumed, aborting…) with the run's instruments,
-        /// after its entry's state is stored: the daemon raises alerts from it.
-        public var onTransition: (@Sendable (_ entry: Int64, _ instruments: [String], RunLifecycle.Transition) async -> Void)?
 
         public init(store: any QueueStore, recorder: any RunRecorder, instruments: [String: any Instrument],
                     pool: [String: String], stations: [String: String] = [:], compile: @escaping @Sendable (SourceText) throws -> ProtocolDefinition,
@@ -88,6 +85,7 @@ public actor Scheduler {
     private var knownEstimates: [EstimateKey: Double] = [:]
     /// Instruments nothing may start on, and no paused run resume with: instance → why.
     private var blocked: [String: String] = [:]
+    private var transitionObservers: [@Sendable (_ entry: Int64, _ instruments: [String], RunLifecycle.Transition) -> Void] = []
     private let transitions: AsyncStream<(Int64, RunLifecycle.Transition)>
     private let transitionInput: AsyncStream<(Int64, RunLifecycle.Transition)>.Continuation
 
@@ -326,7 +324,13 @@ public actor Scheduler {
         default:
             break
         }
-        await environment.onTransition?(id, instruments, transition)
+        for observer in transitionObservers { observer(id, instruments, transition) }
+    }
+
+    /// Calls `observer` with every transition of a run (paused, resumed, aborting…) and the run's
+    /// instruments, once its entry's state is stored: the daemon raises alerts from it.
+    public func observeTransitions(_ observer: @escaping @Sendable (_ entry: Int64, _ instruments: [String], RunLifecycle.Transition) -> Void) {
+        transitionObservers.append(observer)
     }
 
     // MARK: Shutting down

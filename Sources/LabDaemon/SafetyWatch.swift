@@ -1,0 +1,140 @@
+import Foundation
+public import LabCore
+import LabDrivers
+import LabEngine
+import LabScheduler
+import LabSpec
+import LabStorage
+import Logging
+
+/// What the daemon does about faults in the lab, in one place: a lost instrument, an interlock that
+/// fires, a read-back that disagrees. Each pauses the runs it concerns (their other instruments sent
+/// to their safe state), raises a latched alert, and blocks its instruments — nothing starts on them
+/// and no paused run resumes with them — until the alert is acknowledged after its condition cleared.
+/// Events are handled one at a time, in the order they happened.
+actor SafetyWatch {
+    enum Event: Sendable {
+        case health(String, InstrumentHub.Health)
+        case interlock(InterlockSpec, asserted: Bool, detail: String)
+        case transition(entry: Int64, instruments: [String], RunLifecycle.Transition)
+    }
+
+    private let database: LabDatabase
+    private let scheduler: Scheduler
+    private let lab: LabConfig
+    private let instruments: [String: any Instrument]
+    private let hub: InstrumentHub
+    private let interlocks: InterlockMonitor
+    private let logger: Logger
+    private let events: AsyncStream<Event>
+    private let input: AsyncStream<Event>.Continuation
+    private var handling: Task<Void, Never>?
+
+    init(database: LabDatabase, scheduler: Scheduler, lab: LabConfig, instruments: [String: any Instrument], logger: Logger) {
+        self.database = database; self.scheduler = scheduler; self.lab = lab; self.instruments = instruments
+        self.logger = logger
+        hub = InstrumentHub(instruments: instruments, logger: logger)
+        interlocks = InterlockMonitor(interlocks: lab.interlocks, instruments: instruments, logger: logger)
+        (events, input) = AsyncStream.makeStream()
+    }
+
+    /// Reads every interlock once (so that a start is refused at once if one is asserted), then
+    /// starts watching: the hub's probes and watchdog feeds, the interlocks' polls.
+    func start() async {
+        let input = self.input
+        handling = Task { [events] in for await event in events { await self.handle(event) } }
+        await hub.onChange { input.yield(.health($0, $1)) }
+        await interlocks.onChange { input.yield(.interlock($0, asserted: $1, detail: $2)) }
+        await interlocks.check()
+        await hub.start()
+        await interlocks.start()
+        await updateBlocked()
+    }
+
+    func stop() async {
+        await hub.stop()
+        await interlocks.stop()
+    }
+
+    /// The scheduler's report of a run's transition.
+    nonisolated func transitioned(entry: Int64, instruments: [String], _ transition: RunLifecycle.Transition) {
+        input.yield(.transition(entry: entry, instruments: instruments, transition))
+    }
+
+    /// A person's acknowledgement; once none of a run's alerts is latched, it may be resumed.
+    func acknowledge(_ id: Int64, by person: String) async throws -> Alert {
+        let alert = try await database.acknowledgeAlert(id, by: person)
+        await updateBlocked()
+        return alert
+    }
+
+    private func handle(_ event: Event) async {
+        do {
+            switch event {
+            case .health(let name, .lost(let error)):
+                let runs = await scheduler.runs(holding: name)
+                try await raise(.instrumentLost, subject: name, message: "instrument \(name) lost: \(error)", runs: runs, instrument: name)
+                await scheduler.fault(.instrumentLost(instrument: name, detail: error), instruments: [name])
+            case .health(let name, .connected):
+                try await database.markAlertCleared(.instrumentLost, subject: name)
+                // Back, but its run is paused: it joins the others in their safe state.
+                if !(await scheduler.runs(holding: name)).isEmpty { try? await instruments[name]?.goToSafeState() }
+            case .interlock(let spec, true, let detail):
+                var runs: [Int64] = []
+                for name in spec.stops { runs += await scheduler.runs(holding: name) }
+                try await raise(.interlock, subject: spec.name, message: "interlock \(spec.name): \(detail)", runs: runs,
+                                instrument: spec.instrument)
+                await scheduler.fault(.interlock(name: spec.name, detail: detail), instruments: Set(spec.stops))
+                // Its instruments that no run holds go to their safe state too.
+                for name in spec.stops where (await scheduler.runs(holding: name)).isEmpty {
+                    try? await instruments[name]?.goToSafeState()
+                }
+            case .interlock(let spec, false, _):
+                try await database.markAlertCleared(.interlock, subject: spec.name)
+            case .transition(let entry, _, let transition):
+                guard case .paused(let reason) = transition.to else { break }
+                switch reason {
+                case .instrumentLost(let name, let detail):
+                    // The run found it first: the hub watches it from now on until it is back.
+                    try await raise(.instrumentLost, subject: name, message: "instrument \(name) lost: \(detail)", runs: [entry], instrument: name)
+                    await hub.reportLost(name, error: detail)
+                case .readBack(let name, let detail):
+                    try await raise(.readBack, subject: name, message: detail, runs: [entry], instrument: name)
+                    // Nothing to wait for: a person looks at the device, then acknowledges.
+                    try await database.markAlertCleared(.readBack, subject: name)
+                case .interlock(let name, _):
+                    if let alert = try await database.alerts().first(where: { $0.kind == .interlock && $0.subject == name }) {
+                        try await raise(.interlock, subject: name, message: alert.message, runs: [entry], instrument: alert.instrument)
+                    }
+                case .requested, .shutdown:
+                    break
+                }
+            }
+        } catch {
+            logger.error("could not record an alert", metadata: ["error": "\(error)"])
+        }
+        await updateBlocked()
+    }
+
+    private func raise(_ kind: Alert.Kind, subject: String, message: String, runs: [Int64], instrument: String?) async throws {
+        var alert = try await database.raiseAlert(kind, subject: subject, message: message, instrument: instrument)
+        for run in runs { alert = try await database.raiseAlert(kind, subject: subject, message: message, run: run) }
+        logger.warning("alert raised", metadata: ["alert": "\(alert.id)", "kind": "\(kind.rawValue)", "subject": "\(subject)",
+                                                  "message": "\(message)"])
+    }
+
+    /// Every latched alert blocks its instruments: an interlock those it stops, the others their instrument.
+    private func updateBlocked() async {
+        guard let latched = try? await database.alerts() else { return }
+        var blocked: [String: String] = [:]
+        for alert in latched.reversed() {
+            let names = alert.kind == .interlock
+                ? lab.interlocks.first { $0.name == alert.subject }?.stops ?? []
+                : alert.instrument.map { [$0] } ?? []
+            let why = "alert \(alert.id) (\(alert.message)) is "
+                + (alert.isCleared ? "not acknowledged: `serendip ack \(alert.id)`" : "still active; acknowledge it once it has cleared")
+            for name in names where blocked[name] == nil { blocked[name] = why }
+        }
+        await scheduler.setBlocked(blocked)
+    }
+}
