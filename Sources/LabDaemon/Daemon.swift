@@ -17,9 +17,11 @@ public final class Daemon: Sendable {
         public var labPath: String
         public var dataDirectory: String
         public var logger: Logger
+        /// On SIGTERM: how long a running run may go on to its next checkpoint before it is paused where it is.
+        public var checkpointWait: Double
 
-        public init(labPath: String, dataDirectory: String, logger: Logger = Logger(label: "serendip")) {
-            self.labPath = labPath; self.dataDirectory = dataDirectory; self.logger = logger
+        public init(labPath: String, dataDirectory: String, logger: Logger = Logger(label: "serendip"), checkpointWait: Double = 10) {
+            self.labPath = labPath; self.dataDirectory = dataDirectory; self.logger = logger; self.checkpointWait = checkpointWait
         }
     }
 
@@ -39,6 +41,7 @@ public final class Daemon: Sendable {
     public let campaigns: Campaigns
     let safety: SafetyWatch
     public let logger: Logger
+    let checkpointWait: Double
     private let lock: DatabaseLock
     private let simulators: SimulatedLab?
 
@@ -48,6 +51,7 @@ public final class Daemon: Sendable {
         let layout = Layout(options.dataDirectory)
         self.layout = layout
         logger = options.logger
+        checkpointWait = options.checkpointWait
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: layout.directory, isDirectory: &isDirectory), !isDirectory.boolValue {
             throw LabError(.storage, "\(layout.directory) is a file, not a directory: give --data a directory (it is created if missing)")
@@ -87,10 +91,10 @@ public final class Daemon: Sendable {
     /// Stops proposing and starting; every running run pauses at its next checkpoint (at once after
     /// `checkpointWait` seconds) with its instruments in their safe state; everything recorded is
     /// committed. A paused run is not resumed by the next daemon: it is recorded as interrupted.
-    public func shutDown(by who: String, checkpointWait: Double = 10) async {
+    public func shutDown(by who: String, checkpointWait: Double? = nil) async {
         logger.info("daemon stopping", metadata: ["by": "\(who)"])
         await campaigns.shutDown()
-        await scheduler.pauseForShutdown(checkpointWait: checkpointWait, by: who)
+        await scheduler.pauseForShutdown(checkpointWait: checkpointWait ?? self.checkpointWait, by: who)
         await scheduler.waitForStoppingRuns()
         await safety.stop()
         try? await database.flush()

@@ -16,7 +16,8 @@ final class DaemonProcess: Sendable {
         _ = FileManager.default.createFile(atPath: log, contents: nil, attributes: [.posixPermissions: 0o600])
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        process.arguments = ["serve", "--lab", lab, "--data", data]
+        // A demo stopped with Ctrl-C should not keep its user waiting for a checkpoint.
+        process.arguments = ["serve", "--lab", lab, "--data", data, "--checkpoint-wait", "2"]
         process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         process.standardError = process.standardOutput
         try process.run()

@@ -15,9 +15,9 @@ struct Demo: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Start the daemon on a simulated lab, run the example optimisation campaign through it, and stop it.",
         discussion: """
-            Ctrl-C or SIGTERM is passed on to the daemon, which stops safely: each running run's 'finally' \
-            steps, then every instrument's safe state, the run recorded as aborted; a second signal skips \
-            'finally'. Exit status: 0 when at least one run completed, 1 when none did, 128 + the signal's \
+            Ctrl-C or SIGTERM is passed on to the daemon, which stops safely: each running run pauses at its \
+            next checkpoint (or where it is, after 2 s), every instrument goes to its safe state; a second signal \
+            halts the runs. Exit status: 0 when at least one run completed, 1 when none did, 128 + the signal's \
             number when stopped by one.
             """)
 
@@ -50,8 +50,8 @@ struct Demo: AsyncParsableCommand {
         let daemon = try DaemonProcess(lab: spec.labPath, data: data)
         let signals = StopSignals { by, count in
             daemon.forward()
-            Output.error(count == 1 ? "\n\(by): stopping the daemon — each running run's 'finally', then the safe states. Again to skip 'finally'."
-                                    : "\n\(by) again: skipping 'finally'; the safe states are still commanded.")
+            Output.error(count == 1 ? "\n\(by): stopping the daemon — running runs pause at a checkpoint, instruments to their safe states. Again to halt them."
+                                    : "\n\(by) again: halting the runs; the safe states are still commanded.")
         }
         say("Serendip demo: \(campaign) on the daemon serving \(data) (log: \(daemon.log))")
         say("While it runs, try: serendip queue --data \(data)")
@@ -82,8 +82,8 @@ struct Demo: AsyncParsableCommand {
         daemon.stop()
         if let stopped = signals.first {
             say(signals.count > 1
-                ? "\nStopped by \(stopped), then halted: nothing new was started; every run in progress was aborted with its safe states, 'finally' cut short."
-                : "\nStopped by \(stopped): nothing new was started, and every run in progress ended with its 'finally' and safe states.")
+                ? "\nStopped by \(stopped), then halted: nothing new was started; every run in progress was halted, its instruments in their safe states."
+                : "\nStopped by \(stopped): nothing new was started; every run in progress was paused, its instruments in their safe states.")
             if let id { say("Continue later with: serendip demo --campaign \(campaign) --data \(data) --resume \(id)") }
             throw ExitCode(signals.exitCode ?? 1)
         }

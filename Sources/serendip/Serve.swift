@@ -10,7 +10,9 @@ struct Serve: AsyncParsableCommand {
         discussion: """
             The data directory (created if missing) holds the database (serendip.sqlite), the socket \
             (serendip.sock) and the lock that keeps a second daemon out. SIGTERM or Ctrl-C stops it safely: \
-            running runs are aborted ('finally', then the safe states) and it exits 0; a second signal skips 'finally'.
+            no new run starts, running runs pause at their next checkpoint (or where they are after \
+            --checkpoint-wait), every instrument goes to its safe state, and it exits 0. A second signal halts the runs \
+            (safe states, no 'finally'). A paused run is not resumed by the next daemon: it is recorded as interrupted.
             """)
 
     @Option(help: ArgumentHelp("The lab config: its instruments and how each is connected.", valueName: "LAB.yaml"))
@@ -18,12 +20,19 @@ struct Serve: AsyncParsableCommand {
 
     @OptionGroup var data: DataDirectory
 
+    @Option(help: ArgumentHelp("On SIGTERM, how long a running run may go on to its next checkpoint before it is paused where it is.",
+                               valueName: "seconds"))
+    var checkpointWait: Double = 10
+
     func validate() throws {
         guard FileManager.default.fileExists(atPath: lab) else { throw ValidationError("no lab config at \(lab)") }
+        guard checkpointWait.isFinite, (0...25).contains(checkpointWait) else {
+            throw ValidationError("--checkpoint-wait must be from 0 to 25 seconds: a stop must end within 30 s")
+        }
     }
 
     func run() async throws {
-        let daemon = try await Daemon(Daemon.Options(labPath: lab, dataDirectory: data.path))
+        let daemon = try await Daemon(Daemon.Options(labPath: lab, dataDirectory: data.path, checkpointWait: checkpointWait))
         try await daemon.run()
     }
 }

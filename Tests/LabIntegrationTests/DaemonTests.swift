@@ -100,12 +100,23 @@ import Testing
         #expect(reply?.contains(#""run":1,"#) == true, "\(reply ?? "no reply")")
         let database = data + "/serendip.sqlite"
         try await waitFor { try Self.readOnly(database) { try String.fetchOne($0, sql: "SELECT state FROM run WHERE id = 1") } == "running" }
+        let readingsBefore = try Self.readOnly(database) { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM measurement") } ?? 0
         serve.signal(SIGTERM)
         #expect(try await serve.exitStatus() == 0)
         #expect(try Self.readOnly(database) { try String.fetchOne($0, sql: "PRAGMA integrity_check") } == "ok")
-        #expect(try Self.readOnly(database) { try String.fetchOne($0, sql: "SELECT state FROM run WHERE id = 1") } == "aborted")
-        #expect(try Self.readOnly(database) { try String.fetchOne($0, sql: "SELECT error FROM run WHERE id = 1") }?.hasPrefix("aborted by SIGTERM from process \(getpid()) (user ") == true)
+        // Paused, not aborted: its instruments safe, everything it recorded kept.
+        #expect(try Self.readOnly(database) { try String.fetchOne($0, sql: "SELECT state FROM queue_entry WHERE id = 1") } == "paused")
+        let events = try Self.readOnly(database) { try String.fetchAll($0, sql: "SELECT message FROM run_event WHERE run_id = 1") }
+        #expect(events.contains { $0.hasPrefix("running → pausing: SIGTERM from process \(getpid()) (user ") })
+        #expect(events.contains("reactor in safe state (paused)") && events.contains("spectro in safe state (paused)"))
+        #expect(try Self.readOnly(database) { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM measurement") } ?? 0 >= readingsBefore)
         #expect(!FileManager.default.fileExists(atPath: socket))
+        // The next daemon does not resume it by itself: it is interrupted, its instruments made safe first.
+        let next = try await Daemon(Daemon.Options(labPath: Self.lab, dataDirectory: data))
+        #expect(try await next.scheduler.entry(1)?.state == .interrupted)
+        #expect(try next.database.run(1)?.state == "interrupted")
+        #expect(try next.database.events(run: 1).contains { $0.message == "after a restart: reactor in safe state" })
+        await next.shutDown(by: "the test")
     }
 
     @Test func aThousandRunsOfOneProtocolAreQueuedInOneCallWithTheProtocolSentOnce() async throws {

@@ -77,19 +77,32 @@ import Testing
         }
     }
 
-    @Test func ctrlCRunsFinallyAndTheSafeStateRecordsTheAbortAndExitsNonZero() async throws {
+    /// The run's queue entry as the stopped daemon left it.
+    static func entry(_ database: String) throws -> (state: String, note: String?) {
+        var configuration = Configuration()
+        configuration.readonly = true
+        return try DatabaseQueue(path: database, configuration: configuration).read { db in
+            let row = try #require(try Row.fetchOne(db, sql: "SELECT state, note FROM queue_entry WHERE run_id = 1"))
+            return (row["state"], row["note"])
+        }
+    }
+
+    @Test func ctrlCPausesTheRunWithItsInstrumentsSafeAndExitsWithTheSignal() async throws {
         let setup = try Setup(finally: "  - set: reactor.setpoint\n    to: 26 degC")
         let child = try setup.demo()
         try await waitFor { setup.events().contains { $0.message == "reactor.stirrer = true" } }
         child.signal(SIGINT)
         #expect(try await child.exitStatus() == 128 + SIGINT)
-        let run = try #require(try LabDatabase(path: setup.database).run(1))
-        #expect(run.state == "aborted")
         // The demo passes the stop on to its daemon as SIGTERM: the record names the demo as the sender.
-        #expect(run.error?.hasPrefix("aborted by SIGTERM from process \(child.pid) (user ") == true, "\(run.error ?? "no error")")
+        let entry = try Self.entry(setup.database)
+        #expect(entry.state == "paused")
+        #expect(entry.note?.hasPrefix("the daemon is stopping (SIGTERM from process \(child.pid) (user ") == true, "\(entry.note ?? "no note")")
         let events = setup.events()
-        #expect(events.contains { $0.kind == "command" && $0.message == "reactor.setpoint = 26.0 degC" })
-        #expect(events.last?.message == "reactor in safe state")
+        // No checkpoint came within the wait: the run was paused where it was, not aborted.
+        #expect(events.contains { $0.kind == "transition" && $0.message.hasPrefix("running → pausing: SIGTERM from process \(child.pid)") })
+        #expect(events.contains { $0.kind == "transition" && $0.message.hasPrefix("pausing → paused(shutdown)") })
+        #expect(events.contains { $0.kind == "safeState" && $0.message == "reactor in safe state (paused)" })
+        #expect(!events.contains { $0.message == "reactor.setpoint = 26.0 degC" }, "a pause does not run 'finally'")
         #expect(try LabDatabase(path: setup.database).runs().count == 1, "no run may start after the signal")
         #expect(!FileManager.default.fileExists(atPath: setup.socket), "the socket file is removed")
         let output = try child.output()
@@ -97,19 +110,21 @@ import Testing
         #expect(output.contains("Stopped by SIGINT from process \(getpid())"))
     }
 
-    @Test func aSecondSigtermSkipsTheRestOfFinallyButStillCommandsTheSafeState() async throws {
-        let setup = try Setup(finally: "  - log: cooling down\n  - hold: 10 h\n  - set: reactor.setpoint\n    to: 26 degC")
+    @Test func aSecondSigtermHaltsThePausingRunSkippingFinallyButCommandingTheSafeState() async throws {
+        let setup = try Setup(finally: "  - log: cooling down\n  - set: reactor.setpoint\n    to: 26 degC")
         let child = try setup.demo()
         try await waitFor { setup.events().contains { $0.message == "reactor.stirrer = true" } }
         child.signal(SIGTERM)
-        try await waitFor { setup.events().contains { $0.message == "cooling down" } }
+        try await waitFor { setup.events().contains { $0.kind == "transition" && $0.message.hasPrefix("running → pausing") } }
         child.signal(SIGTERM)
         #expect(try await child.exitStatus() == 128 + SIGTERM)
         let events = setup.events()
-        #expect(events.contains { $0.message.hasPrefix("finally cut short: halted by SIGTERM") })
-        #expect(!events.contains { $0.message == "reactor.setpoint = 26.0 degC" })
-        #expect(events.last?.message == "reactor in safe state")
-        #expect(try LabDatabase(path: setup.database).run(1)?.state == "aborted")
+        #expect(events.contains { $0.message.hasPrefix("finally skipped: halted by SIGTERM") })
+        #expect(!events.contains { $0.message == "cooling down" })
+        #expect(events.contains { $0.kind == "safeState" && $0.message == "reactor in safe state" })
+        let run = try #require(try LabDatabase(path: setup.database).run(1))
+        #expect(run.state == "aborted")
+        #expect(run.error?.hasPrefix("halted by SIGTERM") == true, "\(run.error ?? "no error")")
     }
 
     @Test func aRestartAfterKillMinus9CommandsTheSafeStateBeforeAnythingElse() async throws {

@@ -52,15 +52,21 @@ import Testing
         // The reactor is gone before the run writes to it.
         fixture.simulators.modbus["reactor"]!.stop()
         defer { fixture.simulators.stop() }
+        let control = RunControl()
         let (executor, start) = try executor(fixture, """
             steps:
               - set: spectro.lamp
                 to: true
               - set: reactor.setpoint
                 to: 60 degC
-            """)
-        let result = try await executor.run(parameters: [:], start: start)
-        #expect(result.outcome == .failed)
+            """, control: control)
+        // A lost instrument pauses the run; a person then gives up on it.
+        let run = Task { try await executor.run(parameters: [:], start: start) }
+        try await waitFor { control.isParked }
+        #expect(control.lifecycle.state.name == "paused(instrument_lost)")
+        control.stop(.abort, by: "the test")
+        let result = try await run.value
+        #expect(result.outcome == .aborted)
         let events = try fixture.database.events(run: result.runID)
         #expect(events.contains { $0.kind == "command" && $0.message == "spectro.lamp = true" })
         #expect(!events.contains { $0.kind == "command" && $0.message.hasPrefix("reactor.setpoint") })
