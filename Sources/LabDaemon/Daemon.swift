@@ -88,6 +88,12 @@ public final class Daemon: Sendable {
                                                "instruments": "\(lab.instruments.keys.sorted())"])
     }
 
+    /// A person's acknowledgement of an alert whose condition has cleared: its instruments are no
+    /// longer blocked by it, and the runs it paused may be resumed.
+    public func acknowledgeAlert(_ id: Int64, by person: String) async throws -> Alert {
+        try await safety.acknowledge(id, by: person)
+    }
+
     /// Stops proposing and starting; every running run pauses at its next checkpoint (at once after
     /// `checkpointWait` seconds) with its instruments in their safe state; everything recorded is
     /// committed. A paused run is not resumed by the next daemon: it is recorded as interrupted.

@@ -78,7 +78,7 @@ extension Daemon {
                 try await self.database.alerts(latchedOnly: !(p.all ?? false)).map(Self.wire)
             },
             .method("alerts.ack", mutates: true) { (p: AlertRef, caller) in
-                Self.wire(try await self.request { try await self.safety.acknowledge(p.alert, by: caller.user) })
+                Self.wire(try await self.request { try await self.acknowledgeAlert(p.alert, by: caller.user) })
             },
         ]
     }

@@ -307,6 +307,9 @@ public actor Scheduler {
         schedule()
     }
 
+    /// The control of a running or paused run: its state, and a door for transitions to be watched.
+    public func runControl(_ id: Int64) -> RunControl? { running[id]?.control }
+
     /// The runs holding an instrument (running or paused).
     public func runs(holding instrument: String) -> [Int64] {
         running.filter { $0.value.instruments.contains(instrument) }.map(\.key).sorted()
