@@ -19,6 +19,10 @@ public final class Daemon: Sendable {
         public var logger: Logger
         /// On SIGTERM: how long a running run may go on to its next checkpoint before it is paused where it is.
         public var checkpointWait: Double
+        /// How often an instrument nobody is talking to is checked, and the bounds of the backoff
+        /// with which a lost one is tried again (seconds).
+        public var probeInterval: Double = 1
+        public var reconnectBackoff: ClosedRange<Double> = 0.05...5
 
         public init(labPath: String, dataDirectory: String, logger: Logger = Logger(label: "serendip"), checkpointWait: Double = 10) {
             self.labPath = labPath; self.dataDirectory = dataDirectory; self.logger = logger; self.checkpointWait = checkpointWait
@@ -78,7 +82,9 @@ public final class Daemon: Sendable {
             stations: lab.stations,
             compile: { try compiled.definition($0) }, clock: clock, logger: logger, softwareVersion: Self.softwareVersion,
             estimate: { [lab] definition, parameters in await RunEstimate.seconds(definition, parameters, lab: lab) }))
-        safety = SafetyWatch(database: database, scheduler: scheduler, lab: lab, instruments: instruments, logger: logger)
+        safety = SafetyWatch(database: database, scheduler: scheduler, lab: lab, instruments: instruments, logger: logger,
+                             hub: InstrumentHub(instruments: instruments, logger: logger, backoff: options.reconnectBackoff,
+                                                probeInterval: options.probeInterval))
         await scheduler.observeTransitions { [safety] in safety.transitioned(entry: $0, instruments: $1, $2) }
         // Before any run starts: an asserted interlock or an unacknowledged alert blocks its instruments.
         await safety.start()

@@ -30,10 +30,11 @@ actor SafetyWatch {
     private let input: AsyncStream<Event>.Continuation
     private var handling: Task<Void, Never>?
 
-    init(database: LabDatabase, scheduler: Scheduler, lab: LabConfig, instruments: [String: any Instrument], logger: Logger) {
+    init(database: LabDatabase, scheduler: Scheduler, lab: LabConfig, instruments: [String: any Instrument], logger: Logger,
+         hub: InstrumentHub) {
         self.database = database; self.scheduler = scheduler; self.lab = lab; self.instruments = instruments
         self.logger = logger
-        hub = InstrumentHub(instruments: instruments, logger: logger)
+        self.hub = hub
         interlocks = InterlockMonitor(interlocks: lab.interlocks, instruments: instruments, logger: logger)
         (events, input) = AsyncStream.makeStream()
     }

@@ -78,7 +78,7 @@ import Testing
               - hold: 0.1 s
         """
 
-    static func lab(interlocks: String = "") async throws -> Lab {
+    static func lab(interlocks: String = "", probeInterval: Double = 1, backoff: ClosedRange<Double> = 0.05...5) async throws -> Lab {
         let dials = Dials()
         let reactor = try ModbusSimulator(spec: DriverSpec.load(path: Repository.path("drivers/thermo-reactor.yaml")), model: dials)
         let pump = try SerialSimulator(spec: DriverSpec.load(path: Repository.path("drivers/syringe-pump.yaml")), model: dials)
@@ -91,7 +91,10 @@ import Testing
               pump: { driver: \(Repository.path("drivers/syringe-pump.yaml")), serial: \(pump.path) }
             \(interlocks)
             """.write(to: config, atomically: true, encoding: .utf8)
-        let daemon = try await Daemon(Daemon.Options(labPath: config.path, dataDirectory: directory.appendingPathComponent("data").path))
+        var options = Daemon.Options(labPath: config.path, dataDirectory: directory.appendingPathComponent("data").path)
+        options.probeInterval = probeInterval
+        options.reconnectBackoff = backoff
+        let daemon = try await Daemon(options)
         return Lab(reactor: reactor, pump: pump, dials: dials, daemon: daemon)
     }
 
@@ -192,6 +195,39 @@ import Testing
         _ = try await lab.daemon.acknowledgeAlert(alert.id, by: "tester")
         try await waitFor { (try? await lab.daemon.scheduler.control(run, .resume(by: "tester"))) != nil }
         try await waitFor { try await lab.state(run) == .running }
+        await lab.stop()
+    }
+
+    /// SERENDIP_LOSS_CYCLES sets the number of cycles (1,000 by default).
+    @Test func theDaemonHoldsNoMoreDescriptorsAfterAThousandLossesAndReturnsThanAfterTheFirst() async throws {
+        let cycles = ProcessInfo.processInfo.environment["SERENDIP_LOSS_CYCLES"].flatMap(Int.init) ?? 1000
+        let lab = try await Self.lab(probeInterval: 0.002, backoff: 0.001...0.004)
+        let run = try await lab.submit()
+        try await waitFor { lab.pump.wireLog.entries(for: "rate").contains { $0.value == 5 } }
+        var terminals: Set<Int> = []
+        var afterFirst = (sockets: 0, terminals: 0)
+        for cycle in 1...cycles {
+            lab.reactor.unplug()
+            lab.pump.unplug()
+            try await waitFor {
+                let lost = try await lab.daemon.database.alerts().filter { $0.kind == .instrumentLost && !$0.isCleared }
+                return Set(lost.map(\.subject)) == ["reactor", "pump"]
+            }
+            lab.reactor.plugIn()
+            lab.pump.plugIn()
+            terminals.formUnion(DeviceDescriptors.index(of: lab.pump.path).map { [$0] } ?? [])
+            try await waitFor { try await lab.daemon.database.alerts().allSatisfy(\.isCleared) }
+            if cycle == 1 {
+                #expect(await lab.daemon.scheduler.runControl(run)?.lifecycle.state.name == "paused(instrument_lost)")
+                afterFirst = (DeviceDescriptors.sockets(port: lab.reactor.port), DeviceDescriptors.terminals(terminals))
+            }
+        }
+        // The reactor: its listening socket, the daemon's connection and the device's end of it.
+        #expect(afterFirst.sockets == 3)
+        #expect(DeviceDescriptors.sockets(port: lab.reactor.port) == afterFirst.sockets)
+        // The pump: the device's two ends and the daemon's line (other suites may be handed an index this
+        // device gave back, so a few of theirs are allowed; a leak is one per cycle).
+        #expect(DeviceDescriptors.terminals(terminals) - afterFirst.terminals < 30)
         await lab.stop()
     }
 }
