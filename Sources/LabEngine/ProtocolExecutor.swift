@@ -111,13 +111,17 @@ public struct ProtocolExecutor: Sendable {
             }
             var rewind = false
             while true {
-                for action in control.takeActions() {
+                // A request may come while the actions run (a resume during the safe states): take
+                // actions until none is left, then look at the state.
+                let actions = control.takeActions()
+                for action in actions {
                     switch action {
                     case .commandSafeStates(let lost): await commandSafeStates(except: lost, state)
                     case .restoreAndRewind: rewind = true
                     case .interrupt: break
                     }
                 }
+                if !actions.isEmpty { continue }
                 guard case .paused = control.lifecycle.state else { break }
                 await control.waitWhilePaused()
             }

@@ -37,6 +37,12 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Runs held in the queue while the daemon's resident memory is read.")
     var heldRuns = 10_000
 
+    @Option(help: "Cables pulled (and plugged in again) per instrument while a run uses it.")
+    var faultRounds = 20
+
+    @Flag(help: "Only the lost-instrument figures.")
+    var faultsOnly = false
+
     func run() async throws {
         let daemon = DaemonBench(lab: lab, countSteps: countSteps, scanSteps: scanSteps, repetitions: stepRepetitions,
                                  queuedRuns: queuedRuns, heldRuns: heldRuns)
@@ -49,6 +55,7 @@ struct Bench: AsyncParsableCommand {
         print("| measurement | median | p99 | unit |")
         print("| --- | ---: | ---: | --- |")
         if daemonOnly { return try await daemonRows(daemon) }
+        if faultsOnly { return try await faultRows() }
         try await modbusRoundTrip()
         try await serialRoundTrip()
         try await sqliteIngest()
@@ -57,6 +64,15 @@ struct Bench: AsyncParsableCommand {
         try await plannerLatency(observations: 500, dimensions: 6)
         try validation()
         try await daemonRows(daemon)
+        try await faultRows()
+    }
+
+    func faultRows() async throws {
+        let f = try await FaultBench(rounds: faultRounds).measure()
+        row("Modbus reactor's connection closed → its run paused(instrument_lost), \(faultRounds) rounds", f.modbus.lostToPaused, "ms", scale: 1e3)
+        row("  then → the run's pump at its safe rate, on the pump's wire log", f.modbus.pausedToSafe, "ms", scale: 1e3)
+        row("Serial pump unplugged (pty closed) → its run paused(instrument_lost), \(faultRounds) rounds", f.serial.lostToPaused, "ms", scale: 1e3)
+        row("  then → the run's reactor at its safe setpoint, on the reactor's wire log", f.serial.pausedToSafe, "ms", scale: 1e3)
     }
 
     func daemonRows(_ daemon: DaemonBench) async throws {

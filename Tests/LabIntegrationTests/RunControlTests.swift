@@ -4,6 +4,8 @@ import LabDrivers
 import LabEngine
 import LabSpec
 import LabStorage
+import Logging
+import Synchronization
 import Testing
 
 /// Pausing, resuming, rewinding and losing an instrument, on the toy lab over its real transports.
@@ -161,6 +163,47 @@ import Testing
         let result = try await run.run.value
         #expect(result.outcome == .aborted)
         #expect(run.events.contains { $0.message == "finally ran" })
+    }
+
+    /// An instrument that does something (once) while it is being sent to its safe state.
+    final class DuringSafeState: Instrument {
+        let wrapped: any Instrument
+        let once: Mutex<(@Sendable () -> Void)?>
+        init(wrapped: any Instrument, once: @escaping @Sendable () -> Void) { self.wrapped = wrapped; self.once = Mutex(once) }
+        var identity: InstrumentIdentity { wrapped.identity }
+        func channelInfo(_ channel: String) -> ChannelInfo? { wrapped.channelInfo(channel) }
+        func read(_ channel: String) async throws -> Value { try await wrapped.read(channel) }
+        func write(_ channel: String, _ value: Value) async throws { try await wrapped.write(channel, value) }
+        func goToSafeState() async throws {
+            once.withLock { action in defer { action = nil }; return action }?()
+            try await wrapped.goToSafeState()
+        }
+    }
+
+    @Test func aResumeThatComesWhileThePauseIsStillMakingTheLabSafeIsNotLost() async throws {
+        let fixture = try LabFixture(speed: 60)
+        defer { fixture.simulators.stop() }
+        let definition = try ProtocolParser.parse(Self.header + """
+            steps:
+              - checkpoint: start
+              - repeat: 20
+                steps:
+                  - measure: { channel: reactor.temperature, as: t }
+                  - hold: 1 s
+            """, path: "t.yaml", drivers: fixture.lab.drivers)
+        let control = RunControl()
+        var instruments = fixture.instruments
+        instruments["pump"] = DuringSafeState(wrapped: fixture.instruments["pump"]!,
+                                              once: { _ = try? control.send(.resume(by: "the test")) })
+        var executor = ProtocolExecutor(definition: definition, instruments: instruments, clock: fixture.clock,
+                                        recorder: fixture.database, logger: Logger(label: "test"), control: control)
+        executor.control = control
+        let run = Task { try await executor.run(parameters: [:], start: fixture.start(definition, [:])) }
+        try await waitFor { try fixture.database.measurements(run: 1, series: "t").count >= 2 }
+        try control.send(.pause(now: true, .requested(by: "the test")))
+        let result = try await run.value
+        #expect(result.outcome == .completed, "\(result.error ?? "")")
+        #expect(try fixture.database.events(run: 1).contains { $0.message.hasPrefix("paused(requested) → running") })
     }
 
     @Test func aStepTimeoutFailsTheStepAtItsPlace() async throws {
