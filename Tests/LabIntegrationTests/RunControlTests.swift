@@ -4,6 +4,7 @@ import LabDrivers
 import LabEngine
 import LabSpec
 import LabStorage
+import LabTransport
 import Logging
 import Synchronization
 import Testing
@@ -204,6 +205,40 @@ import Testing
         let result = try await run.value
         #expect(result.outcome == .completed, "\(result.error ?? "")")
         #expect(try fixture.database.events(run: 1).contains { $0.message.hasPrefix("paused(requested) → running") })
+    }
+
+    @Test func aDeviceThatDoesNotHoldWhatWasWrittenPausesTheRunAsAReadBackFault() async throws {
+        // A pump whose rate query reports 0 mL/min whatever was written: it ignores the command.
+        let spec = try DriverSpec.parse("""
+            driver: stubborn-pump
+            transport: serial
+            channels:
+              rate: { query: "RATE?", write: "RATE {value}", unit: mL/min, limits: [0, 50], read_back: true }
+            safe_state: { rate: 0 mL/min }
+            """, path: "stubborn-pump.yaml")
+        let simulator = try SerialSimulator(spec: spec, model: InertModel())
+        defer { simulator.stop() }
+        let pump = SerialInstrument(name: "pump", spec: spec, line: SerialLine(path: simulator.path, timeout: 2))
+        let definition = try ProtocolParser.parse("""
+            serendip: 1
+            name: stubborn
+            instruments: { pump: stubborn-pump }
+            steps:
+              - set: pump.rate
+                to: 5 mL/min
+            """, path: "s.yaml", drivers: ["stubborn-pump": spec])
+        let control = RunControl()
+        let database = try LabDatabase(path: Repository.temporaryDatabase())
+        let executor = ProtocolExecutor(definition: definition, instruments: ["pump": pump], clock: ScaledClock(rate: 1),
+                                        recorder: database, logger: Logger(label: "test"), control: control)
+        let start = RunStart(campaignID: nil, protocolName: "stubborn", protocolSource: definition.source, parameters: [],
+                             chosenBy: "test", proposalID: nil, instruments: ["pump": pump.identity], operatorName: "tester",
+                             softwareVersion: "test", startedAt: Date(), startedMonotonic: 0)
+        let run = Task { try await executor.run(parameters: [:], start: start) }
+        try await waitFor { control.isParked }
+        #expect(control.lifecycle.state.name == "paused(read_back)")
+        control.stop(.abort, by: "the test")
+        #expect(try await run.value.outcome == .aborted)
     }
 
     @Test func aStepTimeoutFailsTheStepAtItsPlace() async throws {
