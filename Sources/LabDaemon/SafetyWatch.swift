@@ -29,6 +29,10 @@ actor SafetyWatch {
     private let events: AsyncStream<Event>
     private let input: AsyncStream<Event>.Continuation
     private var handling: Task<Void, Never>?
+    /// Conditions that hold now, known before their alerts are stored: instruments lost (→ why),
+    /// interlocks asserted (→ what was read).
+    private var lost: [String: String] = [:]
+    private var asserted: [String: (spec: InterlockSpec, detail: String)] = [:]
 
     init(database: LabDatabase, scheduler: Scheduler, lab: LabConfig, instruments: [String: any Instrument], logger: Logger,
          hub: InstrumentHub) {
@@ -70,6 +74,15 @@ actor SafetyWatch {
     }
 
     private func handle(_ event: Event) async {
+        // Block first: no run may start on the instruments between the fault and its alert.
+        switch event {
+        case .health(let name, .lost(let error)): lost[name] = error
+        case .health(let name, .connected): lost[name] = nil
+        case .interlock(let spec, true, let detail): asserted[spec.name] = (spec, detail)
+        case .interlock(let spec, false, _): asserted[spec.name] = nil
+        case .transition: break
+        }
+        await updateBlocked()
         do {
             switch event {
             case .health(let name, .lost(let error)):
@@ -124,10 +137,17 @@ actor SafetyWatch {
                                                   "message": "\(message)"])
     }
 
-    /// Every latched alert blocks its instruments: an interlock those it stops, the others their instrument.
+    /// A lost instrument, an asserted interlock's instruments, and those of every latched alert (an
+    /// interlock's: those it stops; the others': their instrument) are blocked.
     private func updateBlocked() async {
-        guard let latched = try? await database.alerts() else { return }
         var blocked: [String: String] = [:]
+        for (name, error) in lost { blocked[name] = "lost (\(error))" }
+        for (name, state) in asserted.sorted(by: { $0.key < $1.key }) {
+            for instrument in state.spec.stops where blocked[instrument] == nil {
+                blocked[instrument] = "interlock \(name) holds (\(state.detail))"
+            }
+        }
+        let latched = (try? await database.alerts()) ?? []
         for alert in latched.reversed() {
             let names = alert.kind == .interlock
                 ? lab.interlocks.first { $0.name == alert.subject }?.stops ?? []

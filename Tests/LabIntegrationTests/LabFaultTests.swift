@@ -116,6 +116,7 @@ import Testing
         let control = try #require(await lab.daemon.scheduler.runControl(run))
         #expect(control.lifecycle.state.name == "paused(instrument_lost)")
         // A latched alert; the reactor comes back, the alert clears, but the run waits for a person.
+        try await waitFor { try await lab.daemon.database.alerts().first?.runIDs == [run] }
         let alert = try #require(try await lab.daemon.database.alerts().first)
         #expect(alert.kind == .instrumentLost && alert.subject == "reactor" && alert.runIDs == [run])
         lab.reactor.plugIn()
@@ -177,8 +178,8 @@ import Testing
         #expect(control.lifecycle.state.name == "paused(interlock)")
         try await waitFor { lab.pump.wireLog.entries(for: "rate").contains { $0.value == 0 && $0.time > fired } }
         try await waitFor { lab.reactor.wireLog.entries(for: "setpoint").contains { $0.value == 25 && $0.time > fired } }
+        try await waitFor { try await lab.daemon.database.alerts().first { $0.subject == "reactor-hot" }?.runIDs == [run] }
         let alert = try #require(try await lab.daemon.database.alerts().first { $0.subject == "reactor-hot" })
-        #expect(alert.runIDs == [run])
         // The condition clears; the latch holds: no resume, and no acknowledgement before it cleared.
         await #expect(throws: LabError.self) { try await lab.daemon.acknowledgeAlert(alert.id, by: "tester") }
         lab.dials.set("temperature", 30)
