@@ -153,7 +153,7 @@ public actor Scheduler {
         case hold, release, cancel, approve, reject
     }
 
-    /// Applies a person's request to an entry; returns the entry after. A cancel of a running entry
+    /// Applies a person's request to an entry; returns the entry after. A cancel of a running or paused entry
     /// aborts its run (`finally`, then the safe states) and returns once it is asked to.
     public func apply(_ action: Action, to id: Int64, by who: String) async throws -> QueueEntry {
         guard let entry = try await current(id) else { throw LabError(.notFound, "there is no run \(id) in the queue") }
@@ -164,7 +164,7 @@ public actor Scheduler {
         case .approve: ([.awaitingApproval], .queued)
         case .reject: ([.awaitingApproval], .rejected)
         }
-        if action == .cancel, entry.state == .running, let run = running[id] {
+        if action == .cancel, let run = running[id] {
             run.control.stop(.abort, by: "a cancel from \(who)")
             var aborting = entry
             aborting.note = "being aborted: cancel by \(who) ('finally', then the safe states)"
@@ -188,18 +188,18 @@ public actor Scheduler {
 
     /// Cancels an entry that has not started; one that is running goes on.
     public func cancelIfWaiting(_ id: Int64, by who: String) async {
-        guard let slot = slots[id], slot.state != .running else { return }
+        guard slots[id] != nil, running[id] == nil else { return }
         _ = try? await apply(.cancel, to: id, by: who)
     }
 
     /// Moves an entry: a new priority, and before another entry of the queue (or to the end).
     public func move(_ id: Int64, priority: Int?, before other: Int64?) async throws -> QueueEntry {
-        guard var slot = slots[id], slot.state != .running else {
+        guard var slot = slots[id], running[id] == nil else {
             throw LabError(.conflict, "run \(id) is not waiting in the queue")
         }
         if let priority { slot.priority = priority }
         if let other {
-            guard let target = slots[other], target.state != .running else {
+            guard let target = slots[other], running[other] == nil else {
                 throw LabError(.conflict, "run \(other) is not waiting in the queue")
             }
             let earlier = slots.values.filter { $0.position < target.position }.map(\.position).max() ?? target.position - 1
@@ -241,7 +241,7 @@ public actor Scheduler {
         let order = Dictionary(uniqueKeysWithValues: ordered(slots.values).enumerated().map { ($0.element.id, $0.offset) })
         func key(_ slot: Slot) -> (Int, Date, Int) {
             let position = order[slot.id] ?? .max
-            if slot.state == .running { return (0, windows[slot.id]?.start ?? now, position) }
+            if running[slot.id] != nil { return (0, windows[slot.id]?.start ?? now, position) }
             if let window = windows[slot.id] { return (1, window.start, position) }
             return (2, .distantFuture, position)
         }
@@ -480,7 +480,7 @@ public actor Scheduler {
             if let entry = try? await environment.store.entry(id) { notify(Finished(entry: entry, result: run)) }
         case .failure(let error):
             environment.logger.error("queue entry could not run", metadata: ["entry": "\(id)", "error": "\(error)"])
-            let changed = try? await environment.store.transition(id, from: [.queued, .running], to: .failed, note: "\(error)")
+            let changed = try? await environment.store.transition(id, from: [.queued, .running, .paused], to: .failed, note: "\(error)")
             if let changed { notify(Finished(entry: changed, result: nil)) }
         }
         schedule()

@@ -146,6 +146,9 @@ import Testing
         let safe = try #require(lab.reactor.wireLog.entries(for: "setpoint").first { $0.value == 25 && $0.time > unplugged })
         #expect(safe.time - paused < 0.2, "the reactor was safe \(safe.time - paused) s after the pause")
         #expect(await lab.daemon.scheduler.runControl(run)?.lifecycle.state.name == "paused(instrument_lost)")
+        // A cancel of a paused run aborts it, as it does a running one.
+        _ = try await lab.daemon.scheduler.apply(.cancel, to: run, by: "tester")
+        try await waitFor { try await lab.state(run) == .aborted }
         await lab.stop()
     }
 
