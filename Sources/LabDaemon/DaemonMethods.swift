@@ -59,8 +59,8 @@ extension Daemon {
         func control(_ name: String, _ event: @escaping @Sendable (RunControlParams, String) -> RunLifecycle.Event) -> RPCMethod {
             .method(name, mutates: true) { (p: RunControlParams, caller) in
                 let who = "\(caller.user) (\(name))"
-                let state = try await self.request { try await self.scheduler.control(p.run, event(p, who)) }
-                return WireRunControl(run: p.run, state: state.name, note: state.note)
+                let (state, why) = try await self.request { try await self.scheduler.control(p.run, event(p, who)) }
+                return WireRunControl(run: p.run, state: state.name, note: why ?? state.note)
             }
         }
         return [

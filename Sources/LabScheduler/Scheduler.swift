@@ -275,9 +275,9 @@ public actor Scheduler {
     // MARK: Run control
 
     /// Passes a person's pause, resume, abort or halt to a running or paused run; returns the run's
-    /// state after. A resume is refused while one of the run's instruments is blocked (lost, or
+    /// state after, and what the transition was (nil when it changed nothing). A resume is refused while one of the run's instruments is blocked (lost, or
     /// under an alert not yet acknowledged), saying what to do.
-    public func control(_ id: Int64, _ event: RunLifecycle.Event) throws -> RunLifecycle.State {
+    public func control(_ id: Int64, _ event: RunLifecycle.Event) throws -> (state: RunLifecycle.State, why: String?) {
         guard let run = running[id] else {
             let state = slots[id]?.state.rawValue
             throw state == nil ? LabError(.notFound, "there is no run \(id) running or paused")
@@ -289,8 +289,8 @@ public actor Scheduler {
                 throw LabError(.conflict, "run \(id) cannot resume yet: " + reasons.joined(separator: "; "))
             }
         }
-        try run.control.send(event)
-        return run.control.lifecycle.state
+        let transition = try run.control.send(event)
+        return (run.control.lifecycle.state, transition?.why)
     }
 
     /// A fault in the lab (an instrument lost, an interlock): every run holding one of `instruments`

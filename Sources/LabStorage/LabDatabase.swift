@@ -246,9 +246,10 @@ extension LabDatabase: RunRecorder {
             let now = Self.timestamp(Date())
             try db.execute(sql: "UPDATE run SET state = ?, error = ?, ended_at = ? WHERE id = ?",
                            arguments: [outcome.rawValue, error, now, run])
-            // The queue entry ends with its run, in the same transaction.
-            try db.execute(sql: "UPDATE queue_entry SET state = ?, ended_at = ? WHERE run_id = ?",
-                           arguments: [QueueState(outcome).rawValue, now, run])
+            // The queue entry ends with its run, in the same transaction; its note is the run's error
+            // (a pause's note would be stale).
+            try db.execute(sql: "UPDATE queue_entry SET state = ?, ended_at = ?, note = ? WHERE run_id = ?",
+                           arguments: [QueueState(outcome).rawValue, now, error, run])
         }
     }
 }
