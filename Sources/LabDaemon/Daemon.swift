@@ -85,7 +85,7 @@ public final class Daemon: Sendable {
         safety = SafetyWatch(database: database, scheduler: scheduler, lab: lab, instruments: instruments, logger: logger,
                              hub: InstrumentHub(instruments: instruments, logger: logger, backoff: options.reconnectBackoff,
                                                 probeInterval: options.probeInterval))
-        await scheduler.observeTransitions { [safety] in safety.transitioned(entry: $0, instruments: $1, $2) }
+        await scheduler.observeTransitions { [safety] in safety.transitioned(entry: $0, $1) }
         // Before any run starts: an asserted interlock or an unacknowledged alert blocks its instruments.
         await safety.start()
         try await scheduler.start()

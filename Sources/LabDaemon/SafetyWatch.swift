@@ -16,7 +16,7 @@ actor SafetyWatch {
     enum Event: Sendable {
         case health(String, InstrumentHub.Health)
         case interlock(InterlockSpec, asserted: Bool, detail: String)
-        case transition(entry: Int64, instruments: [String], RunLifecycle.Transition)
+        case transition(entry: Int64, RunLifecycle.Transition)
     }
 
     private let database: LabDatabase
@@ -62,8 +62,8 @@ actor SafetyWatch {
     }
 
     /// The scheduler's report of a run's transition.
-    nonisolated func transitioned(entry: Int64, instruments: [String], _ transition: RunLifecycle.Transition) {
-        input.yield(.transition(entry: entry, instruments: instruments, transition))
+    nonisolated func transitioned(entry: Int64, _ transition: RunLifecycle.Transition) {
+        input.yield(.transition(entry: entry, transition))
     }
 
     /// A person's acknowledgement; once none of a run's alerts is latched, it may be resumed.
@@ -105,7 +105,7 @@ actor SafetyWatch {
                 }
             case .interlock(let spec, false, _):
                 try await database.markAlertCleared(.interlock, subject: spec.name)
-            case .transition(let entry, _, let transition):
+            case .transition(let entry, let transition):
                 guard case .paused(let reason) = transition.to else { break }
                 switch reason {
                 case .instrumentLost(let name, let detail):

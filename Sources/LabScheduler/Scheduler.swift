@@ -85,7 +85,7 @@ public actor Scheduler {
     private var knownEstimates: [EstimateKey: Double] = [:]
     /// Instruments nothing may start on, and no paused run resume with: instance → why.
     private var blocked: [String: String] = [:]
-    private var transitionObservers: [@Sendable (_ entry: Int64, _ instruments: [String], RunLifecycle.Transition) -> Void] = []
+    private var transitionObservers: [@Sendable (_ entry: Int64, RunLifecycle.Transition) -> Void] = []
     private let transitions: AsyncStream<(Int64, RunLifecycle.Transition)>
     private let transitionInput: AsyncStream<(Int64, RunLifecycle.Transition)>.Continuation
 
@@ -316,7 +316,6 @@ public actor Scheduler {
     }
 
     private func store(_ transition: RunLifecycle.Transition, of id: Int64) async {
-        let instruments = running[id]?.instruments ?? []
         switch (transition.from, transition.to) {
         case (_, .paused(let reason)):
             slots[id]?.state = .paused
@@ -327,12 +326,12 @@ public actor Scheduler {
         default:
             break
         }
-        for observer in transitionObservers { observer(id, instruments, transition) }
+        for observer in transitionObservers { observer(id, transition) }
     }
 
-    /// Calls `observer` with every transition of a run (paused, resumed, aborting…) and the run's
-    /// instruments, once its entry's state is stored: the daemon raises alerts from it.
-    public func observeTransitions(_ observer: @escaping @Sendable (_ entry: Int64, _ instruments: [String], RunLifecycle.Transition) -> Void) {
+    /// Calls `observer` with every transition of a run (paused, resumed, aborting…), once its entry's
+    /// state is stored: the daemon raises alerts from it.
+    public func observeTransitions(_ observer: @escaping @Sendable (_ entry: Int64, RunLifecycle.Transition) -> Void) {
         transitionObservers.append(observer)
     }
 
