@@ -65,7 +65,7 @@ extension Daemon {
         }
         return [
             control("runs.pause") { p, who in .pause(now: p.now ?? false, .requested(by: who)) },
-            control("runs.resume") { _, who in .resume(by: who) },
+            control("runs.resume") { p, who in .resume(by: who, repeatingUnrepeatable: p.repeatStep ?? false) },
             control("runs.abort") { _, who in .stop(.abort, by: who) },
             control("runs.halt") { _, who in .stop(.halt, by: who) },
         ]

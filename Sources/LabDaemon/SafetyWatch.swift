@@ -52,6 +52,10 @@ actor SafetyWatch {
         await interlocks.onChange { input.yield(.interlock($0, asserted: $1, detail: $2)) }
         await interlocks.check()
         await hub.start()
+        // An instrument an earlier daemon lost is watched until it answers, so its alert can clear.
+        for alert in (try? await database.alerts()) ?? [] where alert.kind == .instrumentLost && !alert.isCleared {
+            await hub.reportLost(alert.subject, error: "lost when the daemon started (\(alert.message))")
+        }
         await interlocks.start()
         await updateBlocked()
     }
@@ -87,16 +91,17 @@ actor SafetyWatch {
             switch event {
             case .health(let name, .lost(let error)):
                 let runs = await scheduler.runs(holding: name)
-                try await raise(.instrumentLost, subject: name, message: "instrument \(name) lost: \(error)", runs: runs, instrument: name)
+                try await raise(.instrumentLost, subject: name, message: "lost: \(error)", runs: runs, instrument: name)
                 await scheduler.fault(.instrumentLost(instrument: name, detail: error), instruments: [name])
             case .health(let name, .connected):
+                // Back: whatever it was left doing while it could not be reached (a run aborted during
+                // the outage, a setpoint from before), it goes to its safe state. A run that held it is paused.
+                try? await instruments[name]?.goToSafeState()
                 try await database.markAlertCleared(.instrumentLost, subject: name)
-                // Back, but its run is paused: it joins the others in their safe state.
-                if !(await scheduler.runs(holding: name)).isEmpty { try? await instruments[name]?.goToSafeState() }
             case .interlock(let spec, true, let detail):
                 var runs: [Int64] = []
                 for name in spec.stops { runs += await scheduler.runs(holding: name) }
-                try await raise(.interlock, subject: spec.name, message: "interlock \(spec.name): \(detail)", runs: runs,
+                try await raise(.interlock, subject: spec.name, message: detail, runs: runs,
                                 instrument: spec.instrument)
                 await scheduler.fault(.interlock(name: spec.name, detail: detail), instruments: Set(spec.stops))
                 // Its instruments that no run holds go to their safe state too.
@@ -110,7 +115,7 @@ actor SafetyWatch {
                 switch reason {
                 case .instrumentLost(let name, let detail):
                     // The run found it first: the hub watches it from now on until it is back.
-                    try await raise(.instrumentLost, subject: name, message: "instrument \(name) lost: \(detail)", runs: [entry], instrument: name)
+                    try await raise(.instrumentLost, subject: name, message: "lost: \(detail)", runs: [entry], instrument: name)
                     await hub.reportLost(name, error: detail)
                 case .readBack(let name, let detail):
                     try await raise(.readBack, subject: name, message: detail, runs: [entry], instrument: name)

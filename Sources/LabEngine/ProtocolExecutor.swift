@@ -116,7 +116,7 @@ public struct ProtocolExecutor: Sendable {
                 let actions = control.takeActions()
                 for action in actions {
                     switch action {
-                    case .commandSafeStates(let lost): await commandSafeStates(except: lost, state)
+                    case .commandSafeStates(let lost): await commandSafeStates(except: lost, " (paused)", state)
                     case .restoreAndRewind: rewind = true
                     case .interrupt: break
                     }
@@ -163,15 +163,26 @@ public struct ProtocolExecutor: Sendable {
         }
     }
 
-    private func commandSafeStates(except lost: String?, _ state: RunState) async {
-        for (role, instrument) in instruments.sorted(by: { $0.key < $1.key }) where instrument.identity.name != lost {
-            do {
-                try await instrument.goToSafeState()
-                try? await note(.safeState, "\(role) in safe state (paused)", state)
-            } catch {
-                try? await note(.fault, "safe state of \(role) failed: \(error)", state)
+    /// Sends every instrument of the run (but `lost`) to its safe state, all at once: a device that
+    /// hangs until its timeout must not keep the heater next to it on. Returns the first failure.
+    @discardableResult
+    private func commandSafeStates(except lost: String? = nil, _ why: String, _ state: RunState) async -> String? {
+        let failures = await withTaskGroup(of: String?.self) { group in
+            for (role, instrument) in instruments.sorted(by: { $0.key < $1.key }) where instrument.identity.name != lost {
+                group.addTask { [self] in
+                    do {
+                        try await instrument.goToSafeState()
+                        try? await note(.safeState, "\(role) in safe state\(why)", state)
+                        return nil
+                    } catch {
+                        try? await note(.fault, "safe state of \(role) failed: \(error)", state)
+                        return "safe state of \(role): \(error)"
+                    }
+                }
             }
+            return await group.reduce(into: [String]()) { if let failure = $1 { $0.append(failure) } }
         }
+        return failures.sorted().first
     }
 
     /// Attempts every `finally` step (unless the run was halted), then sends every instrument to its
@@ -186,16 +197,8 @@ public struct ProtocolExecutor: Sendable {
             try? await note(.fault, "finally skipped: halted by \(control.request!.by)", state)
         }
         control.watch(nil)
-        for (role, instrument) in instruments.sorted(by: { $0.key < $1.key }) {
-            do {
-                try await instrument.goToSafeState()
-                try? await note(.safeState, "\(role) in safe state", state)
-            } catch {
-                firstError = firstError ?? "safe state of \(role): \(error)"
-                try? await note(.fault, "safe state of \(role) failed: \(error)", state)
-            }
-        }
-        return firstError
+        let safeStateError = await commandSafeStates("", state)
+        return firstError ?? safeStateError
     }
 
     /// Each top-level `finally` step is attempted even when an earlier one failed: a pump that would

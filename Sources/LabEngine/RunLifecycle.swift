@@ -112,7 +112,9 @@ public struct RunLifecycle: Sendable, Equatable {
         case pause(now: Bool, PauseReason)
         /// A fault: pauses at once (or aborts, if the protocol says so for the step just done).
         case fault(PauseReason)
-        case resume(by: String)
+        /// `repeatingUnrepeatable`: the person knows that going back to the checkpoint repeats a step
+        /// marked `repeatable: false` (done before a fault paused the run), and wants it so.
+        case resume(by: String, repeatingUnrepeatable: Bool = false)
         case stop(Stop, by: String)
         case checkpointReached(String)
         case unrepeatableDone(Unrepeatable)
@@ -179,7 +181,9 @@ public struct RunLifecycle: Sendable, Equatable {
                 state = .paused(reason)
                 actions = [.interrupt, .commandSafeStates(except: reason.lostInstrument)]
                 why = reason.description
-                if let step = unrepeatable { why += "; resuming repeats the step at \(step.location), which is marked not repeatable" }
+                if let step = unrepeatable {
+                    why += "; resuming would repeat the step at \(step.location), which is marked not repeatable (resume --repeat-step)"
+                }
             }
         case (.paused(let current), .fault(let reason)):
             // A fault while paused outranks a person's pause: resuming then waits for the fault too.
@@ -199,12 +203,17 @@ public struct RunLifecycle: Sendable, Equatable {
         case (.running, .unrepeatableDone(let step)), (.pausing, .unrepeatableDone(let step)):
             if unrepeatable == nil { unrepeatable = step }
             return .success(([], nil))
-        case (.paused, .resume(let by)):
+        case (.paused, .resume(let by, let repeating)):
+            if let step = unrepeatable, !repeating {
+                return .failure(LabError(.conflict, "resuming goes back to the last checkpoint and would do the step at \(step.location) "
+                    + "again, which the protocol marks not repeatable: check the instrument, then resume with --repeat-step "
+                    + "(API: repeat_step) to do it again, or abort the run"))
+            }
             state = .running
             unrepeatable = nil
             actions = [.interrupt, .restoreAndRewind]
             why = "resumed by \(by) from the last checkpoint"
-        case (.pausing, .resume(let by)):
+        case (.pausing, .resume(let by, _)):
             state = .running
             why = "pause withdrawn by \(by)"
         case (.running, .resume):

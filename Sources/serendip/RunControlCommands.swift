@@ -8,13 +8,17 @@ protocol RunRequest: ParsableCommand {
     var client: ClientOptions { get }
     /// `pause --now`.
     var immediately: Bool { get }
+    /// `resume --repeat-step`.
+    var repeatStep: Bool { get }
 }
 
 extension RunRequest {
     var immediately: Bool { false }
+    var repeatStep: Bool { false }
 
     func run() throws {
-        try client.show(try client.call(Self.method, RunControlParams(run: number, now: immediately ? true : nil)), as: WireRunControl.self) {
+        let params = RunControlParams(run: number, now: immediately ? true : nil, repeatStep: repeatStep ? true : nil)
+        try client.show(try client.call(Self.method, params), as: WireRunControl.self) {
             "run \($0.run) is \($0.state)" + ($0.note.map { ": \($0)" } ?? "")
         }
     }
@@ -39,6 +43,8 @@ struct Resume: RunRequest {
             + "instrument or an interlock resumes only once the instrument is back or the condition has cleared, and its alert is acknowledged (serendip ack).")
     static let method = "runs.resume"
     @Argument(help: ArgumentHelp("The run number.", valueName: "run")) var number: Int64
+    @Flag(help: "Go back to the last checkpoint even though a fault came after a step marked 'repeatable: false': that step is done again.")
+    var repeatStep = false
     @OptionGroup var client: ClientOptions
 }
 

@@ -107,6 +107,19 @@ import Testing
         }
     }
 
+    @Test func aResumeThatWouldRepeatANonRepeatableStepAfterAFaultNeedsToBeAskedForExplicitly() throws {
+        var l = RunLifecycle()
+        _ = l.handle(.unrepeatableDone(.init(location: Self.dispense, abortsOnPause: false)))
+        _ = try l.handle(.fault(Self.lost)).get()
+        #expect(l.state.name == "paused(instrument_lost)")
+        guard case .failure(let refusal) = l.handle(.resume(by: "ada")) else {
+            Issue.record("a plain resume must be refused"); return
+        }
+        #expect(refusal.message.contains("p.yaml:9:5") && refusal.message.contains("--repeat-step"))
+        #expect(try l.handle(.resume(by: "ada", repeatingUnrepeatable: true)).get().actions == [.interrupt, .restoreAndRewind])
+        #expect(l.state == .running)
+    }
+
     @Test func aFaultWhilePausedByAPersonBecomesTheReasonAResumeWaitsFor() throws {
         var l = Self.lifecycle(in: "paused(requested)")
         _ = try l.handle(.fault(Self.lost)).get()
