@@ -240,6 +240,8 @@ public struct WireAlert: Codable, Sendable, Hashable {
     public var state: String
     public var raisedAt: String
     public var runs: [Int64]
+    /// Of `runs`, those still paused: they may be resumed once no alert on their instruments is latched.
+    public var pausedRuns: [Int64]
     public var instrument: String?
     public var clearedAt: String?
     public var acknowledgedAt: String?
@@ -247,13 +249,13 @@ public struct WireAlert: Codable, Sendable, Hashable {
 
     enum CodingKeys: String, CodingKey {
         case alert, kind, subject, message, state, runs, instrument
-        case raisedAt = "raised_at", clearedAt = "cleared_at", acknowledgedAt = "acknowledged_at", acknowledgedBy = "acknowledged_by"
+        case pausedRuns = "paused_runs", raisedAt = "raised_at", clearedAt = "cleared_at", acknowledgedAt = "acknowledged_at", acknowledgedBy = "acknowledged_by"
     }
 
     public init(alert: Int64, kind: String, subject: String, message: String, state: String, raisedAt: String, runs: [Int64],
-                instrument: String?, clearedAt: String?, acknowledgedAt: String?, acknowledgedBy: String?) {
+                pausedRuns: [Int64], instrument: String?, clearedAt: String?, acknowledgedAt: String?, acknowledgedBy: String?) {
         self.alert = alert; self.kind = kind; self.subject = subject; self.message = message; self.state = state
-        self.raisedAt = raisedAt; self.runs = runs; self.instrument = instrument; self.clearedAt = clearedAt
+        self.raisedAt = raisedAt; self.runs = runs; self.pausedRuns = pausedRuns; self.instrument = instrument; self.clearedAt = clearedAt
         self.acknowledgedAt = acknowledgedAt; self.acknowledgedBy = acknowledgedBy
     }
 }

@@ -216,8 +216,19 @@ public struct RunDetail: Codable, Sendable {
     public var parameters: [String: WireValue]
     public var outputs: [String: WireQuantity]
     public var measurements: [MeasurementInfo]
+    /// The run's story: commands, checkpoints, faults, safe states, and every transition (`transition`)
+    /// with who asked and why.
+    public var events: [EventInfo]
 
-    public init(run: RunInfo, parameters: [String: WireValue], outputs: [String: WireQuantity], measurements: [MeasurementInfo]) {
-        self.run = run; self.parameters = parameters; self.outputs = outputs; self.measurements = measurements
+    public init(run: RunInfo, parameters: [String: WireValue], outputs: [String: WireQuantity], measurements: [MeasurementInfo],
+                events: [EventInfo]) {
+        self.run = run; self.parameters = parameters; self.outputs = outputs; self.measurements = measurements; self.events = events
     }
+}
+
+public struct EventInfo: Codable, Sendable, Hashable {
+    public var kind: String
+    public var message: String
+    public var time: String
+    public init(kind: String, message: String, time: String) { self.kind = kind; self.message = message; self.time = time }
 }

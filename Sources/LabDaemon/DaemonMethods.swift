@@ -75,19 +75,26 @@ extension Daemon {
     private var alertMethods: [RPCMethod] {
         [
             .method("alerts.list") { (p: AlertListParams, _) in
-                try await self.database.alerts(latchedOnly: !(p.all ?? false)).map(Self.wire)
+                var alerts: [WireAlert] = []
+                for alert in try await self.database.alerts(latchedOnly: !(p.all ?? false)) { alerts.append(await self.wire(alert)) }
+                return alerts
             },
             .method("alerts.ack", mutates: true) { (p: AlertRef, caller) in
-                Self.wire(try await self.request { try await self.acknowledgeAlert(p.alert, by: caller.user) })
+                await self.wire(try await self.request { try await self.acknowledgeAlert(p.alert, by: caller.user) })
             },
         ]
     }
 
-    static func wire(_ alert: Alert) -> WireAlert {
-        WireAlert(alert: alert.id, kind: alert.kind.rawValue, subject: alert.subject, message: alert.message,
-                  state: !alert.isLatched ? "acknowledged" : alert.isCleared ? "cleared" : "active",
-                  raisedAt: time(alert.raisedAt), runs: alert.runIDs, instrument: alert.instrument,
-                  clearedAt: alert.clearedAt.map(time), acknowledgedAt: alert.acknowledgedAt.map(time), acknowledgedBy: alert.acknowledgedBy)
+    private func wire(_ alert: Alert) async -> WireAlert {
+        var paused: [Int64] = []
+        for run in alert.runIDs {
+            if case .paused? = await scheduler.runControl(run)?.lifecycle.state { paused.append(run) }
+        }
+        return WireAlert(alert: alert.id, kind: alert.kind.rawValue, subject: alert.subject, message: alert.message,
+                         state: !alert.isLatched ? "acknowledged" : alert.isCleared ? "cleared" : "active",
+                         raisedAt: Self.time(alert.raisedAt), runs: alert.runIDs, pausedRuns: paused, instrument: alert.instrument,
+                         clearedAt: alert.clearedAt.map(Self.time), acknowledgedAt: alert.acknowledgedAt.map(Self.time),
+                         acknowledgedBy: alert.acknowledgedBy)
     }
 
     private var campaignMethods: [RPCMethod] {

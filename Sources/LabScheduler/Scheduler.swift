@@ -277,16 +277,20 @@ public actor Scheduler {
     /// Passes a person's pause, resume, abort or halt to a running or paused run; returns the run's
     /// state after, and what the transition was (nil when it changed nothing). A resume is refused while one of the run's instruments is blocked (lost, or
     /// under an alert not yet acknowledged), saying what to do.
-    public func control(_ id: Int64, _ event: RunLifecycle.Event) throws -> (state: RunLifecycle.State, why: String?) {
+    public func control(_ id: Int64, _ event: RunLifecycle.Event) async throws -> (state: RunLifecycle.State, why: String?) {
         guard let run = running[id] else {
-            let state = slots[id]?.state.rawValue
-            throw state == nil ? LabError(.notFound, "there is no run \(id) running or paused")
-                : LabError(.conflict, "run \(id) is \(state!), not running; hold, release or cancel apply to it")
+            guard let entry = try await current(id) else { throw LabError(.notFound, "there is no run \(id)") }
+            throw LabError(.conflict, entry.state.isFinal
+                ? "run \(id) has ended (\(entry.state.rawValue)); only a running or paused run can be paused, resumed, aborted or halted"
+                : "run \(id) has not started (\(entry.state.rawValue)): `serendip cancel \(id)` takes it off the queue")
         }
         if case .resume = event, case .paused = run.control.lifecycle.state {
-            let reasons = run.instruments.compactMap { name in blocked[name].map { "\(name): \($0)" } }
+            // One line per reason, naming the instruments it blocks.
+            var reasons: [String: [String]] = [:]
+            for name in run.instruments { if let why = blocked[name] { reasons[why, default: []].append(name) } }
             guard reasons.isEmpty else {
-                throw LabError(.conflict, "run \(id) cannot resume yet: " + reasons.joined(separator: "; "))
+                throw LabError(.conflict, "run \(id) cannot resume yet: "
+                    + reasons.sorted { $0.key < $1.key }.map { "\($0.value.joined(separator: ", ")): \($0.key)" }.joined(separator: "; "))
             }
         }
         let transition = try run.control.send(event)
@@ -323,6 +327,9 @@ public actor Scheduler {
         case (.paused, .running), (.paused, .stopping):
             slots[id]?.state = .running
             _ = try? await environment.store.transition(id, from: [.paused], to: .running, note: transition.why)
+        case (.running, .pausing):
+            // Still running, until its next checkpoint: the note says so.
+            _ = try? await environment.store.transition(id, from: [.running], to: .running, note: transition.why)
         default:
             break
         }

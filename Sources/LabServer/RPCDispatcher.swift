@@ -167,7 +167,8 @@ public struct RPCDispatcher: Sendable {
             if case .quantity(let q) = value { return Self.wire(q) }
             return nil
         }
-        return RunDetail(run: Self.info(summary), parameters: parameters, outputs: outputs, measurements: measurements)
+        let events = try database.timedEvents(run: run).map { EventInfo(kind: $0.kind, message: $0.message, time: $0.time) }
+        return RunDetail(run: Self.info(summary), parameters: parameters, outputs: outputs, measurements: measurements, events: events)
     }
 
     /// A method's parameters, by name: an unknown name, a missing one or a wrong type is refused (-32602)

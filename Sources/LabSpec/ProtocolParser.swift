@@ -51,6 +51,8 @@ final class CompileContext {
     var measured: [String: LabUnit] = [:]
     /// Series measured from a channel whose driver is not known: their unit is not known either.
     var unknownUnits: Set<String> = []
+    /// Checkpoint names and where each is: a person reads "paused at checkpoint 'dosed'".
+    var checkpoints: [String: SourceLocation] = [:]
 
     init(drivers: [String: DriverSpec], complete: Bool = true) { self.drivers = drivers; self.complete = complete }
 
@@ -293,7 +295,7 @@ struct ProtocolCompiler {
         case "measure": action = source.mapping(body, "measure").flatMap { measure($0) }.map(Step.Action.measure)
         case "log": action = source.string(body, "log").map(Step.Action.log)
         case "annotate": action = annotate(body)
-        case "checkpoint": action = source.string(body, "checkpoint").map(Step.Action.checkpoint)
+        case "checkpoint": action = checkpoint(body)
         case "if": action = branch(body, map, depth: depth)
         case "parallel": action = parallel(body, depth: depth)
         case "repeat": action = repeatLoop(body, map, depth: depth)
@@ -306,11 +308,35 @@ struct ProtocolCompiler {
         return step
     }
 
+    /// A named point a paused run goes on from; one name per point, so that a transition naming it is clear.
+    func checkpoint(_ body: Node) -> Step.Action? {
+        guard let name = source.string(body, "checkpoint") else { return nil }
+        let location = source.location(body)
+        guard !name.trimmingCharacters(in: .whitespaces).isEmpty else {
+            source.error(body, "a checkpoint needs a name", hint: "e.g. 'checkpoint: heated'")
+            return nil
+        }
+        // The same step met again (a sub-protocol included twice) is the same checkpoint.
+        if let other = context.checkpoints[name], other != location {
+            source.error(body, "checkpoint '\(name)' is already at \(other)", hint: "give each checkpoint its own name")
+        }
+        context.checkpoints[name] = location
+        return .checkpoint(name)
+    }
+
     /// The keys any step may have: `timeout`, and `repeatable: false` with `on_pause` for a step
     /// that rewinding to a checkpoint must not repeat.
     func stepOptions(_ map: MappingReader, kind: String, _ step: inout Step?) {
-        let timeout = map.optional("timeout").flatMap { duration($0, "timeout") }
+        let timeoutNode = map.optional("timeout")
+        let timeout = timeoutNode.flatMap { duration($0, "timeout") }
+        if let timeout, let seconds = try? ExprEnvironment().quantity(timeout).seconds, !(seconds > 0) {
+            source.error(timeoutNode, "a step's timeout must be longer than zero", hint: "e.g. 'timeout: 30 min'")
+        }
         let repeatable = map.optional("repeatable").flatMap { source.bool($0, "repeatable") } ?? true
+        if kind == "checkpoint", !repeatable {
+            source.error(map.optional("repeatable"), "a checkpoint is where a paused run goes on from; it does nothing that could be repeated",
+                         hint: "mark the step before it 'repeatable: false'")
+        }
         var abortsOnPause = false
         if let node = map.optional("on_pause"), let text = source.string(node, "on_pause") {
             switch text {
@@ -435,7 +461,7 @@ struct ProtocolCompiler {
         // A run resumes from a checkpoint as one sequence of steps; branches running at once have no such point.
         for (index, branch) in branches.enumerated() {
             for step in Self.checkpoints(in: branch) {
-                source.error(items[index], "a checkpoint inside a parallel branch (line \(step.location.line)) cannot be resumed from",
+                source.error(items[index], "a checkpoint inside a parallel branch (\(step.location)) cannot be resumed from",
                              hint: "put the checkpoint before or after the parallel block")
             }
         }

@@ -79,6 +79,14 @@ extension LabDatabase {
 
 extension LabDatabase {
     /// A run's events (commands, logs, branches, faults, safe state) in the order they happened.
+    /// The run's events in order, with their wall time (ISO 8601, as stored).
+    public func timedEvents(run: Int64) throws -> [(kind: String, message: String, time: String)] {
+        try pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT kind, message, wall_time FROM run_event WHERE run_id = ? ORDER BY id", arguments: [run])
+                .map { ($0["kind"], $0["message"], $0["wall_time"]) }
+        }
+    }
+
     public func events(run: Int64) throws -> [(kind: String, message: String)] {
         try pool.read { db in
             try Row.fetchAll(db, sql: "SELECT kind, message FROM run_event WHERE run_id = ? ORDER BY id", arguments: [run])

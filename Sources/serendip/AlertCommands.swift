@@ -23,6 +23,7 @@ struct Alerts: ParsableCommand {
         var line = "alert \(a.alert)  \(a.state.padding(toLength: 12, withPad: " ", startingAt: 0)) \(a.kind) \(a.subject): \(a.message)"
         line += "  (raised \(a.raisedAt)"
         if !a.runs.isEmpty { line += "; runs \(a.runs.map(String.init).joined(separator: ", "))" }
+        if !a.pausedRuns.isEmpty { line += ", paused: \(a.pausedRuns.map(String.init).joined(separator: ", "))" }
         if let by = a.acknowledgedBy, let at = a.acknowledgedAt { line += "; acknowledged by \(by) at \(at)" }
         return line + ")"
     }
@@ -38,7 +39,9 @@ struct Ack: ParsableCommand {
 
     func run() throws {
         try client.show(try client.call("alerts.ack", AlertRef(alert: number)), as: WireAlert.self) {
-            "alert \($0.alert) acknowledged by \($0.acknowledgedBy ?? "?")" + ($0.runs.isEmpty ? "" : "; runs \($0.runs.map(String.init).joined(separator: ", ")) may be resumed (serendip resume RUN)")
+            "alert \($0.alert) acknowledged by \($0.acknowledgedBy ?? "?")"
+                + ($0.pausedRuns.isEmpty ? "" : "; paused run(s) \($0.pausedRuns.map(String.init).joined(separator: ", ")) may be resumed "
+                   + "once no other alert holds them (serendip resume RUN)")
         }
     }
 }

@@ -58,6 +58,10 @@ import Testing
         ("    to: $temperature", "    to: $temperature\n    on_pause: abort", 10, 15, "on_pause applies to a step marked 'repeatable: false'"),
         ("    to: $temperature", "    to: $temperature\n    repeatable: false\n    on_pause: later", 11, 15, "unknown on_pause 'later'"),
         ("    to: $temperature", "    to: $temperature\n    timeout: 5 degC", 10, 14, "expected a time"),
+        ("    to: $temperature", "    to: $temperature\n    timeout: -5 s", 10, 14, "timeout must be longer than zero"),
+        ("outputs:", "  - checkpoint: \"\"\noutputs:", 11, 17, "a checkpoint needs a name"),
+        ("outputs:", "  - checkpoint: a\n  - checkpoint: a\noutputs:", 12, 17, "checkpoint 'a' is already at bad.yaml:11:17"),
+        ("outputs:", "  - checkpoint: a\n    repeatable: false\noutputs:", 12, 17, "a checkpoint is where a paused run goes on from"),
     ])
     func reportsAMalformedProtocolAtItsLineAndColumn(original: String, replacement: String, line: Int, column: Int, message: String) {
         let text = Self.valid.replacingOccurrences(of: original, with: replacement)
@@ -81,7 +85,7 @@ import Testing
             """)
         #expect(throws: ValidationError.self) { try ProtocolParser.parse(text, path: "p.yaml", drivers: Self.drivers) }
         do { _ = try ProtocolParser.parse(text, path: "p.yaml", drivers: Self.drivers) } catch {
-            #expect(error.diagnostics.map(\.message) == ["a checkpoint inside a parallel branch (line 12) cannot be resumed from"])
+            #expect(error.diagnostics.map(\.message) == ["a checkpoint inside a parallel branch (p.yaml:12:23) cannot be resumed from"])
             #expect(error.diagnostics.first?.location.line == 12)
         }
     }
