@@ -65,7 +65,7 @@ public struct ModbusInstrument: DriverBackedInstrument {
             // Read back: a device that silently ignored or clipped the write must not go unnoticed.
             let echoed = try await client.readRegisters(.holding, address: address, count: registers.count, retries: channel.retries)
             guard echoed == registers else {
-                throw LabError(.readBackMismatch, "\(identity.name).\(channel.name): wrote \(x), device holds \(try decode(echoed, channel))")
+                throw LabError(.readBackMismatch, "\(identity.name).\(channel.name): wrote \(x) \(channel.unit), device holds \(try decode(echoed, channel)) \(channel.unit)")
             }
         default:
             throw LabError(.accessDenied, "\(identity.name).\(channel.name) cannot be written")

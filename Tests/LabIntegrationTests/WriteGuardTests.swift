@@ -102,7 +102,7 @@ final class HoldingModel: DeviceModel {
         try await reactor.write("setpoint", .real(90))
         try await clock.sleep(seconds: 1000)
         await #expect { try await reactor.write("setpoint", .real(120)) } throws: {
-            ($0 as? LabError)?.code == .readBackMismatch && "\($0)".contains("wrote 120.0, device holds 100.0")
+            ($0 as? LabError)?.code == .readBackMismatch && "\($0)".contains("wrote 120.0 degC, device holds 100.0 degC")
         }
     }
 
