@@ -111,7 +111,8 @@ import Testing
         #expect(paused - unplugged < 1, "paused \(paused - unplugged) s after the cable was pulled")
         try await waitFor { lab.pump.wireLog.entries(for: "rate").contains { $0.value == 0 && $0.time > unplugged } }
         let safe = try #require(lab.pump.wireLog.entries(for: "rate").first { $0.value == 0 && $0.time > unplugged })
-        #expect(safe.time - paused < 0.2, "the pump was safe \(safe.time - paused) s after the pause")
+        // 0.3 ms median on an idle machine (make bench); a loaded test machine gets generous room.
+        #expect(safe.time - paused < 0.5, "the pump was safe \(safe.time - paused) s after the pause")
         try await waitFor { try await lab.state(run) == .paused }
         let control = try #require(await lab.daemon.scheduler.runControl(run))
         #expect(control.lifecycle.state.name == "paused(instrument_lost)")
@@ -144,7 +145,7 @@ import Testing
         #expect(paused - unplugged < 1, "paused \(paused - unplugged) s after the adapter was pulled")
         try await waitFor { lab.reactor.wireLog.entries(for: "setpoint").contains { $0.value == 25 && $0.time > unplugged } }
         let safe = try #require(lab.reactor.wireLog.entries(for: "setpoint").first { $0.value == 25 && $0.time > unplugged })
-        #expect(safe.time - paused < 0.2, "the reactor was safe \(safe.time - paused) s after the pause")
+        #expect(safe.time - paused < 0.5, "the reactor was safe \(safe.time - paused) s after the pause")
         #expect(await lab.daemon.scheduler.runControl(run)?.lifecycle.state.name == "paused(instrument_lost)")
         // A cancel of a paused run aborts it, as it does a running one.
         _ = try await lab.daemon.scheduler.apply(.cancel, to: run, by: "tester")
@@ -220,7 +221,14 @@ import Testing
             lab.reactor.plugIn()
             lab.pump.plugIn()
             terminals.formUnion(DeviceDescriptors.index(of: lab.pump.path).map { [$0] } ?? [])
-            try await waitFor { try await lab.daemon.database.alerts().allSatisfy(\.isCleared) }
+            do {
+                try await waitFor { try await lab.daemon.database.alerts().allSatisfy(\.isCleared) }
+            } catch {
+                // Say what was still lost, and whether the devices were there to be found.
+                let open = try await lab.daemon.database.alerts().filter { !$0.isCleared }.map { "\($0.subject): \($0.message)" }
+                Issue.record("cycle \(cycle): still lost \(open); pump at \(lab.pump.path) exists: \(FileManager.default.fileExists(atPath: lab.pump.path))")
+                throw error
+            }
             if cycle == 1 {
                 #expect(await lab.daemon.scheduler.runControl(run)?.lifecycle.state.name == "paused(instrument_lost)")
                 afterFirst = (DeviceDescriptors.sockets(port: lab.reactor.port), DeviceDescriptors.terminals(terminals))
