@@ -118,8 +118,10 @@ public final class ModbusServer: Sendable {
     deinit { stop() }
 
     /// A listening socket on 127.0.0.1; port 0 picks a free one. SO_REUSEADDR so that plugging in
-    /// again can take the same port while the closed connections linger in TIME_WAIT.
-    private static func listen(port: Int) throws(LabError) -> Int32 {
+    /// again can take the same port while the closed connections linger in TIME_WAIT. Not listening,
+    /// the socket only holds the port: a connect is refused, and no other server (another test's
+    /// simulator asking for any free port) can take it while the device is unplugged.
+    private static func listen(port: Int, listening: Bool = true) throws(LabError) -> Int32 {
         let fd = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw LabError(.transport, "cannot listen: \(String(cString: strerror(errno)))") }
         var one: Int32 = 1
@@ -131,7 +133,7 @@ public final class ModbusServer: Sendable {
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        guard bound == 0, Glibc.listen(fd, 8) == 0 else {
+        guard bound == 0, !listening || Glibc.listen(fd, 8) == 0 else {
             let reason = String(cString: strerror(errno))
             Glibc.close(fd)
             throw LabError(.transport, "cannot listen on 127.0.0.1:\(port): \(reason)")
@@ -143,6 +145,7 @@ public final class ModbusServer: Sendable {
         let ctx = OpaquePointer(bitPattern: contextAddress)!
         let mapping = UnsafeMutablePointer<modbus_mapping_t>(bitPattern: mappingAddress)!
         var listenFD = listening
+        var placeholder: Int32 = -1
         var clients: [Int32] = []
         var query = [UInt8](repeating: 0, count: Int(MODBUS_TCP_MAX_ADU_LENGTH))
         while !stopping.load(ordering: .acquiring) {
@@ -152,12 +155,15 @@ public final class ModbusServer: Sendable {
             guard poll(&fds, nfds_t(fds.count), 20) > 0 else { continue }
             if fds[0].revents != 0, let plugged = control.take() {
                 if plugged, listenFD < 0 {
+                    if placeholder >= 0 { Glibc.close(placeholder) }
+                    placeholder = -1
                     listenFD = (try? Self.listen(port: port)) ?? -1
                 } else if !plugged {
                     clients.forEach { Glibc.close($0) }
                     clients = []
                     if listenFD >= 0 { Glibc.close(listenFD) }
                     listenFD = -1
+                    placeholder = (try? Self.listen(port: port, listening: false)) ?? -1
                 }
                 control.done()
                 continue
@@ -185,6 +191,7 @@ public final class ModbusServer: Sendable {
         if control.take() != nil { control.done() }
         clients.forEach { Glibc.close($0) }
         if listenFD >= 0 { Glibc.close(listenFD) }
+        if placeholder >= 0 { Glibc.close(placeholder) }
         modbus_set_socket(ctx, -1)
         modbus_mapping_free(mapping)
         modbus_free(ctx)
