@@ -78,12 +78,18 @@ public struct Planner: Sendable, Codable {
         self.seed = seed
     }
 
+    /// The largest size of a result the model takes. Beyond it the squares that standardising the
+    /// results sums overflow, and the model, and every later proposal, would be lost.
+    public static let largestResult = 1e100
+
     /// Records a result at a point given in the space's values; the point stops being pending.
-    /// Non-finite numbers in the outcome count as a failed run.
+    /// Numbers in the outcome that are not finite, or beyond ±`largestResult`, count as a failed run.
     public mutating func observe(_ values: [String: Double], outcome: Outcome?) {
         let x = space.encode(values)
         if let index = pending.firstIndex(where: { Self.distance($0, x) < 1e-9 }) { pending.remove(at: index) }
-        let valid = outcome.flatMap { o in (o.objectives + o.constraintSlacks).allSatisfy(\.isFinite) && !o.objectives.isEmpty ? o : nil }
+        let valid = outcome.flatMap { o in
+            (o.objectives + o.constraintSlacks).allSatisfy { abs($0) <= Self.largestResult } && !o.objectives.isEmpty ? o : nil
+        }
         observations.append(Observation(x: x, outcome: valid))
     }
 
