@@ -83,12 +83,14 @@ public struct Planner: Sendable, Codable {
     public static let largestResult = 1e100
 
     /// Records a result at a point given in the space's values; the point stops being pending.
-    /// Numbers in the outcome that are not finite, or beyond ±`largestResult`, count as a failed run.
+    /// Numbers in the outcome that are not finite, or beyond ±`largestResult` (a noise variance:
+    /// below zero or beyond its square), count as a failed run.
     public mutating func observe(_ values: [String: Double], outcome: Outcome?) {
         let x = space.encode(values)
         if let index = pending.firstIndex(where: { Self.distance($0, x) < 1e-9 }) { pending.remove(at: index) }
         let valid = outcome.flatMap { o in
-            (o.objectives + o.constraintSlacks).allSatisfy { abs($0) <= Self.largestResult } && !o.objectives.isEmpty ? o : nil
+            (o.objectives + o.constraintSlacks).allSatisfy { abs($0) <= Self.largestResult } && !o.objectives.isEmpty
+                && (0...Self.largestResult * Self.largestResult).contains(o.noiseVariance ?? 0) ? o : nil
         }
         observations.append(Observation(x: x, outcome: valid))
     }

@@ -97,6 +97,16 @@ import Testing
         #expect(try planner.propose(1).count == 1)
     }
 
+    @Test func aNoiseVarianceThatIsNotFiniteOrNegativeCountsAsAFailedRunInACampaign() throws {
+        var planner = Planner(space: PlannerSpace([.real(name: "a", lower: 0, upper: 1, logScale: false)]),
+                              options: { var o = Planner.Options(); o.initialPoints = 2; o.noise = .known; return o }(), seed: 3)
+        for (a, noise) in [(0.1, 0.01), (0.3, Double.infinity), (0.5, Double.nan), (0.7, -1), (0.9, 0.02)] {
+            planner.observe(["a": a], outcome: Outcome(objectives: [a], noiseVariance: noise))
+        }
+        #expect(planner.observations.map { $0.outcome == nil } == [false, true, true, true, false])
+        #expect(try planner.propose(1).count == 1)
+    }
+
     @Test func aBudgetOutOfRangeOrBelowTheInitialDesignIsRefused() throws {
         var session = try Self.session()
         try Self.expectRefusal(#"{"op":"init","bounds":[[0,1]],"budget":-1}"#, saying: ["budget must be a whole number from 1 to 100000", "got -1"], in: &session)
