@@ -138,11 +138,13 @@ public struct Planner: Sendable, Codable {
             return (feasibleRandomPoints(1, using: &rng).first ?? initialPoint(started), "random (fewer than two successful runs)")
         }
         let objectives = successes[0].outcome!.objectives.count
-        // Each objective transformed over all results; a known noise follows the first one's slope.
+        // Each objective transformed over all results; a known noise follows the first one's slope
+        // (held finite: a steep slope, as the log's near zero, must not overflow it).
         let columns = try (0..<objectives).map { i in try options.outputTransform.apply(successes.map { $0.outcome!.objectives[i] }) }
         let scalar = Self.scalarisation(successes.indices.map { r in columns.map { $0.values[r] } }, using: &rng)
         var training = successes.indices.map { r in
-            (x: successes[r].x, y: scalar[r], noise: successes[r].outcome!.noiseVariance.map { $0 * pow(columns[0].slopes[r], 2) })
+            (x: successes[r].x, y: scalar[r],
+             noise: successes[r].outcome!.noiseVariance.map { min($0 * pow(columns[0].slopes[r], 2), Self.largestResult * Self.largestResult) })
         }
         var probabilities: [ProbabilityModel] = []
         let failed = observations.filter { $0.outcome == nil }

@@ -8,6 +8,7 @@ public struct PlannerSession {
     let defaults: Planner.Options
     var planner: Planner?
     var bounds: [[Double]] = []
+    var options = Planner.Options()
     var minimize = true
     /// Set once `done` arrives.
     public private(set) var finished = false
@@ -66,7 +67,7 @@ public struct PlannerSession {
             minimize = try request.boolean("minimize", default: true)
             let dimensions = bounds.enumerated().map { PlannerSpace.Parameter.real(name: "x\($0.offset)", lower: $0.element[0], upper: $0.element[1], logScale: false) }
             planner = Planner(space: PlannerSpace(dimensions), options: options, seed: UInt64(seed))
-            self.bounds = bounds
+            (self.bounds, self.options) = (bounds, options)
             return ["ok": true]
         case "ask":
             guard var planner else { throw PlannerRequest.error("send init first") }
@@ -85,6 +86,11 @@ public struct PlannerSession {
             guard request.has("y") else { throw PlannerRequest.error("tell needs y: a number, or null for a failed experiment") }
             let y = try request.number("y", largest: Planner.largestResult, null: "for a failed experiment")
             let largestNoise = Planner.largestResult * Planner.largestResult
+            // Their logarithms, and the slopes that carry a known noise across, stay finite.
+            if let y, options.outputTransform == .log, !(1 / Planner.largestResult...Planner.largestResult).contains(y) {
+                throw PlannerRequest.error("y is \(y), and transform log takes results from \(1 / Planner.largestResult) to \(Planner.largestResult): "
+                                           + "send a result above zero, or init with transform power, which takes any values")
+            }
             let noise = try request.number("noise", largest: .greatestFiniteMagnitude)
             if let noise, !(0...largestNoise).contains(noise) {
                 throw PlannerRequest.error("noise is \(noise): send the variance of y, a number from 0 to \(largestNoise)")

@@ -107,6 +107,25 @@ import Testing
         #expect(try planner.propose(1).count == 1)
     }
 
+    @Test func aResultTheLogTransformCannotTakeIsRefused() throws {
+        var session = PlannerSession()
+        #expect(try Self.reply(&session, #"{"op":"init","bounds":[[-5,10],[0,15]],"n_init":2,"transform":"log"}"#)["ok"] as? Bool == true)
+        for (x, y) in [([1.0, 2.0], 30.5), ([7.5, 12.0], 80.25)] {
+            #expect(try Self.reply(&session, #"{"op":"tell","x":\#(x),"y":\#(y)}"#)["ok"] as? Bool == true)
+        }
+        try Self.expectRefusal(#"{"op":"tell","x":[1,1],"y":0}"#, saying: ["y is 0.0, and transform log takes results from 1e-100", "transform power"], in: &session)
+        try Self.expectRefusal(#"{"op":"tell","x":[1,1],"y":-2}"#, saying: ["transform log"], in: &session)
+        try Self.expectRefusal(#"{"op":"tell","x":[1,1],"y":1e-300}"#, saying: ["transform log"], in: &session)
+    }
+
+    @Test func aKnownNoiseOnTheLogOfATinyResultLeavesTheSessionUsable() throws {
+        var session = PlannerSession()
+        #expect(try Self.reply(&session, #"{"op":"init","bounds":[[-5,10],[0,15]],"n_init":2,"transform":"log","noise":"known"}"#)["ok"] as? Bool == true)
+        #expect(try Self.reply(&session, #"{"op":"tell","x":[1,2],"y":1e-100,"noise":1e200}"#)["ok"] as? Bool == true)
+        #expect(try Self.reply(&session, #"{"op":"tell","x":[4,9],"y":5,"noise":0.1}"#)["ok"] as? Bool == true)
+        try Self.expectRefusal("", saying: ["empty line"], in: &session)
+    }
+
     @Test func aBudgetOutOfRangeOrBelowTheInitialDesignIsRefused() throws {
         var session = try Self.session()
         try Self.expectRefusal(#"{"op":"init","bounds":[[0,1]],"budget":-1}"#, saying: ["budget must be a whole number from 1 to 100000", "got -1"], in: &session)
