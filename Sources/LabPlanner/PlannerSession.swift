@@ -72,6 +72,11 @@ public struct PlannerSession {
         case "ask":
             guard var planner else { throw PlannerRequest.error("send init first") }
             let count = try request.integer("n", in: 1...Limits.batch)
+            // Every pending point joins the model at each ask: a client that never tells must not grow it without end.
+            guard planner.pending.count + (count ?? 1) <= Limits.batch else {
+                throw PlannerRequest.error("\(planner.pending.count) points are pending (asked for, not told) and at most \(Limits.batch) may be: "
+                                           + "tell their results first (y null for a run that failed or was not done)")
+            }
             let proposals = try planner.propose(count ?? 1).map { vector($0.values) }
             self.planner = planner
             return count == nil ? ["x": proposals[0]] : ["xs": proposals]

@@ -126,6 +126,16 @@ import Testing
         try Self.expectRefusal("", saying: ["empty line"], in: &session)
     }
 
+    @Test func askingWithoutTellingStopsAtTheLimitOfPendingPoints() throws {
+        var session = PlannerSession()
+        #expect(try Self.reply(&session, #"{"op":"init","bounds":[[0,1]],"n_init":1001}"#)["ok"] as? Bool == true)
+        let xs = try #require(try Self.reply(&session, #"{"op":"ask","n":1000}"#)["xs"] as? [[Double]])
+        let refused = try #require(try Self.reply(&session, #"{"op":"ask"}"#)["error"] as? String)
+        #expect(refused.contains("1000 points are pending") && refused.contains("tell their results first"))
+        #expect(try Self.reply(&session, #"{"op":"tell","x":[\#(xs[0][0])],"y":null}"#)["ok"] as? Bool == true)
+        #expect(try Self.reply(&session, #"{"op":"ask"}"#)["x"] as? [Double] != nil)
+    }
+
     @Test func aBudgetOutOfRangeOrBelowTheInitialDesignIsRefused() throws {
         var session = try Self.session()
         try Self.expectRefusal(#"{"op":"init","bounds":[[0,1]],"budget":-1}"#, saying: ["budget must be a whole number from 1 to 100000", "got -1"], in: &session)
