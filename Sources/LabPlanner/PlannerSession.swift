@@ -90,13 +90,13 @@ public struct PlannerSession {
             }
             guard request.has("y") else { throw PlannerRequest.error("tell needs y: a number, or null for a failed experiment") }
             let y = try request.number("y", largest: Planner.largestResult, null: "for a failed experiment")
-            let largestNoise = Planner.largestResult * Planner.largestResult
-            // Their logarithms, and the slopes that carry a known noise across, stay finite.
+            // The log needs a result above zero, and not so near zero that its slope overflows.
             if let y, options.outputTransform == .log, !(1 / Planner.largestResult...Planner.largestResult).contains(y) {
                 throw PlannerRequest.error("y is \(y), and transform log takes results from \(1 / Planner.largestResult) to \(Planner.largestResult): "
                                            + "send a result above zero, or init with transform power, which takes any values")
             }
             let noise = try request.number("noise", largest: .greatestFiniteMagnitude)
+            let largestNoise = Planner.largestResult * Planner.largestResult
             if let noise, !(0...largestNoise).contains(noise) {
                 throw PlannerRequest.error("noise is \(noise): send the variance of y, a number from 0 to \(largestNoise)")
             }
