@@ -9,10 +9,12 @@ struct PlannerRequest {
     private let fields: [String: Any]
 
     /// Limits checked before anything is allocated: each bounds the memory or the time one request
-    /// can cost (an initial design of n_init × dimensions numbers is drawn at every ask).
+    /// can cost.
     enum Limits {
         static let dimensions = 1_000
         static let initialPoints = 10_000
+        /// n_init × inputs: the numbers of the initial design, drawn again at each ask.
+        static let designNumbers = 1_000_000
         static let batch = 1_000
         /// As a campaign file's budget (CampaignSpec.maximumRuns).
         static let budget = 100_000

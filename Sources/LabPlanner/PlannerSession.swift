@@ -54,6 +54,10 @@ public struct PlannerSession {
             let budget = try request.integer("budget", in: 1...Limits.budget)
             var options = defaults
             options.initialPoints = try request.integer("n_init", in: 1...Limits.initialPoints, default: 5)!
+            guard options.initialPoints * bounds.count <= Limits.designNumbers else {
+                throw PlannerRequest.error("n_init × inputs is at most \(Limits.designNumbers) (the initial design is drawn at each ask): "
+                                           + "with \(bounds.count) inputs, send n_init at most \(Limits.designNumbers / bounds.count)")
+            }
             if let budget, options.initialPoints > budget {
                 throw PlannerRequest.error("n_init (\(options.initialPoints)) is more than the budget (\(budget)): send n_init at most \(budget)")
             }

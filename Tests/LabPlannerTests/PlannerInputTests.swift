@@ -75,6 +75,18 @@ import Testing
         try Self.expectRefusal(#"{"op":"ask","n":0}"#, saying: ["n must be"], in: &session)
         let tooWide = "[" + Array(repeating: "[0,1]", count: 1_001).joined(separator: ",") + "]"
         try Self.expectRefusal(#"{"op":"init","bounds":\#(tooWide)}"#, saying: ["at most 1000"], in: &session)
+        let wide = "[" + Array(repeating: "[0,1]", count: 1_000).joined(separator: ",") + "]"
+        try Self.expectRefusal(#"{"op":"init","bounds":\#(wide),"n_init":10000}"#,
+                               saying: ["n_init × inputs is at most 1000000", "with 1000 inputs, send n_init at most 1000"], in: &session)
+    }
+
+    /// Without the design drawn once per ask, this batch draws 10⁹ numbers: minutes, not a second.
+    @Test(.timeLimit(.minutes(1))) func aBatchFromTheLargestInitialDesignDrawsItOnce() throws {
+        var session = PlannerSession()
+        let bounds = "[" + Array(repeating: "[0,1]", count: 100).joined(separator: ",") + "]"
+        #expect(try Self.reply(&session, #"{"op":"init","bounds":\#(bounds),"n_init":10000}"#)["ok"] as? Bool == true)
+        let xs = try #require(try Self.reply(&session, #"{"op":"ask","n":1000}"#)["xs"] as? [[Double]])
+        #expect(Set(xs).count == 1000)
     }
 
     @Test func aYTooLargeToModelIsRefusedAndTheNextAskStillWorks() throws {
