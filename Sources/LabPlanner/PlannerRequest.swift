@@ -42,7 +42,8 @@ struct PlannerRequest {
         guard let fields = object as? [String: Any] else { throw Self.error(#"a request is a JSON object, such as {"op":"ask"}"#) }
         let ops = Self.fieldsByOp.map(\.key)
         guard let op = fields["op"] as? String, let known = Self.fieldsByOp.first(where: { $0.key == op })?.value else {
-            throw Self.error("unknown op \(Self.show(fields["op"])); use \(ops.dropLast().joined(separator: ", ")) or \(ops.last!)")
+            let what = fields["op"].map { "unknown op \(Self.show($0))" } ?? "a request needs an op"
+            throw Self.error("\(what); use \(ops.dropLast().joined(separator: ", ")) or \(ops.last!)")
         }
         if let unknown = fields.keys.sorted().first(where: { $0 != "op" && !known.contains($0) }) {
             throw Self.error("\(op) has no field '\(unknown)'" + (known.isEmpty ? "" : "; its fields are \(known.joined(separator: ", "))"))
@@ -127,8 +128,7 @@ struct PlannerRequest {
     }
 
     /// A value as JSON, for error messages.
-    static func show(_ value: Any?) -> String {
-        guard let value else { return "nothing" }
+    static func show(_ value: Any) -> String {
         if let token = value as? String, token.hasPrefix(nonFiniteMark) { return String(token.dropFirst()) }
         if isBoolean(value) { return (value as? Bool) == true ? "true" : "false" }
         guard let data = try? JSONSerialization.data(withJSONObject: value, options: [.fragmentsAllowed, .sortedKeys]) else { return "\(value)" }
@@ -142,10 +142,10 @@ struct PlannerRequest {
 
     static func parse(_ line: String) throws -> Any {
         do {
-            return try JSONSerialization.jsonObject(with: Data(line.utf8))
+            return try JSONSerialization.jsonObject(with: Data(line.utf8), options: .fragmentsAllowed)
         } catch {
             let marked = markNonFinite(line)
-            guard marked != line, let object = try? JSONSerialization.jsonObject(with: Data(marked.utf8)) else { throw error }
+            guard marked != line, let object = try? JSONSerialization.jsonObject(with: Data(marked.utf8), options: .fragmentsAllowed) else { throw error }
             return object
         }
     }

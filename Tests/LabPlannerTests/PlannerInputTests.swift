@@ -196,5 +196,7 @@ import Testing
         try Self.expectRefusal(#"{"op":"init","bounds":[[-1e308,1e308]]}"#, saying: ["bounds[0]"], in: &session)
         try Self.expectRefusal(#"{"op":"fly"}"#, saying: [#"unknown op "fly""#, "init, ask, tell or done"], in: &session)
         try Self.expectRefusal("[1,2]", saying: ["a request is a JSON object"], in: &session)
+        try Self.expectRefusal("null", saying: ["a request is a JSON object"], in: &session)
+        try Self.expectRefusal(#"{"n":2}"#, saying: ["a request needs an op; use init, ask, tell or done"], in: &session)
     }
 }
