@@ -78,12 +78,20 @@ public struct Planner: Sendable, Codable {
         self.seed = seed
     }
 
+    /// The largest size of a result the model takes. Beyond it the squares that standardising the
+    /// results sums overflow, and the model, and every later proposal, would be lost.
+    public static let largestResult = 1e100
+
     /// Records a result at a point given in the space's values; the point stops being pending.
-    /// Non-finite numbers in the outcome count as a failed run.
+    /// Numbers in the outcome that are not finite, or beyond ±`largestResult` (a noise variance:
+    /// below zero or beyond its square), count as a failed run.
     public mutating func observe(_ values: [String: Double], outcome: Outcome?) {
         let x = space.encode(values)
         if let index = pending.firstIndex(where: { Self.distance($0, x) < 1e-9 }) { pending.remove(at: index) }
-        let valid = outcome.flatMap { o in (o.objectives + o.constraintSlacks).allSatisfy(\.isFinite) && !o.objectives.isEmpty ? o : nil }
+        let valid = outcome.flatMap { o in
+            (o.objectives + o.constraintSlacks).allSatisfy { abs($0) <= Self.largestResult } && !o.objectives.isEmpty
+                && (0...Self.largestResult * Self.largestResult).contains(o.noiseVariance ?? 0) ? o : nil
+        }
         observations.append(Observation(x: x, outcome: valid))
     }
 
@@ -97,8 +105,10 @@ public struct Planner: Sendable, Codable {
     /// one call, or not yet observed from earlier calls, are kept apart.
     public mutating func propose(_ count: Int = 1) throws -> [(values: [String: Double], chosenBy: String)] {
         var result: [(values: [String: Double], chosenBy: String)] = []
+        // The initial design is drawn once per call, not once per point of a batch.
+        var design: [[Double]]?
         for _ in 0..<count {
-            let (x, chosenBy) = try proposeOne()
+            let (x, chosenBy) = try proposeOne(design: &design)
             pending.append(x)
             proposals += 1
             result.append((space.decode(x), chosenBy))
@@ -119,22 +129,26 @@ public struct Planner: Sendable, Codable {
 
     private var random: SplitMix64 { SplitMix64(seed: seed, stream: UInt64(proposals + 1)) }
 
-    private mutating func proposeOne() throws -> ([Double], String) {
+    private mutating func proposeOne(design: inout [[Double]]?) throws -> ([Double], String) {
         let started = observations.count + pending.count
         if started < options.initialPoints {
-            return (initialPoint(started), "initial design (\(options.initialDesign.label))")
+            if design == nil { design = initialDesign(options.initialPoints) }
+            return (initialPoint(started, of: design!), "initial design (\(options.initialDesign.label))")
         }
         var rng = random
         let successes = observations.filter { $0.outcome != nil }
         guard successes.count >= 2 else {
-            return (feasibleRandomPoints(1, using: &rng).first ?? initialPoint(started), "random (fewer than two successful runs)")
+            return (feasibleRandomPoints(1, using: &rng).first ?? initialPoint(started, of: initialDesign(started + 1)),
+                    "random (fewer than two successful runs)")
         }
         let objectives = successes[0].outcome!.objectives.count
-        // Each objective transformed over all results; a known noise follows the first one's slope.
+        // Each objective transformed over all results; a known noise follows the first one's slope
+        // (held finite: a steep slope, as the log's near zero, must not overflow it).
         let columns = try (0..<objectives).map { i in try options.outputTransform.apply(successes.map { $0.outcome!.objectives[i] }) }
         let scalar = Self.scalarisation(successes.indices.map { r in columns.map { $0.values[r] } }, using: &rng)
         var training = successes.indices.map { r in
-            (x: successes[r].x, y: scalar[r], noise: successes[r].outcome!.noiseVariance.map { $0 * pow(columns[0].slopes[r], 2) })
+            (x: successes[r].x, y: scalar[r],
+             noise: successes[r].outcome!.noiseVariance.map { min($0 * pow(columns[0].slopes[r], 2), Self.largestResult * Self.largestResult) })
         }
         var probabilities: [ProbabilityModel] = []
         let failed = observations.filter { $0.outcome == nil }
@@ -236,10 +250,10 @@ public struct Planner: Sendable, Codable {
         return Array(ranked.prefix(size / 2)) + (0..<(size - size / 2)).map { rest[rest.startIndex + Int(Double($0) * stride)] }
     }
 
-    private func initialPoint(_ index: Int) -> [Double] {
+    /// The first `n` points of the initial design, the same for the same seed.
+    private func initialDesign(_ n: Int) -> [[Double]] {
         var rng = SplitMix64(seed: seed)
-        let n = max(options.initialPoints, index + 1)
-        let design: [[Double]] = switch options.initialDesign {
+        return switch options.initialDesign {
         case .sobol where space.width <= Sobol.maximumDimensions:
             { var sobol = Sobol(dimensions: space.width, scramble: &rng); return sobol.points(n) }()
         case .latinHypercube:
@@ -247,6 +261,9 @@ public struct Planner: Sendable, Codable {
         default:
             (0..<n).map { _ in (0..<space.width).map { _ in Double.random(in: 0..<1, using: &rng) } }
         }
+    }
+
+    private func initialPoint(_ index: Int, of design: [[Double]]) -> [Double] {
         var x = space.snap(design[index])
         if !space.isFeasible(unit: x) { x = space.projectOntoConstraints(x).map(space.snap) ?? x }
         if space.isFeasible(unit: x) { return x }

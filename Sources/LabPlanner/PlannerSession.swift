@@ -1,89 +1,122 @@
 import Foundation
-public import LabCore
+import LabCore
 
 /// The planner behind a JSON-lines conversation (docs/planner.md): `init` makes it, `ask`
 /// proposes, `tell` records a result, `done` ends. One request per line, one reply per request.
 public struct PlannerSession {
-    struct Failure: Error {
-        let message: String
-        init(_ message: String) { self.message = message }
-    }
-
     /// Options for every `init`; its noise and transform fields can override them.
     let defaults: Planner.Options
     var planner: Planner?
+    var bounds: [[Double]] = []
+    var options = Planner.Options()
     var minimize = true
     /// Set once `done` arrives.
     public private(set) var finished = false
 
     public init(defaults: Planner.Options = Planner.Options()) { self.defaults = defaults }
 
-    /// The reply line to one request line; nil for a blank line and for `done`.
+    /// The reply line to one request line (a blank one included, so that a client never waits
+    /// for nothing); nil for `done` and after it.
     public mutating func reply(to line: String) -> String? {
-        guard !line.allSatisfy(\.isWhitespace), !finished else { return nil }
+        guard !finished else { return nil }
         let reply: [String: Any]
         do {
-            guard let request = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
-                throw Failure("a request is a JSON object")
-            }
-            if request["op"] as? String == "done" {
+            let request = try PlannerRequest(line: line)
+            if request.op == "done" {
                 finished = true
                 return nil
             }
             reply = try handle(request)
-        } catch let failure as Failure {
-            reply = ["error": failure.message]
         } catch let error as LabError {
             reply = ["error": error.message]
         } catch {
-            reply = ["error": "not JSON: \(error.localizedDescription)"]
+            reply = ["error": "\(error)"]
         }
         let data = (try? JSONSerialization.data(withJSONObject: reply, options: [.sortedKeys])) ?? Data("{}".utf8)
         return String(decoding: data, as: UTF8.self)
     }
 
-    private mutating func handle(_ request: [String: Any]) throws -> [String: Any] {
-        switch request["op"] as? String {
+    private mutating func handle(_ request: PlannerRequest) throws -> [String: Any] {
+        typealias Limits = PlannerRequest.Limits
+        switch request.op {
         case "init":
-            guard let bounds = request["bounds"] as? [[Double]], !bounds.isEmpty,
-                  bounds.allSatisfy({ $0.count == 2 && $0[0].isFinite && $0[1].isFinite && $0[0] < $0[1] }) else {
-                throw Failure("init needs bounds: [[low, high], ...] with low < high")
+            guard let bounds = try request.numberLists("bounds"), (1...Limits.dimensions).contains(bounds.count) else {
+                throw PlannerRequest.error("init needs bounds: [[low, high], ...], one pair per input, at most \(Limits.dimensions)")
             }
-            if let dim = request["dim"] as? Int, dim != bounds.count { throw Failure("dim is \(dim) but there are \(bounds.count) bounds") }
-            let dimensions = bounds.enumerated().map { PlannerSpace.Parameter.real(name: "x\($0.offset)", lower: $0.element[0], upper: $0.element[1], logScale: false) }
+            for (i, pair) in bounds.enumerated() {
+                guard pair.count == 2, pair[0] < pair[1], (pair[1] - pair[0]).isFinite else {
+                    throw PlannerRequest.error("bounds[\(i)] must be a pair [low, high] with low < high; got \(pair)")
+                }
+            }
+            if let dim = try request.integer("dim", in: 1...Limits.dimensions), dim != bounds.count {
+                throw PlannerRequest.error("dim is \(dim) but there are \(bounds.count) bounds: send as many [low, high] pairs as inputs")
+            }
+            let budget = try request.integer("budget", in: 1...Limits.budget)
             var options = defaults
-            options.initialPoints = max(1, request["n_init"] as? Int ?? 5)
-            if let name = request["noise"] as? String {
-                guard let noise = Planner.Noise(jsonName: name) else { throw Failure("noise is inferred, noise-free or known") }
-                options.noise = noise
+            options.initialPoints = try request.integer("n_init", in: 1...Limits.initialPoints, default: 5)!
+            guard options.initialPoints * bounds.count <= Limits.designNumbers else {
+                throw PlannerRequest.error("n_init × inputs is at most \(Limits.designNumbers) (the initial design is drawn at each ask): "
+                                           + "with \(bounds.count) inputs, send n_init at most \(Limits.designNumbers / bounds.count)")
             }
-            if let name = request["transform"] as? String {
-                guard let transform = OutputTransform(rawValue: name) else { throw Failure("transform is none, log or power") }
-                options.outputTransform = transform
+            if let budget, options.initialPoints > budget {
+                throw PlannerRequest.error("n_init (\(options.initialPoints)) is more than the budget (\(budget)): send n_init at most \(budget)")
             }
-            minimize = request["minimize"] as? Bool ?? true
-            planner = Planner(space: PlannerSpace(dimensions), options: options, seed: UInt64(max(0, request["seed"] as? Int ?? 0)))
+            let seed = try request.integer("seed", in: 0...Int.max, default: 0)!
+            if let name = try request.string("noise", oneOf: ["inferred", "noise-free", "known"]) {
+                options.noise = Planner.Noise(jsonName: name)!
+            }
+            if let name = try request.string("transform", oneOf: OutputTransform.allCases.map(\.rawValue)) {
+                options.outputTransform = OutputTransform(rawValue: name)!
+            }
+            minimize = try request.boolean("minimize", default: true)
+            let dimensions = bounds.enumerated().map { PlannerSpace.Parameter.real(name: "x\($0.offset)", lower: $0.element[0], upper: $0.element[1], logScale: false) }
+            planner = Planner(space: PlannerSpace(dimensions), options: options, seed: UInt64(seed))
+            (self.bounds, self.options) = (bounds, options)
             return ["ok": true]
         case "ask":
-            guard var planner else { throw Failure("send init first") }
-            let count = request["n"] as? Int
-            let proposals = try planner.propose(max(1, count ?? 1)).map { vector($0.values) }
+            guard var planner else { throw PlannerRequest.error("send init first") }
+            let count = try request.integer("n", in: 1...Limits.batch)
+            // Every pending point joins the model at each ask: a client that never tells must not grow it without end.
+            guard planner.pending.count + (count ?? 1) <= Limits.batch else {
+                throw PlannerRequest.error("\(planner.pending.count) points are pending (asked for, not told) and at most \(Limits.batch) may be: "
+                                           + "tell their results first (y null for a run that failed or was not done)")
+            }
+            let proposals = try planner.propose(count ?? 1).map { vector($0.values) }
             self.planner = planner
             return count == nil ? ["x": proposals[0]] : ["xs": proposals]
         case "tell":
-            guard var planner else { throw Failure("send init first") }
-            guard let x = request["x"] as? [Double], x.count == planner.space.width, x.allSatisfy(\.isFinite) else {
-                throw Failure("tell needs x with \(planner.space.width) numbers")
+            guard var planner else { throw PlannerRequest.error("send init first") }
+            guard let x = try request.numbers("x"), x.count == bounds.count else {
+                throw PlannerRequest.error("tell needs x: a list of \(bounds.count) numbers, the point that was run")
             }
-            // y null (or absent) is a failed experiment.
-            let noise = request["noise"] as? Double
-            let y = (request["y"] as? Double).map { Outcome(objectives: [minimize ? -$0 : $0], noiseVariance: noise) }
-            planner.observe(Dictionary(uniqueKeysWithValues: x.enumerated().map { ("x\($0.offset)", $0.element) }), outcome: y)
+            for (i, value) in x.enumerated() where !Self.contains(bounds[i], value) {
+                throw PlannerRequest.error("x[\(i)] is \(value), outside its bounds [\(bounds[i][0]), \(bounds[i][1])]: tell the point that was run, within the bounds")
+            }
+            guard request.has("y") else { throw PlannerRequest.error("tell needs y: a number, or null for a failed experiment") }
+            let y = try request.number("y", largest: Planner.largestResult, null: "for a failed experiment")
+            // The log needs a result above zero, and not so near zero that its slope overflows.
+            if let y, options.outputTransform == .log, !(1 / Planner.largestResult...Planner.largestResult).contains(y) {
+                throw PlannerRequest.error("y is \(y), and transform log takes results from \(1 / Planner.largestResult) to \(Planner.largestResult): "
+                                           + "send a result above zero, or init with transform power, which takes any values")
+            }
+            let noise = try request.number("noise", largest: .greatestFiniteMagnitude)
+            let largestNoise = Planner.largestResult * Planner.largestResult
+            if let noise, !(0...largestNoise).contains(noise) {
+                throw PlannerRequest.error("noise is \(noise): send the variance of y, a number from 0 to \(largestNoise)")
+            }
+            let outcome = y.map { Outcome(objectives: [minimize ? -$0 : $0], noiseVariance: noise) }
+            planner.observe(Dictionary(uniqueKeysWithValues: x.enumerated().map { ("x\($0.offset)", $0.element) }), outcome: outcome)
             self.planner = planner
             return ["ok": true]
         default:
-            throw Failure("unknown op; use init, ask, tell or done")
+            throw PlannerRequest.error("unknown op \(request.op)")
         }
+    }
+
+    /// Within the bounds, give or take a rounding of the numbers on their way through the client.
+    private static func contains(_ bounds: [Double], _ value: Double) -> Bool {
+        let slack = 1e-9 * (bounds[1] - bounds[0])
+        return value >= bounds[0] - slack && value <= bounds[1] + slack
     }
 
     private func vector(_ values: [String: Double]) -> [Double] {

@@ -33,10 +33,8 @@ struct PlannerCommand: ParsableCommand {
         defaults.initialDesign = Planner.InitialDesign(jsonName: initialDesign)!
         defaults.outputTransform = OutputTransform(rawValue: transform)!
         var session = PlannerSession(defaults: defaults)
-        while let line = readLine(strippingNewline: true) {
-            guard let reply = session.reply(to: line) else {
-                if session.finished { break } else { continue }
-            }
+        // Every line gets a reply until `done`.
+        while let line = readLine(strippingNewline: true), let reply = session.reply(to: line) {
             Output.line(reply)
         }
     }

@@ -1,0 +1,172 @@
+import Foundation
+import LabCore
+
+/// One request line of the JSON-lines protocol (docs/planner.md), checked at one gate: every field
+/// is known, has its type and lies within its limits before the session acts on it, and every error
+/// names the field and says what to send instead.
+struct PlannerRequest {
+    let op: String
+    private let fields: [String: Any]
+
+    /// Limits checked before anything is allocated: each bounds the memory or the time one request
+    /// can cost.
+    enum Limits {
+        static let dimensions = 1_000
+        static let initialPoints = 10_000
+        /// n_init × inputs: the numbers of the initial design, drawn again at each ask.
+        static let designNumbers = 1_000_000
+        static let batch = 1_000
+        /// As a campaign file's budget (CampaignSpec.maximumRuns).
+        static let budget = 100_000
+    }
+
+    /// The fields each op takes.
+    static let fieldsByOp: KeyValuePairs<String, [String]> = [
+        "init": ["bounds", "dim", "budget", "n_init", "seed", "minimize", "noise", "transform"],
+        "ask": ["n"],
+        "tell": ["x", "y", "noise"],
+        "done": [],
+    ]
+
+    init(line: String) throws {
+        guard !line.allSatisfy(\.isWhitespace) else {
+            throw Self.error(#"empty line: send one JSON request per line, such as {"op":"ask"}"#)
+        }
+        let object: Any
+        do {
+            object = try Self.parse(line)
+        } catch {
+            let detail = ((error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String).map { " (\($0))" } ?? ""
+            throw Self.error(#"not JSON\#(detail): send one JSON object per line, such as {"op":"ask"}"#)
+        }
+        guard let fields = object as? [String: Any] else { throw Self.error(#"a request is a JSON object, such as {"op":"ask"}"#) }
+        let ops = Self.fieldsByOp.map(\.key)
+        guard let op = fields["op"] as? String, let known = Self.fieldsByOp.first(where: { $0.key == op })?.value else {
+            let what = fields["op"].map { "unknown op \(Self.show($0))" } ?? "a request needs an op"
+            throw Self.error("\(what); use \(ops.dropLast().joined(separator: ", ")) or \(ops.last!)")
+        }
+        if let unknown = fields.keys.sorted().first(where: { $0 != "op" && !known.contains($0) }) {
+            throw Self.error("\(op) has no field '\(unknown)'" + (known.isEmpty ? "" : "; its fields are \(known.joined(separator: ", "))"))
+        }
+        self.op = op
+        self.fields = fields
+    }
+
+    func has(_ name: String) -> Bool { fields[name] != nil }
+
+    /// A whole number within `range`, or `default` when the field is absent.
+    func integer(_ name: String, in range: ClosedRange<Int>, default value: Int? = nil) throws -> Int? {
+        guard let raw = fields[name] else { return value }
+        guard !Self.isBoolean(raw), let number = raw as? Int, range.contains(number) else {
+            throw Self.error("\(name) must be a whole number from \(range.lowerBound) to \(range.upperBound); got \(Self.show(raw))")
+        }
+        return number
+    }
+
+    func boolean(_ name: String, default value: Bool) throws -> Bool {
+        guard let raw = fields[name] else { return value }
+        guard Self.isBoolean(raw), let flag = raw as? Bool else { throw Self.error("\(name) must be true or false; got \(Self.show(raw))") }
+        return flag
+    }
+
+    func string(_ name: String, oneOf choices: [String]) throws -> String? {
+        guard let raw = fields[name] else { return nil }
+        guard let text = raw as? String, choices.contains(text) else {
+            throw Self.error("\(name) must be \(choices.dropLast().joined(separator: ", ")) or \(choices.last!); got \(Self.show(raw))")
+        }
+        return text
+    }
+
+    /// A finite number of size at most `largest`; nil when the field is absent, or null where
+    /// `null` says what null means.
+    func number(_ name: String, largest: Double, null: String? = nil) throws -> Double? {
+        guard let raw = fields[name], !(null != nil && raw is NSNull) else { return nil }
+        return try Self.number(raw, name: name, largest: largest, null: null)
+    }
+
+    /// A list of finite numbers of size at most `largest`.
+    func numbers(_ name: String, largest: Double = .greatestFiniteMagnitude) throws -> [Double]? {
+        guard let raw = fields[name] else { return nil }
+        guard let list = raw as? [Any] else { throw Self.error("\(name) must be a list of numbers; got \(Self.show(raw))") }
+        return try list.enumerated().map { try Self.number($0.element, name: "\(name)[\($0.offset)]", largest: largest) }
+    }
+
+    /// A list of lists of numbers (init's bounds).
+    func numberLists(_ name: String) throws -> [[Double]]? {
+        guard let raw = fields[name] else { return nil }
+        guard let list = raw as? [Any] else { throw Self.error("\(name) must be a list of [low, high] pairs; got \(Self.show(raw))") }
+        return try list.enumerated().map { row in
+            guard let pair = row.element as? [Any] else {
+                throw Self.error("\(name)[\(row.offset)] must be a [low, high] pair; got \(Self.show(row.element))")
+            }
+            return try pair.enumerated().map { try Self.number($0.element, name: "\(name)[\(row.offset)][\($0.offset)]", largest: .greatestFiniteMagnitude) }
+        }
+    }
+
+    static func number(_ raw: Any, name: String, largest: Double, null: String? = nil) throws -> Double {
+        let expected = "a number" + (null.map { ", or null \($0)" } ?? "")
+        if let token = raw as? String, token.hasPrefix(nonFiniteMark) {
+            throw error("\(name) must be finite: send \(expected); got \(token.dropFirst()), which is not a number in JSON")
+        }
+        guard !isBoolean(raw), let number = (raw as? NSNumber)?.doubleValue else {
+            let quoted = (raw as? String).flatMap(Double.init) != nil ? " (send it without quotes)" : ""
+            throw error("\(name) must be \(expected); got \(show(raw))\(quoted)")
+        }
+        guard abs(number) <= largest else {
+            throw error("\(name) is \(number), beyond ±\(largest): send it in larger units, or its logarithm")
+        }
+        return number
+    }
+
+    static func error(_ message: String) -> LabError { LabError(.protocolViolation, message) }
+
+    /// Foundation reads true and false as numbers that also convert to 1 and 0; its booleans
+    /// alone have the type code of a C char.
+    static func isBoolean(_ value: Any) -> Bool {
+        guard let number = value as? NSNumber else { return false }
+        return number.objCType.pointee == CChar(UInt8(ascii: "c"))
+    }
+
+    /// A value as JSON, for error messages.
+    static func show(_ value: Any) -> String {
+        if let token = value as? String, token.hasPrefix(nonFiniteMark) { return String(token.dropFirst()) }
+        if isBoolean(value) { return (value as? Bool) == true ? "true" : "false" }
+        guard let data = try? JSONSerialization.data(withJSONObject: value, options: [.fragmentsAllowed, .sortedKeys]) else { return "\(value)" }
+        let text = String(decoding: data, as: UTF8.self)
+        return text.count > 60 ? text.prefix(57) + "..." : text
+    }
+
+    /// Marks a bare NaN or Infinity (which Python's json module writes, and JSON does not allow),
+    /// turned into a string so that the field's check can say what it needs instead of "not JSON".
+    static let nonFiniteMark = "\u{1}"
+
+    static func parse(_ line: String) throws -> Any {
+        do {
+            return try JSONSerialization.jsonObject(with: Data(line.utf8), options: .fragmentsAllowed)
+        } catch {
+            let marked = markNonFinite(line)
+            guard marked != line, let object = try? JSONSerialization.jsonObject(with: Data(marked.utf8), options: .fragmentsAllowed) else { throw error }
+            return object
+        }
+    }
+
+    /// The line with each bare NaN, Infinity and -Infinity outside strings quoted and marked.
+    static func markNonFinite(_ line: String) -> String {
+        var result = "", inString = false, escaped = false
+        var rest = Substring(line)
+        while let c = rest.first {
+            if inString {
+                if escaped { escaped = false } else if c == "\\" { escaped = true } else if c == "\"" { inString = false }
+            } else if c == "\"" {
+                inString = true
+            } else if let token = ["-Infinity", "Infinity", "NaN"].first(where: { rest.hasPrefix($0) }) {
+                result += "\"\\u0001\(token)\""
+                rest = rest.dropFirst(token.count)
+                continue
+            }
+            result.append(c)
+            rest = rest.dropFirst()
+        }
+        return result
+    }
+}
