@@ -147,7 +147,14 @@ public final class ModbusServer: Sendable {
         var listenFD = listening
         var placeholder: Int32 = -1
         var clients: [Int32] = []
-        var query = [UInt8](repeating: 0, count: Int(MODBUS_TCP_MAX_ADU_LENGTH))
+        // Bytes received from each client and not yet a whole request.
+        var received: [Int32: [UInt8]] = [:]
+        var chunk = [UInt8](repeating: 0, count: Int(MODBUS_TCP_MAX_ADU_LENGTH))
+        func drop(_ fd: Int32) {
+            Glibc.close(fd)
+            clients.removeAll { $0 == fd }
+            received[fd] = nil
+        }
         while !stopping.load(ordering: .acquiring) {
             var fds = [pollfd(fd: control.wakeFD, events: Int16(POLLIN), revents: 0),
                        pollfd(fd: listenFD, events: Int16(POLLIN), revents: 0)]
@@ -161,6 +168,7 @@ public final class ModbusServer: Sendable {
                 } else if !plugged {
                     clients.forEach { Glibc.close($0) }
                     clients = []
+                    received = [:]
                     if listenFD >= 0 { Glibc.close(listenFD) }
                     listenFD = -1
                     placeholder = (try? Self.listen(port: port, listening: false)) ?? -1
@@ -175,17 +183,25 @@ public final class ModbusServer: Sendable {
                     clients.append(client)
                 }
             }
+            // Requests are framed here (MBAP: the length is in the header) rather than by
+            // modbus_receive, which waits with select() and aborts the process on a descriptor above
+            // 1023, as a test process with many devices has; libmodbus still answers them.
             for entry in fds.dropFirst(2) where entry.revents != 0 {
-                modbus_set_socket(ctx, entry.fd)
-                let length = query.withUnsafeMutableBufferPointer { modbus_receive(ctx, $0.baseAddress) }
-                if length > 0 {
-                    let request = Self.request(in: query, headerLength: Int(modbus_get_header_length(ctx)))
-                    handler(ModbusRegisterBank(mapping), request)
-                    _ = query.withUnsafeBufferPointer { modbus_reply(ctx, $0.baseAddress, length, mapping) }
-                } else if length == -1 {
-                    Glibc.close(entry.fd)
-                    clients.removeAll { $0 == entry.fd }
+                let n = chunk.withUnsafeMutableBytes { recv(entry.fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+                if n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR) { drop(entry.fd); continue }
+                guard n > 0 else { continue }
+                var bytes = received[entry.fd, default: []] + chunk[..<n]
+                while bytes.count >= 7 {
+                    let length = Int(bytes[4]) << 8 | Int(bytes[5])
+                    guard (2...254).contains(length) else { bytes = []; drop(entry.fd); break }
+                    guard bytes.count >= 6 + length else { break }
+                    let query = Array(bytes[..<(6 + length)])
+                    bytes.removeFirst(6 + length)
+                    handler(ModbusRegisterBank(mapping), Self.request(in: query, headerLength: 7))
+                    modbus_set_socket(ctx, entry.fd)
+                    _ = query.withUnsafeBufferPointer { modbus_reply(ctx, $0.baseAddress, Int32(query.count), mapping) }
                 }
+                if clients.contains(entry.fd) { received[entry.fd] = bytes }
             }
         }
         if control.take() != nil { control.done() }

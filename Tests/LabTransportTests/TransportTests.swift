@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import LabCore
 import LabTransport
 import Synchronization
@@ -17,6 +18,29 @@ import Testing
         #expect(try await client.readRegisters(.input, address: 1, count: 1) == [42])
         try await client.writeBit(address: 5, true)
         #expect(try await client.readBits(.coil, address: 0, count: 8) == [false, false, false, false, false, true, false, false])
+    }
+
+    @Test func aConnectionOnADescriptorAbove1023IsServed() async throws {
+        // A process with many devices open (a test run, a big lab) hands out descriptors past 1023,
+        // where select() — and libmodbus's receive with it — aborts the process.
+        let server = try ModbusServer(sizes: .init(holding: 4)) { _, _ in }
+        defer { server.stop() }
+        var limit = rlimit()
+        getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
+        try #require(limit.rlim_cur > 1100, "the descriptor limit is too low to test this")
+        let filler = open("/dev/null", O_RDONLY)
+        var held: [Int32] = []
+        // Fill every free descriptor below 1030, so that the next ones (the connection's) are above it.
+        while true {
+            let fd = dup(filler)
+            guard fd >= 0 else { break }
+            held.append(fd)
+            if fd >= 1030 { break }
+        }
+        defer { (held + [filler]).forEach { close($0) } }
+        let client = ModbusTCPClient(.init(host: "127.0.0.1", port: server.port))
+        try await client.writeRegisters(address: 0, values: [7])
+        #expect(try await client.readRegisters(.holding, address: 0, count: 1) == [7])
     }
 
     @Test func handsTheHandlerTheValuesAWriteCarriesBeforeReplying() async throws {
