@@ -137,7 +137,7 @@ struct ShowRun: ParsableCommand {
             lines.append(title)
             lines += items.map { "  " + $0 }
         }
-        section("parameters (chosen by \(r.chosenBy))", d.parameters.map(quantity))
+        section("parameters", d.parameters.map(quantity))
         section("outputs", d.outputs.map(quantity))
         section("instruments", d.instruments.map {
             "\($0.role): \($0.instrument) at \($0.address), driver \($0.driver) sha256 \($0.driverSHA256)"
