@@ -147,6 +147,10 @@ extension LabDatabase {
         }
     }
 
+    public func hasCampaign(_ id: Int64) throws -> Bool {
+        try pool.read { db in try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM campaign WHERE id = ?)", arguments: [id]) ?? false }
+    }
+
     /// Hands each reading of `run` to `body`, in the order they were stored, without holding them all.
     public func forEachReading(run: Int64, _ body: (StoredReading) throws -> Void) throws {
         try pool.read { db in

@@ -176,6 +176,9 @@ struct Export: ParsableCommand {
         do {
             let database = try data.openDatabase()
             var details: [RunRecord] = []
+            if let campaign, try !database.hasCampaign(campaign) {
+                throw LabError(.notFound, "no campaign \(campaign) in \(data.path) (serendip campaign list shows them)")
+            }
             let ids = try campaign.map { try database.runs(matching: RunFilter(campaign: $0)).map(\.id) } ?? runs
             // Every run is checked before anything is written: a typo leaves no half-written file.
             for id in ids {

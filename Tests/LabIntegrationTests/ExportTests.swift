@@ -14,7 +14,8 @@ import Testing
 struct StoredRuns: Sendable {
     let directory: String
     var database: String { directory + "/serendip.sqlite" }
-    let byHand: Int64, fromQueue: Int64, interrupted: Int64
+    /// `byHand` is the one run of `campaign`.
+    let byHand: Int64, fromQueue: Int64, interrupted: Int64, campaign: Int64
     let source: SourceText
 
     static let shared = Task { try await StoredRuns() }
@@ -33,7 +34,10 @@ struct StoredRuns: Sendable {
                                         recorder: database, logger: Logger(label: "test"))
         let parameters: [String: ExprValue] = ["temperature": .quantity(Quantity(Self.temperature, LabUnit.named("degC")!)),
                                                "residence": .quantity(Quantity(3, LabUnit.named("min")!))]
-        let first = try await executor.run(parameters: parameters, start: fixture.start(definition, parameters))
+        campaign = try database.createCampaign(name: "screen", spec: definition.source, objective: nil, direction: nil, seed: 1)
+        var inCampaign = fixture.start(definition, parameters)
+        inCampaign.campaignID = campaign
+        let first = try await executor.run(parameters: parameters, start: inCampaign)
         guard first.outcome == .completed else { throw LabError(.internalError, "first run: \(first.error ?? "")") }
         byHand = first.runID
 
@@ -102,9 +106,6 @@ struct StoredRuns: Sendable {
     @Test func csvExportReadByPythonEqualsTheStoredValuesAndUnitsExactly() async throws {
         let runs = try await StoredRuns.shared.value
         let out = runs.directory + "/export-\(UUID().uuidString).csv"
-        let result = try await Self.serendip(["export", "--campaign", "0", "--format", "csv", "--out", out, "--data", runs.directory])
-        // No campaign 0: nothing to export, but a header line.
-        #expect(result.status == 0, "\(result.output)")
         let (status, output) = try await Self.serendip(["export", "\(runs.byHand)", "\(runs.fromQueue)", "--format", "csv", "--out", out,
                                                         "--data", runs.directory])
         #expect(status == 0, "\(output)")
@@ -149,6 +150,24 @@ struct StoredRuns: Sendable {
         #expect(Self.same(back.filter { $0.step != -1 }, try Self.storedReadings(runs.database)))
     }
 
+    @Test func aCampaignsExportHasEachOfItsRunsAndNoOther() async throws {
+        let runs = try await StoredRuns.shared.value
+        let out = runs.directory + "/campaign-\(UUID().uuidString).csv"
+        let (status, output) = try await Self.serendip(["export", "--campaign", "\(runs.campaign)", "--format", "csv", "--out", out,
+                                                        "--data", runs.directory])
+        #expect(status == 0, "\(output)")
+        let python = try Self.python("""
+            import csv, json, sys
+            for r in csv.DictReader(open(sys.argv[1], newline='')):
+                print(json.dumps([int(r['run']), int(r['step']), r['series'], float(r['value']).hex(), r['unit'], r['wall_time'],
+                                  float(r['monotonic_time']).hex()]))
+            """, [out])
+        #expect(Self.same(try Self.readBack(python), try Self.storedReadings(runs.database).filter { $0.run == runs.byHand }))
+        let missing = try await Self.serendip(["export", "--campaign", "\(runs.campaign + 1)", "--format", "jsonl", "--data", runs.directory])
+        #expect(missing.status == 1)
+        #expect(missing.output.hasPrefix("no campaign \(runs.campaign + 1) in \(runs.directory)"))
+    }
+
     @Test func runsFiltersByCampaignProtocolStateOperatorProjectAndTime() async throws {
         let runs = try await StoredRuns.shared.value
         func listed(_ filter: [String]) async throws -> [Int64] {
@@ -164,7 +183,8 @@ struct StoredRuns: Sendable {
         #expect(try await listed(["--project", "catalysis"]) == [runs.fromQueue])
         #expect(try await listed(["--protocol", "reactor-yield"]) == all)
         #expect(try await listed(["--protocol", "titration"]) == [])
-        #expect(try await listed(["--campaign", "7"]) == [])
+        #expect(try await listed(["--campaign", "\(runs.campaign)"]) == [runs.byHand])
+        #expect(try await listed(["--campaign", "\(runs.campaign + 1)"]) == [])
         #expect(try await listed(["--since", "1d"]) == all)
         #expect(try await listed(["--since", "2999-01-01"]) == [])
         let text = try await Self.serendip(["runs", "--operator", "bob", "--data", runs.directory])
