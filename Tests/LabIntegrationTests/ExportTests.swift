@@ -258,6 +258,27 @@ struct StoredRuns: Sendable {
         #expect(try FileManager.default.contentsOfDirectory(atPath: copy) == ["serendip.sqlite"])
     }
 
+    @Test func anotherUserCanReadADataDirectoryTheyCannotWriteTo() async throws {
+        let runs = try await StoredRuns.shared.value
+        let copy = try ClientCommandTests.emptyDirectory()
+        try FileManager.default.copyItem(atPath: runs.database, toPath: copy + "/serendip.sqlite")
+        try FileManager.default.setAttributes([.posixPermissions: 0o444], ofItemAtPath: copy + "/serendip.sqlite")
+        try FileManager.default.setAttributes([.posixPermissions: 0o555], ofItemAtPath: copy)
+        defer { try? FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: copy) }
+        // As `nobody`: root writes through any mode, so only another user shows that nothing needs writing.
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+        process.arguments = ["--reuid=65534", "--regid=65534", "--clear-groups", Child.executable.path, "runs", "--data", copy]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "\(output)")
+        #expect(output.split(separator: "\n").count == 3, "\(output)")
+    }
+
     @Test func theCommandsSeeWhatARunningWriterHasCommitted() async throws {
         let runs = try await StoredRuns.shared.value
         let copy = try ClientCommandTests.emptyDirectory()
