@@ -145,7 +145,9 @@ struct ShowRun: ParsableCommand {
         section("series", d.series.map {
             "\($0.series) [\($0.unit)]: \($0.count) readings, min \(Export.number($0.min)), max \(Export.number($0.max)), mean \(Export.number($0.mean))"
         })
-        section("events", [d.events.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")].filter { !$0.isEmpty })
+        if !d.events.isEmpty {
+            section("events", [d.events.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")])
+        }
         return lines.joined(separator: "\n")
     }
 }
