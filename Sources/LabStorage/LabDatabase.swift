@@ -30,6 +30,30 @@ public final class LabDatabase: Sendable {
         }
     }
 
+    /// Opens an existing database to read, never to write: no migrations, no mode changes, no
+    /// checkpoints. A WAL reader, so it sees what a running daemon has committed and never blocks it.
+    public init(readingOnly path: String) throws {
+        self.path = path
+        var configuration = Configuration()
+        configuration.readonly = true
+        do {
+            guard FileManager.default.fileExists(atPath: path) else {
+                throw LabError(.storage, "no database at \(path) (no daemon has used this data directory yet)")
+            }
+            // A process with the database open (a daemon) always has its -wal beside it. Without
+            // one nothing is writing: read it as immutable, so that SQLite creates no -wal or -shm
+            // (a reader must leave no file behind, and a read-only directory must do).
+            let idle = !FileManager.default.fileExists(atPath: path + "-wal")
+            let uri = "file:" + (path.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed) ?? path)
+            pool = try DatabasePool(path: idle ? uri + "?immutable=1" : path, configuration: configuration)
+            writer = GroupCommit(pool: pool)
+        } catch let error as LabError {
+            throw error
+        } catch {
+            throw LabError(.storage, "cannot read database \(path)", cause: error)
+        }
+    }
+
     static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1: campaigns, runs, provenance, measurements, events") { db in

@@ -1,0 +1,167 @@
+public import Foundation
+public import GRDB
+
+/// A run with its provenance, as `serendip runs` lists it and `serendip show` begins with it.
+public struct StoredRun: Sendable, Hashable, Codable, FetchableRecord {
+    public var id: Int64
+    public var campaign: Int64?
+    public var protocolName: String
+    public var protocolPath: String
+    public var protocolSHA256: String
+    public var state: String
+    /// Who chose the parameters: a person, a sweep point, the planner.
+    public var chosenBy: String
+    public var proposal: String?
+    public var operatorName: String
+    /// The project of the queue entry the run came from (none for a campaign's runs).
+    public var project: String?
+    public var softwareVersion: String
+    public var startedAt: String
+    public var endedAt: String?
+    public var error: String?
+
+    enum CodingKeys: String, CodingKey {
+        case id = "run", campaign, protocolName = "protocol", protocolPath, protocolSHA256, state, chosenBy, proposal
+        case operatorName = "operator", project, softwareVersion, startedAt, endedAt, error
+    }
+
+    public init(row: Row) {
+        id = row["id"]; campaign = row["campaign_id"]; protocolName = row["protocol_name"]; protocolPath = row["protocol_path"]
+        protocolSHA256 = row["protocol_sha256"]; state = row["state"]; chosenBy = row["chosen_by"]; proposal = row["proposal_id"]
+        operatorName = row["operator"]; project = row["project"]; softwareVersion = row["software_version"]
+        startedAt = row["started_at"]; endedAt = row["ended_at"]; error = row["error"]
+    }
+
+    static let select = """
+        SELECT run.*, (SELECT project FROM queue_entry WHERE queue_entry.run_id = run.id LIMIT 1) AS project FROM run
+        """
+}
+
+/// Which runs to list; nil matches every run.
+public struct RunFilter: Sendable {
+    public var campaign: Int64?
+    public var protocolName: String?
+    public var state: String?
+    public var operatorName: String?
+    public var project: String?
+    /// Runs started at or after this instant.
+    public var since: Date?
+
+    public init(campaign: Int64? = nil, protocolName: String? = nil, state: String? = nil, operatorName: String? = nil,
+                project: String? = nil, since: Date? = nil) {
+        self.campaign = campaign; self.protocolName = protocolName; self.state = state
+        self.operatorName = operatorName; self.project = project; self.since = since
+    }
+}
+
+/// A parameter exactly as stored: a number with its unit symbol, or a choice's text.
+public struct StoredParameter: Sendable, Hashable, Codable {
+    public var name: String
+    public var value: Double?
+    public var text: String?
+    public var unit: String
+}
+
+public struct StoredInstrument: Sendable, Hashable, Codable {
+    public var role: String
+    public var instrument: String
+    public var driver: String
+    public var driverSHA256: String
+    public var address: String
+}
+
+/// One series' readings in a run, summarised.
+public struct SeriesSummary: Sendable, Hashable, Codable {
+    public var series: String
+    public var unit: String
+    public var count: Int
+    public var min: Double
+    public var max: Double
+    public var mean: Double
+}
+
+/// Everything `serendip show` prints about one run.
+public struct RunRecord: Sendable, Codable {
+    public var run: StoredRun
+    public var parameters: [StoredParameter]
+    public var outputs: [StoredParameter]
+    public var instruments: [StoredInstrument]
+    public var series: [SeriesSummary]
+    /// How many events of each kind (command, log, fault, ...).
+    public var events: [String: Int]
+}
+
+/// One stored reading, every column: the row of a tidy export.
+public struct StoredReading: Sendable, Hashable {
+    public var run: Int64
+    public var step: Int
+    public var instrument: String
+    public var role: String
+    public var channel: String
+    public var series: String
+    public var value: Double
+    public var unit: String
+    public var wallTime: String
+    public var monotonicTime: Double
+}
+
+extension LabDatabase {
+    public func runs(matching filter: RunFilter) throws -> [StoredRun] {
+        var conditions: [String] = []
+        var arguments: [any DatabaseValueConvertible] = []
+        func match(_ sql: String, _ value: (any DatabaseValueConvertible)?) {
+            guard let value else { return }
+            conditions.append(sql); arguments.append(value)
+        }
+        match("campaign_id = ?", filter.campaign)
+        match("protocol_name = ?", filter.protocolName)
+        match("state = ?", filter.state)
+        match("operator = ?", filter.operatorName)
+        match("project = ?", filter.project)
+        // Stored times are UTC ISO 8601 of one width, so text order is time order.
+        match("started_at >= ?", filter.since.map(Self.timestamp))
+        let sql = "SELECT * FROM (\(StoredRun.select)) " + (conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")) + " ORDER BY id"
+        return try pool.read { db in try StoredRun.fetchAll(db, sql: sql, arguments: StatementArguments(arguments)) }
+    }
+
+    /// The run and its provenance, or nil if there is no such run.
+    public func detail(run id: Int64) throws -> RunRecord? {
+        try pool.read { db in
+            guard let run = try StoredRun.fetchOne(db, sql: StoredRun.select + " WHERE run.id = ?", arguments: [id]) else { return nil }
+            let parameters = try Row.fetchAll(db, sql: "SELECT name, value, text_value, unit FROM run_parameter WHERE run_id = ? ORDER BY name",
+                                              arguments: [id])
+                .map { StoredParameter(name: $0["name"], value: $0["value"], text: $0["text_value"], unit: $0["unit"]) }
+            let outputs = try Row.fetchAll(db, sql: "SELECT name, value, unit FROM run_output WHERE run_id = ? ORDER BY name", arguments: [id])
+                .map { StoredParameter(name: $0["name"], value: $0["value"], text: nil, unit: $0["unit"]) }
+            let instruments = try Row.fetchAll(db, sql: "SELECT * FROM run_instrument WHERE run_id = ? ORDER BY role", arguments: [id])
+                .map { StoredInstrument(role: $0["role"], instrument: $0["instrument"], driver: $0["driver"],
+                                        driverSHA256: $0["driver_sha256"], address: $0["address"]) }
+            let series = try Row.fetchAll(db, sql: """
+                SELECT series, unit, COUNT(*) AS n, MIN(value) AS lo, MAX(value) AS hi, AVG(value) AS mean
+                FROM measurement WHERE run_id = ? GROUP BY series, unit ORDER BY MIN(id)
+                """, arguments: [id])
+                .map { SeriesSummary(series: $0["series"], unit: $0["unit"], count: $0["n"], min: $0["lo"], max: $0["hi"], mean: $0["mean"]) }
+            let events = try Row.fetchAll(db, sql: "SELECT kind, COUNT(*) AS n FROM run_event WHERE run_id = ? GROUP BY kind", arguments: [id])
+            return RunRecord(run: run, parameters: parameters, outputs: outputs, instruments: instruments, series: series,
+                             events: Dictionary(uniqueKeysWithValues: events.map { ($0["kind"], $0["n"]) }))
+        }
+    }
+
+    public func hasCampaign(_ id: Int64) throws -> Bool {
+        try pool.read { db in try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM campaign WHERE id = ?)", arguments: [id]) ?? false }
+    }
+
+    /// Hands each reading of `run` to `body`, in the order they were stored, without holding them all.
+    public func forEachReading(run: Int64, _ body: (StoredReading) throws -> Void) throws {
+        try pool.read { db in
+            let rows = try Row.fetchCursor(db, sql: """
+                SELECT step_index, instrument, role, channel, series, value, unit, wall_time, monotonic_time
+                FROM measurement WHERE run_id = ? ORDER BY id
+                """, arguments: [run])
+            while let row = try rows.next() {
+                try body(StoredReading(run: run, step: row[0], instrument: row[1], role: row[2], channel: row[3], series: row[4],
+                                       value: row[5], unit: row[6], wallTime: row[7], monotonicTime: row[8]))
+            }
+        }
+    }
+}
