@@ -83,7 +83,7 @@ public actor ModbusTCPClient {
 
     /// Opens the connection if it is not open (or was closed by the device): a probe that sends nothing.
     public func connect() throws(LabError) {
-        dropIfClosedByPeer()
+        try refuseIfClosedByPeer("connect")
         do throws(Failure) { _ = try connectedSocket() } catch {
             throw LabError(.instrumentLost, "\(endpoint): \(error.message)")
         }
@@ -115,8 +115,8 @@ public actor ModbusTCPClient {
     /// never repeated, because the device may already have applied it.
     private func perform(_ what: String, _ pdu: [UInt8], retries: Int?, fits: ([UInt8]) -> Bool) throws(LabError) -> [UInt8] {
         var connectFailures = 0, repeats = 0
+        try refuseIfClosedByPeer(what)
         while true {
-            dropIfClosedByPeer()
             do {
                 return try exchange(connectedSocket(), pdu, fits: fits)
             } catch {
@@ -157,16 +157,24 @@ public actor ModbusTCPClient {
     }
 
     /// A connection the device closed while idle (it restarted, or was unplugged and is back) is
-    /// dropped before a request is sent on it, so that the request goes out on a fresh one.
-    private func dropIfClosedByPeer() {
+    /// dropped, and reported as a loss before anything is sent: a device that restarted may have lost
+    /// its setpoints, and a run that went on unaware would be wrong about the lab. The next request
+    /// goes out on a fresh connection.
+    private func refuseIfClosedByPeer(_ what: String) throws(LabError) {
         guard socket >= 0 else { return }
         // 0x2000 is POLLRDHUP (the peer shut its side), which Swift's Glibc module does not export.
         var entry = pollfd(fd: socket, events: Int16(POLLIN | 0x2000), revents: 0)
         guard poll(&entry, 1, 0) > 0 else { return }
-        if entry.revents & Int16(POLLHUP | POLLERR | 0x2000) != 0 { disconnect(); return }
-        // Readable: a late reply (skipped later by its transaction id) or the end of the stream.
-        var byte: UInt8 = 0
-        if recv(socket, &byte, 1, Int32(MSG_PEEK)) == 0 { disconnect() }
+        var closed = entry.revents & Int16(POLLHUP | POLLERR | 0x2000) != 0
+        if !closed {
+            // Readable: a late reply (skipped later by its transaction id) or the end of the stream.
+            var byte: UInt8 = 0
+            closed = recv(socket, &byte, 1, Int32(MSG_PEEK)) == 0
+        }
+        guard closed else { return }
+        disconnect()
+        throw LabError(.instrumentLost, "\(endpoint): \(what): the device closed the connection since the last request "
+                       + "(did it restart? its state may have changed); nothing was sent")
     }
 
     private func exchange(_ fd: Int32, _ pdu: [UInt8], fits: ([UInt8]) -> Bool) throws(Failure) -> [UInt8] {

@@ -101,14 +101,19 @@ func isLoss(_ error: any Error) -> Bool { InstrumentHub.isLoss(error) }
         #expect(simulator.wireLog.entries(for: "stirrer").isEmpty)
     }
 
-    @Test func aWriteAfterTheDeviceWasAwayWhileIdleGoesOutOnAFreshConnection() async throws {
+    @Test func aDeviceThatWasAwayWhileIdleIsReportedLostBeforeAnythingIsSentAndThenUsedAgain() async throws {
         let simulator = try ModbusSimulator(spec: WatchdogDrivers.reactor(), model: InertModel())
         defer { simulator.stop() }
         let reactor = WatchdogDrivers.connect(simulator)
         try await reactor.write("stirrer", .bool(false))
         simulator.unplug()
         simulator.plugIn()
-        // Not refused as "may or may not have applied it": the old connection is seen closed first.
+        // It may have restarted and forgotten its state: the run must hear of it, and nothing is sent.
+        await #expect { try await reactor.write("stirrer", .bool(true)) } throws: {
+            ($0 as? LabError)?.code == .instrumentLost && "\($0)".contains("closed the connection since the last request")
+        }
+        #expect(simulator.wireLog.entries(for: "stirrer").map(\.value) == [0])
+        // The next request goes out on a fresh connection.
         try await reactor.write("stirrer", .bool(true))
         #expect(simulator.wireLog.entries(for: "stirrer").map(\.value) == [0, 1])
     }

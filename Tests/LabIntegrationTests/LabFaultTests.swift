@@ -132,6 +132,18 @@ import Testing
         await lab.stop()
     }
 
+    @Test func aDeviceThatRestartsUnderARunPausesIt() async throws {
+        let lab = try await Self.lab()
+        let run = try await lab.submit()
+        try await waitFor { lab.reactor.wireLog.entries(for: "setpoint").contains { $0.value == 40 } }
+        // Away and back between two of the run's reads: it may have lost its setpoint.
+        lab.reactor.unplug()
+        lab.reactor.plugIn()
+        try await waitFor { try await lab.state(run) == .paused }
+        #expect(await lab.daemon.scheduler.runControl(run)?.lifecycle.state.name == "paused(instrument_lost)")
+        await lab.stop()
+    }
+
     @Test func anUnpluggedSerialAdapterPausesTheRunAndSendsTheReactorToItsSafeState() async throws {
         let lab = try await Self.lab()
         let run = try await lab.submit()
