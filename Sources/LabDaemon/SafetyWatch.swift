@@ -86,6 +86,9 @@ actor SafetyWatch {
         case .interlock(let spec, false, _): asserted[spec.name] = nil
         case .transition: break
         }
+        scheduler.holds.set(asserted.values.reduce(into: [:]) { held, state in
+            for name in state.spec.stops { held[name] = "interlock \(state.spec.name): \(state.detail)" }
+        })
         await updateBlocked()
         do {
             switch event {
@@ -104,9 +107,10 @@ actor SafetyWatch {
                 try await raise(.interlock, subject: spec.name, message: detail, runs: runs,
                                 instrument: spec.instrument)
                 await scheduler.fault(.interlock(name: spec.name, detail: detail), instruments: Set(spec.stops))
-                // Its instruments that no run holds go to their safe state too.
-                for name in spec.stops where (await scheduler.runs(holding: name)).isEmpty {
-                    try? await instruments[name]?.goToSafeState()
+                // Every instrument it stops goes to its safe state now, whoever holds it: a run that is
+                // aborting does not pause, and its `finally` may not write to them while the interlock holds.
+                await withTaskGroup(of: Void.self) { group in
+                    for name in spec.stops { if let instrument = instruments[name] { group.addTask { try? await instrument.goToSafeState() } } }
                 }
             case .interlock(let spec, false, _):
                 try await database.markAlertCleared(.interlock, subject: spec.name)

@@ -23,6 +23,8 @@ public struct ProtocolExecutor: Sendable {
     public var logger: Logger
     /// Abort and halt requests from outside the run.
     public var control: RunControl
+    /// Instruments no step may write to now (an asserted interlock holds them in their safe state).
+    public var holds = InstrumentHolds()
     /// Decides a branch given the step id and what its condition evaluated to; `simulate
     /// --all-branches` uses it to force the side not yet taken.
     public var branchDecision: @Sendable (_ stepID: Int, _ evaluated: Bool) -> Bool = { $1 }
@@ -422,6 +424,9 @@ public struct ProtocolExecutor: Sendable {
             throw LabError(.invalidFile, "\(ref) cannot be set to \(value)")
         }
         let command = "\(ref) = \(wire)\(info.isBoolean ? "" : " \(info.unit.symbol)")" + (restoring ? " (restored on resume)" : "")
+        if let why = holds.reason(instrument.identity.name) {
+            throw LabError(.accessDenied, "\(command) not sent: \(instrument.identity.name) is held in its safe state (\(why))")
+        }
         // Recorded once the outcome is known, so the record never claims a write that failed.
         do {
             try await call(ref.instrument) { try await instrument.write(ref.channel, wire) }

@@ -305,6 +305,9 @@ public actor Scheduler {
         }
     }
 
+    /// Instruments no run may write to (not even its `finally`) while a condition holds, and why.
+    public nonisolated let holds = InstrumentHolds()
+
     /// The instruments nothing may start on and no paused run resume with, and why; replaces the earlier set.
     public func setBlocked(_ instruments: [String: String]) {
         blocked = instruments
@@ -434,6 +437,7 @@ public actor Scheduler {
         let instances = start.assignment.values.sorted()
         for instance in instances { busy[instance] = start.id }
         let control = RunControl()
+        let holds = self.holds
         let input = transitionInput
         control.onTransition { input.yield((start.id, $0)) }
         let environment = self.environment
@@ -443,7 +447,7 @@ public actor Scheduler {
                 guard let entry = try await environment.store.entry(start.id) else {
                     throw LabError(.notFound, "run \(start.id) is no longer in the queue")
                 }
-                result = await Self.execute(entry, on: start.assignment, control: control, environment)
+                result = await Self.execute(entry, on: start.assignment, control: control, holds: holds, environment)
             } catch {
                 result = .failure(error)
             }
@@ -453,7 +457,7 @@ public actor Scheduler {
     }
 
     /// Runs one entry; a failure before its run began is recorded on the entry itself.
-    private static func execute(_ entry: QueueEntry, on assignment: [String: String], control: RunControl,
+    private static func execute(_ entry: QueueEntry, on assignment: [String: String], control: RunControl, holds: InstrumentHolds,
                                 _ environment: Environment) async -> Result<RunResult, any Error> {
         do {
             let definition = try environment.compile(entry.submission.protocolSource)
@@ -463,8 +467,9 @@ public actor Scheduler {
                 }
                 return instrument
             }
-            let executor = ProtocolExecutor(definition: definition, instruments: instruments, clock: environment.clock,
+            var executor = ProtocolExecutor(definition: definition, instruments: instruments, clock: environment.clock,
                                             recorder: environment.recorder, logger: environment.logger, control: control)
+            executor.holds = holds
             let s = entry.submission
             let start = RunStart(campaignID: s.campaignID, protocolName: definition.name, protocolSource: definition.source,
                                  parameters: [], chosenBy: s.chosenBy, proposalID: s.proposalID,

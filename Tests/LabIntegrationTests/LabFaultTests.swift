@@ -40,8 +40,8 @@ import Testing
         }
 
         /// Queues the watched protocol; returns its run number.
-        func submit() async throws -> Int64 {
-            let definition = try ProtocolParser.parse(LabFaultTests.watched, path: "watched.yaml", drivers: daemon.lab.drivers)
+        func submit(_ text: String = LabFaultTests.watched) async throws -> Int64 {
+            let definition = try ProtocolParser.parse(text, path: "watched.yaml", drivers: daemon.lab.drivers)
             let entry = try await daemon.scheduler.submit([Submission(protocolSource: definition.source, protocolName: definition.name,
                                                                       parameters: [:], owner: "tester")])
             return entry[0].id
@@ -252,6 +252,31 @@ import Testing
         // The pump: the device's two ends and the daemon's line (other suites may be handed an index this
         // device gave back, so a few of theirs are allowed; a leak is one per cycle).
         #expect(DeviceDescriptors.terminals(terminals) - afterFirst.terminals < 30)
+        await lab.stop()
+    }
+
+    @Test func anInterlockThatFiresDuringFinallyMakesTheLabSafeAndFinallyCannotUndoIt() async throws {
+        let lab = try await Self.lab(interlocks: """
+            interlocks:
+              reactor-hot: { channel: reactor.temperature, above: 100 degC, stops: [reactor, pump], every: 50 ms }
+            """)
+        let run = try await lab.submit(Self.watched + """
+
+            finally:
+              - hold: 1 s
+              - set: reactor.setpoint
+                to: 90 degC
+            """)
+        try await waitFor { lab.reactor.wireLog.entries(for: "setpoint").contains { $0.value == 40 } }
+        _ = try await lab.daemon.scheduler.control(run, .stop(.abort, by: "tester"))
+        // While `finally` holds, the reactor overheats.
+        let fired = WireLog.now()
+        lab.dials.set("temperature", 150)
+        try await waitFor { lab.reactor.wireLog.entries(for: "setpoint").contains { $0.value == 25 && $0.time > fired } }
+        try await waitFor { try await lab.state(run) == .aborted }
+        #expect(!lab.reactor.wireLog.entries(for: "setpoint").contains { $0.value == 90 }, "finally wrote to a held instrument")
+        let events = try lab.daemon.database.events(run: run)
+        #expect(events.contains { $0.kind == "fault" && $0.message.contains("reactor.setpoint = 90.0 degC not sent") })
         await lab.stop()
     }
 }
