@@ -193,20 +193,28 @@ public struct WireCampaign: Codable, Sendable, Hashable {
     }
 }
 
-public struct RunControlParams: RPCParams {
+public struct PauseParams: RPCParams {
     public static let parameters = [
-        "run": RPCParameter(.integer, required: true, about: "a running or paused run's number"),
-        "now": RPCParameter(.boolean, required: false, about: "runs.pause only: pause at once (and rewind on resume) instead of at the next checkpoint"),
-        "repeat_step": RPCParameter(.boolean, required: false,
-                                    about: "runs.resume only: go back to the checkpoint even though that repeats a step marked not repeatable"),
+        "run": RPCParameter(.integer, required: true, about: "a running run's number"),
+        "now": RPCParameter(.boolean, required: false, about: "pause at once (and rewind on resume) instead of at the next checkpoint"),
     ]
     public var run: Int64
     public var now: Bool?
+    public init(run: Int64, now: Bool? = nil) { self.run = run; self.now = now }
+}
+
+public struct ResumeParams: RPCParams {
+    public static let parameters = [
+        "run": RPCParameter(.integer, required: true, about: "a paused run's number"),
+        "repeat_step": RPCParameter(.boolean, required: false,
+                                    about: "go back to the checkpoint even though that repeats a step marked not repeatable"),
+    ]
+    public var run: Int64
     public var repeatStep: Bool?
 
-    enum CodingKeys: String, CodingKey { case run, now, repeatStep = "repeat_step" }
+    enum CodingKeys: String, CodingKey { case run, repeatStep = "repeat_step" }
 
-    public init(run: Int64, now: Bool? = nil, repeatStep: Bool? = nil) { self.run = run; self.now = now; self.repeatStep = repeatStep }
+    public init(run: Int64, repeatStep: Bool? = nil) { self.run = run; self.repeatStep = repeatStep }
 }
 
 /// A run's state after a pause, resume, abort or halt: `running`, `pausing`, `paused(instrument_lost)`,

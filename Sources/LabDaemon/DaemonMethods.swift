@@ -56,18 +56,18 @@ extension Daemon {
 
     /// `runs.pause`, `runs.resume`, `runs.abort`, `runs.halt`: a person's requests to a running or paused run.
     private var runControlMethods: [RPCMethod] {
-        func control(_ name: String, _ event: @escaping @Sendable (RunControlParams, String) -> RunLifecycle.Event) -> RPCMethod {
-            .method(name, mutates: true) { (p: RunControlParams, caller) in
-                let who = "\(caller.user) (\(name))"
-                let (state, why) = try await self.request { try await self.scheduler.control(p.run, event(p, who)) }
-                return WireRunControl(run: p.run, state: state.name, note: why ?? state.note)
+        func control<P: RPCParams>(_ name: String, run: @escaping @Sendable (P) -> Int64,
+                                   _ event: @escaping @Sendable (P, String) -> RunLifecycle.Event) -> RPCMethod {
+            .method(name, mutates: true) { (p: P, caller) in
+                let (state, why) = try await self.request { try await self.scheduler.control(run(p), event(p, "\(caller.user) (\(name))")) }
+                return WireRunControl(run: run(p), state: state.name, note: why ?? state.note)
             }
         }
         return [
-            control("runs.pause") { p, who in .pause(now: p.now ?? false, .requested(by: who)) },
-            control("runs.resume") { p, who in .resume(by: who, repeatingUnrepeatable: p.repeatStep ?? false) },
-            control("runs.abort") { _, who in .stop(.abort, by: who) },
-            control("runs.halt") { _, who in .stop(.halt, by: who) },
+            control("runs.pause", run: { (p: PauseParams) in p.run }) { p, who in .pause(now: p.now ?? false, .requested(by: who)) },
+            control("runs.resume", run: { (p: ResumeParams) in p.run }) { p, who in .resume(by: who, repeatingUnrepeatable: p.repeatStep ?? false) },
+            control("runs.abort", run: { (p: RunRef) in p.run }) { _, who in .stop(.abort, by: who) },
+            control("runs.halt", run: { (p: RunRef) in p.run }) { _, who in .stop(.halt, by: who) },
         ]
     }
 

@@ -54,7 +54,7 @@ actor SafetyWatch {
         await hub.start()
         // An instrument an earlier daemon lost is watched until it answers, so its alert can clear.
         for alert in (try? await database.alerts()) ?? [] where alert.kind == .instrumentLost && !alert.isCleared {
-            await hub.reportLost(alert.subject, error: "lost when the daemon started (\(alert.message))")
+            await hub.reportLost(alert.subject, error: "not seen since the daemon started")
         }
         await interlocks.start()
         await updateBlocked()

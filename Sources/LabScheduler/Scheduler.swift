@@ -330,8 +330,8 @@ public actor Scheduler {
         case (.paused, .running), (.paused, .stopping):
             slots[id]?.state = .running
             _ = try? await environment.store.transition(id, from: [.paused], to: .running, note: transition.why)
-        case (.running, .pausing):
-            // Still running, until its next checkpoint: the note says so.
+        case (.running, .pausing), (.pausing, .running), (.running, .stopping), (.pausing, .stopping):
+            // Still running (until its next checkpoint, or until it has stopped): the note says what is under way.
             _ = try? await environment.store.transition(id, from: [.running], to: .running, note: transition.why)
         default:
             break

@@ -6,18 +6,13 @@ protocol RunRequest: ParsableCommand {
     static var method: String { get }
     var number: Int64 { get }
     var client: ClientOptions { get }
-    /// `pause --now`.
-    var immediately: Bool { get }
-    /// `resume --repeat-step`.
-    var repeatStep: Bool { get }
+    associatedtype Params: Encodable
+    /// What the request sends: the run, and the command's own flags.
+    var params: Params { get }
 }
 
 extension RunRequest {
-    var immediately: Bool { false }
-    var repeatStep: Bool { false }
-
     func run() throws {
-        let params = RunControlParams(run: number, now: immediately ? true : nil, repeatStep: repeatStep ? true : nil)
         try client.show(try client.call(Self.method, params), as: WireRunControl.self) {
             "run \($0.run) is \($0.state)" + ($0.note.map { ": \($0)" } ?? "")
         }
@@ -34,6 +29,7 @@ struct Pause: RunRequest {
     @Argument(help: ArgumentHelp("The run number.", valueName: "run")) var number: Int64
     @Flag(name: .customLong("now"), help: "Pause at once, and rewind to the last checkpoint on resume.") var immediately = false
     @OptionGroup var client: ClientOptions
+    var params: PauseParams { PauseParams(run: number, now: immediately ? true : nil) }
 }
 
 struct Resume: RunRequest {
@@ -46,6 +42,7 @@ struct Resume: RunRequest {
     @Flag(help: "Go back to the last checkpoint even though a fault came after a step marked 'repeatable: false': that step is done again.")
     var repeatStep = false
     @OptionGroup var client: ClientOptions
+    var params: ResumeParams { ResumeParams(run: number, repeatStep: repeatStep ? true : nil) }
 }
 
 struct Abort: RunRequest {
@@ -53,6 +50,7 @@ struct Abort: RunRequest {
     static let method = "runs.abort"
     @Argument(help: ArgumentHelp("The run number.", valueName: "run")) var number: Int64
     @OptionGroup var client: ClientOptions
+    var params: RunRef { RunRef(run: number) }
 }
 
 struct Halt: RunRequest {
@@ -60,4 +58,5 @@ struct Halt: RunRequest {
     static let method = "runs.halt"
     @Argument(help: ArgumentHelp("The run number.", valueName: "run")) var number: Int64
     @OptionGroup var client: ClientOptions
+    var params: RunRef { RunRef(run: number) }
 }

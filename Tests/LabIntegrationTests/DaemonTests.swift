@@ -135,6 +135,22 @@ import Testing
         await daemon.shutDown(by: "the test")
     }
 
+    @Test func eachRunControlMethodTakesOnlyItsOwnParameters() async throws {
+        let daemon = try await Self.daemon()
+        let dispatcher = RPCDispatcher(daemon.methods)
+        for (method, params) in [("runs.abort", #"{"run": 1, "repeat_step": true}"#), ("runs.halt", #"{"run": 1, "now": true}"#),
+                                 ("runs.resume", #"{"run": 1, "now": true}"#), ("runs.pause", #"{"run": 1, "repeat_step": true}"#)] {
+            let reply = String(decoding: await Self.answer(dispatcher, #"{"jsonrpc": "2.0", "id": 1, "method": "\#(method)", "params": \#(params)}"#),
+                               as: UTF8.self)
+            #expect(reply.contains("-32602") && reply.contains("unknown parameter"), "\(method): \(reply)")
+        }
+        // A run that has not started says so, and what to do instead.
+        let reply = String(decoding: await Self.answer(dispatcher, #"{"jsonrpc": "2.0", "id": 2, "method": "runs.pause", "params": {"run": 99}}"#),
+                           as: UTF8.self)
+        #expect(reply.contains("there is no run 99"), "\(reply)")
+        await daemon.shutDown(by: "the test")
+    }
+
     /// The dispatcher blocks its thread until the method is done, as the server's threads do: never a cooperative one.
     static func answer(_ dispatcher: RPCDispatcher, _ line: String) async -> Data {
         await withCheckedContinuation { done in
