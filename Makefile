@@ -33,6 +33,7 @@ test: deps
 soak: deps
 	$(SWIFT) build --build-tests
 	SERENDIP_KILL_POINTS=200 $(SWIFT) test --skip-build --filter DaemonCrashTests
+	SERENDIP_LOSS_CYCLES=1000 $(SWIFT) test --skip-build --filter theDaemonHoldsNoMoreDescriptors
 
 bench: deps
 	$(SWIFT) build -c release
