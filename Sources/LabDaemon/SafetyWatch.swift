@@ -140,8 +140,11 @@ actor SafetyWatch {
     }
 
     private func raise(_ kind: Alert.Kind, subject: String, message: String, runs: [Int64], instrument: String?) async throws {
+        // The run and the hub often report one loss each: the log says it once.
+        let known = try await database.alerts().contains { $0.kind == kind && $0.subject == subject && !$0.isCleared }
         var alert = try await database.raiseAlert(kind, subject: subject, message: message, instrument: instrument)
         for run in runs { alert = try await database.raiseAlert(kind, subject: subject, message: message, run: run) }
+        if known { return }
         logger.warning("alert raised", metadata: ["alert": "\(alert.id)", "kind": "\(kind.rawValue)", "subject": "\(subject)",
                                                   "message": "\(message)"])
     }

@@ -250,8 +250,20 @@ public actor Scheduler {
             guard var entry = stored[slot.id] else { return nil }
             entry.state = slot.state
             entry.estimatedSeconds = slot.estimatedSeconds
+            if slot.state == .queued, let why = blockedReason(slot) { entry.note = why }
             return (entry, windows[slot.id])
         }
+    }
+
+    /// Why a waiting entry cannot start whatever else ends: every instrument of a type it needs is blocked.
+    private func blockedReason(_ slot: Slot) -> String? {
+        for type in Set((needs[slot.protocolSHA256] ?? [:]).values).sorted() {
+            let instances = environment.pool.filter { $0.value == type }.keys.sorted()
+            if !instances.isEmpty, instances.allSatisfy({ blocked[$0] != nil }) {
+                return "waiting: " + instances.map { "\($0) is blocked, \(blocked[$0]!)" }.joined(separator: "; ")
+            }
+        }
+        return nil
     }
 
     /// When each open entry is expected to start and end: the policy replayed on the estimated
@@ -392,6 +404,7 @@ public actor Scheduler {
         if let slot = slots[id] {
             entry.state = slot.state
             entry.estimatedSeconds = slot.estimatedSeconds ?? entry.estimatedSeconds
+            if slot.state == .queued, let why = blockedReason(slot) { entry.note = why }
         }
         return entry
     }

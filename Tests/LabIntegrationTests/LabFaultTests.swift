@@ -176,6 +176,8 @@ import Testing
         let run = try await lab.submit()
         try await Task.sleep(for: .milliseconds(500))
         #expect(try await lab.state(run) == .queued, "an asserted interlock blocks a start")
+        let note = try await lab.daemon.scheduler.entry(run)?.note ?? ""
+        #expect(note.hasPrefix("waiting: pump is blocked, interlock reactor-hot holds"), "\(note)")
         // Cleared, but latched: still nothing starts until a person acknowledges.
         lab.dials.set("temperature", 25)
         let first = try #require(try await lab.daemon.database.alerts().first)
