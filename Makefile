@@ -34,6 +34,7 @@ soak: deps
 	$(SWIFT) build --build-tests
 	SERENDIP_KILL_POINTS=200 $(SWIFT) test --skip-build --filter DaemonCrashTests
 	SERENDIP_LOSS_CYCLES=1000 $(SWIFT) test --skip-build --filter theDaemonHoldsNoMoreDescriptors
+	SERENDIP_HIGH_DESCRIPTORS=1 $(SWIFT) test --skip-build --filter aConnectionOnADescriptorAbove1023IsServed
 
 bench: deps
 	$(SWIFT) build -c release

@@ -20,7 +20,10 @@ import Testing
         #expect(try await client.readBits(.coil, address: 0, count: 8) == [false, false, false, false, false, true, false, false])
     }
 
-    @Test func aConnectionOnADescriptorAbove1023IsServed() async throws {
+    /// Run alone (`make soak`): it takes and then closes every free descriptor below 1030, which in a
+    /// process running other tests at once would turn any stray double close there into a closed socket.
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["SERENDIP_HIGH_DESCRIPTORS"] != nil))
+    func aConnectionOnADescriptorAbove1023IsServed() async throws {
         // A process with many devices open (a test run, a big lab) hands out descriptors past 1023,
         // where select() — and libmodbus's receive with it — aborts the process.
         let server = try ModbusServer(sizes: .init(holding: 4)) { _, _ in }
