@@ -301,8 +301,13 @@ public actor Scheduler {
             var reasons: [String: [String]] = [:]
             for name in run.instruments { if let why = blocked[name] { reasons[why, default: []].append(name) } }
             guard reasons.isEmpty else {
+                // Everything that stands in the way, at once: also a step a resume would repeat.
+                let repeats = run.control.lifecycle.unrepeatable.map {
+                    "; then, the step at \($0.location) is marked not repeatable: resume with --repeat-step to do it again"
+                } ?? ""
                 throw LabError(.conflict, "run \(id) cannot resume yet: "
-                    + reasons.sorted { $0.key < $1.key }.map { "\($0.value.joined(separator: ", ")): \($0.key)" }.joined(separator: "; "))
+                    + reasons.sorted { $0.key < $1.key }.map { "\($0.value.joined(separator: ", ")): \($0.key)" }.joined(separator: "; ")
+                    + repeats)
             }
         }
         let transition = try run.control.send(event)

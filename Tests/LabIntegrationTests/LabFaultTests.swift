@@ -283,4 +283,32 @@ import Testing
         #expect(events.contains { $0.kind == "fault" && $0.message.contains("reactor.setpoint = 90.0 degC not sent") })
         await lab.stop()
     }
+
+    @Test func aResumeRefusalSaysEverythingThatStandsInTheWay() async throws {
+        let lab = try await Self.lab()
+        let run = try await lab.submit("""
+            serendip: 1
+            name: dosed
+            instruments: { reactor: thermo-reactor, pump: syringe-pump }
+            steps:
+              - set: pump.dispense
+                to: 1 mL
+                repeatable: false
+              - repeat: 10000
+                steps:
+                  - measure: { channel: reactor.temperature, as: t }
+                  - hold: 0.1 s
+            """)
+        try await waitFor { lab.pump.wireLog.entries(for: "dispense").count == 1 }
+        lab.reactor.unplug()
+        try await waitFor { try await lab.state(run) == .paused }
+        try await waitFor { !(try await lab.daemon.database.alerts().isEmpty) }
+        do {
+            _ = try await lab.daemon.scheduler.control(run, .resume(by: "tester"))
+            Issue.record("a resume with the reactor lost must be refused")
+        } catch let error as LabError {
+            #expect(error.message.contains("reactor: lost") && error.message.contains("--repeat-step"), "\(error.message)")
+        }
+        await lab.stop()
+    }
 }
