@@ -19,20 +19,24 @@ public struct RunSummary: Sendable, Hashable, Codable, FetchableRecord {
     }
 }
 
-/// One stored measurement.
+/// One stored measurement, every column: also the row of a tidy export.
 public struct MeasurementRow: Sendable, Hashable, Codable, FetchableRecord {
     public var id: Int64
     public var runID: Int64
+    public var step: Int
+    public var instrument: String
     public var role: String
     public var channel: String
     public var series: String
     public var value: Double
     public var unit: String
     public var wallTime: String
+    public var monotonicTime: Double
 
     public init(row: Row) {
-        id = row["id"]; runID = row["run_id"]; role = row["role"]; channel = row["channel"]; series = row["series"]
-        value = row["value"]; unit = row["unit"]; wallTime = row["wall_time"]
+        id = row["id"]; runID = row["run_id"]; step = row["step_index"]; instrument = row["instrument"]; role = row["role"]
+        channel = row["channel"]; series = row["series"]; value = row["value"]; unit = row["unit"]; wallTime = row["wall_time"]
+        monotonicTime = row["monotonic_time"]
     }
 }
 

@@ -91,20 +91,6 @@ public struct RunRecord: Sendable, Codable {
     public var events: [String: Int]
 }
 
-/// One stored reading, every column: the row of a tidy export.
-public struct StoredReading: Sendable, Hashable {
-    public var run: Int64
-    public var step: Int
-    public var instrument: String
-    public var role: String
-    public var channel: String
-    public var series: String
-    public var value: Double
-    public var unit: String
-    public var wallTime: String
-    public var monotonicTime: Double
-}
-
 extension LabDatabase {
     public func runs(matching filter: RunFilter) throws -> [StoredRun] {
         var conditions: [String] = []
@@ -152,16 +138,10 @@ extension LabDatabase {
     }
 
     /// Hands each reading of `run` to `body`, in the order they were stored, without holding them all.
-    public func forEachReading(run: Int64, _ body: (StoredReading) throws -> Void) throws {
+    public func forEachReading(run: Int64, _ body: (MeasurementRow) throws -> Void) throws {
         try pool.read { db in
-            let rows = try Row.fetchCursor(db, sql: """
-                SELECT step_index, instrument, role, channel, series, value, unit, wall_time, monotonic_time
-                FROM measurement WHERE run_id = ? ORDER BY id
-                """, arguments: [run])
-            while let row = try rows.next() {
-                try body(StoredReading(run: run, step: row[0], instrument: row[1], role: row[2], channel: row[3], series: row[4],
-                                       value: row[5], unit: row[6], wallTime: row[7], monotonicTime: row[8]))
-            }
+            let rows = try MeasurementRow.fetchCursor(db, sql: "SELECT * FROM measurement WHERE run_id = ? ORDER BY id", arguments: [run])
+            while let row = try rows.next() { try body(row) }
         }
     }
 }

@@ -205,8 +205,8 @@ struct Export: ParsableCommand {
         return value.description
     }
 
-    static func csvRow(_ r: StoredReading) -> String {
-        [String(r.run), String(r.step), r.instrument, r.role, r.channel, r.series, number(r.value), r.unit, r.wallTime,
+    static func csvRow(_ r: MeasurementRow) -> String {
+        [String(r.runID), String(r.step), r.instrument, r.role, r.channel, r.series, number(r.value), r.unit, r.wallTime,
          number(r.monotonicTime)].map(csvField).joined(separator: ",")
     }
 
@@ -215,8 +215,8 @@ struct Export: ParsableCommand {
         return "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\""
     }
 
-    static func jsonLine(_ r: StoredReading) -> String {
-        JSONText.object([("type", .string("reading")), ("run", .integer(r.run)), ("step", .integer(Int64(r.step))),
+    static func jsonLine(_ r: MeasurementRow) -> String {
+        JSONText.object([("type", .string("reading")), ("run", .integer(r.runID)), ("step", .integer(Int64(r.step))),
                          ("instrument", .string(r.instrument)), ("role", .string(r.role)), ("channel", .string(r.channel)),
                          ("series", .string(r.series)), ("value", .number(r.value)), ("unit", .string(r.unit)),
                          ("wall_time", .string(r.wallTime)), ("monotonic_time", .number(r.monotonicTime))]).rendered

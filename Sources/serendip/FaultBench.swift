@@ -18,22 +18,7 @@ struct FaultBench {
         var pausedToSafe: [Double] = []
     }
 
-    static let watched = """
-        serendip: 1
-        name: watched
-        instruments: { reactor: thermo-reactor, pump: syringe-pump }
-        steps:
-          - set: pump.rate
-            to: 5 mL/min
-          - set: reactor.setpoint
-            to: 40 degC
-          - checkpoint: started
-          - repeat: 10000
-            steps:
-              - measure: { channel: reactor.temperature, as: t }
-              - measure: { channel: pump.rate, as: r }
-              - hold: 0.1 s
-        """
+    static let protocolPath = "examples/fault-lab/watched.yaml"
 
     /// The first time something happened, on the wire logs' clock.
     final class Moment: Sendable {
@@ -62,7 +47,7 @@ struct FaultBench {
         var options = Daemon.Options(labPath: config, dataDirectory: directory + "/data", logger: .init(label: "bench", factory: { _ in SwiftLogNoOpLogHandler() }))
         options.reconnectBackoff = 0.01...0.5
         let daemon = try await Daemon(options)
-        let definition = try ProtocolParser.parse(Self.watched, path: "watched.yaml", drivers: daemon.lab.drivers)
+        let definition = try ProtocolParser.load(path: Self.protocolPath, drivers: daemon.lab.drivers)
         let run = try await daemon.scheduler.submit([Submission(protocolSource: definition.source, protocolName: definition.name,
                                                                 parameters: [:], owner: "bench")])[0].id
         let paused = Moment()

@@ -60,23 +60,8 @@ import Testing
         }
     }
 
-    /// Polls both instruments ten times a second, as a long measurement would.
-    static let watched = """
-        serendip: 1
-        name: watched
-        instruments: { reactor: thermo-reactor, pump: syringe-pump }
-        steps:
-          - set: pump.rate
-            to: 5 mL/min
-          - set: reactor.setpoint
-            to: 40 degC
-          - checkpoint: started
-          - repeat: 10000
-            steps:
-              - measure: { channel: reactor.temperature, as: t }
-              - measure: { channel: pump.rate, as: r }
-              - hold: 0.1 s
-        """
+    /// Polls both instruments ten times a second, as a long measurement would (shared with `serendip bench`).
+    static let watched = try! String(contentsOfFile: Repository.path("examples/fault-lab/watched.yaml"), encoding: .utf8)
 
     static func lab(interlocks: String = "", probeInterval: Double = 1, backoff: ClosedRange<Double> = 0.05...5) async throws -> Lab {
         let dials = Dials()
