@@ -466,16 +466,19 @@ public struct ProtocolExecutor: Sendable {
         let poll = try seconds(wait.pollEvery, state.environment)
         try await keeping(series: wait.channel.description, info.unit, &state) { state, readings in
             while true {
+                // A timeout is decided by a reading taken at or after the deadline, never by an
+                // earlier one whose reply came late: the last poll waits only until the deadline.
+                let taken = clock.now
                 let value = try await call(wait.channel.instrument) { try await instrument.read(wait.channel.channel) }.asDouble
                 readings.append(record(wait.channel, series: wait.channel.description, value, info.unit, state))
                 if abs(value - target) <= within { return }
-                guard clock.now + poll <= deadline else {
+                guard taken < deadline else {
                     let message = "\(wait.channel) did not come within \(Self.number(within)) \(info.unit) of "
                         + "\(Self.number(target)) \(info.unit) in time (last \(Self.number(value)) \(info.unit))"
                     guard wait.onTimeout == .continue else { throw LabError(.timeout, message) }
                     return try await note(.fault, message + "; continuing", state)
                 }
-                try await self.wait(poll, "poll of \(wait.channel)", state)
+                try await self.wait(min(poll, max(0, deadline - clock.now)), "poll of \(wait.channel)", state)
             }
         }
     }

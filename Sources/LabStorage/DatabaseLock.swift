@@ -12,13 +12,14 @@ public final class DatabaseLock: Sendable {
         path = database + ".lock"
         fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, PrivateFile.mode)
         guard fd >= 0 else { throw LabError(.storage, "cannot create lock file \(path)") }
+        // No close() before a throw below: once every property is set, a throwing init still runs
+        // deinit, which closes `fd`. A second close would close whatever another thread opened
+        // under that number in between (it closed a simulator's listening socket in the tests).
         guard fchmod(fd, PrivateFile.mode) == 0 else {
-            close(fd)
             throw LabError(.storage, "cannot make lock file \(path) owner-only (mode 0600)")
         }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             let holder = Self.holder(fd)
-            close(fd)
             throw LabError(.storage, "another Serendip daemon\(holder.map { " (process \($0))" } ?? "") owns \(database): "
                            + "its lock \(path) is held; stop that one first, or use another data directory")
         }
@@ -37,6 +38,7 @@ public final class DatabaseLock: Sendable {
     }
 
     deinit {
+        guard fd >= 0 else { return }
         flock(fd, LOCK_UN)
         close(fd)
     }

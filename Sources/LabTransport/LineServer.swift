@@ -44,6 +44,17 @@ public final class LineServer: Sendable {
 
     deinit { stop() }
 
+    /// A new pseudo-terminal after an unplug; tried for a while, as the system's pseudo-terminals
+    /// may all be taken for a moment by a busy machine's other tests.
+    private static func openAgain() -> PseudoTerminal? {
+        for _ in 0..<200 {
+            if let terminal = try? PseudoTerminal.open() { return terminal }
+            usleep(10_000)
+        }
+        FileHandle.standardError.write(Data("serendip: the simulated serial device cannot open a pseudo-terminal again\n".utf8))
+        return nil
+    }
+
     private func serve(terminator: [UInt8], _ handler: @Sendable (String) -> String) {
         var pending: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 512)
@@ -55,7 +66,7 @@ public final class LineServer: Sendable {
             if entries[0].revents != 0, let plugged = control.take() {
                 current.withLock { terminal in
                     if !plugged { terminal?.close(); terminal = nil }
-                    else if terminal == nil { terminal = try? PseudoTerminal.open() }
+                    else if terminal == nil { terminal = Self.openAgain() }
                 }
                 pending = []
                 control.done()

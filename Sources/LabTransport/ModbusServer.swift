@@ -141,6 +141,18 @@ public final class ModbusServer: Sendable {
         return fd
     }
 
+    /// Takes the port back after an unplug. Between closing the placeholder and binding, a client's
+    /// connect can take the port for a moment (as its own source port, connected to itself); a
+    /// device that stayed unplugged for that would hang whoever waits for it, so try for a while.
+    private static func listenAgain(port: Int) -> Int32 {
+        for _ in 0..<200 {
+            if let fd = try? listen(port: port) { return fd }
+            usleep(10_000)
+        }
+        FileHandle.standardError.write(Data("serendip: the simulated Modbus device cannot listen on port \(port) again\n".utf8))
+        return -1
+    }
+
     private func serve(listening: Int32, _ handler: Handler) {
         let ctx = OpaquePointer(bitPattern: contextAddress)!
         let mapping = UnsafeMutablePointer<modbus_mapping_t>(bitPattern: mappingAddress)!
@@ -164,7 +176,7 @@ public final class ModbusServer: Sendable {
                 if plugged, listenFD < 0 {
                     if placeholder >= 0 { Glibc.close(placeholder) }
                     placeholder = -1
-                    listenFD = (try? Self.listen(port: port)) ?? -1
+                    listenFD = Self.listenAgain(port: port)
                 } else if !plugged {
                     clients.forEach { Glibc.close($0) }
                     clients = []
@@ -197,7 +209,10 @@ public final class ModbusServer: Sendable {
                     guard bytes.count >= 6 + length else { break }
                     let query = Array(bytes[..<(6 + length)])
                     bytes.removeFirst(6 + length)
-                    handler(ModbusRegisterBank(mapping), Self.request(in: query, headerLength: 7))
+                    // A frame too short for its function would have libmodbus read past it: a
+                    // device that cannot parse a request drops the connection.
+                    guard let request = Self.request(in: query, headerLength: 7) else { bytes = []; drop(entry.fd); break }
+                    handler(ModbusRegisterBank(mapping), request)
                     modbus_set_socket(ctx, entry.fd)
                     _ = query.withUnsafeBufferPointer { modbus_reply(ctx, $0.baseAddress, Int32(query.count), mapping) }
                 }
@@ -215,16 +230,22 @@ public final class ModbusServer: Sendable {
     }
 
     /// Function code, then big-endian address and count (or value), right after the MBAP header;
-    /// for writes, the values that follow.
-    private static func request(in query: [UInt8], headerLength: Int) -> Request {
+    /// for writes, the values that follow. Nil when the frame is too short for what it says it is.
+    static func request(in query: [UInt8], headerLength: Int) -> Request? {
         let h = headerLength
+        guard query.count >= h + 5 else { return nil }
         let word = { (i: Int) in UInt16(query[i]) << 8 | UInt16(query[i + 1]) }
         var request = Request(function: query[h], address: word(h + 1), count: word(h + 3))
+        let count = Int(request.count)
         switch request.function {
         case 0x05: request.written = [word(h + 3) == 0xFF00 ? 1 : 0]
         case 0x06: request.written = [word(h + 3)]
-        case 0x0F: request.written = (0..<Int(request.count)).map { UInt16(query[h + 6 + $0 / 8] >> ($0 % 8) & 1) }
-        case 0x10: request.written = (0..<Int(request.count)).map { word(h + 6 + 2 * $0) }
+        case 0x0F:
+            guard query.count >= h + 6 + (count + 7) / 8 else { return nil }
+            request.written = (0..<count).map { UInt16(query[h + 6 + $0 / 8] >> ($0 % 8) & 1) }
+        case 0x10:
+            guard query.count >= h + 6 + 2 * count else { return nil }
+            request.written = (0..<count).map { word(h + 6 + 2 * $0) }
         default: break
         }
         return request

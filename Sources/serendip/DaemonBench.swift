@@ -287,7 +287,8 @@ final class RPCClient: @unchecked Sendable {  // used by one thread at a time
         let connected = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
-        guard connected == 0 else { close(fd); throw LabError(.transport, "cannot connect to \(path)") }
+        // deinit closes fd, even after this throw: closing it here too would be a double close.
+        guard connected == 0 else { throw LabError(.transport, "cannot connect to \(path)") }
     }
 
     deinit { close(fd) }

@@ -9,15 +9,14 @@ final class DaemonProcess: Sendable {
     let log: String
     private let process: Process
 
-    init(lab: String, data: String) throws {
+    init(lab: String, data: String, checkpointWait: Double) throws {
         self.data = data
         log = data + "/serve.log"
         try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         _ = FileManager.default.createFile(atPath: log, contents: nil, attributes: [.posixPermissions: 0o600])
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        // A demo stopped with Ctrl-C should not keep its user waiting for a checkpoint.
-        process.arguments = ["serve", "--lab", lab, "--data", data, "--checkpoint-wait", "2"]
+        process.arguments = ["serve", "--lab", lab, "--data", data, "--checkpoint-wait", String(checkpointWait)]
         process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         process.standardError = process.standardOutput
         try process.run()

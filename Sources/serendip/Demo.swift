@@ -16,7 +16,7 @@ struct Demo: AsyncParsableCommand {
         abstract: "Start the daemon on a simulated lab, run the example optimisation campaign through it, and stop it.",
         discussion: """
             Ctrl-C or SIGTERM is passed on to the daemon, which stops safely: each running run pauses at its \
-            next checkpoint (or where it is, after 2 s), every instrument goes to its safe state; a second signal \
+            next checkpoint (or where it is, after --checkpoint-wait), every instrument goes to its safe state; a second signal \
             halts the runs. Exit status: 0 when at least one run completed, 1 when none did, 128 + the signal's \
             number when stopped by one.
             """)
@@ -35,7 +35,13 @@ struct Demo: AsyncParsableCommand {
     @Option(help: "Continue this campaign (its number in the data directory) after a stop or crash, instead of starting a new one.")
     var resume: Int64?
 
+    // Short by default: a demo stopped with Ctrl-C should not keep its user waiting for a checkpoint.
+    @Option(help: ArgumentHelp("On Ctrl-C, how long a running run may go on to its next checkpoint before it is paused where it is.",
+                               valueName: "seconds"))
+    var checkpointWait: Double = 2
+
     func validate() throws {
+        try Serve.validate(checkpointWait: checkpointWait)
         if let budget, budget < 1 { throw ValidationError("--budget must be at least 1") }
         guard FileManager.default.fileExists(atPath: campaign) else {
             throw ValidationError("no campaign file at \(campaign); run from the repository root or pass --campaign")
@@ -47,7 +53,7 @@ struct Demo: AsyncParsableCommand {
         let spec = try CampaignSpec.load(path: campaign)
         let table = ProgressTable(spec)
         let started = ContinuousClock.now
-        let daemon = try DaemonProcess(lab: spec.labPath, data: data)
+        let daemon = try DaemonProcess(lab: spec.labPath, data: data, checkpointWait: checkpointWait)
         let signals = StopSignals { by, count in
             daemon.forward()
             Output.error(count == 1 ? "\n\(by): stopping the daemon — running runs pause at a checkpoint, instruments to their safe states. Again to halt them."

@@ -26,6 +26,10 @@ struct Serve: AsyncParsableCommand {
 
     func validate() throws {
         guard FileManager.default.fileExists(atPath: lab) else { throw ValidationError("no lab config at \(lab)") }
+        try Self.validate(checkpointWait: checkpointWait)
+    }
+
+    static func validate(checkpointWait: Double) throws {
         guard checkpointWait.isFinite, (0...25).contains(checkpointWait) else {
             throw ValidationError("--checkpoint-wait must be from 0 to 25 seconds: a stop must end within 30 s")
         }

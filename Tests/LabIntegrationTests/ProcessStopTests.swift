@@ -62,8 +62,9 @@ import Testing
             }
         }
 
-        func demo() throws -> Child {
-            try Child(["demo", "--campaign", campaign, "--data", data], output: directory.appendingPathComponent("out-\(UUID()).txt"))
+        func demo(checkpointWait: Double = 2) throws -> Child {
+            try Child(["demo", "--campaign", campaign, "--data", data, "--checkpoint-wait", String(checkpointWait)],
+                      output: directory.appendingPathComponent("out-\(UUID()).txt"))
         }
 
         /// Run 1's events, read without writing (the child owns the database); none while it is being created.
@@ -112,7 +113,8 @@ import Testing
 
     @Test func aSecondSigtermHaltsThePausingRunSkippingFinallyButCommandingTheSafeState() async throws {
         let setup = try Setup(finally: "  - log: cooling down\n  - set: reactor.setpoint\n    to: 26 degC")
-        let child = try setup.demo()
+        // The run must still be pausing when the second signal comes, however busy the machine.
+        let child = try setup.demo(checkpointWait: 10)
         try await waitFor { setup.events().contains { $0.message == "reactor.stirrer = true" } }
         child.signal(SIGTERM)
         try await waitFor { setup.events().contains { $0.kind == "transition" && $0.message.hasPrefix("running → pausing") } }

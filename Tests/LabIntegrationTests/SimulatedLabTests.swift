@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import GRDB
 import LabCore
 import LabDaemon
@@ -7,6 +8,7 @@ import LabEngine
 import LabSpec
 import LabStorage
 import Logging
+import Synchronization
 import Testing
 
 /// The repository's own example lab, so the tests exercise exactly what users run.
@@ -163,6 +165,29 @@ struct LabFixture {
         let path = Repository.temporaryDatabase()
         let lock = try DatabaseLock(database: path)
         #expect(throws: LabError.self) { try DatabaseLock(database: path) }
+        withExtendedLifetime(lock) {}
+    }
+
+    /// A refused lock closed its descriptor, then its deinit closed the same number again: whatever
+    /// another thread had opened under it in between (a simulator's listening socket, in the tests).
+    /// Here another thread keeps opening and checking descriptors while locks are refused.
+    @Test func aRefusedLockClosesItsDescriptorOnlyOnce() throws {
+        let path = Repository.temporaryDatabase()
+        let lock = try DatabaseLock(database: path)
+        let stopping = Atomic<Bool>(false), lostDescriptors = Atomic<Int>(0), finished = Atomic<Bool>(false)
+        Thread {
+            while !stopping.load(ordering: .acquiring) {
+                let fd = open("/dev/null", O_RDONLY | O_CLOEXEC)
+                guard fd >= 0 else { continue }
+                // Closed under us by someone else's second close: the check or our own close fails.
+                if fcntl(fd, F_GETFD) < 0 || close(fd) != 0 { lostDescriptors.add(1, ordering: .relaxed) }
+            }
+            finished.store(true, ordering: .releasing)
+        }.start()
+        for _ in 0..<3000 { _ = try? DatabaseLock(database: path) }
+        stopping.store(true, ordering: .releasing)
+        while !finished.load(ordering: .acquiring) { usleep(1000) }
+        #expect(lostDescriptors.load(ordering: .relaxed) == 0)
         withExtendedLifetime(lock) {}
     }
 

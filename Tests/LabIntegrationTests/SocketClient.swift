@@ -21,7 +21,8 @@ final class SocketClient: @unchecked Sendable {  // one thread may send while an
         let connected = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
-        guard connected == 0 else { close(fd); throw LabError(.transport, "connect to \(path) failed") }
+        // deinit closes fd, even after this throw: closing it here too would close another's descriptor.
+        guard connected == 0 else { throw LabError(.transport, "connect to \(path) failed") }
         var limit = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - timeout.rounded(.down)) * 1e6))
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))

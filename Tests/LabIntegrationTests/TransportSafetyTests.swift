@@ -53,13 +53,15 @@ final class MisbehavingModbusDevice: Sendable {
     func holding(_ address: Int) -> UInt16 { state.withLock { $0.holding[address] } }
     func coil(_ address: Int) -> Bool { state.withLock { $0.coils[address] } }
 
+    /// Wakes the accepting thread, which closes the listener itself: closed here, its number could
+    /// be another test's socket by the time that thread calls accept() on it again.
     func stop() {
-        stopping.store(true, ordering: .releasing)
+        guard !stopping.exchange(true, ordering: .acquiringAndReleasing) else { return }
         shutdown(listener, Int32(SHUT_RDWR))
-        close(listener)
     }
 
     private func acceptLoop() {
+        defer { close(listener) }
         while !stopping.load(ordering: .acquiring) {
             let client = accept(listener, nil, nil)
             guard client >= 0 else { return }

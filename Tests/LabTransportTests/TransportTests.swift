@@ -70,6 +70,39 @@ import Testing
         #expect(try await client.readRegisters(.holding, address: 0, count: 2) == [0, 0])
     }
 
+    /// Frames that say what they are but are too short for it (a buggy or hostile client): the
+    /// device drops that connection and goes on serving; before, it read past the frame and
+    /// brought the whole process down.
+    @Test(arguments: [
+        [0x00, 0x01, 0x00, 0x00, 0x00, 0x02, 0x01, 0x03] as [UInt8],             // a read with no address or count
+        [0x00, 0x01, 0x00, 0x00, 0x00, 0x08, 0x01, 0x10, 0x00, 0x00, 0x00, 0x40, 0x80, 0x00], // 64 registers, one value
+        [0x00, 0x01, 0x00, 0x00, 0x00, 0x07, 0x01, 0x0F, 0x00, 0x00, 0x00, 0x40, 0x08],       // 64 coils, no bytes
+    ])
+    func aFrameTooShortForItsFunctionIsDroppedAndTheDeviceServesOn(frame: [UInt8]) async throws {
+        let server = try ModbusServer(sizes: .init(coils: 8, holding: 4)) { _, _ in }
+        defer { server.stop() }
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(server.port).bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        try #require(connected == 0)
+        #expect(send(fd, frame, frame.count, Int32(MSG_NOSIGNAL)) == frame.count)
+        // The device closes this connection without an answer…
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var byte: UInt8 = 0
+        #expect(recv(fd, &byte, 1, 0) == 0)
+        // …and answers the next client.
+        let client = ModbusTCPClient(.init(host: "127.0.0.1", port: server.port))
+        try await client.writeRegisters(address: 1, values: [9])
+        #expect(try await client.readRegisters(.holding, address: 0, count: 2) == [0, 9])
+    }
+
     @Test func reportsTheInstrumentLostWhenNothingListens() async throws {
         let server = try ModbusServer(sizes: .init()) { _, _ in }
         let port = server.port
@@ -104,15 +137,22 @@ import Testing
 
     @Test func timesOutOnASilentDeviceAndRecoversOnTheNextQuery() async throws {
         let answered = Mutex(0)
+        let late = Atomic<Bool>(false)
         let device = try LineServer { line in
             // The first query is answered far too late: as a stale line the next query must drop.
-            if answered.withLock({ $0 += 1; return $0 }) == 1 { Thread.sleep(forTimeInterval: 0.4); return "LATE" }
+            if answered.withLock({ $0 += 1; return $0 }) == 1 {
+                Thread.sleep(forTimeInterval: 2)
+                late.store(true, ordering: .releasing)
+                return "LATE"
+            }
             return "FRESH \(line)"
         }
         defer { device.stop() }
-        let line = SerialLine(path: device.path, timeout: 0.2)
+        // Seconds, not milliseconds: a busy machine must not make the second query time out too.
+        let line = SerialLine(path: device.path, timeout: 1)
         await #expect { try await line.query("A") } throws: { ($0 as? LabError)?.code == .timeout }
-        try await Task.sleep(for: .milliseconds(400))
+        while !late.load(ordering: .acquiring) { try await Task.sleep(for: .milliseconds(10)) }
+        try await Task.sleep(for: .milliseconds(100))
         #expect(try await line.query("B") == "FRESH B")
     }
 }
