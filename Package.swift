@@ -36,7 +36,9 @@ let package = Package(
         ]),
         .target(name: "LabTransport", dependencies: ["LabCore", "CModbus", "CSerialPort"]),
         .target(name: "LabDrivers", dependencies: ["LabCore", "LabSpec", "LabTransport", .product(name: "Logging", package: "swift-log")]),
-        .target(name: "LabStorage", dependencies: ["LabCore", .product(name: "GRDB", package: "GRDB.swift")]),
+        .target(name: "LabStorage", dependencies: [
+            "LabCore", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "GRDBSQLite", package: "GRDB.swift"),
+        ]),
         .target(name: "LabPlanner", dependencies: ["LabCore"]),
         .target(name: "LabEngine", dependencies: ["LabCore", .product(name: "Logging", package: "swift-log")]),
         // The queue, the instrument locks and the campaigns of the daemon, beside the executor.

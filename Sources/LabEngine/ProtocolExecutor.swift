@@ -491,11 +491,15 @@ public struct ProtocolExecutor: Sendable {
         let interval = try measure.every.map { try seconds($0, state.environment) } ?? 0
         try await keeping(series: measure.name, info.unit, &state) { state, readings in
             var seen = state.environment
+            // Per reading only what changes: a fast instrument streams thousands a second.
+            let name = instrument.identity.name, unit = info.unit.symbol
+            readings.reserveCapacity(measure.count)
             for i in 0..<measure.count {
-                if i > 0 { try await wait(interval, "interval of \(measure.name)", state) }
+                if i > 0, interval > 0 { try await wait(interval, "interval of \(measure.name)", state) }
                 let value = try await call(measure.channel.instrument) { try await instrument.read(measure.channel.channel) }.asDouble
                 guard value.isFinite else { throw LabError(.notANumber, "\(measure.channel) returned \(value)") }
-                readings.append(record(measure.channel, series: measure.name, value, info.unit, state))
+                readings.append(MeasurementRecord(stepIndex: state.stepID, channel: measure.channel, instrument: name, series: measure.name,
+                                                  value: value, unit: unit, wallTime: Date(), monotonicTime: clock.now))
                 if let until = measure.until {
                     seen.series[measure.name, default: Series(unit: info.unit)].append(value, at: readings.last!.monotonicTime)
                     if try seen.condition(until) { return }
@@ -524,13 +528,13 @@ public struct ProtocolExecutor: Sendable {
 
     /// Sleeps on the run's clock and notes it when the wait lasted noticeably longer than commanded
     /// (a starved process, a stalled machine): the stored timings then say what really happened.
-    private func wait(_ seconds: Double, _ what: String, _ state: RunState) async throws {
+    private func wait(_ seconds: Double, _ what: @autoclosure () -> String, _ state: RunState) async throws {
         let started = clock.now
         try await clock.sleep(seconds: seconds)
         let actual = clock.now - started
         // 5 % or a quarter of a wall-clock second, whichever is more, in this clock's seconds.
         if actual - seconds > max(0.05 * seconds, 0.25 * clock.rate) {
-            try await note(.timing, String(format: "%@ lasted %.3g s instead of %.3g s", what, actual, seconds), state)
+            try await note(.timing, String(format: "%@ lasted %.3g s instead of %.3g s", what(), actual, seconds), state)
         }
     }
 

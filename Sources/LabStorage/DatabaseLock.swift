@@ -10,6 +10,7 @@ public final class DatabaseLock: Sendable {
 
     public init(database: String) throws(LabError) {
         path = database + ".lock"
+        try LocalFilesystem.require((database as NSString).deletingLastPathComponent)
         fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, PrivateFile.mode)
         guard fd >= 0 else { throw LabError(.storage, "cannot create lock file \(path)") }
         // No close() before a throw below: once every property is set, a throwing init still runs

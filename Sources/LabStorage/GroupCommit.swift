@@ -1,6 +1,8 @@
 import Dispatch
 import Foundation
+import Glibc
 import GRDB
+import GRDBSQLite
 import LabCore
 import Synchronization
 
@@ -46,8 +48,15 @@ final class GroupCommit: Sendable {
     private let state = Mutex(State())
     /// Commits run here, one at a time, off Swift's cooperative pool.
     private let queue = DispatchQueue(label: "serendip.storage.group-commit")
+    /// Past this size the -wal file is checkpointed and truncated after a commit. SQLite's own
+    /// checkpoints (every 1,000 pages) only reuse the file, and cannot move past a reader's
+    /// snapshot: a long export or a stalled client would let it grow without end.
+    let walLimit: Int
 
-    init(pool: DatabasePool) { self.pool = pool }
+    init(pool: DatabasePool, walLimit: Int = 64 << 20) {
+        self.pool = pool
+        self.walLimit = walLimit
+    }
 
     /// Hands rows over for the next commit.
     func append(_ item: Item) async throws {
@@ -90,6 +99,7 @@ final class GroupCommit: Sendable {
                         try Self.insert(items, db)
                         return try body(db)
                     }
+                    self.boundWAL()
                     waiting.forEach { $0.resume() }
                     continuation.resume(returning: value)
                 } catch {
@@ -106,12 +116,25 @@ final class GroupCommit: Sendable {
         let (items, waiting) = take()
         guard !items.isEmpty || !waiting.isEmpty else { return }
         do {
-            if !items.isEmpty { try pool.write { db in try Self.insert(items, db) } }
+            if !items.isEmpty {
+                try pool.write { db in try Self.insert(items, db) }
+                boundWAL()
+            }
             waiting.forEach { $0.resume() }
         } catch {
             let failure = fail(error)
             waiting.forEach { $0.resume(throwing: failure) }
         }
+    }
+
+    /// On the queue, after a commit: a -wal file past `walLimit` is checkpointed whole and
+    /// truncated (waiting, within the busy timeout, for readers to let go of older snapshots). A
+    /// checkpoint that cannot finish now is tried again after the next commit; the data are safe
+    /// either way, so its failure is not the run's.
+    private func boundWAL() {
+        var info = stat()
+        guard stat(pool.path + "-wal", &info) == 0, Int(info.st_size) > walLimit else { return }
+        _ = try? pool.writeWithoutTransaction { db in try db.checkpoint(.truncate) }
     }
 
     private func take() -> ([Item], [CheckedContinuation<Void, any Error>]) {
@@ -135,16 +158,73 @@ final class GroupCommit: Sendable {
         let event = try db.cachedStatement(sql: """
             INSERT INTO run_event (run_id, kind, message, wall_time, monotonic_time) VALUES (?, ?, ?, ?, ?)
             """)
+        var times = Timestamps()
         for item in items {
             switch item {
             case .measurements(let run, let records):
+                // Bound straight to SQLite: a high-rate instrument's readings are most of the rows.
+                let row = RawRow(measurement.sqliteStatement, db)
                 for m in records {
-                    try measurement.execute(arguments: [run, m.stepIndex, m.channel.instrument, m.channel.channel, m.instrument,
-                                                        m.series, m.value, m.unit, LabDatabase.timestamp(m.wallTime), m.monotonicTime])
+                    row.bind(1, run); row.bind(2, Int64(m.stepIndex)); row.bind(3, m.channel.instrument)
+                    row.bind(4, m.channel.channel); row.bind(5, m.instrument); row.bind(6, m.series); row.bind(7, m.value)
+                    row.bind(8, m.unit); row.bind(9, times.text(m.wallTime)); row.bind(10, m.monotonicTime)
+                    try row.insert()
                 }
             case .event(let run, let e):
                 try event.execute(arguments: [run, e.kind.rawValue, e.message, LabDatabase.timestamp(e.wallTime), e.monotonicTime])
             }
+        }
+    }
+}
+
+/// One prepared INSERT, bound and stepped with SQLite's own calls (no argument boxing per value).
+private struct RawRow {
+    let statement: SQLiteStatement
+    let db: Database
+    init(_ statement: SQLiteStatement, _ db: Database) { self.statement = statement; self.db = db }
+
+    func bind(_ index: Int32, _ value: Int64) { sqlite3_bind_int64(statement, index, value) }
+    func bind(_ index: Int32, _ value: Double) { sqlite3_bind_double(statement, index, value) }
+    func bind(_ index: Int32, _ value: String) {
+        var text = value
+        text.withUTF8 { bytes in
+            _ = sqlite3_bind_text(statement, index, bytes.baseAddress.map { UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self) },
+                                  Int32(bytes.count), Self.transient)
+        }
+    }
+
+    func insert() throws {
+        let code = sqlite3_step(statement)
+        sqlite3_reset(statement)
+        guard code == SQLITE_DONE else {
+            throw DatabaseError(resultCode: ResultCode(rawValue: code), message: String(cString: sqlite3_errmsg(db.sqliteConnection)))
+        }
+    }
+
+    /// SQLite copies the text before the call returns.
+    static let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+}
+
+/// `LabDatabase.timestamp` of many times in a row: the date and time of day are formatted once per
+/// second, the milliseconds appended (the same text, checked against the formatter in the tests).
+struct Timestamps {
+    private var second = Double.nan
+    private var prefix = ""
+
+    mutating func text(_ date: Date) -> String {
+        let t = date.timeIntervalSince1970
+        let whole = t.rounded(.down)
+        if whole != second {
+            second = whole
+            prefix = String(LabDatabase.timestamp(Date(timeIntervalSince1970: whole)).dropLast(4))   // "….000Z" → "…."
+        }
+        let millis = min(999, Int(((t - whole) * 1000).rounded(.down)))
+        return prefix + String(unsafeUninitializedCapacity: 4) { buffer in
+            buffer[0] = UInt8(ascii: "0") + UInt8(millis / 100)
+            buffer[1] = UInt8(ascii: "0") + UInt8(millis / 10 % 10)
+            buffer[2] = UInt8(ascii: "0") + UInt8(millis % 10)
+            buffer[3] = UInt8(ascii: "Z")
+            return 4
         }
     }
 }

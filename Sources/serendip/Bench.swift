@@ -43,6 +43,18 @@ struct Bench: AsyncParsableCommand {
     @Flag(help: "Only the lost-instrument figures.")
     var faultsOnly = false
 
+    @Option(help: "Readings per run in the ingest figures.")
+    var ingestRows = 200_000
+
+    @Option(help: "Rounds of the ingest figures, ours and the C baseline's interleaved.")
+    var ingestRounds = 7
+
+    @Flag(help: "Only the ingest figures (issue 14).")
+    var ingestOnly = false
+
+    @Option(help: "The folder with the peers' scripts (sqlite_ingest.c).")
+    var peers = "../shared/peers"
+
     func run() async throws {
         let daemon = DaemonBench(lab: lab, countSteps: countSteps, scanSteps: scanSteps, repetitions: stepRepetitions,
                                  queuedRuns: queuedRuns, heldRuns: heldRuns)
@@ -56,9 +68,10 @@ struct Bench: AsyncParsableCommand {
         print("| --- | ---: | ---: | --- |")
         if daemonOnly { return try await daemonRows(daemon) }
         if faultsOnly { return try await faultRows() }
+        if ingestOnly { return try await ingestFigures() }
         try await modbusRoundTrip()
         try await serialRoundTrip()
-        try await sqliteIngest()
+        try await ingestFigures()
         try await plannerLatency(observations: 20, dimensions: 2)
         try await plannerLatency(observations: 60, dimensions: 6)
         try await plannerLatency(observations: 500, dimensions: 6)
@@ -139,10 +152,11 @@ struct Bench: AsyncParsableCommand {
         }
     }
 
-    func row(_ name: String, _ samples: [Double], _ unit: String, scale: Double) {
+    func row(_ name: String, _ samples: [Double], _ unit: String, scale: Double, digits: Int = 1) {
         let sorted = samples.sorted()
         let median = sorted[sorted.count / 2] * scale, p99 = sorted[min(sorted.count - 1, sorted.count * 99 / 100)] * scale
-        print("| \(name) | \(String(format: "%.1f", median)) | \(String(format: "%.1f", p99)) | \(unit) |")
+        let format = "%.\(digits)f"
+        print("| \(name) | \(String(format: format, median)) | \(String(format: format, p99)) | \(unit) |")
     }
 
     func seconds(_ body: () async throws -> Void) async rethrows -> Double {
@@ -174,30 +188,17 @@ struct Bench: AsyncParsableCommand {
         row("ASCII query over a pty, round trip", samples, "µs", scale: 1e6)
     }
 
-    func sqliteIngest() async throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("serendip-bench-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let database = try LabDatabase(path: dir.appendingPathComponent("bench.sqlite").path)
-        let source = SourceText(path: "bench", text: "", sha256: "")
-        let run = try await database.beginRun(RunStart(
-            campaignID: nil, protocolName: "bench", protocolSource: source, parameters: [], chosenBy: "bench",
-            proposalID: nil, instruments: [:], operatorName: "bench", softwareVersion: "bench",
-            startedAt: Date(), startedMonotonic: 0))
-        let ref = ChannelRef(instrument: "spectro", channel: "absorbance")
-        let batch = (0..<1000).map {
-            MeasurementRecord(stepIndex: 1, channel: ref, instrument: "spectro", series: "a", value: Double($0),
-                              unit: "AU", wallTime: Date(), monotonicTime: Double($0))
-        }
-        var rates: [Double] = []
-        for _ in 0..<20 {
-            let t = try await seconds {
-                try await database.record(batch, run: run)
-                try await database.flush()   // committed, not only handed over
-            }
-            rates.append(Double(batch.count) / t)
-        }
-        row("SQLite ingest, 1,000-row committed transactions (WAL, synchronous=FULL)", rates, "rows/s", scale: 1)
+    func ingestFigures() async throws {
+        let f = try await IngestBench(rows: ingestRows, rounds: ingestRounds, directory: ".build/bench-ingest",
+                                      peerSource: peers + "/sqlite_ingest.c").measure()
+        let rows = (IngestBench(rows: ingestRows, rounds: 0, directory: "", peerSource: "").readings).formatted()
+        row("Ingest: \(rows) readings of a high-rate instrument through the engine, until committed (WAL, synchronous=FULL)", f.ours, "rows/s", scale: 1)
+        row("  raw C baseline, same disk and settings (sqlite_ingest.c, text shape, 2,000-row transactions)", f.peer, "rows/s", scale: 1)
+        let ratios = f.ratios.sorted()
+        row("  ours ÷ C, per round (\(ingestRounds) rounds interleaved; range \(String(format: "%.2f–%.2f", ratios.first ?? 0, ratios.last ?? 0)))",
+            f.ratios, "ratio", scale: 1, digits: 2)
+        row("  largest -wal file while writing", [Double(f.walPeak)], "MiB", scale: 1.0 / 1_048_576)
+        row("Export of \(rows) readings to CSV (`serendip export RUN --format csv --out F`, a process)", f.exportSeconds, "s", scale: 1, digits: 2)
     }
 
     func plannerLatency(observations: Int, dimensions: Int) async throws {
