@@ -8,6 +8,8 @@ public protocol RunRecorder: Sendable {
     func record(_ measurements: [MeasurementRecord], run: Int64) async throws
     func note(_ event: RunEvent, run: Int64) async throws
     func finishRun(_ run: Int64, outcome: RunOutcome, outputs: [String: Quantity], error: String?) async throws
+    /// Returns once everything handed over so far is stored.
+    func flush() async throws
 }
 
 /// Everything needed to reproduce and audit a run, captured before it starts.

@@ -65,7 +65,11 @@ extension Daemon {
         }
         return [
             control("runs.pause", run: { (p: PauseParams) in p.run }) { p, who in .pause(now: p.now ?? false, .requested(by: who)) },
-            control("runs.resume", run: { (p: ResumeParams) in p.run }) { p, who in .resume(by: who, repeatingUnrepeatable: p.repeatStep ?? false) },
+            control("runs.resume", run: { (p: ResumeParams) in
+                // A run paused because its data could not be stored goes on only if writing is let start again.
+                self.database.retryWrites()
+                return p.run
+            }) { p, who in .resume(by: who, repeatingUnrepeatable: p.repeatStep ?? false) },
             control("runs.abort", run: { (p: RunRef) in p.run }) { _, who in .stop(.abort, by: who) },
             control("runs.halt", run: { (p: RunRef) in p.run }) { _, who in .stop(.halt, by: who) },
         ]

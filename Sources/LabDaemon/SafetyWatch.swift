@@ -129,6 +129,9 @@ actor SafetyWatch {
                     if let alert = try await database.alerts().first(where: { $0.kind == .interlock && $0.subject == name }) {
                         try await raise(.interlock, subject: name, message: alert.message, runs: [entry], instrument: alert.instrument)
                     }
+                case .storage(let detail):
+                    // Not an alert: alerts are stored in the database that cannot be written.
+                    logger.error("a run is paused: its data cannot be stored", metadata: ["run": "\(entry)", "error": "\(detail)"])
                 case .requested, .shutdown:
                     break
                 }

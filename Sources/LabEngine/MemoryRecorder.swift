@@ -34,6 +34,8 @@ public actor MemoryRecorder: RunRecorder {
 
     public func finishRun(_ run: Int64, outcome: RunOutcome, outputs: [String: Quantity], error: String?) {}
 
+    public func flush() {}
+
     /// Entries in time order (a step's readings are recorded together at its end).
     public var timeline: [Entry] {
         entries.enumerated().sorted { ($0.element.time, $0.offset) < ($1.element.time, $1.offset) }.map(\.element)

@@ -362,6 +362,9 @@ public struct ProtocolExecutor: Sendable {
             try await note(.annotation, notes.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "), state)
         case .checkpoint(let name):
             try await note(.checkpoint, name, state)
+            // Everything before a checkpoint is committed before the run may rewind to it: data
+            // whose commit failed after it would otherwise be lost, not measured again.
+            try await durably { try await recorder.flush() }
             state.checkpoints?.save(state)
             // A pause waiting for this checkpoint takes effect here: the control interrupts the steps.
             _ = try? control.send(.checkpointReached(name))
@@ -617,9 +620,15 @@ public struct ProtocolExecutor: Sendable {
     }
 
     /// Stores through the recorder in a task of its own: what happened is recorded even while the
-    /// run is being aborted (storage refuses work in a cancelled task).
+    /// run is being aborted (storage refuses work in a cancelled task). Storage that fails (a full
+    /// disk, an I/O error) pauses the run like a lost instrument: nothing more is measured that
+    /// could not be kept, and the run goes on from its last checkpoint once resumed.
     private func durably(_ body: @escaping @Sendable () async throws -> Void) async throws {
-        try await Task { try await body() }.value
+        do {
+            try await Task { try await body() }.value
+        } catch let error as LabError where error.code == .storage {
+            throw InstrumentFault(reason: .storage(detail: error.message), error: error)
+        }
     }
 }
 

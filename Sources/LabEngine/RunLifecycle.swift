@@ -26,6 +26,9 @@ public struct RunLifecycle: Sendable, Equatable {
         case interlock(name: String, detail: String)
         /// An instrument holds another value than the one written to it.
         case readBack(instrument: String, detail: String)
+        /// The run's data could not be stored (a full disk, an I/O error): nothing more is measured
+        /// until a person has made room and resumes it.
+        case storage(detail: String)
         /// The daemon is stopping (SIGTERM).
         case shutdown(by: String)
 
@@ -36,6 +39,7 @@ public struct RunLifecycle: Sendable, Equatable {
             case .instrumentLost: "instrument_lost"
             case .interlock: "interlock"
             case .readBack: "read_back"
+            case .storage: "storage"
             case .shutdown: "shutdown"
             }
         }
@@ -46,6 +50,7 @@ public struct RunLifecycle: Sendable, Equatable {
             case .instrumentLost(let instrument, let detail): "instrument \(instrument) lost: \(detail)"
             case .interlock(let name, let detail): "interlock \(name): \(detail)"
             case .readBack(let instrument, let detail): "read-back mismatch on \(instrument): \(detail)"
+            case .storage(let detail): "cannot store the run's data: \(detail)"
             case .shutdown(let by): "the daemon is stopping (\(by))"
             }
         }
@@ -53,7 +58,7 @@ public struct RunLifecycle: Sendable, Equatable {
         /// A fault pauses at once, wherever the steps are; a person's or a shutdown's pause may wait for a checkpoint.
         var isFault: Bool {
             switch self {
-            case .instrumentLost, .interlock, .readBack: true
+            case .instrumentLost, .interlock, .readBack, .storage: true
             case .requested, .shutdown: false
             }
         }

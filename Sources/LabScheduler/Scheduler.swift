@@ -250,7 +250,7 @@ public actor Scheduler {
             guard var entry = stored[slot.id] else { return nil }
             entry.state = slot.state
             entry.estimatedSeconds = slot.estimatedSeconds
-            if slot.state == .queued, let why = blockedReason(slot) { entry.note = why }
+            entry.note = liveNote(slot) ?? entry.note
             return (entry, windows[slot.id])
         }
     }
@@ -409,9 +409,16 @@ public actor Scheduler {
         if let slot = slots[id] {
             entry.state = slot.state
             entry.estimatedSeconds = slot.estimatedSeconds ?? entry.estimatedSeconds
-            if slot.state == .queued, let why = blockedReason(slot) { entry.note = why }
+            entry.note = liveNote(slot) ?? entry.note
         }
         return entry
+    }
+
+    /// What only this process knows about an entry: why a waiting one is kept off its instruments,
+    /// why a run is paused or stopping (the stored note may lag: it cannot be written while the disk is full).
+    private func liveNote(_ slot: Slot) -> String? {
+        if slot.state == .queued { return blockedReason(slot) }
+        return running[slot.id]?.control.lifecycle.state.note
     }
 
     private func remember(_ entry: QueueEntry) {

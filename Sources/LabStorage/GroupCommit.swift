@@ -76,6 +76,13 @@ final class GroupCommit: Sendable {
         if full { try await flush() }
     }
 
+    /// After a failed commit every call is refused, so that no later row is stored past a lost
+    /// one; this lets writing start again (a person made room on the disk and resumes the runs,
+    /// which go on from a checkpoint that was committed). A disk still full fails the next commit.
+    func retry() {
+        state.withLock { $0.failure = nil }
+    }
+
     /// Returns once everything handed over so far is committed.
     func flush() async throws {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
@@ -145,9 +152,19 @@ final class GroupCommit: Sendable {
     }
 
     private func fail(_ error: any Error) -> LabError {
-        let failure = LabError(.storage, "cannot store the run's data", cause: error)
+        let failure = LabError(.storage, "cannot store the run's data in \(pool.path): \(Self.reason(error))", cause: error)
         state.withLock { $0.failure = $0.failure ?? failure }
         return failure
+    }
+
+    /// What a lab manager can act on, rather than SQLite's code.
+    static func reason(_ error: any Error) -> String {
+        guard let error = error as? DatabaseError else { return "\(error)" }
+        switch error.resultCode {
+        case .SQLITE_FULL: return "the disk is full (or the process may not make files larger); make room, then resume the paused runs"
+        case .SQLITE_IOERR: return "a write failed (\(error.message ?? "I/O error"): a full disk, a file-size limit or a failing disk); make room or check the disk, then resume the paused runs"
+        default: return error.message ?? "\(error)"
+        }
     }
 
     private static func insert(_ items: [Item], _ db: Database) throws {

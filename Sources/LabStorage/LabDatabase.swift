@@ -260,6 +260,11 @@ extension LabDatabase: RunRecorder {
         try await writer.flush()
     }
 
+    /// Lets readings and events be written again after a failed commit (see `GroupCommit.retry`).
+    public func retryWrites() {
+        writer.retry()
+    }
+
     /// Commits the run's end in the same transaction as, and after, all of its readings and events.
     public func finishRun(_ run: Int64, outcome: RunOutcome, outputs: [String: Quantity], error: String?) async throws {
         try await writer.commit { db in

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Glibc
 import LabDaemon
 
 /// `serendip serve`: the daemon of one lab and one data directory, answering the client commands
@@ -36,6 +37,9 @@ struct Serve: AsyncParsableCommand {
     }
 
     func run() async throws {
+        // A file-size limit (ulimit -f) must make a write fail, to be handled like a full disk
+        // (the runs pause, their instruments safe), not kill the process with SIGXFSZ.
+        signal(SIGXFSZ, SIG_IGN)
         let daemon = try await Daemon(Daemon.Options(labPath: lab, dataDirectory: data.path, checkpointWait: checkpointWait))
         try await daemon.run()
     }

@@ -1,0 +1,78 @@
+import Foundation
+import GRDB
+import Glibc
+import LabStorage
+import Testing
+
+/// `serendip serve` whose files may not grow past a limit (prlimit --fsize, as a full disk looks to
+/// SQLite): the run that cannot store its data pauses, the daemon stays up and keeps what it had
+/// committed, and once the limit is lifted (room made) the resumed run completes.
+@Suite(.serialized) struct DiskFullTests {
+    @Test func aRunWhoseDataCannotBeStoredPausesAndCompletesOnceThereIsRoom() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("serendip-full-\(UUID().uuidString.prefix(8))")
+        let data = directory.appendingPathComponent("data").path
+        try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
+        try """
+            lab: disk-full-test
+            instruments:
+              reactor: { driver: \(Repository.path("drivers/thermo-reactor.yaml")), simulate: true }
+            simulation: { speed: 3000 }
+            """.write(to: directory.appendingPathComponent("lab.yaml"), atomically: true, encoding: .utf8)
+        // About 3 MB of readings, in steps of 2,000; the daemon's files may not pass 1.5 MB (a soft
+        // limit: as the owner of the process, the test may lift it again).
+        let protocolFile = directory.appendingPathComponent("stream.yaml").path
+        try """
+            serendip: 1
+            name: stream
+            instruments: { reactor: thermo-reactor }
+            steps:
+              - checkpoint: start
+              - repeat: 15
+                steps:
+                  - measure: { channel: reactor.temperature, as: t, repeat: 2000, every: 1 s }
+            """.write(toFile: protocolFile, atomically: true, encoding: .utf8)
+        let daemon = Process()
+        daemon.executableURL = URL(fileURLWithPath: "/usr/bin/prlimit")
+        daemon.arguments = ["--fsize=1500000:unlimited", "--", Child.executable.path, "serve", "--lab", directory.appendingPathComponent("lab.yaml").path,
+                            "--data", data]
+        let log = directory.appendingPathComponent("serve.log")
+        FileManager.default.createFile(atPath: log.path, contents: nil)
+        daemon.standardError = try FileHandle(forWritingTo: log)
+        try daemon.run()
+        defer { if daemon.isRunning { kill(daemon.processIdentifier, SIGKILL) } }
+        func client(_ arguments: [String]) async throws -> (status: Int32, output: String) {
+            try await ClientCommandTests.serendip(arguments + ["--data", data])
+        }
+        try await waitFor(seconds: 60) { try await client(["queue"]).status == 0 }
+
+        #expect(try await client(["submit", protocolFile]).status == 0)
+        var status = ""
+        try await waitFor(seconds: 60) {
+            status = try await client(["status", "1"]).output
+            return status.contains("paused")
+        }
+        #expect(status.contains("cannot store the run's data"), "\(status)")
+        #expect(status.contains("a full disk, a file-size limit or a failing disk"), "\(status)")
+        #expect(daemon.isRunning, "a full disk must not stop the daemon")
+
+        // Room is made: the limit is lifted from the running daemon, and a person resumes the run.
+        let raise = Process()
+        raise.executableURL = URL(fileURLWithPath: "/usr/bin/prlimit")
+        raise.arguments = ["--pid", String(daemon.processIdentifier), "--fsize=unlimited:unlimited"]
+        try raise.run()
+        raise.waitUntilExit()
+        #expect(try await client(["resume", "1"]).status == 0)
+        try await waitFor(seconds: 60) { try await client(["status", "1"]).output.contains("completed") }
+
+        kill(daemon.processIdentifier, SIGTERM)
+        daemon.waitUntilExit()
+        let database = try DatabaseQueue(path: data + "/serendip.sqlite")
+        try await database.read { db in
+            #expect(try String.fetchOne(db, sql: "PRAGMA integrity_check") == "ok")
+            // No partial step: every step's readings were stored whole, 2,000 at a time, and all 15 steps are there.
+            let readings = try Int.fetchOne(db, sql: "SELECT count(*) FROM measurement WHERE run_id = 1") ?? 0
+            #expect(readings % 2000 == 0 && readings >= 30_000, "\(readings) readings")
+            #expect(try String.fetchOne(db, sql: "SELECT state FROM run WHERE id = 1") == "completed")
+        }
+    }
+}
