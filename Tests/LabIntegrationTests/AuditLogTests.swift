@@ -1,6 +1,8 @@
 import Foundation
 import GRDB
+import LabCore
 import LabDaemon
+import LabScheduler
 import LabServer
 import LabStorage
 import Testing
@@ -92,5 +94,49 @@ import Testing
         let text = try await served.client(["audit", "--since", "1h"])
         #expect(text.output.contains("  daemon  daemon started  daemon  "), "\(text.output)")
         #expect(text.output.contains("daemon stopped  daemon"), "\(text.output)")
+    }
+
+    @Test func aPausedResumedAndAbortedRunLeavesEachStateChangeAboutTheRun() async throws {
+        let daemon = try await DaemonTests.daemon()
+        let dispatcher = daemon.dispatcher
+        let long = "serendip: 1\nname: long-hold\ninstruments: { reactor: thermo-reactor }\nsteps:\n  - hold: 1000 h\n"
+        let added = await Self.answer(dispatcher, #"{"jsonrpc": "2.0", "id": 1, "method": "queue.add", "params": {"protocol": {"path": "/lab/long.yaml", "text": \#(DaemonTests.json(long))}}}"#, as: "alice")
+        #expect(added.contains(#""run":1"#), "\(added)")
+        try await waitFor { try daemon.database.run(1)?.state == "running" }
+        for (id, method, params) in [(2, "runs.pause", #"{"run": 1, "now": true}"#), (3, "runs.resume", #"{"run": 1}"#),
+                                     (4, "runs.abort", #"{"run": 1}"#)] {
+            let reply = await Self.answer(dispatcher, #"{"jsonrpc": "2.0", "id": \#(id), "method": "\#(method)", "params": \#(params)}"#, as: "alice")
+            #expect(reply.contains(#""result""#), "\(method): \(reply)")
+            if method == "runs.pause" { try await waitFor { try await daemon.scheduler.entry(1)?.state == .paused } }
+        }
+        try await waitFor { try daemon.database.run(1)?.state == "aborted" }
+        await daemon.shutDown(by: "the test")
+        let rows = try daemon.database.auditEntries(subject: "run 1")
+        // The daemon stores a pause or resume just after it answers: each request's row and its change
+        // may come either way round, but each kind comes in order.
+        let changes = rows.filter { $0.actor == "daemon" }, requests = rows.filter { $0.actor == "alice" }
+        #expect(changes.map(\.action) == ["run started", "run paused", "run resumed", "run aborted"])
+        #expect(requests.map(\.action) == ["runs.pause", "runs.resume", "runs.abort"])
+        #expect(rows.count == 7)
+        #expect(Self.detail(changes[1])["note"] as? String == "paused by alice (runs.pause)")
+        #expect((Self.detail(changes[3])["error"] as? String)?.contains("alice") == true, "\(changes[3])")
+    }
+
+    @Test func anAlertsLifeIsLoggedInTheTransactionsThatStoreIt() async throws {
+        let database = try LabDatabase(path: Repository.temporaryDatabase())
+        let alert = try await database.raiseAlert(.interlock, subject: "reactor-hot", message: "141 degC, above 140 degC")
+        try await database.raiseAlert(.interlock, subject: "reactor-hot", message: "141 degC, above 140 degC", run: 4)
+        try await database.raiseAlert(.interlock, subject: "reactor-hot", message: "141 degC, above 140 degC", run: 4)
+        try await database.markAlertCleared(.interlock, subject: "reactor-hot")
+        try await database.raiseAlert(.interlock, subject: "reactor-hot", message: "142 degC, above 140 degC")
+        try await database.markAlertCleared(.interlock, subject: "reactor-hot")
+        _ = try await database.acknowledgeAlert(alert.id, by: "alice")
+        // A refused acknowledgement changes nothing, so the store logs nothing (the request's row says it was refused).
+        _ = try? await database.acknowledgeAlert(alert.id, by: "bob")
+        let rows = try database.auditEntries(subject: "alert \(alert.id)")
+        #expect(rows.map(\.action) == ["alert raised", "alert affects run", "alert cleared", "alert holds again", "alert cleared",
+                                       "alert acknowledged"])
+        #expect(Self.detail(rows[1])["run"] as? Int == 4)
+        #expect(Self.detail(rows[5])["by"] as? String == "alice")
     }
 }
