@@ -45,7 +45,7 @@ public struct CampaignSession {
 
         let lock = try DatabaseLock(database: databasePath)
         defer { withExtendedLifetime(lock) {} }
-        let database = try LabDatabase(path: databasePath)
+        let database = try LabDatabase(path: databasePath, auditActor: "campaign process of \(ProcessInfo.processInfo.userName)")
         // Before anything else: whatever a killed process left running is made safe.
         try await RestartRecovery.makeSafe(database: database, lab: lab, simulators: simulators, logger: logger)
         let instruments = try InstrumentConnector.connect(lab, simulators: simulators, for: definition)

@@ -5,6 +5,7 @@ public import LabEngine
 public import LabScheduler
 public import LabSpec
 public import LabStorage
+public import LabServer
 public import Logging
 import Synchronization
 
@@ -90,6 +91,10 @@ public final class Daemon: Sendable {
         await safety.start()
         try await scheduler.start()
         campaigns = Campaigns(database: database, lab: lab, scheduler: scheduler, logger: logger)
+        try database.appendAudit(actor: "daemon", action: "daemon started", subject: "daemon", detail: LabDatabase.auditDetail([
+            "lab": lab.name, "lab_file": options.labPath, "version": Self.softwareVersion,
+            "pid": Int(ProcessInfo.processInfo.processIdentifier), "user": ProcessInfo.processInfo.userName,
+        ]))
         logger.info("daemon ready", metadata: ["lab": "\(lab.name)", "data": "\(layout.directory)",
                                                "instruments": "\(lab.instruments.keys.sorted())"])
     }
@@ -111,7 +116,15 @@ public final class Daemon: Sendable {
         await safety.stop()
         try? await database.flush()
         simulators?.stop()
+        do {
+            try database.appendAudit(actor: who, action: "daemon stopped", subject: "daemon", detail: nil)
+        } catch {
+            logger.error("cannot write the audit log", metadata: ["error": "\(error)"])
+        }
     }
+
+    /// The method table as served: every mutating request is written to the audit log.
+    public var dispatcher: RPCDispatcher { RPCDispatcher(methods, audit: database) }
 }
 
 /// Protocols compiled against the lab, once per text.

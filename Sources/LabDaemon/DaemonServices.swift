@@ -9,7 +9,7 @@ import Synchronization
 extension Daemon {
     /// Serves the method table on the data directory's Unix socket until SIGINT or SIGTERM.
     public func run() async throws {
-        let server = try SocketServer(path: layout.socket, dispatcher: RPCDispatcher(methods))
+        let server = try SocketServer(path: layout.socket, dispatcher: dispatcher)
         logger.info("serving the socket API", metadata: ["socket": "\(layout.socket)"])
         try await run(api: APIService(server: server))
     }

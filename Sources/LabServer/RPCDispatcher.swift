@@ -13,7 +13,7 @@ public struct RPCCaller: Sendable, Hashable {
 
 /// One entry of the method table. What every method shares — the request's shape, its parameters
 /// checked against their declared names and types, the caller's identity, errors as JSON-RPC errors —
-/// is done once, by the dispatcher, never inside a method (and roles and audit will be added there).
+/// is done once, by the dispatcher, never inside a method (the audit log is written there; roles will be added there).
 public struct RPCMethod: Sendable {
     public let name: String
     /// Changes the daemon's state (queues, cancels, starts): what an audit log and roles will gate.
@@ -53,9 +53,12 @@ public struct RPCMethod: Sendable {
 /// it on the server's own threads, never the executor's.
 public struct RPCDispatcher: Sendable {
     public let methods: [String: RPCMethod]
+    /// Where every mutating request is logged, accepted or refused (nil: not logged).
+    let audit: LabDatabase?
 
-    public init(_ methods: [RPCMethod]) {
+    public init(_ methods: [RPCMethod], audit: LabDatabase? = nil) {
         self.methods = Dictionary(methods.map { ($0.name, $0) }, uniquingKeysWith: { _, last in last })
+        self.audit = audit
     }
 
     /// The run methods over a database and `server.info`: what a campaign outside the daemon serves.
@@ -123,12 +126,19 @@ public struct RPCDispatcher: Sendable {
         case .synchronous(let call): Result { try call(fields["params"], caller) }
         case .asynchronous(let call): Self.blocking { try await call(fields["params"], caller) }
         }
+        if method.mutates, let audit { RequestAudit.record(name, params: fields["params"], caller: caller, outcome: outcome, in: audit) }
         guard let id else { return nil }
         switch outcome {
         case .success(let result): return Self.reply(id, encodedResult: result)
-        case .failure(let error as RPCError): return Self.reply(id, error: error)
-        case .failure(let error as LabError): return Self.reply(id, error: RPCError(code: -32000, message: error.description))
-        case .failure(let error): return Self.reply(id, error: .internalError("\(error)"))
+        case .failure(let error): return Self.reply(id, error: Self.rpcError(error))
+        }
+    }
+
+    static func rpcError(_ error: any Error) -> RPCError {
+        switch error {
+        case let error as RPCError: error
+        case let error as LabError: RPCError(code: -32000, message: error.description)
+        default: .internalError("\(error)")
         }
     }
 

@@ -61,15 +61,24 @@ extension LabDatabase {
             if let open = try Int64.fetchOne(db, sql: "SELECT id FROM alert WHERE kind = ? AND subject = ? AND acknowledged_at IS NULL",
                                              arguments: [kind.rawValue, subject]) {
                 id = open
+                if try Bool.fetchOne(db, sql: "SELECT cleared_at IS NOT NULL FROM alert WHERE id = ?", arguments: [id]) == true {
+                    try AuditLog.append(db, actor: auditActor, action: "alert holds again", subject: "alert \(id)", detail: ["message": message])
+                }
                 try db.execute(sql: "UPDATE alert SET cleared_at = NULL, instrument = COALESCE(instrument, ?) WHERE id = ?",
                                arguments: [instrument, id])
             } else {
                 try db.execute(sql: "INSERT INTO alert (kind, subject, message, instrument, raised_at) VALUES (?, ?, ?, ?, ?)",
                                arguments: [kind.rawValue, subject, message, instrument, Self.timestamp(Date())])
                 id = db.lastInsertedRowID
+                try AuditLog.append(db, actor: auditActor, action: "alert raised", subject: "alert \(id)", detail: [
+                    "kind": kind.rawValue, "subject": subject, "message": message, "instrument": instrument,
+                ])
             }
             if let run {
                 try db.execute(sql: "INSERT OR IGNORE INTO alert_run (alert_id, run_id) VALUES (?, ?)", arguments: [id, run])
+                if db.changesCount == 1 {
+                    try AuditLog.append(db, actor: auditActor, action: "alert affects run", subject: "alert \(id)", detail: ["run": run])
+                }
             }
             return try AlertTable.fetch(db, id)!
         }
@@ -84,6 +93,9 @@ extension LabDatabase {
                                               arguments: [kind.rawValue, subject]) else { return nil }
             try db.execute(sql: "UPDATE alert SET cleared_at = ? WHERE id = ? AND cleared_at IS NULL",
                            arguments: [Self.timestamp(Date()), id])
+            if db.changesCount == 1 {
+                try AuditLog.append(db, actor: auditActor, action: "alert cleared", subject: "alert \(id)", detail: ["kind": kind.rawValue, "subject": subject])
+            }
             return try AlertTable.fetch(db, id)
         }
     }
@@ -102,6 +114,7 @@ extension LabDatabase {
             }
             try db.execute(sql: "UPDATE alert SET acknowledged_at = ?, acknowledged_by = ? WHERE id = ?",
                            arguments: [Self.timestamp(Date()), person, id])
+            try AuditLog.append(db, actor: auditActor, action: "alert acknowledged", subject: "alert \(id)", detail: ["by": person])
             return try AlertTable.fetch(db, id)!
         }
     }

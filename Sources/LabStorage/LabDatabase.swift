@@ -10,9 +10,12 @@ public final class LabDatabase: Sendable {
     public let pool: DatabasePool
     /// Readings and events go through group commit (see `GroupCommit`).
     let writer: GroupCommit
+    /// Who the state changes this process stores are audited as: `daemon`, or a campaign run outside one.
+    public let auditActor: String
 
-    public init(path: String) throws {
+    public init(path: String, auditActor: String = "daemon") throws {
         self.path = path
+        self.auditActor = auditActor
         var configuration = Configuration()
         configuration.foreignKeysEnabled = true
         configuration.prepareDatabase { db in
@@ -34,6 +37,7 @@ public final class LabDatabase: Sendable {
     /// checkpoints. A WAL reader, so it sees what a running daemon has committed and never blocks it.
     public init(readingOnly path: String) throws {
         self.path = path
+        auditActor = "reader"
         var configuration = Configuration()
         configuration.readonly = true
         do {
@@ -170,6 +174,7 @@ public final class LabDatabase: Sendable {
         QueueTable.register(&migrator)
         AlertTable.register(&migrator)
         QueueTable.registerPausedState(&migrator)
+        AuditLog.register(&migrator)
         return migrator
     }
 
@@ -182,6 +187,10 @@ public final class LabDatabase: Sendable {
     public func interruptRunningRuns(restart: [Int64: String] = [:]) throws -> Int {
         try pool.write { db in
             let now = Self.timestamp(Date())
+            for run in try Int64.fetchAll(db, sql: "SELECT id FROM run WHERE state = 'running' ORDER BY id") {
+                try AuditLog.append(db, actor: auditActor, action: "run interrupted", subject: "run \(run)",
+                                    detail: ["error": Self.interruptedError, "restart": restart[run]])
+            }
             var count = 0
             for (run, note) in restart {
                 try db.execute(sql: "UPDATE run SET state = 'interrupted', ended_at = ?, error = ? WHERE id = ? AND state = 'running'",
@@ -201,7 +210,10 @@ public final class LabDatabase: Sendable {
                 VALUES (?, ?, ?, ?, ?, ?, ?)
                 """, arguments: [name, spec.text, spec.sha256, objective, direction, Int64(bitPattern: seed),
                                  Self.timestamp(Date())])
-            return db.lastInsertedRowID
+            let id = db.lastInsertedRowID
+            try AuditLog.append(db, actor: auditActor, action: "campaign started", subject: "campaign \(id)",
+                                detail: ["name": name, "spec": spec.path, "spec_sha256": spec.sha256])
+            return id
         }
     }
 
@@ -241,6 +253,11 @@ extension LabDatabase: RunRecorder {
                     VALUES (?, ?, ?, ?, ?, ?)
                     """, arguments: [run, role, identity.name, identity.driver, identity.driverSHA256, identity.address])
             }
+            try AuditLog.append(db, actor: self.auditActor, action: "run started", subject: "run \(run)", detail: [
+                "protocol": start.protocolName, "protocol_sha256": start.protocolSource.sha256, "operator": start.operatorName,
+                "chosen_by": start.chosenBy, "proposal": start.proposalID, "campaign": start.campaignID,
+                "queue_entry": start.queueEntryID, "instruments": start.instruments.mapValues(\.name),
+            ])
             return run
         }
     }
@@ -279,6 +296,8 @@ extension LabDatabase: RunRecorder {
             // (a pause's note would be stale).
             try db.execute(sql: "UPDATE queue_entry SET state = ?, ended_at = ?, note = ? WHERE run_id = ?",
                            arguments: [QueueState(outcome).rawValue, now, error, run])
+            try AuditLog.append(db, actor: self.auditActor, action: "run \(outcome.rawValue)", subject: "run \(run)",
+                                detail: ["error": error, "outputs": outputs.isEmpty ? nil : outputs.mapValues { "\($0.value) \($0.unit.symbol)" }])
         }
     }
 }

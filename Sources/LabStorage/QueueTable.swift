@@ -68,6 +68,16 @@ enum QueueTable {
         }
     }
 
+    /// A queue entry's change of state. Pausing and resuming are its run's: they are logged about
+    /// the run (whose number is the entry's), the rest about the entry.
+    static func auditTransition(_ db: Database, actor: String, _ id: Int64, from: String, to: String, note: String?) throws {
+        let paused = QueueState.paused.rawValue, running = QueueState.running.rawValue
+        let (action, subject) = if to == paused { ("run paused", "run \(id)") }
+            else if from == paused && to == running { ("run resumed", "run \(id)") }
+            else { ("queue entry \(to)", "queue entry \(id)") }
+        try AuditLog.append(db, actor: actor, action: action, subject: subject, detail: ["from": from, "note": note])
+    }
+
     static let encoder: JSONEncoder = {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
@@ -125,6 +135,12 @@ extension LabDatabase: QueueStore {
                     s.needsApproval, s.campaignID, s.proposalID, s.chosenBy,
                     (s.needsApproval ? QueueState.awaitingApproval : .queued).rawValue, now,
                 ])
+                try AuditLog.append(db, actor: auditActor, action: "queue entry \((s.needsApproval ? QueueState.awaitingApproval : .queued).rawValue)",
+                                    subject: "queue entry \(number)", detail: [
+                    "owner": s.owner, "project": s.project, "protocol": s.protocolName, "protocol_sha256": s.protocolSource.sha256,
+                    "parameters": try? JSONSerialization.jsonObject(with: Data(parameters.utf8)), "priority": s.priority, "not_before": s.notBefore.map(Self.timestamp),
+                    "campaign": s.campaignID, "proposal": s.proposalID, "chosen_by": s.chosenBy, "request_id": s.requestID,
+                ])
                 entries.append(QueueEntry(id: number, submission: s,
                                           state: s.needsApproval ? .awaitingApproval : .queued, position: next,
                                           submittedAt: Self.date(now) ?? Date()))
@@ -169,12 +185,16 @@ extension LabDatabase: QueueStore {
     public func transition(_ id: Int64, from: Set<QueueState>, to: QueueState, note: String?) async throws -> QueueEntry? {
         try await pool.write { db in
             let states = from.map(\.rawValue)
+            let before = try String.fetchOne(db, sql: "SELECT state FROM queue_entry WHERE id = ?", arguments: [id])
             try db.execute(sql: """
                 UPDATE queue_entry SET state = ?, note = COALESCE(?, note), ended_at = ?
                 WHERE id = ? AND state IN (\(states.map { _ in "?" }.joined(separator: ", ")))
                 """, arguments: StatementArguments([to.rawValue, note, to.isFinal ? Self.timestamp(Date()) : nil, id] as [(any DatabaseValueConvertible)?])
                     + StatementArguments(states))
             guard db.changesCount == 1 else { return nil }
+            if let before, before != to.rawValue {
+                try QueueTable.auditTransition(db, actor: auditActor, id, from: before, to: to.rawValue, note: note)
+            }
             return try Row.fetchOne(db, sql: "SELECT * FROM queue_entry WHERE id = ?", arguments: [id]).map(QueueTable.entry)
         }
     }
@@ -193,6 +213,14 @@ extension LabDatabase: QueueStore {
 
     public func recoverAfterRestart() async throws {
         try await pool.write { db in
+            let open = try Row.fetchAll(db, sql: """
+                SELECT id, state FROM queue_entry WHERE state IN ('running', 'paused') OR (state = 'queued' AND autostart = 0) ORDER BY id
+                """)
+            for row in open {
+                let state: String = row["state"]
+                try QueueTable.auditTransition(db, actor: auditActor, row["id"], from: state,
+                                               to: state == "queued" ? "held" : "interrupted", note: "the daemon restarted")
+            }
             try db.execute(sql: """
                 UPDATE queue_entry SET state = 'interrupted', ended_at = ?,
                     note = CASE state WHEN 'paused' THEN 'paused when the daemon stopped (' || COALESCE(note, '') || '); a run does not resume across a restart'
@@ -240,13 +268,23 @@ extension LabDatabase {
                 """, arguments: [name, spec.text, spec.sha256, objective, direction, Int64(bitPattern: seed),
                                  Self.timestamp(Date()), owner, spec.path, protocolSource.path, protocolSource.text, needsApproval,
                                  budget])
-            return db.lastInsertedRowID
+            let id = db.lastInsertedRowID
+            try AuditLog.append(db, actor: auditActor, action: "campaign started", subject: "campaign \(id)", detail: [
+                "name": name, "owner": owner, "spec": spec.path, "spec_sha256": spec.sha256, "protocol": protocolSource.path,
+                "protocol_sha256": protocolSource.sha256, "needs_approval": needsApproval, "budget": budget,
+            ])
+            return id
         }
     }
 
     public func setCampaignState(_ id: Int64, _ state: String, note: String?) throws {
         try pool.write { db in
+            let before = try String.fetchOne(db, sql: "SELECT state FROM campaign WHERE id = ?", arguments: [id])
             try db.execute(sql: "UPDATE campaign SET state = ?, state_note = ? WHERE id = ?", arguments: [state, note, id])
+            if before != state {
+                try AuditLog.append(db, actor: auditActor, action: state == "running" ? "campaign resumed" : "campaign \(state)",
+                                    subject: "campaign \(id)", detail: ["from": before, "note": note])
+            }
         }
     }
 
@@ -263,6 +301,10 @@ extension LabDatabase {
     /// After a restart no campaign runs: those that were running are stopped until someone resumes them.
     public func stopRunningCampaigns() throws {
         try pool.write { db in
+            for id in try Int64.fetchAll(db, sql: "SELECT id FROM campaign WHERE state = 'running' ORDER BY id") {
+                try AuditLog.append(db, actor: auditActor, action: "campaign stopped", subject: "campaign \(id)",
+                                    detail: ["note": "the daemon stopped; resume it to go on"])
+            }
             try db.execute(sql: "UPDATE campaign SET state = 'stopped', state_note = 'the daemon stopped; resume it to go on' WHERE state = 'running'")
         }
     }

@@ -152,7 +152,7 @@ struct DaemonBench {
         let directory = try Self.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let daemon = try await Daemon(Daemon.Options(labPath: lab, dataDirectory: directory, logger: Self.quiet))
-        let server = try SocketServer(path: daemon.layout.socket, dispatcher: RPCDispatcher(daemon.methods))
+        let server = try SocketServer(path: daemon.layout.socket, dispatcher: daemon.dispatcher)
         // The end of each run as the scheduler reports it: after its `completed` state is committed.
         let ends = Ends()
         let token = await daemon.scheduler.observe { finished in ends.record(finished.entry.id, finished.entry.state) }
