@@ -63,9 +63,10 @@ enum RunPlots {
         let x = whole ? NiceScale(0, max(end / divisor, 1e-9), count: 9) : NiceScale(first / divisor, last / divisor, count: 9)
         let events = allEvents.filter { whole || (x.lo...x.hi).contains($0.time / divisor) }
         let y = NiceScale(trace.values.min() ?? 0, trace.values.max() ?? 1, count: 7)
-        let labels = placeEventLabels(eventGroups(events, at: { SVGPlot(x: x, y: y).px($0.time / divisor) }), at: { $0.time / divisor },
-                                      in: SVGPlot(x: x, y: y))
-        // Above the plot area, one 15-pixel lane per row of event labels, so that no label hides the data.
+        // The labels are laid out along x first: their rows decide how high the header is.
+        let layout = SVGPlot(x: x, y: y)
+        let labels = placeEventLabels(eventGroups(events, at: { layout.px($0.time / divisor) }), at: { $0.time / divisor }, in: layout)
+        // Above the plot area, one 15-pixel row per lane of event labels, so that no label hides the data.
         var plot = SVGPlot(x: x, y: y, header: 80 + Double(labels.lanes) * 15)
         let points = zip(trace.times, trace.values).map { (plot.px($0 / divisor), plot.py($1)) }
 
@@ -108,7 +109,7 @@ enum RunPlots {
                                : [])
     }
 
-    /// Events closer together than a label's height share one label (at the first), so labels never overlap.
+    /// Events less than 15 pixels apart share one label (at the first): lines that close cannot each point at their own.
     static func eventGroups(_ events: [TimedRunEvent], at x: (TimedRunEvent) -> Double) -> [[TimedRunEvent]] {
         var groups: [[TimedRunEvent]] = []
         for event in events.sorted(by: { $0.time < $1.time }) {
