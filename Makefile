@@ -4,7 +4,7 @@
 
 SWIFT      ?= swift
 BUILD      ?= .build
-APT_PACKAGES = libmodbus-dev libserialport-dev libsqlite3-dev socat pkg-config
+APT_PACKAGES = libmodbus-dev libserialport-dev libsqlite3-dev socat pkg-config python3-venv
 
 .PHONY: demo test soak bench bench-peers bench-planner fuzz deps build clean
 
@@ -29,7 +29,13 @@ demo: build
 # timings measure the machine's load rather than the code.
 TIMED_TESTS = storesExactlyWhatTheSimulatedInstrumentsProduced|aFloodOfRequestsDoesNotDelayAHold|aConstrainedBatchedOptimisationKeepsEveryRunInsideItsConstraint|LabFaultTests
 
-test: deps
+# The Bluesky export test validates with the event-model package, from a virtualenv under the build folder.
+TEST_VENV = $(BUILD)/test-venv
+test-venv: deps
+	[ -x $(TEST_VENV)/bin/python ] && $(TEST_VENV)/bin/python -c "import event_model" 2>/dev/null \
+	  || { python3 -m venv $(TEST_VENV) && $(TEST_VENV)/bin/pip install -q event-model; }
+
+test: deps test-venv
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --parallel --num-workers 2 --skip '$(TIMED_TESTS)'
 	$(SWIFT) test --skip-build --filter '$(TIMED_TESTS)'
