@@ -21,13 +21,13 @@ struct BlueskyDocuments {
         let startUID = Self.uid("serendip run \(r.id) \(r.startedAt) \(r.protocolSHA256)")
         let startTime = Self.epoch(r.startedAt) ?? 0
         try emit("start", Self.start(detail, uid: startUID, time: startTime))
-        var descriptors: [(uid: String, name: String, key: String)] = []
+        var descriptors: [(uid: String, key: String)] = []
         var seq: [Int] = []
         try database.forEachStreamPage(run: r.id, pageSize: Self.pageSize, streams: { streams in
             for (index, stream) in streams.enumerated() {
                 let key = Self.key(stream.series)
                 let uid = Self.uid("\(startUID) descriptor \(index)")
-                descriptors.append((uid, key, key))
+                descriptors.append((uid, key))
                 seq.append(0)
                 try emit("descriptor", .object([
                     ("uid", .string(uid)), ("run_start", .string(startUID)), ("time", .number(startTime)), ("name", .string(key)),
@@ -61,7 +61,7 @@ struct BlueskyDocuments {
         })
         guard let exit = Self.exitStatus[r.state] else { return }
         var events: [String: Int] = [:]
-        for (index, descriptor) in descriptors.enumerated() { events[descriptor.name, default: 0] += seq[index] }
+        for (index, descriptor) in descriptors.enumerated() { events[descriptor.key, default: 0] += seq[index] }
         try emit("stop", .object([
             ("uid", .string(Self.uid("\(startUID) stop"))), ("run_start", .string(startUID)),
             ("time", .number(r.endedAt.flatMap(Self.epoch) ?? startTime)), ("exit_status", .string(exit)),

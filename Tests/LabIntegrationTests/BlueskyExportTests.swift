@@ -117,6 +117,18 @@ import Testing
         #expect(lines.last.map { "\($0[0]) \($0[1])" } == "events \(stored.count)", "every stored reading is one event")
     }
 
+    @Test func theLoadingExampleInTheClientDocsRunsOnAnExport() async throws {
+        let runs = try await StoredRuns.shared.value
+        let example = try #require(try DocumentationTests.blocks("client.md", language: "python").first { $0.contains("event_model") })
+        let directory = try ClientCommandTests.emptyDirectory()
+        let (status, output) = try await ExportTests.serendip(["export", "\(runs.byHand)", "--format", "bluesky",
+                                                              "--out", directory + "/runs.jsonl", "--data", runs.directory])
+        #expect(status == 0, "\(output)")
+        let printed = try Self.eventModel("import os, sys; os.chdir(sys.argv[1]); exec(sys.argv[2])", [directory, example])
+        let readings = try ExportTests.storedReadings(runs.database).filter { $0.run == runs.byHand }
+        #expect(printed.split(separator: "\n").count == readings.count, "one line per event: \(printed)")
+    }
+
     @Test func exportingARunTwiceGivesTheSameDocuments() async throws {
         let runs = try await StoredRuns.shared.value
         let arguments = ["export", "\(runs.byHand)", "--format", "bluesky", "--data", runs.directory]
