@@ -10,6 +10,10 @@ extension LabDatabase {
     /// owner-only temporary file beside `destination`, reach the disk, and only then take its name: a
     /// failed or killed backup never leaves a half-written file under the name a person will restore from.
     public func backup(to destination: String, replacing: Bool) throws {
+        // Renaming a copy over the live database would leave its -wal describing another file.
+        guard !Self.sameFile(destination, path) else {
+            throw LabError(.conflict, "\(destination) is the database itself: back it up to another file")
+        }
         guard replacing || !FileManager.default.fileExists(atPath: destination) else {
             throw LabError(.conflict, "\(destination) exists: give --force to replace it, or choose another file")
         }
@@ -32,6 +36,11 @@ extension LabDatabase {
             throw LabError(.storage, "cannot write \(destination): \(reason)")
         }
         try Self.sync(directory.isEmpty ? "." : directory)
+    }
+
+    private static func sameFile(_ a: String, _ b: String) -> Bool {
+        var x = stat(), y = stat()
+        return stat(a, &x) == 0 && stat(b, &y) == 0 && x.st_dev == y.st_dev && x.st_ino == y.st_ino
     }
 
     /// Flushes a file or a directory (a new name) to the disk.

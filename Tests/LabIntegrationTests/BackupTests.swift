@@ -67,7 +67,7 @@ import Testing
         try copy.close()
     }
 
-    @Test func aBackupRefusesToReplaceAFileUnlessForced() async throws {
+    @Test func aBackupRefusesToReplaceAFileUnlessForcedAndNeverTheDatabaseItself() async throws {
         let directory = try ClientCommandTests.emptyDirectory()
         try LabDatabase(path: directory + "/serendip.sqlite").pool.close()
         let file = try ClientCommandTests.emptyDirectory() + "/copy.sqlite"
@@ -76,6 +76,9 @@ import Testing
         #expect(refused.status == 1)
         #expect(refused.output == "\(file) exists: give --force to replace it, or choose another file\n")
         #expect(try String(contentsOfFile: file, encoding: .utf8) == "keep me")
+        let itself = try await ClientCommandTests.serendip(["backup", "--to", directory + "/./serendip.sqlite", "--force", "--data", directory])
+        #expect(itself.status == 1)
+        #expect(itself.output == "\(directory)/./serendip.sqlite is the database itself: back it up to another file\n")
         let forced = try await ClientCommandTests.serendip(["backup", "--to", file, "--force", "--data", directory])
         #expect(forced.status == 0, "\(forced.output)")
         let copy = try DatabaseQueue(path: file)
