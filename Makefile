@@ -4,7 +4,7 @@
 
 SWIFT      ?= swift
 BUILD      ?= .build
-APT_PACKAGES = libmodbus-dev libserialport-dev libsqlite3-dev socat pkg-config
+APT_PACKAGES = libmodbus-dev libserialport-dev libsqlite3-dev socat pkg-config python3-venv
 
 .PHONY: demo test soak bench bench-peers bench-planner fuzz deps build clean
 
@@ -29,9 +29,15 @@ demo: build
 # timings measure the machine's load rather than the code.
 TIMED_TESTS = storesExactlyWhatTheSimulatedInstrumentsProduced|aFloodOfRequestsDoesNotDelayAHold|aConstrainedBatchedOptimisationKeepsEveryRunInsideItsConstraint|LabFaultTests
 
+# The Bluesky export test validates with the event-model package, from a virtualenv under the build folder.
+TEST_VENV = $(BUILD)/test-venv
+test-venv: deps
+	[ -x $(TEST_VENV)/bin/python ] && $(TEST_VENV)/bin/python -c "import event_model" 2>/dev/null \
+	  || { python3 -m venv $(TEST_VENV) && $(TEST_VENV)/bin/pip install -q event-model; }
+
 # Each phase has a deadline (about ten times what it takes here): a hung test fails the run with
 # the stacks of every thread instead of running into CI's limit.
-test: deps
+test: deps test-venv
 	$(SWIFT) build --build-tests
 	scripts/with-deadline 900 $(SWIFT) test --skip-build --parallel --num-workers 2 --skip '$(TIMED_TESTS)'
 	scripts/with-deadline 900 $(SWIFT) test --skip-build --filter '$(TIMED_TESTS)'

@@ -145,3 +145,44 @@ extension LabDatabase {
         }
     }
 }
+
+/// The readings of one series from one channel in one unit: one Bluesky event stream.
+public struct ReadingStream: Sendable, Hashable {
+    public var series: String
+    public var role: String
+    public var channel: String
+    public var instrument: String
+    public var unit: String
+    public var count: Int
+}
+
+extension LabDatabase {
+    /// Hands `run`'s streams (in the order of their first reading) to `streams`, then each stream's
+    /// readings in pages of at most `pageSize` to `page` (with the stream's index), all read in one
+    /// snapshot: the counts announced first are the readings that follow, even while a daemon writes.
+    public func forEachStreamPage(run: Int64, pageSize: Int, streams: ([ReadingStream]) throws -> Void,
+                                  page: (Int, [MeasurementRow]) throws -> Void) throws {
+        try pool.read { db in
+            let list = try Row.fetchAll(db, sql: """
+                SELECT series, role, channel, instrument, unit, COUNT(*) AS n FROM measurement WHERE run_id = ?
+                GROUP BY series, role, channel, instrument, unit ORDER BY MIN(id)
+                """, arguments: [run])
+                .map { ReadingStream(series: $0["series"], role: $0["role"], channel: $0["channel"], instrument: $0["instrument"],
+                                     unit: $0["unit"], count: $0["n"]) }
+            try streams(list)
+            for (index, stream) in list.enumerated() {
+                let rows = try MeasurementRow.fetchCursor(db, sql: """
+                    SELECT * FROM measurement WHERE run_id = ? AND series = ? AND role = ? AND channel = ? AND instrument = ? AND unit = ?
+                    ORDER BY id
+                    """, arguments: [run, stream.series, stream.role, stream.channel, stream.instrument, stream.unit])
+                var chunk: [MeasurementRow] = []
+                chunk.reserveCapacity(pageSize)
+                while let row = try rows.next() {
+                    chunk.append(row)
+                    if chunk.count == pageSize { try page(index, chunk); chunk.removeAll(keepingCapacity: true) }
+                }
+                if !chunk.isEmpty { try page(index, chunk) }
+            }
+        }
+    }
+}

@@ -152,19 +152,21 @@ struct ShowRun: ParsableCommand {
     }
 }
 
-/// `serendip export`: runs' readings as tidy CSV or JSON Lines, for pandas and spreadsheets.
+/// `serendip export`: runs' readings as tidy CSV or JSON Lines, for pandas and spreadsheets, or as
+/// Bluesky documents for databroker and Tiled.
 struct Export: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Export runs' readings as tidy CSV or JSON Lines (one row per reading), values exactly as stored.",
+        abstract: "Export runs' readings as tidy CSV, JSON Lines or Bluesky documents, values exactly as stored.",
         discussion: "CSV: a header line, then one row per reading. JSON Lines: per run, one object with its provenance and "
             + "parameters (\"type\": \"run\"), then one object per reading (\"type\": \"reading\"). Numbers are written in the "
-            + "shortest form that reads back as the same double. Bluesky event-model documents are not built yet.")
+            + "shortest form that reads back as the same double. Bluesky: event-model documents, one [name, doc] pair per "
+            + "line (start, a descriptor per series, event pages, stop), as bluesky's JSON Lines serializers write them.")
 
-    enum Format: String, ExpressibleByArgument, CaseIterable { case csv, jsonl }
+    enum Format: String, ExpressibleByArgument, CaseIterable { case csv, jsonl, bluesky }
 
     @Argument(help: ArgumentHelp("The runs to export.", valueName: "run")) var runs: [Int64] = []
     @Option(help: ArgumentHelp("Export every run of this campaign.", valueName: "N")) var campaign: Int64?
-    @Option(help: "csv or jsonl.") var format: Format
+    @Option(help: "csv, jsonl or bluesky.") var format: Format
     @Option(help: ArgumentHelp("Write to this file instead of standard output.", valueName: "PATH")) var out: String?
     @OptionGroup var data: DataDirectory
 
@@ -190,6 +192,10 @@ struct Export: ParsableCommand {
             let sink = try ByteSink(path: out)
             if format == .csv { try sink.write(Self.columns.joined(separator: ",") + "\n") }
             for detail in details {
+                if format == .bluesky {
+                    try BlueskyDocuments(detail: detail, write: sink.write).export(from: database)
+                    continue
+                }
                 if format == .jsonl { try sink.write(Self.jsonLine(detail) + "\n") }
                 try database.forEachReading(run: detail.run.id) { reading in
                     try sink.write((format == .csv ? Self.csvRow(reading) : Self.jsonLine(reading)) + "\n")
@@ -249,6 +255,7 @@ struct Export: ParsableCommand {
 indirect enum JSONText {
     case string(String), number(Double), integer(Int64), null
     case object([(String, JSONText)])
+    case array([JSONText])
 
     var rendered: String {
         switch self {
@@ -258,6 +265,7 @@ indirect enum JSONText {
         case .integer(let i): String(i)
         case .null: "null"
         case .object(let members): "{" + members.map { Self.quoted($0.0) + ":" + $0.1.rendered }.joined(separator: ",") + "}"
+        case .array(let items): "[" + items.map(\.rendered).joined(separator: ",") + "]"
         }
     }
 
