@@ -89,6 +89,9 @@ struct RecordedRun: Sendable {
 
 /// An SVG as the test reads it back with Python's XML parser.
 struct ParsedPlot: Decodable {
+    /// The time axis's unit in seconds: a run slowed down by a busy machine may be drawn in hours.
+    var secondsPerUnit: Double { xLabel.hasSuffix("(h)") ? 3600 : xLabel.hasSuffix("(min)") ? 60 : 1 }
+
     struct Text: Decodable { let x: Double; let text: String }
     let title: String, xLabel: String, yLabel: String
     let xTicks: [String], yTicks: [String], xGrid: [Double], yGrid: [Double]
@@ -178,7 +181,7 @@ struct ParsedPlot: Decodable {
             """, [runs.byHand])
         #expect(plot.trace.count == stored.count && !stored.isEmpty)
         let (x, y) = (try plot.x, try plot.y)
-        let seconds = plot.xLabel.hasSuffix("(min)") ? 60.0 : 1.0
+        let seconds = plot.secondsPerUnit
         for (point, reading) in zip(plot.trace, stored) {
             #expect(abs(x.value(point[0]) * seconds - reading[0]) <= x.perPixel * seconds)
             #expect(abs(y.value(point[1]) - reading[1]) <= y.perPixel)
@@ -189,7 +192,7 @@ struct ParsedPlot: Decodable {
 
     /// How many of the run's events fall inside the plot's time axis.
     static func eventsInside(_ plot: ParsedPlot, run: Int64, database: String) throws -> Int {
-        let seconds = plot.xLabel.hasSuffix("(min)") ? 60.0 : 1.0
+        let seconds = plot.secondsPerUnit
         let x = try plot.x
         let (from, to) = (x.value(plot.frame[0]) * seconds, x.value(plot.frame[1]) * seconds)
         let times: [[Double]] = try read(database, """

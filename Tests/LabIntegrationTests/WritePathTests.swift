@@ -32,19 +32,21 @@ import Testing
                               value: Double($0), unit: "V", wallTime: Date(), monotonicTime: Double($0))
         }
         // A reader in the middle of a long read: its snapshot keeps every later page in the WAL.
-        let reading = DispatchSemaphore(value: 0), letGo = DispatchSemaphore(value: 0)
+        let reading = DispatchSemaphore(value: 0), letGo = DispatchSemaphore(value: 0), done = DispatchSemaphore(value: 0)
         Thread {
             try? database.pool.read { db in
                 _ = try Int.fetchOne(db, sql: "SELECT count(*) FROM measurement")
                 reading.signal()
                 letGo.wait()
             }
+            done.signal()
         }.start()
         reading.wait()
         for _ in 0..<4 { try await writer.append(.measurements(run: run, rows)); try await writer.flush() }
         let wal = database.path + "-wal"
         #expect(try Self.size(wal) > 1 << 20, "the reader's snapshot keeps the WAL from being checkpointed")
         letGo.signal()
+        done.wait()   // its read transaction has ended
         try await writer.append(.measurements(run: run, Array(rows.prefix(10))))
         try await writer.flush()
         #expect(try Self.size(wal) <= 1 << 20)
