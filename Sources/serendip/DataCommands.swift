@@ -196,10 +196,12 @@ struct Export: ParsableCommand {
                     try BlueskyDocuments(detail: detail, write: sink.write).export(from: database)
                     continue
                 }
-                if format == .jsonl { try sink.write(Self.jsonLine(detail) + "\n") }
-                try database.forEachReading(run: detail.run.id) { reading in
-                    try sink.write((format == .csv ? Self.csvRow(reading) : Self.jsonLine(reading)) + "\n")
+                if format == .csv {
+                    try database.writeReadingsCSV(run: detail.run.id, sink.write(bytes:))
+                    continue
                 }
+                try sink.write(Self.jsonLine(detail) + "\n")
+                try database.forEachReading(run: detail.run.id) { reading in try sink.write(Self.jsonLine(reading) + "\n") }
             }
             try sink.close()
         } catch { throw data.fail(error) }
@@ -209,11 +211,6 @@ struct Export: ParsableCommand {
     static func number(_ value: Double) -> String {
         guard value.isFinite else { return value.isNaN ? "nan" : (value < 0 ? "-inf" : "inf") }
         return value.description
-    }
-
-    static func csvRow(_ r: MeasurementRow) -> String {
-        [String(r.runID), String(r.step), r.instrument, r.role, r.channel, r.series, number(r.value), r.unit, r.wallTime,
-         number(r.monotonicTime)].map(csvField).joined(separator: ",")
     }
 
     static func csvField(_ text: String) -> String {
@@ -302,6 +299,11 @@ final class ByteSink {
 
     func write(_ text: String) throws {
         buffer.append(contentsOf: text.utf8)
+        if buffer.count >= 1 << 16 { try flush() }
+    }
+
+    func write(bytes: UnsafeRawBufferPointer) throws {
+        buffer.append(contentsOf: bytes)
         if buffer.count >= 1 << 16 { try flush() }
     }
 

@@ -85,3 +85,31 @@ import Testing
         withExtendedLifetime(lock) {}
     }
 }
+
+/// The CSV encoder writes SQLite's columns straight into bytes; fields that need quoting are quoted
+/// as RFC 4180 says, and numbers keep their shortest exact form.
+@Suite struct CSVEncodingTests {
+    @Test func fieldsWithCommasQuotesAndLineBreaksAreQuotedAndNumbersExact() async throws {
+        let database = try LabDatabase(path: Repository.temporaryDatabase())
+        let source = SourceText(path: "t.yaml", text: "", sha256: "")
+        let run = try await database.beginRun(RunStart(campaignID: nil, protocolName: "t", protocolSource: source, parameters: [],
+                                                       chosenBy: "test", proposalID: nil, instruments: [:], operatorName: "t",
+                                                       softwareVersion: "t", startedAt: Date(), startedMonotonic: 0))
+        let time = Date(timeIntervalSince1970: 1_796_037_295.25)
+        try await database.record([
+            MeasurementRecord(stepIndex: 3, channel: ChannelRef(instrument: "role,1", channel: "v\"x"), instrument: "daq", series: "a\nb",
+                              value: 0.1 + 0.2, unit: "V", wallTime: time, monotonicTime: -1e-300),
+            MeasurementRecord(stepIndex: 12, channel: ChannelRef(instrument: "r", channel: "c"), instrument: "daq", series: "s",
+                              value: -42, unit: "mL/min", wallTime: time, monotonicTime: 1e21),
+        ], run: run)
+        try await database.flush()
+        var bytes: [UInt8] = []
+        try database.writeReadingsCSV(run: run) { bytes.append(contentsOf: $0) }
+        #expect(String(decoding: bytes, as: UTF8.self) == """
+            \(run),3,daq,"role,1","v""x","a
+            b",0.30000000000000004,V,2026-11-30T11:14:55.250Z,-1e-300
+            \(run),12,daq,r,c,s,-42.0,mL/min,2026-11-30T11:14:55.250Z,1e+21
+
+            """)
+    }
+}
