@@ -191,7 +191,7 @@ struct Bench: AsyncParsableCommand {
     func ingestFigures() async throws {
         let f = try await IngestBench(rows: ingestRows, rounds: ingestRounds, directory: ".build/bench-ingest",
                                       peerSource: peers + "/sqlite_ingest.c").measure()
-        let rows = (IngestBench(rows: ingestRows, rounds: 0, directory: "", peerSource: "").readings).formatted()
+        let rows = IngestBench.readings(for: ingestRows).formatted()
         row("Ingest: \(rows) readings of a high-rate instrument through the engine, until committed (WAL, synchronous=FULL)", f.ours, "rows/s", scale: 1)
         row("  raw C baseline, same disk and settings (sqlite_ingest.c, text shape, 2,000-row transactions)", f.peer, "rows/s", scale: 1)
         let ratios = f.ratios.sorted()

@@ -57,8 +57,9 @@ struct IngestBench {
     /// Blocks of 10,000 readings (a `measure` repeats at most that often): each block is one step,
     /// committed whole.
     static let block = 10_000
-    var blocks: Int { max(1, (rows + Self.block - 1) / Self.block) }
-    var readings: Int { blocks * Self.block }
+    static func readings(for rows: Int) -> Int { max(1, (rows + block - 1) / block) * block }
+    var readings: Int { Self.readings(for: rows) }
+    var blocks: Int { readings / Self.block }
 
     private var protocolText: String {
         """

@@ -76,3 +76,57 @@ import Testing
         }
     }
 }
+
+/// kill -9 of a daemon while a high-rate instrument streams: what was committed is whole (no step
+/// with part of its readings) and the database passes its integrity check.
+@Suite(.serialized) struct HeavyWritingCrashTests {
+    @Test func aKillDuringHeavyWritingLeavesNoPartialStep() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("serendip-kill-\(UUID().uuidString.prefix(8))")
+        let data = directory.appendingPathComponent("data").path
+        try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
+        try """
+            lab: heavy-writing
+            instruments:
+              reactor: { driver: \(Repository.path("drivers/thermo-reactor.yaml")), simulate: true }
+            simulation: { speed: 3000 }
+            """.write(to: directory.appendingPathComponent("lab.yaml"), atomically: true, encoding: .utf8)
+        let protocolFile = directory.appendingPathComponent("stream.yaml").path
+        try """
+            serendip: 1
+            name: stream
+            instruments: { reactor: thermo-reactor }
+            steps:
+              - repeat: 100
+                steps:
+                  - measure: { channel: reactor.temperature, as: t, repeat: 500, every: 1 s }
+            """.write(toFile: protocolFile, atomically: true, encoding: .utf8)
+        let daemon = try Child(["serve", "--lab", directory.appendingPathComponent("lab.yaml").path, "--data", data],
+                               output: directory.appendingPathComponent("serve.log"))
+        defer { daemon.signal(SIGKILL) }
+        func client(_ arguments: [String]) async throws -> (status: Int32, output: String) {
+            try await ClientCommandTests.serendip(arguments + ["--data", data])
+        }
+        try await waitFor(seconds: 60) { try await client(["queue"]).status == 0 }
+        #expect(try await client(["submit", protocolFile]).status == 0)
+        let database = data + "/serendip.sqlite"
+        func stored() throws -> Int {
+            var configuration = Configuration()
+            configuration.readonly = true
+            return try DatabaseQueue(path: database, configuration: configuration).read {
+                try Int.fetchOne($0, sql: "SELECT count(*) FROM measurement") ?? 0
+            }
+        }
+        // Several steps committed, and the run still streaming: then the process dies.
+        try await waitFor(seconds: 60) { ((try? stored()) ?? 0) >= 3000 }
+        daemon.signal(SIGKILL)
+        _ = try await daemon.exitStatus()
+        let queue = try DatabaseQueue(path: database)
+        try await queue.read { db in
+            #expect(try String.fetchOne(db, sql: "PRAGMA integrity_check") == "ok")
+            // Every pass of the loop is one step of 500 readings, committed whole or not at all.
+            let readings = try Int.fetchOne(db, sql: "SELECT count(*) FROM measurement") ?? 0
+            #expect(readings >= 3000 && readings % 500 == 0, "\(readings) readings")
+            #expect(try String.fetchOne(db, sql: "SELECT state FROM run WHERE id = 1") == "running", "killed before it ended")
+        }
+    }
+}
