@@ -76,7 +76,7 @@ public final class Daemon: Sendable {
         // Before anything else: whatever a killed daemon left running is made safe.
         try await RestartRecovery.makeSafe(database: database, lab: lab, simulators: simulators, logger: logger)
         try database.stopRunningCampaigns()
-        let instruments = try InstrumentConnector.connect(lab, simulators: simulators)
+        let instruments = try InstrumentConnector.connect(lab, simulators: simulators, traffic: { [database] in database.trafficTap(for: $0) })
         let compiled = ProtocolCache(drivers: lab.drivers)
         scheduler = Scheduler(Scheduler.Environment(
             store: database, recorder: database, instruments: instruments, pool: lab.instruments.mapValues(\.driver.name),

@@ -76,10 +76,12 @@ public enum InstrumentConnector {
     /// Connects the instruments a protocol's roles need (all of the lab's without a protocol), keyed by
     /// role: each role gets the lab's instrument of its name if that has the role's driver, otherwise
     /// the first free one of its driver by name.
+    /// `traffic` gives the recorder of an instrument whose lab config says `record_traffic: true`.
     public static func connect(_ config: LabConfig, simulators: SimulatedLab? = nil,
-                               for definition: ProtocolDefinition? = nil) throws -> [String: any Instrument] {
+                               for definition: ProtocolDefinition? = nil,
+                               traffic: (@Sendable (String) -> TrafficTap)? = nil) throws -> [String: any Instrument] {
         let wanted = try definition.map { try bindings(for: $0, in: config) } ?? config.instruments
-        return try connect(wanted, simulators: simulators)
+        return try connect(wanted, simulators: simulators, traffic: traffic)
     }
 
     /// Role → the lab's instrument serving it (`InstrumentAssignment`: by driver type, the role's
@@ -96,8 +98,8 @@ public enum InstrumentConnector {
     }
 
     /// Connects the lab's instruments of these names (an unknown name is refused).
-    public static func connect(_ config: LabConfig, simulators: SimulatedLab? = nil, named names: [String]) throws
-        -> [String: any Instrument] {
+    public static func connect(_ config: LabConfig, simulators: SimulatedLab? = nil, named names: [String],
+                               traffic: (@Sendable (String) -> TrafficTap)? = nil) throws -> [String: any Instrument] {
         var wanted: [String: LabConfig.Binding] = [:]
         for name in names {
             guard let binding = config.instruments[name] else {
@@ -105,12 +107,14 @@ public enum InstrumentConnector {
             }
             wanted[name] = binding
         }
-        return try connect(wanted, simulators: simulators)
+        return try connect(wanted, simulators: simulators, traffic: traffic)
     }
 
-    private static func connect(_ wanted: [String: LabConfig.Binding], simulators: SimulatedLab?) throws -> [String: any Instrument] {
+    private static func connect(_ wanted: [String: LabConfig.Binding], simulators: SimulatedLab?,
+                                traffic: (@Sendable (String) -> TrafficTap)?) throws -> [String: any Instrument] {
         var instruments: [String: any Instrument] = [:]
         for (name, binding) in wanted {
+            let tap = binding.recordTraffic ? traffic?(name) : nil
             var connection = binding.connection
             // A simulated device's max_rate is judged in its simulated time.
             var clock: any LabClock = ScaledClock()
@@ -123,11 +127,11 @@ public enum InstrumentConnector {
             }
             switch connection {
             case .modbusTCP(let host, let port, let unit):
-                let client = ModbusTCPClient(.init(host: host, port: port, unit: unit, responseTimeout: binding.driver.responseTimeout))
+                let client = ModbusTCPClient(.init(host: host, port: port, unit: unit, responseTimeout: binding.driver.responseTimeout), tap: tap)
                 instruments[name] = ModbusInstrument(name: name, spec: binding.driver, client: client, clock: clock)
             case .serial(let path):
                 let s = binding.driver.serial
-                let line = SerialLine(path: path, baud: s.baud, terminator: s.terminator, timeout: s.timeoutSeconds)
+                let line = SerialLine(path: path, baud: s.baud, terminator: s.terminator, timeout: s.timeoutSeconds, tap: tap)
                 instruments[name] = SerialInstrument(name: name, spec: binding.driver, line: line, clock: clock)
             case .simulated:
                 break

@@ -16,6 +16,8 @@ public struct LabConfig: Sendable {
         /// Instruments of one station (a reactor and the photometer plumbed to it) are only used
         /// together by a run; an instrument without a station is shared by all.
         public var station: String?
+        /// Whether every request and reply on its wire is stored (`record_traffic: true`).
+        public var recordTraffic = false
     }
 
     /// Instrument → station, for the instruments that belong to one.
@@ -123,6 +125,7 @@ public struct LabConfig: Sendable {
         }
         if let path = map.optional("serial").flatMap({ source.string($0, "serial") }) { connection = .serial(path: path) }
         let station = map.optional("station").flatMap { source.string($0, "station") }
+        let recordTraffic = map.optional("record_traffic").flatMap { source.bool($0, "record_traffic") } ?? false
         map.rejectUnknownKeys()
         guard let connection else {
             source.error(node, "instrument '\(name)' has no connection", hint: "add 'modbus:', 'serial:' or 'simulate: true'")
@@ -141,6 +144,6 @@ public struct LabConfig: Sendable {
         default:
             break
         }
-        return Binding(name: name, driver: driver, connection: connection, station: station)
+        return Binding(name: name, driver: driver, connection: connection, station: station, recordTraffic: recordTraffic)
     }
 }

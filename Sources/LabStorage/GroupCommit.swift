@@ -19,11 +19,12 @@ final class GroupCommit: Sendable {
     enum Item: Sendable {
         case measurements(run: Int64, [MeasurementRecord])
         case event(run: Int64, RunEvent)
+        case traffic(instrument: String, TrafficDirection, [UInt8], Date)
 
         var rows: Int {
             switch self {
             case .measurements(_, let m): m.count
-            case .event: 1
+            case .event, .traffic: 1
             }
         }
     }
@@ -60,7 +61,20 @@ final class GroupCommit: Sendable {
 
     /// Hands rows over for the next commit.
     func append(_ item: Item) async throws {
-        let (full, failure): (Bool, LabError?) = state.withLock { s in
+        let (full, failure) = hand(item)
+        if let failure { throw failure }
+        if full { try await flush() }
+    }
+
+    /// Hands rows over without ever waiting, for a caller that must not block (a transport's
+    /// thread recording its traffic). After a failed commit they are dropped: the runs are pausing.
+    func enqueue(_ item: Item) {
+        _ = hand(item)
+    }
+
+    /// Adds to what the next commit takes, and schedules it; whether the caller should now wait.
+    private func hand(_ item: Item) -> (full: Bool, failure: LabError?) {
+        state.withLock { s in
             guard s.failure == nil else { return (false, s.failure) }
             s.pending.append(item)
             s.rows += item.rows
@@ -72,8 +86,6 @@ final class GroupCommit: Sendable {
             }
             return (s.rows >= Self.highWatermark, nil)
         }
-        if let failure { throw failure }
-        if full { try await flush() }
     }
 
     /// After a failed commit every call is refused, so that no later row is stored past a lost
@@ -189,6 +201,9 @@ final class GroupCommit: Sendable {
                 }
             case .event(let run, let e):
                 try event.execute(arguments: [run, e.kind.rawValue, e.message, LabDatabase.timestamp(e.wallTime), e.monotonicTime])
+            case .traffic(let instrument, let direction, let bytes, let time):
+                try db.cachedStatement(sql: "INSERT INTO instrument_traffic (instrument, direction, bytes, wall_time) VALUES (?, ?, ?, ?)")
+                    .execute(arguments: [instrument, direction.rawValue, Data(bytes), times.text(time)])
             }
         }
     }

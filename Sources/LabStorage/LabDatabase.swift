@@ -175,6 +175,7 @@ public final class LabDatabase: Sendable {
         AlertTable.register(&migrator)
         QueueTable.registerPausedState(&migrator)
         AuditLog.register(&migrator)
+        TrafficTable.register(&migrator)
         return migrator
     }
 

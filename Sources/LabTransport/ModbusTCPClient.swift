@@ -40,8 +40,12 @@ public actor ModbusTCPClient {
 
     public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
 
-    public init(_ endpoint: Endpoint) {
+    /// Told every frame sent and received, when the instrument's traffic is recorded.
+    private let tap: TrafficTap?
+
+    public init(_ endpoint: Endpoint, tap: TrafficTap? = nil) {
         self.endpoint = endpoint
+        self.tap = tap
         executor = SerialQueueExecutor(label: "serendip.modbus.\(endpoint.host):\(endpoint.port)")
     }
 
@@ -180,7 +184,9 @@ public actor ModbusTCPClient {
     private func exchange(_ fd: Int32, _ pdu: [UInt8], fits: ([UInt8]) -> Bool) throws(Failure) -> [UInt8] {
         transactionID &+= 1
         let id = transactionID, unit = UInt8(endpoint.unit)
-        try send(fd, id.bytes + [0, 0] + UInt16(pdu.count + 1).bytes + [unit] + pdu)
+        let frame = id.bytes + [0, 0] + UInt16(pdu.count + 1).bytes + [unit] + pdu
+        try send(fd, frame)
+        tap?(.sent, frame)
         let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(endpoint.responseTimeout * 1e9)
         while true {
             let header = try receive(fd, count: 7, before: deadline)
@@ -189,6 +195,7 @@ public actor ModbusTCPClient {
                 throw .mismatch("not a Modbus TCP frame")
             }
             let body = try receive(fd, count: length - 1, before: deadline)
+            tap?(.received, header + body)
             // The answer to an earlier request, late or sent twice: skip it and wait for this one's.
             guard UInt16(header[0]) << 8 | UInt16(header[1]) == id else { continue }
             guard header[6] == unit else { throw .mismatch("unit \(header[6]) answered, not unit \(unit)") }

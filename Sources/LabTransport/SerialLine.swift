@@ -16,8 +16,11 @@ public actor SerialLine {
 
     public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
 
-    public init(path: String, baud: Int = 9600, terminator: String = "\n", timeout: Double = 1) {
-        self.path = path; self.baud = baud; self.terminator = terminator; self.timeout = timeout
+    /// Told every line sent and received, when the instrument's traffic is recorded.
+    private let tap: TrafficTap?
+
+    public init(path: String, baud: Int = 9600, terminator: String = "\n", timeout: Double = 1, tap: TrafficTap? = nil) {
+        self.path = path; self.baud = baud; self.terminator = terminator; self.timeout = timeout; self.tap = tap
         executor = SerialQueueExecutor(label: "serendip.serial.\(path)")
     }
 
@@ -96,6 +99,7 @@ public actor SerialLine {
             }
             bytes = bytes.dropFirst(n)
         }
+        tap?(.sent, Array(text.utf8))
     }
 
     private func receiveLine(_ fd: Int32) throws(LabError) -> String {
@@ -128,7 +132,9 @@ public actor SerialLine {
                 throw LabError(.instrumentLost, "\(path): device hung up")
             }
         }
-        guard let text = String(bytes: line[..<line.firstRange(of: end)!.lowerBound], encoding: .utf8) else {
+        let reply = line[..<line.firstRange(of: end)!.lowerBound]
+        tap?(.received, Array(reply) + end)
+        guard let text = String(bytes: reply, encoding: .utf8) else {
             throw LabError(.protocolViolation, "\(path): reply is not text")
         }
         return text.trimmingCharacters(in: CharacterSet(charactersIn: "\r"))
