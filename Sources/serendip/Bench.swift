@@ -52,6 +52,12 @@ struct Bench: AsyncParsableCommand {
     @Flag(help: "Only the ingest figures (issue 14).")
     var ingestOnly = false
 
+    @Option(help: "Rounds of the Modbus figures, ours, the C client's and pymodbus's interleaved.")
+    var modbusRounds = 7
+
+    @Flag(help: "Only the Modbus figures (issue 13).")
+    var modbusOnly = false
+
     @Option(help: "The folder with the peers' scripts (sqlite_ingest.c).")
     var peers = "../shared/peers"
 
@@ -69,6 +75,7 @@ struct Bench: AsyncParsableCommand {
         if daemonOnly { return try await daemonRows(daemon) }
         if faultsOnly { return try await faultRows() }
         if ingestOnly { return try await ingestFigures() }
+        if modbusOnly { return try await modbusRoundTrip() }
         try await modbusRoundTrip()
         try await serialRoundTrip()
         try await ingestFigures()
@@ -167,15 +174,27 @@ struct Bench: AsyncParsableCommand {
     }
 
     func modbusRoundTrip() async throws {
-        let server = try ModbusServer(sizes: .init(holding: 16)) { _, _ in }
-        defer { server.stop() }
-        let client = ModbusTCPClient(.init(host: "127.0.0.1", port: server.port))
-        _ = try await client.readRegisters(.holding, address: 0, count: 10)
-        var samples: [Double] = []
-        for _ in 0..<repetitions {
-            samples.append(try await seconds { _ = try await client.readRegisters(.holding, address: 0, count: 10) })
+        let f = try await ModbusPeerBench(reads: repetitions, rounds: modbusRounds, directory: ".build/bench-modbus", peers: peers).measure()
+        let n = repetitions.formatted()
+        func rows(_ name: String, _ figures: [(p50: Double, p99: Double)]) {
+            // Per round a median and a p99 over its reads; printed: the median of each over the rounds.
+            row(name, figures.map(\.p50), "µs (p50)", scale: 1e6)
+            row("  its p99", figures.map(\.p99), "µs (p99)", scale: 1e6)
         }
-        row("Modbus TCP read of 10 registers, round trip (libmodbus server)", samples, "µs", scale: 1e6)
+        rows("Modbus TCP read of 10 registers, our client (\(modbusRounds) rounds × \(n) reads; libmodbus C server)", f.ours)
+        rows("  raw libmodbus C client (modbus_c.c), same server, interleaved", f.c)
+        let ratios = zip(f.ours, f.c).map { $0.p50 / $1.p50 }
+        row("  ours ÷ C, median per round (range \(String(format: "%.2f–%.2f", ratios.min() ?? 0, ratios.max() ?? 0)))", ratios, "ratio", scale: 1, digits: 2)
+        if f.pymodbus.isEmpty {
+            print("| pymodbus client: not measured: \(f.pythonNote ?? "") | | | |")
+        } else {
+            for (name, figures) in [("sync", f.pymodbus), ("asyncio", f.pymodbusAsync)] {
+                rows("  pymodbus \(name) client, same server, interleaved", figures)
+                let faster = zip(figures, f.ours).map { $0.p50 / $1.p50 }
+                row("  pymodbus \(name) ÷ ours, median per round (range \(String(format: "%.1f–%.1f", faster.min() ?? 0, faster.max() ?? 0)))",
+                    faster, "ratio", scale: 1, digits: 2)
+            }
+        }
     }
 
     func serialRoundTrip() async throws {
