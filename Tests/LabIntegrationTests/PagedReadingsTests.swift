@@ -39,10 +39,12 @@ import Testing
         let serve: Child
         let socket: String
         let database: String
+        let data: String
+        let directory: URL
 
         init() async throws {
-            let directory = URL(fileURLWithPath: Repository.temporaryDatabase()).deletingLastPathComponent()
-            let data = directory.appendingPathComponent("data").path
+            directory = URL(fileURLWithPath: Repository.temporaryDatabase()).deletingLastPathComponent()
+            data = directory.appendingPathComponent("data").path
             serve = try Child(["serve", "--lab", DaemonTests.lab, "--data", data], output: directory.appendingPathComponent("serve.log"))
             socket = data + "/serendip.sock"
             database = data + "/serendip.sqlite"
@@ -188,6 +190,24 @@ import Testing
         #expect(balance?["state"] as String? == "completed")
         #expect(balance?["device_query"] as String? == nil && balance?["device_answer"] as String? == nil)
         try await served.stop()
+        // What show and export print of it.
+        let show = try Child(["show", "\(sampled)", "--data", served.data], output: served.directory.appendingPathComponent("show.txt"))
+        #expect(try await show.exitStatus() == 0)
+        let shown = try show.output()
+        #expect(shown.contains("spectro: spectro at ") && shown.contains(", *IDN? → 'Serendip,SIM-UV-VIS,0001,1.0'"), "\(shown)")
+        #expect(shown.contains("host      \(ProcessInfo.processInfo.hostName)\n") && shown.contains(", build sha256:"), "\(shown)")
+        let export = try Child(["export", "\(sampled)", "\(weighed)", "--format", "jsonl", "--data", served.data],
+                               output: served.directory.appendingPathComponent("export.jsonl"))
+        #expect(try await export.exitStatus() == 0)
+        let runs = try export.output().split(separator: "\n").compactMap {
+            try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }.filter { $0["type"] as? String == "run" }
+        #expect(runs.count == 2)
+        #expect(runs.first?["host"] as? String == ProcessInfo.processInfo.hostName)
+        #expect((runs.first?["software_build"] as? String)?.hasPrefix("sha256:") == true)
+        let instruments = runs.map { $0["instruments"] as? [String: [String: Any]] ?? [:] }
+        #expect(instruments.first?["reactor"]?["device_answer"] as? String == "Serendip,SIM-THERMO-REACTOR,0001,1.0")
+        #expect(instruments.last?["balance"]?["device_answer"] is NSNull && instruments.last?["balance"]?["device_query"] is NSNull)
     }
 
     /// As coreutils computes it: not the code under test.
