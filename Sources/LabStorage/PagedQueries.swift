@@ -58,9 +58,9 @@ extension LabDatabase {
     }
 
     /// Readings of a run in id order without a series are found through this index, not by reading
-    /// every reading of the run (the series index orders by series first).
+    /// every reading of the run (the series index orders by series first). v9: main's v8 is the traffic table.
     static func registerPagedReadings(_ migrator: inout DatabaseMigrator) {
-        migrator.registerMigration("v8: readings of a run in id order (paged reads)") { db in
+        migrator.registerMigration("v9: readings of a run in id order (paged reads)") { db in
             try db.execute(sql: "CREATE INDEX measurement_by_run_and_id ON measurement(run_id, id)")
         }
     }

@@ -22,7 +22,7 @@ extension LabDatabase {
     /// on their queue entry: filled in from it); each run's instruments gain the device's own answer
     /// to its driver's identity query.
     static func registerProvenance(_ migrator: inout DatabaseMigrator) {
-        migrator.registerMigration("v9: provenance: host, build, project, device identity") { db in
+        migrator.registerMigration("v10: provenance: host, build, project, device identity") { db in
             try db.execute(sql: """
                 ALTER TABLE run ADD COLUMN host TEXT;
                 ALTER TABLE run ADD COLUMN software_build TEXT;
