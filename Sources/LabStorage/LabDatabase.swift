@@ -226,7 +226,7 @@ public final class LabDatabase: Sendable {
 
 extension LabDatabase: RunRecorder {
     public func beginRun(_ start: RunStart) async throws -> Int64 {
-        let host = ProcessProvenance.host, build = ProcessProvenance.build   // the first hashes the executable: not in the transaction
+        let host = ProcessProvenance.host, build = ProcessProvenance.build   // read once per process
         return try await writer.commit { db in
             // A run from the queue takes its entry's number.
             try db.execute(sql: """

@@ -16,7 +16,7 @@ public struct StoredRun: Sendable, Hashable, Codable, FetchableRecord {
     /// The project the run was submitted for (none for a campaign's runs).
     public var project: String?
     public var softwareVersion: String
-    /// The SHA-256 of the executable that ran it, and the machine it ran on (nil for runs stored before these were).
+    /// The build that ran it (`build-id:` and the executable's GNU build ID) and the machine it ran on (nil for runs stored before these were).
     public var softwareBuild: String?
     public var host: String?
     public var startedAt: String

@@ -123,7 +123,7 @@ struct ShowRun: ParsableCommand {
         field("chosen by", r.chosenBy + (r.proposal.map { " (proposal \($0))" } ?? ""))
         field("operator", r.operatorName)
         field("project", r.project)
-        field("software", r.softwareVersion + (r.softwareBuild.map { ", build \($0)" } ?? ""))
+        field("software", r.softwareVersion + (r.softwareBuild.map { " (\($0))" } ?? ""))
         field("host", r.host)
         field("started", r.startedAt)
         field("ended", r.endedAt)

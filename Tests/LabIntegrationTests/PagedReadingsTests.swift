@@ -173,7 +173,7 @@ import Testing
         #expect(run["state"] as String == "completed")
         #expect(run["host"] as String? == ProcessInfo.processInfo.hostName)
         #expect(run["project"] as String? == "catalysis")
-        #expect(run["software_build"] as String? == "sha256:" + (try Self.sha256(of: Child.executable)))
+        #expect(run["software_build"] as String? == "build-id:" + (try Self.buildID(of: Child.executable)), "\(run)")
         let devices = try served.sql {
             try Row.fetchAll($0, sql: "SELECT role, device_query, device_answer FROM run_instrument WHERE run_id = ? ORDER BY role",
                              arguments: [sampled]).map { row -> [String] in
@@ -195,7 +195,7 @@ import Testing
         #expect(try await show.exitStatus() == 0)
         let shown = try show.output()
         #expect(shown.contains("spectro: spectro at ") && shown.contains(", *IDN? → 'Serendip,SIM-UV-VIS,0001,1.0'"), "\(shown)")
-        #expect(shown.contains("host      \(ProcessInfo.processInfo.hostName)\n") && shown.contains(", build sha256:"), "\(shown)")
+        #expect(shown.contains("host      \(ProcessInfo.processInfo.hostName)\n") && shown.contains(" (build-id:"), "\(shown)")
         let export = try Child(["export", "\(sampled)", "\(weighed)", "--format", "jsonl", "--data", served.data],
                                output: served.directory.appendingPathComponent("export.jsonl"))
         #expect(try await export.exitStatus() == 0)
@@ -204,22 +204,23 @@ import Testing
         }.filter { $0["type"] as? String == "run" }
         #expect(runs.count == 2)
         #expect(runs.first?["host"] as? String == ProcessInfo.processInfo.hostName)
-        #expect((runs.first?["software_build"] as? String)?.hasPrefix("sha256:") == true)
+        #expect((runs.first?["software_build"] as? String)?.hasPrefix("build-id:") == true)
         let instruments = runs.map { $0["instruments"] as? [String: [String: Any]] ?? [:] }
         #expect(instruments.first?["reactor"]?["device_answer"] as? String == "Serendip,SIM-THERMO-REACTOR,0001,1.0")
         #expect(instruments.last?["balance"]?["device_answer"] is NSNull && instruments.last?["balance"]?["device_query"] is NSNull)
     }
 
-    /// As coreutils computes it: not the code under test.
-    static func sha256(of file: URL) throws -> String {
+    /// As binutils reads it: not the code under test.
+    static func buildID(of file: URL) throws -> String {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/sha256sum")
-        process.arguments = [file.path]
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/readelf")
+        process.arguments = ["-n", file.path]
         let output = Pipe()
         process.standardOutput = output
         try process.run()
         let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
-        return String(text.prefix { $0 != " " })
+        let line = try #require(text.split(separator: "\n").first { $0.contains("Build ID: ") })
+        return String(line.split(separator: " ").last ?? "")
     }
 }
