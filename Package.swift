@@ -38,6 +38,7 @@ let package = Package(
         .target(name: "LabDrivers", dependencies: ["LabCore", "LabSpec", "LabTransport", .product(name: "Logging", package: "swift-log")]),
         .target(name: "LabStorage", dependencies: [
             "LabCore", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "GRDBSQLite", package: "GRDB.swift"),
+            .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .target(name: "LabPlanner", dependencies: ["LabCore"]),
         .target(name: "LabEngine", dependencies: ["LabCore", .product(name: "Logging", package: "swift-log")]),

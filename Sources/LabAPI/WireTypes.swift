@@ -98,6 +98,7 @@ public enum Method {
     public static let info = "server.info"
     public static let runsList = "runs.list"
     public static let runsGet = "runs.get"
+    public static let runsReadings = "runs.readings"
 }
 
 /// What one named parameter must be. The server checks every request against these before a method
@@ -136,9 +137,93 @@ public struct ServerInfo: Codable, Sendable {
 }
 
 public struct RunsListParams: RPCParams {
-    public static let parameters = ["campaign": RPCParameter(.integer, required: false, about: "a campaign id")]
+    public static let parameters = [
+        "campaign": RPCParameter(.integer, required: false, about: "a campaign id"),
+        "after": RPCParameter(.integer, required: false, about: "the previous page's `next`: a run id"),
+        "limit": RPCParameter(.integer, required: false, about: "runs per page, 1 to 10000 (default 1000)"),
+    ]
     public var campaign: Int64?
-    public init(campaign: Int64? = nil) { self.campaign = campaign }
+    public var after: Int64?
+    public var limit: Int?
+    public init(campaign: Int64? = nil, after: Int64? = nil, limit: Int? = nil) {
+        self.campaign = campaign; self.after = after; self.limit = limit
+    }
+}
+
+/// `runs.readings`: one page of a run's readings, in the order they were stored.
+public struct RunsReadingsParams: RPCParams {
+    public static let parameters = [
+        "run": RPCParameter(.integer, required: true, about: "a run id"),
+        "series": RPCParameter(.string, required: false, about: "one series' name"),
+        "after": RPCParameter(.integer, required: false, about: "the previous page's `next`: a reading id"),
+        "limit": RPCParameter(.integer, required: false, about: "readings per page, 1 to 10000 (default 1000)"),
+    ]
+    public var run: Int64
+    public var series: String?
+    public var after: Int64?
+    public var limit: Int?
+    public init(run: Int64, series: String? = nil, after: Int64? = nil, limit: Int? = nil) {
+        self.run = run; self.series = series; self.after = after; self.limit = limit
+    }
+}
+
+/// A page and the cursor of the next one: `next` is written as null when there is none, never left out.
+public struct WirePage<Item: Codable & Sendable>: Codable, Sendable {
+    public var items: [Item]
+    public var next: Int64?
+    /// The member the items go in: `runs`, `readings`.
+    let member: String
+
+    public init(_ member: String, _ items: [Item], next: Int64?) { self.member = member; self.items = items; self.next = next }
+
+    struct Key: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: Key.self)
+        guard let key = c.allKeys.first(where: { $0.stringValue != "next" }) else {
+            throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "a page without items"))
+        }
+        member = key.stringValue
+        items = try c.decode([Item].self, forKey: key)
+        next = try c.decodeIfPresent(Int64.self, forKey: Key(stringValue: "next"))
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: Key.self)
+        try c.encode(items, forKey: Key(stringValue: member))
+        if let next { try c.encode(next, forKey: Key(stringValue: "next")) } else { try c.encodeNil(forKey: Key(stringValue: "next")) }
+    }
+}
+
+/// One stored reading, every column: its id (a page's `next` is the last of these), the step that
+/// took it, the lab instrument and the protocol's role for it, its value with its unit, its times.
+public struct ReadingInfo: Codable, Sendable, Hashable {
+    public var id: Int64
+    public var step: Int
+    public var instrument: String
+    public var role: String
+    public var channel: String
+    public var series: String
+    public var value: Double
+    public var unit: String
+    public var time: String
+    /// Seconds on the run's monotonic clock: intervals between readings, immune to clock changes.
+    public var monotonicTime: Double
+
+    enum CodingKeys: String, CodingKey {
+        case id, step, instrument, role, channel, series, value, unit, time, monotonicTime = "monotonic_time"
+    }
+
+    public init(id: Int64, step: Int, instrument: String, role: String, channel: String, series: String, value: Double,
+                unit: String, time: String, monotonicTime: Double) {
+        self.id = id; self.step = step; self.instrument = instrument; self.role = role; self.channel = channel
+        self.series = series; self.value = value; self.unit = unit; self.time = time; self.monotonicTime = monotonicTime
+    }
 }
 
 public struct RunsGetParams: RPCParams {

@@ -35,9 +35,15 @@ public struct InstrumentIdentity: Sendable, Hashable, Codable {
     public var driver: String
     public var driverSHA256: String
     public var address: String
+    /// What the driver file asks the device to say what it is (`*IDN?`), and what it answered
+    /// (`Serendip,SIM-UV-VIS,0001,1.0`): nil when the driver declares no such query.
+    public var deviceQuery: String?
+    public var deviceAnswer: String?
 
-    public init(name: String, driver: String, driverSHA256: String, address: String) {
+    public init(name: String, driver: String, driverSHA256: String, address: String,
+                deviceQuery: String? = nil, deviceAnswer: String? = nil) {
         self.name = name; self.driver = driver; self.driverSHA256 = driverSHA256; self.address = address
+        self.deviceQuery = deviceQuery; self.deviceAnswer = deviceAnswer
     }
 }
 
@@ -45,4 +51,11 @@ public struct InstrumentIdentity: Sendable, Hashable, Codable {
 public protocol Instrument: ChannelReadable, ChannelWritable, SafeStateCapable {
     var identity: InstrumentIdentity { get }
     func channelInfo(_ channel: String) -> ChannelInfo?
+    /// `identity` with the device's own answer to its identity query, asked now (the device behind
+    /// an address may have been swapped since the last run). Throws if the device does not answer.
+    func identifyDevice() async throws -> InstrumentIdentity
+}
+
+extension Instrument {
+    public func identifyDevice() async throws -> InstrumentIdentity { identity }
 }

@@ -39,6 +39,7 @@ extension DriverBackedInstrument {
     }
 
     static func identity(name: String, spec: DriverSpec, address: String) -> InstrumentIdentity {
-        InstrumentIdentity(name: name, driver: spec.name, driverSHA256: spec.source.sha256, address: address)
+        InstrumentIdentity(name: name, driver: spec.name, driverSHA256: spec.source.sha256, address: address,
+                           deviceQuery: spec.identity?.description)
     }
 }

@@ -21,6 +21,13 @@ public final class InProcessInstrument: DriverBackedInstrument {
         identity = Self.identity(name: name, spec: spec, address: "in-process")
     }
 
+    /// Answers as the simulators do.
+    public func identifyDevice() async throws -> InstrumentIdentity {
+        var identified = identity
+        if spec.identity != nil { identified.deviceAnswer = SimulatedIdentity.answer(for: spec) }
+        return identified
+    }
+
     public func read(_ name: String) async throws -> Value {
         let channel = try lookup(name)
         guard channel.readable else { throw LabError(.accessDenied, "\(identity.name).\(name) cannot be read") }

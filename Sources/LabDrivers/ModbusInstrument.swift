@@ -31,6 +31,27 @@ public struct ModbusInstrument: DriverBackedInstrument {
         }
     }
 
+    /// Reads the driver file's identity registers as text.
+    public func identifyDevice() async throws -> InstrumentIdentity {
+        guard case .holding(let address, let count)? = spec.identity else { return identity }
+        try await client.connect()
+        var identified = identity
+        identified.deviceAnswer = Self.text(try await client.readRegisters(.holding, address: address, count: count, retries: 0))
+        return identified
+    }
+
+    /// ASCII two characters a register, high byte first, up to the first NUL, trailing blanks dropped.
+    static func text(_ registers: [UInt16]) -> String {
+        let bytes = registers.flatMap { [UInt8($0 >> 8), UInt8($0 & 0xFF)] }.prefix { $0 != 0 }
+        return String(String(decoding: bytes, as: UTF8.self).reversed().drop { $0 == " " }.reversed())
+    }
+
+    /// The registers holding `text` (cut to fit, NUL-padded): what `text(_:)` reads back.
+    static func registers(_ text: String, count: Int) -> [UInt16] {
+        let bytes = Array(text.utf8.prefix(count * 2)) + Array(repeating: 0, count: max(0, count * 2 - text.utf8.count))
+        return (0..<count).map { UInt16(bytes[2 * $0]) << 8 | UInt16(bytes[2 * $0 + 1]) }
+    }
+
     public func feedWatchdog() async throws {
         guard let watchdog = spec.watchdog, case .holding(let address) = watchdog.target else { return }
         try await client.writeRegisters(address: address, values: [UInt16(watchdog.seconds)])

@@ -71,6 +71,15 @@ public struct SerialInstrument: DriverBackedInstrument {
         }
     }
 
+    /// Asks the driver file's identity query (`*IDN?`); a reply starting with `ERR` is refused, not stored.
+    public func identifyDevice() async throws -> InstrumentIdentity {
+        guard case .command(let query)? = spec.identity else { return identity }
+        try await line.open()
+        var identified = identity
+        identified.deviceAnswer = try checked(await line.query(query), "identity")
+        return identified
+    }
+
     public func feedWatchdog() async throws {
         guard let watchdog = spec.watchdog, case .command(let template) = watchdog.target else { return }
         let seconds = watchdog.seconds.rounded() == watchdog.seconds ? String(Int(watchdog.seconds)) : String(watchdog.seconds)

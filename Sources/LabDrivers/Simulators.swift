@@ -18,6 +18,12 @@ public final class ServedValues: Sendable {
     public subscript(channel: String) -> [Double] { values.withLock { $0[channel] ?? [] } }
 }
 
+/// What a simulator answers to its driver file's identity query, in the form of a SCPI `*IDN?`
+/// reply (maker, model, serial number, firmware): `Serendip,SIM-UV-VIS,0001,1.0`.
+public enum SimulatedIdentity {
+    public static func answer(for spec: DriverSpec) -> String { "Serendip,SIM-\(spec.name.uppercased()),0001,1.0" }
+}
+
 /// A Modbus TCP device on 127.0.0.1 built from a driver file's register map.
 public final class ModbusSimulator: Sendable {
     public let spec: DriverSpec
@@ -54,7 +60,16 @@ public final class ModbusSimulator: Sendable {
         let watchdog = self.watchdog, watchdogAddress = declaredAddress
         var sizes = Self.sizes(channels)
         if let watchdogAddress { sizes.holding = max(sizes.holding, Int(watchdogAddress) + 1) }
+        var identity: (address: UInt16, registers: [UInt16])?
+        if case .holding(let address, let count)? = spec.identity {
+            identity = (address, ModbusInstrument.registers(SimulatedIdentity.answer(for: spec), count: count))
+            sizes.holding = max(sizes.holding, Int(address) + count)
+        }
+        let identityRegisters = identity
         server = try ModbusServer(sizes: sizes) { bank, request in
+            if let identityRegisters, request.touchesHoldingRegisters {
+                for (i, r) in identityRegisters.registers.enumerated() { bank.setHolding(identityRegisters.address + UInt16(i), r) }
+            }
             for (channel, value) in ownWrites.withLock({ writes in defer { writes = [] }; return writes }) {
                 switch channel.register {
                 case .holding(let address):
@@ -169,7 +184,11 @@ public final class SerialSimulator: Sendable {
             watchdog = nil
         }
         let watchdog = self.watchdog, watchdogCommand = declaredCommand
+        var identityQuery: String?
+        if case .command(let query)? = spec.identity { identityQuery = query }
+        let query = identityQuery, identityAnswer = SimulatedIdentity.answer(for: spec)
         server = try LineServer(terminator: spec.serial.terminator) { line in
+            if line == query { return identityAnswer }
             if let seconds = watchdogCommand.flatMap({ Self.written(line, by: $0) }) {
                 watchdog?.fed(seconds: seconds)
                 wireLog.record("watchdog", seconds)

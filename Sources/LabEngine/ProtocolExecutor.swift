@@ -40,7 +40,17 @@ public struct ProtocolExecutor: Sendable {
         // Provenance records every value the run used, defaults included.
         var start = start
         start.parameters = parameters.map { ParameterValue(name: $0.key, value: $0.value) }.sorted { $0.name < $1.name }
+        // Each device says what it is now (the one behind an address may have been swapped). One that
+        // does not answer is stored without its answer, and the run says so; it does not fail for that.
+        var unidentified: [String] = []
+        for role in start.instruments.keys.sorted() {
+            guard let instrument = instruments[role] else { continue }
+            do { start.instruments[role] = try await instrument.identifyDevice() } catch {
+                unidentified.append("\(role): no answer to the identity query \(instrument.identity.deviceQuery ?? ""): \(error)")
+            }
+        }
         let runID = try await recorder.beginRun(start)
+        for message in unidentified { try await recorder.note(RunEvent(.log, message, monotonicTime: clock.now), run: runID) }
         let initial = RunState(runID: runID, environment: ExprEnvironment(parameters: parameters))
         // Transitions are recorded in the order they happened, by one consumer.
         let (transitions, input) = AsyncStream.makeStream(of: RunEvent.self)

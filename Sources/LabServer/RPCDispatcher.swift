@@ -63,7 +63,7 @@ public struct RPCDispatcher: Sendable {
 
     /// The run methods over a database and `server.info`: what a campaign outside the daemon serves.
     public init(database: LabDatabase, version: String) {
-        self.init(Self.runMethods(database) + [Self.infoMethod(version: version, names: [Method.runsList, Method.runsGet])])
+        self.init(Self.runMethods(database) + [Self.infoMethod(version: version, names: [Method.runsList, Method.runsGet, Method.runsReadings])])
     }
 
     /// `server.info`: the server's name and version and the methods it answers.
@@ -73,12 +73,42 @@ public struct RPCDispatcher: Sendable {
         }
     }
 
-    /// The read-only run methods over a database: `runs.list`, `runs.get`.
+    /// The read-only run methods over a database: `runs.list`, `runs.get`, `runs.readings`.
     public static func runMethods(_ database: LabDatabase) -> [RPCMethod] {
         [
-            .synchronous(Method.runsList) { (p: RunsListParams, _) in try database.runs(campaign: p.campaign).map(Self.info) },
+            .synchronous(Method.runsList) { (p: RunsListParams, _) in
+                let page = try database.runs(campaign: p.campaign, after: try cursor(p.after, Method.runsList),
+                                             limit: try pageLimit(p.limit, Method.runsList))
+                return WirePage("runs", page.rows.map(Self.info), next: page.next)
+            },
             .synchronous(Method.runsGet) { (p: RunsGetParams, _) in try Self.detail(p.run, database) },
+            .synchronous(Method.runsReadings) { (p: RunsReadingsParams, _) in
+                guard let page = try database.readings(run: p.run, series: p.series, after: try cursor(p.after, Method.runsReadings),
+                                                       limit: try pageLimit(p.limit, Method.runsReadings)) else {
+                    throw RPCError.notFound("no run \(p.run)")
+                }
+                return WirePage("readings", page.rows.map {
+                    ReadingInfo(id: $0.id, step: $0.step, instrument: $0.instrument, role: $0.role, channel: $0.channel, series: $0.series,
+                                value: $0.value, unit: $0.unit, time: $0.wallTime, monotonicTime: $0.monotonicTime)
+                }, next: page.next)
+            },
         ]
+    }
+
+    /// A page's size: 1,000 unless asked, never more than `LabDatabase.pageLimit` (a page is held whole).
+    static func pageLimit(_ limit: Int?, _ method: String) throws -> Int {
+        guard let limit else { return 1_000 }
+        guard (1...LabDatabase.pageLimit).contains(limit) else {
+            throw RPCError.invalidParams("parameter 'limit' of \(method) must be 1 to \(LabDatabase.pageLimit), not \(limit): "
+                                         + "ask for the rest with the page's 'next' as 'after'")
+        }
+        return limit
+    }
+
+    static func cursor(_ after: Int64?, _ method: String) throws -> Int64 {
+        guard let after else { return 0 }
+        guard after >= 0 else { throw RPCError.invalidParams("parameter 'after' of \(method) must be a previous page's 'next' (0 or more), not \(after)") }
+        return after
     }
 
     static let members: Set<String> = ["jsonrpc", "id", "method", "params"]

@@ -17,8 +17,25 @@ public struct DriverSpec: Sendable {
     public var responseTimeout: Double = 1
     /// The device's own watchdog, if the file declares one.
     public var watchdog: Watchdog? = nil
+    /// How the device says what it is (model, serial number, firmware): asked at the start of every
+    /// run that uses it, and stored with the run. Nil: the device cannot say.
+    public var identity: IdentityQuery? = nil
 
     public func channel(_ name: String) -> ChannelSpec? { channels[name] }
+
+    /// `identity: { query: "*IDN?" }` on a serial line; `identity: { holding: 900, count: 8 }` on
+    /// Modbus: that many holding registers of ASCII text, two characters each, high byte first.
+    public enum IdentityQuery: Sendable, Hashable, CustomStringConvertible {
+        case command(String)
+        case holding(address: UInt16, count: Int)
+
+        public var description: String {
+            switch self {
+            case .command(let query): query
+            case .holding(let address, let count): "holding \(address) × \(count)"
+            }
+        }
+    }
 
     /// A device watchdog: `value` (seconds) is written on connect and rewritten every `feedEvery`;
     /// a device that hears nothing for `value` seconds goes to its own safe state.
@@ -179,11 +196,35 @@ extension DriverSpec {
             }
         }
         let watchdog = top.optional("watchdog").flatMap { parseWatchdog($0, source: source, transport: transport) }
+        let identity = top.optional("identity").flatMap { parseIdentity($0, source: source, transport: transport) }
         top.rejectUnknownKeys()
         guard let name, let transport else { return nil }
         return DriverSpec(name: name, vendor: vendor, transport: transport, channels: channels, safeState: safeState,
                           serial: serial, source: SourceText(path: source.path, text: source.text, sha256: source.sha256),
-                          responseTimeout: responseTimeout, watchdog: watchdog)
+                          responseTimeout: responseTimeout, watchdog: watchdog, identity: identity)
+    }
+
+    /// Serial `{ query: "*IDN?" }`, Modbus `{ holding: 900, count: 8 }` (a Modbus read holds at most 125 registers).
+    private static func parseIdentity(_ node: Node, source: YAMLSource, transport: Transport?) -> IdentityQuery? {
+        guard let map = source.mapping(node, "identity") else { return nil }
+        var identity: IdentityQuery?
+        if let query = map.optional("query").flatMap({ source.string($0, "query") }) {
+            if transport == .modbus { source.error(map.keyNode("query"), "a Modbus driver's identity is read from holding registers", hint: "holding: 900, count: 8") }
+            identity = .command(query)
+        }
+        if let address = map.optional("holding").flatMap({ source.integer($0, "holding", in: 0...65535) }) {
+            if transport == .serial { source.error(map.keyNode("holding"), "a serial driver's identity is a query", hint: "query: \"*IDN?\"") }
+            let count = map.required("count", hint: "how many registers the text fills, such as 8").flatMap { source.integer($0, "count", in: 1...125) }
+            if let count {
+                if address + count > 65536 { source.error(map.keyNode("count"), "holding \(address) + \(count) registers runs past register 65535") }
+                identity = .holding(address: UInt16(address), count: count)
+            }
+        }
+        map.rejectUnknownKeys()
+        if identity == nil, source.diagnostics.isEmpty {
+            source.error(node, "identity needs 'query' (serial) or 'holding' and 'count' (Modbus)", hint: "identity: { query: \"*IDN?\" }")
+        }
+        return identity
     }
 
     /// A positive duration; a bare number is seconds (`value: 5` for a watchdog reads naturally).

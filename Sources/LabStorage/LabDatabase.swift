@@ -176,6 +176,8 @@ public final class LabDatabase: Sendable {
         QueueTable.registerPausedState(&migrator)
         AuditLog.register(&migrator)
         TrafficTable.register(&migrator)
+        registerPagedReadings(&migrator)
+        registerProvenance(&migrator)
         return migrator
     }
 
@@ -225,16 +227,18 @@ public final class LabDatabase: Sendable {
 
 extension LabDatabase: RunRecorder {
     public func beginRun(_ start: RunStart) async throws -> Int64 {
-        try await writer.commit { db in
+        let host = ProcessProvenance.host, build = ProcessProvenance.build   // read once per process
+        return try await writer.commit { db in
             // A run from the queue takes its entry's number.
             try db.execute(sql: """
                 INSERT INTO run (id, campaign_id, protocol_name, protocol_path, protocol_sha256, protocol_text, state,
-                                 chosen_by, proposal_id, operator, software_version, started_at, started_monotonic)
-                VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)
+                                 chosen_by, proposal_id, operator, software_version, started_at, started_monotonic,
+                                 host, software_build, project)
+                VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, (SELECT project FROM queue_entry WHERE id = ?))
                 """, arguments: [start.queueEntryID, start.campaignID, start.protocolName, start.protocolSource.path,
                                  start.protocolSource.sha256, start.protocolSource.text, start.chosenBy,
                                  start.proposalID, start.operatorName, start.softwareVersion,
-                                 Self.timestamp(start.startedAt), start.startedMonotonic])
+                                 Self.timestamp(start.startedAt), start.startedMonotonic, host, build, start.queueEntryID])
             let run = db.lastInsertedRowID
             for p in start.parameters {
                 let (value, text, unit): (Double?, String?, String) = switch p.value {
@@ -250,9 +254,10 @@ extension LabDatabase: RunRecorder {
             }
             for (role, identity) in start.instruments {
                 try db.execute(sql: """
-                    INSERT INTO run_instrument (run_id, role, instrument, driver, driver_sha256, address)
-                    VALUES (?, ?, ?, ?, ?, ?)
-                    """, arguments: [run, role, identity.name, identity.driver, identity.driverSHA256, identity.address])
+                    INSERT INTO run_instrument (run_id, role, instrument, driver, driver_sha256, address, device_query, device_answer)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                    """, arguments: [run, role, identity.name, identity.driver, identity.driverSHA256, identity.address,
+                                     identity.deviceQuery, identity.deviceAnswer])
             }
             try AuditLog.append(db, actor: self.auditActor, action: "run started", subject: "run \(run)", detail: [
                 "protocol": start.protocolName, "protocol_sha256": start.protocolSource.sha256, "operator": start.operatorName,

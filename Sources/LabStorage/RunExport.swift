@@ -13,28 +13,30 @@ public struct StoredRun: Sendable, Hashable, Codable, FetchableRecord {
     public var chosenBy: String
     public var proposal: String?
     public var operatorName: String
-    /// The project of the queue entry the run came from (none for a campaign's runs).
+    /// The project the run was submitted for (none for a campaign's runs).
     public var project: String?
     public var softwareVersion: String
+    /// The build that ran it (`build-id:` and the executable's GNU build ID) and the machine it ran on (nil for runs stored before these were).
+    public var softwareBuild: String?
+    public var host: String?
     public var startedAt: String
     public var endedAt: String?
     public var error: String?
 
     enum CodingKeys: String, CodingKey {
         case id = "run", campaign, protocolName = "protocol", protocolPath, protocolSHA256, state, chosenBy, proposal
-        case operatorName = "operator", project, softwareVersion, startedAt, endedAt, error
+        case operatorName = "operator", project, softwareVersion, softwareBuild, host, startedAt, endedAt, error
     }
 
     public init(row: Row) {
         id = row["id"]; campaign = row["campaign_id"]; protocolName = row["protocol_name"]; protocolPath = row["protocol_path"]
         protocolSHA256 = row["protocol_sha256"]; state = row["state"]; chosenBy = row["chosen_by"]; proposal = row["proposal_id"]
         operatorName = row["operator"]; project = row["project"]; softwareVersion = row["software_version"]
+        softwareBuild = row["software_build"]; host = row["host"]
         startedAt = row["started_at"]; endedAt = row["ended_at"]; error = row["error"]
     }
 
-    static let select = """
-        SELECT run.*, (SELECT project FROM queue_entry WHERE queue_entry.run_id = run.id LIMIT 1) AS project FROM run
-        """
+    static let select = "SELECT run.* FROM run"
 }
 
 /// Which runs to list; nil matches every run.
@@ -68,6 +70,9 @@ public struct StoredInstrument: Sendable, Hashable, Codable {
     public var driver: String
     public var driverSHA256: String
     public var address: String
+    /// The driver's identity query and the device's answer, at the start of the run (nil: none declared).
+    public var deviceQuery: String?
+    public var deviceAnswer: String?
 }
 
 /// One series' readings in a run, summarised.
@@ -121,7 +126,8 @@ extension LabDatabase {
                 .map { StoredParameter(name: $0["name"], value: $0["value"], text: nil, unit: $0["unit"]) }
             let instruments = try Row.fetchAll(db, sql: "SELECT * FROM run_instrument WHERE run_id = ? ORDER BY role", arguments: [id])
                 .map { StoredInstrument(role: $0["role"], instrument: $0["instrument"], driver: $0["driver"],
-                                        driverSHA256: $0["driver_sha256"], address: $0["address"]) }
+                                        driverSHA256: $0["driver_sha256"], address: $0["address"],
+                                        deviceQuery: $0["device_query"], deviceAnswer: $0["device_answer"]) }
             let series = try Row.fetchAll(db, sql: """
                 SELECT series, unit, COUNT(*) AS n, MIN(value) AS lo, MAX(value) AS hi, AVG(value) AS mean
                 FROM measurement WHERE run_id = ? GROUP BY series, unit ORDER BY MIN(id)

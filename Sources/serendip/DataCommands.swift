@@ -123,7 +123,8 @@ struct ShowRun: ParsableCommand {
         field("chosen by", r.chosenBy + (r.proposal.map { " (proposal \($0))" } ?? ""))
         field("operator", r.operatorName)
         field("project", r.project)
-        field("software", r.softwareVersion)
+        field("software", r.softwareVersion + (r.softwareBuild.map { " (\($0))" } ?? ""))
+        field("host", r.host)
         field("started", r.startedAt)
         field("ended", r.endedAt)
         field("error", r.error)
@@ -139,8 +140,9 @@ struct ShowRun: ParsableCommand {
         }
         section("parameters", d.parameters.map(quantity))
         section("outputs", d.outputs.map(quantity))
-        section("instruments", d.instruments.map {
-            "\($0.role): \($0.instrument) at \($0.address), driver \($0.driver) sha256 \($0.driverSHA256)"
+        section("instruments", d.instruments.map { i in
+            "\(i.role): \(i.instrument) at \(i.address), driver \(i.driver) sha256 \(i.driverSHA256)"
+                + (i.deviceQuery.map { ", \($0) → " + (i.deviceAnswer.map { "'\($0)'" } ?? "no answer") } ?? "")
         })
         section("series", d.series.map {
             "\($0.series) [\($0.unit)]: \($0.count) readings, min \(Export.number($0.min)), max \(Export.number($0.max)), mean \(Export.number($0.mean))"
@@ -238,11 +240,14 @@ struct Export: ParsableCommand {
             ("protocol_sha256", .string(r.protocolSHA256)), ("state", .string(r.state)), ("chosen_by", .string(r.chosenBy)),
             ("proposal", r.proposal.map(JSONText.string) ?? .null), ("operator", .string(r.operatorName)),
             ("project", r.project.map(JSONText.string) ?? .null), ("software_version", .string(r.softwareVersion)),
+            ("software_build", r.softwareBuild.map(JSONText.string) ?? .null), ("host", r.host.map(JSONText.string) ?? .null),
             ("started_at", .string(r.startedAt)), ("ended_at", r.endedAt.map(JSONText.string) ?? .null),
             ("error", r.error.map(JSONText.string) ?? .null), ("parameters", values(d.parameters)), ("outputs", values(d.outputs)),
             ("instruments", .object(d.instruments.map { i in
                 (i.role, .object([("instrument", .string(i.instrument)), ("driver", .string(i.driver)),
-                                  ("driver_sha256", .string(i.driverSHA256)), ("address", .string(i.address))]))
+                                  ("driver_sha256", .string(i.driverSHA256)), ("address", .string(i.address)),
+                                  ("device_query", i.deviceQuery.map(JSONText.string) ?? .null),
+                                  ("device_answer", i.deviceAnswer.map(JSONText.string) ?? .null)]))
             })),
         ]).rendered
     }

@@ -19,8 +19,9 @@ import Testing
 
         let list = try exchange(path, #"{"jsonrpc":"2.0","id":1,"method":"runs.list"}"#)
         #expect(list["id"] as? Int == 1)
-        let runs = try #require(list["result"] as? [[String: Any]])
+        let runs = try #require((list["result"] as? [String: Any])?["runs"] as? [[String: Any]])
         #expect(runs.count == 1 && runs[0]["id"] as? Int64 == run && runs[0]["state"] as? String == "running")
+        #expect((list["result"] as? [String: Any])?["next"] is NSNull)
 
         let detail = try exchange(path, #"{"jsonrpc":"2.0","id":"a","method":"runs.get","params":{"run":\#(run)}}"#)
         #expect((detail["result"] as? [String: Any])?["measurements"] as? [Any] != nil)
@@ -124,6 +125,16 @@ import Testing
         (#"{"run":"1"}"#, "runs.get", "'run'"),
         (#"{"run":1,"series":"absorbance"}"#, "runs.get", "'series'"),
         (#"{"verbose":true}"#, "server.info", "'verbose'"),
+        (#"{"limit":10001}"#, "runs.list", "'limit'"),
+        (#"{"after":-1}"#, "runs.list", "'after'"),
+        (#"{}"#, "runs.readings", "'run'"),
+        (#"{"run":1,"limit":10001}"#, "runs.readings", "'limit'"),
+        (#"{"run":1,"limit":0}"#, "runs.readings", "'limit'"),
+        (#"{"run":1,"limit":"10"}"#, "runs.readings", "'limit'"),
+        (#"{"run":1,"after":-5}"#, "runs.readings", "'after'"),
+        (#"{"run":1,"after":1.5}"#, "runs.readings", "'after'"),
+        (#"{"run":1,"series":7}"#, "runs.readings", "'series'"),
+        (#"{"run":1,"offset":100}"#, "runs.readings", "'offset'"),
     ])
     func wrongParametersAreRefusedNamingTheParameter(params: String, method: String, named: String) async throws {
         let served = try await ServedDatabase()
@@ -132,6 +143,27 @@ import Testing
         #expect(errorCode(reply) == -32602, "\(reply)")
         #expect(errorMessage(reply).contains(named), "\(errorMessage(reply))")
         #expect(reply["result"] == nil)
+    }
+
+    @Test func runsAreListedInPagesAndReadingsOfAnUnknownRunAreNotFound() async throws {
+        let served = try await ServedDatabase()
+        defer { served.server.stop() }
+        for _ in 0..<2 { _ = try await served.database.beginRun(RunStart(
+            campaignID: nil, protocolName: "more", protocolSource: SourceText(path: "more.yaml", text: "", sha256: "0"), parameters: [],
+            chosenBy: "test", proposalID: nil, instruments: [:], operatorName: "tester", softwareVersion: "test", startedAt: Date(),
+            startedMonotonic: 0)) }
+        var ids: [Int64] = []
+        var after: Int64 = 0
+        for expected in [2, 1] {
+            let result = try #require(try exchange(served.path, #"{"jsonrpc":"2.0","id":1,"method":"runs.list","params":{"after":\#(after),"limit":2}}"#)["result"] as? [String: Any])
+            let runs = try #require(result["runs"] as? [[String: Any]])
+            #expect(runs.count == expected)
+            ids += runs.compactMap { $0["id"] as? Int64 }
+            after = result["next"] as? Int64 ?? -1
+        }
+        #expect(ids == [1, 2, 3] && after == -1, "the last page's next is null")
+        let missing = try exchange(served.path, #"{"jsonrpc":"2.0","id":1,"method":"runs.readings","params":{"run":99}}"#)
+        #expect(errorCode(missing) == -32004 && errorMessage(missing) == "no run 99")
     }
 
     @Test func numbersAreReturnedWithTheirUnits() async throws {
