@@ -175,6 +175,7 @@ public final class LabDatabase: Sendable {
         AlertTable.register(&migrator)
         QueueTable.registerPausedState(&migrator)
         AuditLog.register(&migrator)
+        ArrayTable.register(&migrator)
         return migrator
     }
 
