@@ -178,6 +178,8 @@ final class GroupCommit: Sendable {
             INSERT INTO run_event (run_id, kind, message, wall_time, monotonic_time) VALUES (?, ?, ?, ?, ?)
             """)
         var times = Timestamps()
+        // A channel's spectra share their axes: encoded once, not once per reading.
+        var axes: (axes: [ArrayAxis], json: String)?
         for item in items {
             switch item {
             case .measurements(let run, let records):
@@ -190,7 +192,8 @@ final class GroupCommit: Sendable {
                         arrayRow.bind(1, run); arrayRow.bind(2, Int64(m.stepIndex)); arrayRow.bind(3, m.channel.instrument)
                         arrayRow.bind(4, m.channel.channel); arrayRow.bind(5, m.instrument); arrayRow.bind(6, m.series)
                         arrayRow.bind(7, m.unit); arrayRow.bind(8, ArrayReading.dtype); arrayRow.bind(9, ArrayTable.shapeJSON(a.shape))
-                        arrayRow.bind(10, ArrayTable.axesJSON(a.axes)); arrayRow.bind(11, blob: a.values)
+                        if axes?.axes != a.axes { axes = (a.axes, ArrayTable.axesJSON(a.axes)) }
+                        arrayRow.bind(10, axes!.json); arrayRow.bind(11, blob: a.values)
                         arrayRow.bind(12, times.text(m.wallTime)); arrayRow.bind(13, m.monotonicTime)
                         try arrayRow.insert()
                         continue
