@@ -312,8 +312,9 @@ extension DriverSpec {
                              hint: transport == .modbus ? "a Modbus driver reads numbers one register pair at a time" : "remove 'write' (or on/off)")
             }
             if queryOnly, access.contains("w") { source.error(map.keyNode("access"), "an array channel cannot be written") }
-            if let key = ["limits", "max_rate", "read_back"].first(where: { map.keyNode($0) != nil }) {
-                source.error(map.keyNode(key), "\(key) is for a numeric channel; '\(name)' is an array")
+            // max_rate and read_back are refused above already: they need a write.
+            if map.keyNode("limits") != nil {
+                source.error(map.keyNode("limits"), "limits is for a numeric channel; '\(name)' is an array")
             }
         }
         return ChannelSpec(name: name, register: register, type: type, wordOrder: wordOrder, unit: unit,
