@@ -124,6 +124,33 @@ import Testing
         #expect(showStatus == 0)
         #expect(shown.contains("arrays\n  spectrum [AU]: 3 arrays of float64, shape [1024]"), "\(shown)")
     }
+
+    @Test func theBlueskyDocumentsGiveEachSpectrumAsAnArrayEventWithItsAxisAndValidateWithEventModel() async throws {
+        let (directory, run, served) = try await Self.storedRun()
+        let out = directory + "/bluesky.jsonl"
+        let (status, output) = try await ExportTests.serendip(["export", "\(run)", "--format", "bluesky", "--out", out, "--data", directory])
+        #expect(status == 0, "\(output)")
+        let printed = try BlueskyExportTests.eventModel("""
+            import json, sys
+            from event_model import DocumentNames, schema_validators, unpack_event_page
+            docs = [json.loads(line) for line in open(sys.argv[1])]
+            for name, doc in docs:
+                schema_validators[DocumentNames[name]].validate(doc)
+            keys = [d['data_keys']['spectrum'] for n, d in docs if n == 'descriptor' and 'spectrum' in d['data_keys']]
+            assert len(keys) == 1 and keys[0]['dtype'] == 'array' and keys[0]['shape'] == [1024] and keys[0]['dims'] == ['wavelength'], keys
+            for n, d in docs:
+                if n == 'event_page' and 'spectrum' in d['data']:
+                    for e in unpack_event_page(d):
+                        axis = e['data']['spectrum_wavelength']
+                        assert axis[0] == 200 and axis[-1] == 711.5 and len(axis) == 1024, axis[:3]
+                        print(json.dumps([float(v).hex() for v in e['data']['spectrum']]))
+            """, [out])
+        let exported = printed.split(separator: "\n").flatMap { line in
+            (try! JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String]).map { Double($0)! }
+        }
+        #expect(exported.count == 3 * 1024)
+        #expect(exported.map(\.bitPattern) == served.map(\.bitPattern))
+    }
 }
 
 @Suite struct ArrayDriverFileTests {
