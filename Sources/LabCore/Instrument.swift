@@ -23,9 +23,13 @@ public struct ChannelInfo: Sendable, Hashable {
     /// Whether the channel holds a state that can be read (a setpoint, a switch), rather than being
     /// a write-only command (a dispense): only states are written again when a paused run resumes.
     public var readable: Bool
+    /// Set for an array channel (a spectrum): a read returns a whole array, never a number.
+    public var array: ArrayLayout?
 
-    public init(unit: LabUnit, writable: Bool, limits: ClosedRange<Double>?, isBoolean: Bool, readable: Bool = true) {
+    public init(unit: LabUnit, writable: Bool, limits: ClosedRange<Double>?, isBoolean: Bool, readable: Bool = true,
+                array: ArrayLayout? = nil) {
         self.unit = unit; self.writable = writable; self.limits = limits; self.isBoolean = isBoolean; self.readable = readable
+        self.array = array
     }
 }
 

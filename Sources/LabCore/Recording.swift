@@ -46,6 +46,7 @@ public struct ParameterValue: Sendable, Hashable {
     public init(name: String, value: ExprValue) { self.name = name; self.value = value }
 }
 
+/// One reading: a number, or with `array` set a whole array (whose `value` is NaN, unused).
 public struct MeasurementRecord: Sendable, Hashable {
     public var stepIndex: Int
     public var channel: ChannelRef
@@ -55,11 +56,14 @@ public struct MeasurementRecord: Sendable, Hashable {
     public var unit: String
     public var wallTime: Date
     public var monotonicTime: Double
+    /// An array channel's reading, stored as one blob beside the step's numbers.
+    public var array: ArrayReading?
 
     public init(stepIndex: Int, channel: ChannelRef, instrument: String, series: String, value: Double,
-                unit: String, wallTime: Date, monotonicTime: Double) {
+                unit: String, wallTime: Date, monotonicTime: Double, array: ArrayReading? = nil) {
         self.stepIndex = stepIndex; self.channel = channel; self.instrument = instrument; self.series = series
         self.value = value; self.unit = unit; self.wallTime = wallTime; self.monotonicTime = monotonicTime
+        self.array = array
     }
 }
 

@@ -7,6 +7,20 @@ public protocol DeviceModel: Sendable {
     func value(of channel: String) throws -> Double
     /// A client wrote a writable channel.
     func didWrite(_ channel: String, _ value: Double)
+    /// What an array channel reports now: one value per position along its axis.
+    func values(of channel: String, along positions: [Double]) throws -> [Double]
+}
+
+extension DeviceModel {
+    /// A device with no spectrum of its own reports its value at every position.
+    public func values(of channel: String, along positions: [Double]) throws -> [Double] {
+        Array(repeating: try value(of: channel), count: positions.count)
+    }
+}
+
+extension ArrayLayout {
+    /// The axis position of each element.
+    public var positions: [Double] { (0..<length).map(axis.position) }
 }
 
 /// A device with no physics: read-only channels report zero, writes are accepted.

@@ -7,7 +7,7 @@ import Synchronization
 /// `SimulatedLab` remain the ones that exercise the real transports. Writable channels hold what was
 /// last written (before any write, what the model reports); read-only channels ask the model. Every
 /// write passes the same `WriteGuard` as on a real instrument, and the safe state is the driver file's.
-public final class InProcessInstrument: DriverBackedInstrument {
+public final class InProcessInstrument: DriverBackedInstrument, ArrayReadable {
     public let identity: InstrumentIdentity
     public let spec: DriverSpec
     private let model: any DeviceModel
@@ -34,6 +34,12 @@ public final class InProcessInstrument: DriverBackedInstrument {
         if channel.writable, let value = held.withLock({ $0[name] }) { return value }
         let x = try model.value(of: name)
         return channel.type == .bool ? .bool(x != 0) : .real(x)
+    }
+
+    public func readArray(_ name: String) async throws -> [Double] {
+        let channel = try lookup(name)
+        guard let layout = channel.array else { throw LabError(.accessDenied, "\(identity.name).\(name) is not an array channel") }
+        return try model.values(of: name, along: layout.positions)
     }
 
     public func write(_ name: String, _ value: Value, rateLimited: Bool) async throws {

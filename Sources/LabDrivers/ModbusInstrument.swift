@@ -113,7 +113,7 @@ public struct ModbusInstrument: DriverBackedInstrument {
         case .float32, .float: .real(Double(ModbusFloat.decode(registers, channel.wordOrder.modbus)))
         case .int16: .real(Double(Int16(bitPattern: registers[0])))
         case .bool: .bool(registers[0] != 0)
-        case .uint16: .real(Double(registers[0]))
+        case .uint16, .array: .real(Double(registers[0]))   // a Modbus array channel is refused when its driver file is read
         }
     }
 }

@@ -5,7 +5,7 @@ public import LabTransport
 
 /// An instrument whose driver file is an ASCII command set: `query: "ABS?"` reads a channel,
 /// `write: "WL {value}"` (or `on:`/`off:` for a boolean) sets one. A reply starting with `ERR` is the device refusing.
-public struct SerialInstrument: DriverBackedInstrument {
+public struct SerialInstrument: DriverBackedInstrument, ArrayReadable {
     public let identity: InstrumentIdentity
     public let spec: DriverSpec
     private let line: SerialLine
@@ -23,12 +23,34 @@ public struct SerialInstrument: DriverBackedInstrument {
         guard let channel = spec.channel(name), case .command(let query?, _) = channel.register else {
             throw LabError(.accessDenied, "\(identity.name).\(name) cannot be read")
         }
+        if channel.array != nil { throw LabError(.accessDenied, "\(identity.name).\(name) is an array channel: measure it") }
         let reply = try await checked(ask(query, retries: channel.retries), name)
         if channel.type == .bool { return .bool(reply == "1" || reply.lowercased() == "on") }
         guard let x = Double(reply), x.isFinite else {
             throw LabError(.protocolViolation, "\(identity.name).\(name): reply '\(reply)' is not a number")
         }
         return .real(x)
+    }
+
+    /// An array channel's reply: its `length` numbers, separated by commas (spaces allowed).
+    public func readArray(_ name: String) async throws -> [Double] {
+        guard let channel = spec.channel(name), let layout = channel.array, case .command(let query?, _) = channel.register else {
+            throw LabError(.accessDenied, "\(identity.name).\(name) is not an array channel")
+        }
+        let reply = try await checked(ask(query, retries: channel.retries), name)
+        var values: [Double] = []
+        values.reserveCapacity(layout.length)
+        for field in reply.utf8.split(separator: UInt8(ascii: ","), omittingEmptySubsequences: false) {
+            let text = String(decoding: field, as: UTF8.self).trimmingCharacters(in: .whitespaces)
+            guard let x = Double(text), x.isFinite else {
+                throw LabError(.protocolViolation, "\(identity.name).\(name): element \(values.count) '\(text.prefix(20))' is not a number")
+            }
+            values.append(x)
+        }
+        guard values.count == layout.length else {
+            throw LabError(.protocolViolation, "\(identity.name).\(name): \(values.count) values, the driver file says \(layout.length)")
+        }
+        return values
     }
 
     public func write(_ name: String, _ value: Value, rateLimited: Bool) async throws {
@@ -65,7 +87,7 @@ public struct SerialInstrument: DriverBackedInstrument {
     public func probe() async throws {
         try await line.open()
         if spec.watchdog != nil { return try await feedWatchdog() }
-        if let channel = spec.channels.values.filter(\.readable).min(by: { $0.name < $1.name }),
+        if let channel = spec.channels.values.filter({ $0.readable && $0.array == nil }).min(by: { $0.name < $1.name }),
            case .command(let query?, _) = channel.register {
             _ = try await line.query(query)
         }

@@ -5,7 +5,7 @@ public import LabTransport
 import Synchronization
 
 /// What a simulator served on each read-only channel, in order, so that tests can compare the
-/// stored data with what the "instrument" actually produced.
+/// stored data with what the "instrument" actually produced; an array channel's elements one after another.
 public final class ServedValues: Sendable {
     private let values = Mutex<[String: [Double]]>([:])
 
@@ -195,6 +195,16 @@ public final class SerialSimulator: Sendable {
                 return "OK"
             }
             for (channel, query, write) in commands {
+                if line == query, let layout = channel.array {
+                    // Every element in its shortest exact form: the reading arrives bit for bit.
+                    do {
+                        let values = try model.values(of: channel.name, along: layout.positions)
+                        values.forEach { served.record(channel.name, $0) }
+                        return values.map { String($0) }.joined(separator: ",")
+                    } catch {
+                        return "ERR \(error)"
+                    }
+                }
                 if line == query {
                     do {
                         let value = try model.value(of: channel.name)

@@ -23,6 +23,8 @@ public final class ToyChemistry: Sendable {
     static let thermalLag = 1.5
     /// Absorbance per unit of product concentration; 41.2 × this = 100, so yield % = 41.2 × A.
     public static let absorptivity = 100 / 41.2
+    /// The product's absorption band in a spectrum: centre and standard deviation, nm.
+    public static let bandCentre = 450.0, bandWidth = 25.0
     public let noiseSD: Double
     let clock: any LabClock
     private let state: Mutex<State>
@@ -134,6 +136,24 @@ public final class ToyChemistry: Sendable {
                     guard s.lampOn else { throw LampOff() }
                     return ToyChemistry.absorptivity * s.b + chemistry.noiseSD * s.noise.nextGaussian()
                 }
+            }
+        }
+
+        /// A spectrum: one absorption band of B (centred at `bandCentre` nm) whose height is the
+        /// absorbance, plus noise of the same spread on every point.
+        func values(of channel: String, along positions: [Double]) throws -> [Double] {
+            let (height, seed) = try chemistry.withAdvancedState { s in
+                guard s.lampOn else { throw LampOff() }
+                return (ToyChemistry.absorptivity * s.b, s.noise.next())
+            }
+            // Uniform noise with the Gaussian's spread: a spectrum of thousands of points a reading
+            // must not cost more than storing it.
+            var noise = SplitMix64(seed: seed)
+            let spread = chemistry.noiseSD * 3.0.squareRoot() * 2
+            let width = 2 * ToyChemistry.bandWidth * ToyChemistry.bandWidth
+            return positions.map { x in
+                let d = x - ToyChemistry.bandCentre
+                return height * exp(-d * d / width) + spread * (noise.nextUnit() - 0.5)
             }
         }
 

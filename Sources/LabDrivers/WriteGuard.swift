@@ -101,7 +101,7 @@ public final class WriteGuard: Sendable {
         case .float32:
             let f = Float(x)
             return Double(f) > limits.upperBound ? Double(f.nextDown) : Double(f) < limits.lowerBound ? Double(f.nextUp) : Double(f)
-        case .float, .bool:
+        case .float, .bool, .array:
             return x
         }
     }

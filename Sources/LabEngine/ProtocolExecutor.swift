@@ -501,6 +501,7 @@ public struct ProtocolExecutor: Sendable {
 
     private func measure(_ measure: Measure, _ state: inout RunState) async throws {
         let (instrument, info) = try channel(measure.channel)
+        if let layout = info.array { return try await measureArrays(measure, instrument, info.unit, layout, &state) }
         let interval = try measure.every.map { try seconds($0, state.environment) } ?? 0
         try await keeping(series: measure.name, info.unit, &state) { state, readings in
             var seen = state.environment
@@ -517,6 +518,28 @@ public struct ProtocolExecutor: Sendable {
                     seen.series[measure.name, default: Series(unit: info.unit)].append(value, at: readings.last!.monotonicTime)
                     if try seen.condition(until) { return }
                 }
+            }
+        }
+    }
+
+    /// One whole array per reading (a spectrum), stored as one record with its axis; no series value.
+    private func measureArrays(_ measure: Measure, _ instrument: any Instrument, _ unit: LabUnit, _ layout: ArrayLayout,
+                               _ state: inout RunState) async throws {
+        guard let reader = instrument as? any ArrayReadable else {
+            throw LabError(.accessDenied, "\(measure.channel) is an array channel, and \(instrument.identity.name) cannot read arrays")
+        }
+        let interval = try measure.every.map { try seconds($0, state.environment) } ?? 0
+        try await keeping(series: measure.name, unit, &state) { state, readings in
+            let name = instrument.identity.name, unit = unit.symbol
+            for i in 0..<measure.count {
+                if i > 0, interval > 0 { try await wait(interval, "interval of \(measure.name)", state) }
+                let values = try await call(measure.channel.instrument) { try await reader.readArray(measure.channel.channel) }
+                guard values.count == layout.length else {
+                    throw LabError(.protocolViolation, "\(measure.channel) returned \(values.count) values, its driver file says \(layout.length)")
+                }
+                readings.append(MeasurementRecord(stepIndex: state.stepID, channel: measure.channel, instrument: name, series: measure.name,
+                                                  value: .nan, unit: unit, wallTime: Date(), monotonicTime: clock.now,
+                                                  array: ArrayReading(values: values, axis: layout.axis)))
             }
         }
     }
@@ -598,7 +621,8 @@ public struct ProtocolExecutor: Sendable {
     }
 
     private func append(_ readings: [MeasurementRecord], to name: String, _ unit: LabUnit, _ state: inout RunState) {
-        for r in readings {
+        // Arrays are stored, not kept as series: expressions read numbers.
+        for r in readings where r.array == nil {
             state.environment.series[name, default: Series(unit: unit)].append(r.value, at: r.monotonicTime)
         }
     }

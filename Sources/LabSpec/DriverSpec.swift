@@ -91,7 +91,7 @@ public struct ChannelSpec: Sendable, Hashable {
         }
     }
 
-    public enum DataType: String, Sendable, Hashable { case float32, uint16, int16, bool, float }
+    public enum DataType: String, Sendable, Hashable { case float32, uint16, int16, bool, float, array }
 
     public var name: String
     public var register: Register
@@ -109,9 +109,11 @@ public struct ChannelSpec: Sendable, Hashable {
     public var location: SourceLocation
     /// Further attempts of a read whose link broke or got no reply (`retries:`); writes never repeat.
     public var retries: Int = 0
+    /// `type: array`: a serial query answered by comma-separated numbers, `length` of them along `axis`.
+    public var array: ArrayLayout? = nil
 
     public var info: ChannelInfo {
-        ChannelInfo(unit: unit, writable: writable, limits: limits, isBoolean: type == .bool, readable: readable)
+        ChannelInfo(unit: unit, writable: writable, limits: limits, isBoolean: type == .bool, readable: readable, array: array)
     }
 }
 
@@ -292,8 +294,9 @@ extension DriverSpec {
         var type: ChannelSpec.DataType = isBit ? .bool : (transport == .serial ? .float : .uint16)
         if let node = map.optional("type"), let text = source.string(node, "type") {
             if let t = ChannelSpec.DataType(rawValue: text) { type = t }
-            else { source.error(node, "unknown type '\(text)'", hint: "use float32, uint16, int16, bool or float") }
+            else { source.error(node, "unknown type '\(text)'", hint: "use float32, uint16, int16, bool, float or array") }
         }
+        let array = parseArrayLayout(name, map, type: type, source: source)
         if let parse = map.optional("parse"), let text = source.string(parse, "parse"), text != "float" {
             source.error(parse, "unknown parse '\(text)'", hint: "only 'float' is supported so far")
         }
@@ -342,9 +345,77 @@ extension DriverSpec {
             source.error(map.keyNode("on") ?? map.keyNode("off"), "on/off commands are for a bool channel; '\(name)' is \(type.rawValue)",
                          hint: "add 'type: bool', or use write: \"... {value}\"")
         }
+        if type == .array {
+            var queryOnly = false
+            if case .command(_?, nil) = register { queryOnly = true }
+            if transport == .modbus || !queryOnly {
+                source.error(map.keyNode("type"), "an array channel is read-only and serial: a 'query' answered by comma-separated numbers",
+                             hint: transport == .modbus ? "a Modbus driver reads numbers one register pair at a time" : "remove 'write' (or on/off)")
+            }
+            if queryOnly, access.contains("w") { source.error(map.keyNode("access"), "an array channel cannot be written") }
+            // max_rate and read_back are refused above already: they need a write.
+            if map.keyNode("limits") != nil {
+                source.error(map.keyNode("limits"), "limits is for a numeric channel; '\(name)' is an array")
+            }
+        }
         return ChannelSpec(name: name, register: register, type: type, wordOrder: wordOrder, unit: unit,
                            writable: access.contains("w"), readable: access.contains("r"), limits: limits,
-                           maxRate: maxRate, readBackTolerance: readBack, location: source.location(node), retries: retries)
+                           maxRate: maxRate, readBackTolerance: readBack, location: source.location(node), retries: retries,
+                           array: array)
+    }
+
+    /// `length: 1024` and `axis: { name: wavelength, unit: nm, start: 200, step: 0.5 }` (or the
+    /// axis' `values: [...]`, one per element) of a `type: array` channel. Without an axis, the
+    /// positions are the element indices.
+    private static func parseArrayLayout(_ name: String, _ map: MappingReader, type: ChannelSpec.DataType,
+                                         source: YAMLSource) -> ArrayLayout? {
+        let lengthNode = map.optional("length"), axisNode = map.optional("axis")
+        guard type == .array else {
+            if let key = ["length", "axis"].first(where: { map.keyNode($0) != nil }) {
+                source.error(map.keyNode(key), "\(key) is for an array channel", hint: "add 'type: array'")
+            }
+            return nil
+        }
+        guard let lengthNode else {
+            source.error(map.keyNode("type"), "array channel '\(name)' needs a length", hint: "e.g. 'length: 1024'")
+            return nil
+        }
+        guard let length = source.integer(lengthNode, "length", in: 1...ArrayLayout.maximumLength) else { return nil }
+        guard let axisNode else { return ArrayLayout(length: length, axis: ArrayAxis(name: "index", unit: "", start: 0, step: 1)) }
+        guard let axis = source.mapping(axisNode, "axis") else { return nil }
+        let axisName = axis.required("name").flatMap { source.string($0, "axis name") }
+        let unit = axis.required("unit").flatMap { source.unit($0, "axis unit") }
+        let start = axis.optional("start").flatMap { source.number($0, "axis start") }
+        let step = axis.optional("step").flatMap { source.number($0, "axis step") }
+        var positions: [Double]?
+        if let node = axis.optional("values") {
+            if let items = node.sequence {
+                let numbers = items.compactMap { source.number($0, "axis value") }
+                if numbers.count == items.count { positions = numbers }
+                if items.count != length {
+                    source.error(node, "the axis has \(items.count) values for \(length) elements", hint: "give one value per element, or start and step")
+                }
+            } else {
+                source.error(node, "axis values must be a list [x0, x1, ...]")
+            }
+        }
+        let hasGrid = axis.keyNode("start") != nil || axis.keyNode("step") != nil
+        axis.rejectUnknownKeys()
+        if hasGrid == (axis.keyNode("values") != nil) {
+            source.error(axisNode, "an axis has either start and step, or values", hint: "e.g. '{ name: wavelength, unit: nm, start: 200, step: 0.5 }'")
+            return nil
+        }
+        if hasGrid, start == nil || step == nil {
+            if axis.keyNode(start == nil ? "start" : "step") == nil {
+                source.error(axisNode, "the axis needs both start and step")
+            }
+            return nil
+        }
+        if let step, step == 0 { source.error(axis.keyNode("step"), "the axis step must not be 0"); return nil }
+        guard let axisName, let unit else { return nil }
+        if let positions { return ArrayLayout(length: length, axis: ArrayAxis(name: axisName, unit: unit.symbol, values: positions)) }
+        guard let start, let step else { return nil }
+        return ArrayLayout(length: length, axis: ArrayAxis(name: axisName, unit: unit.symbol, start: start, step: step))
     }
 
     /// `max_rate: 10 degC/min` on a channel in degC: a positive quantity in the channel's unit per

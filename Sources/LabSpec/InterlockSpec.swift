@@ -110,6 +110,9 @@ extension InterlockSpec {
                 } else if channel?.readable == false {
                     source.error(node, "'\(ref)' cannot be read, so it cannot be watched", hint: "watch a channel the driver file lets you read")
                     channel = nil
+                } else if channel?.array != nil {
+                    source.error(node, "'\(ref)' is an array channel; an interlock watches a single number")
+                    channel = nil
                 }
             } else if !failedInstruments.contains(ref.instrument) {
                 source.error(node, "the lab has no instrument '\(ref.instrument)'",

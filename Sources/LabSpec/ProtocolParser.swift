@@ -51,6 +51,8 @@ final class CompileContext {
     var measured: [String: LabUnit] = [:]
     /// Series measured from a channel whose driver is not known: their unit is not known either.
     var unknownUnits: Set<String> = []
+    /// Series of array readings (spectra): stored, but not numbers an expression can use.
+    var arraySeries: Set<String> = []
     /// Checkpoint names and where each is: a person reads "paused at checkpoint 'dosed'".
     var checkpoints: [String: SourceLocation] = [:]
 
@@ -409,7 +411,7 @@ struct ProtocolCompiler {
     }
 
     func measure(_ body: MappingReader) -> Measure? {
-        let channel = body.required("channel").flatMap { readableChannel($0) }
+        let channel = body.required("channel").flatMap { readableChannel($0, arrays: true) }
         let named = body.optional("as").flatMap { source.string($0, "as") }
         let repeatNode = body.optional("repeat")
         let count = repeatNode.flatMap { source.integer($0, "repeat", in: 1...ProtocolParser.maximumIterations) } ?? 1
@@ -418,7 +420,9 @@ struct ProtocolCompiler {
         guard let channel else { body.rejectUnknownKeys(); return nil }
         let name = named ?? channel.channel
         // The series exists from here on, so `until` can read it.
-        if let unit = channelSpec(channel)?.unit {
+        if channelSpec(channel)?.array != nil {
+            context.arraySeries.insert(name)
+        } else if let unit = channelSpec(channel)?.unit {
             context.measured[name] = unit
             context.unknownUnits.remove(name)
         } else if context.measured[name] == nil {
@@ -426,7 +430,9 @@ struct ProtocolCompiler {
             context.unknownUnits.insert(name)
         }
         var until: Expr?
-        if let untilNode, let condition = source.expression(untilNode, "until") {
+        if let untilNode, channelSpec(channel)?.array != nil {
+            source.error(untilNode, "'until' reads numbers, and '\(channel)' gives arrays", hint: "measure a fixed number of arrays with 'repeat'")
+        } else if let untilNode, let condition = source.expression(untilNode, "until") {
             if repeatNode == nil {
                 source.error(untilNode, "'until' needs 'repeat' as the most readings to take", hint: "every loop is bounded: add e.g. 'repeat: 100'")
             }

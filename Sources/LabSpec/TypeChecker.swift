@@ -27,9 +27,13 @@ extension ProtocolCompiler {
         return ref
     }
 
-    func readableChannel(_ node: Node) -> ChannelRef? {
+    /// `arrays`: whether the step can take an array channel's reading (only `measure` can).
+    func readableChannel(_ node: Node, arrays: Bool = false) -> ChannelRef? {
         guard let (ref, spec) = channel(node) else { return nil }
         if let spec, !spec.readable { source.error(node, "channel '\(ref)' cannot be read") }
+        if let spec, spec.array != nil, !arrays {
+            source.error(node, "'\(ref)' is an array channel: only measure reads it", hint: "wait on a numeric channel")
+        }
         return ref
     }
 
@@ -60,6 +64,11 @@ extension ProtocolCompiler {
             case .choice: return .text
             }
         case .series(let name):
+            if context.arraySeries.contains(name) {
+                source.error(node, "'\(name)' is an array series; expressions read numbers only",
+                             hint: "export the run to analyse its arrays")
+                return nil
+            }
             guard let unit = context.measured[name] else {
                 source.error(node, "'\(name)' is not measured before it is used",
                              hint: suggestion(for: name, among: context.measured.keys) ?? "add a measure step with 'as: \(name)'")

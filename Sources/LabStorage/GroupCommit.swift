@@ -23,7 +23,8 @@ final class GroupCommit: Sendable {
 
         var rows: Int {
             switch self {
-            case .measurements(_, let m): m.count
+            // An array counts as a row per KiB of its values: memory, not rows, is what is bounded.
+            case .measurements(_, let m): m.reduce(0) { $0 + 1 + ($1.array?.values.count ?? 0) / 128 }
             case .event, .traffic: 1
             }
         }
@@ -184,16 +185,31 @@ final class GroupCommit: Sendable {
             INSERT INTO measurement (run_id, step_index, role, channel, instrument, series, value, unit, wall_time, monotonic_time)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """)
+        let array = try db.cachedStatement(sql: ArrayTable.insertSQL)
         let event = try db.cachedStatement(sql: """
             INSERT INTO run_event (run_id, kind, message, wall_time, monotonic_time) VALUES (?, ?, ?, ?, ?)
             """)
         var times = Timestamps()
+        // A channel's spectra share their axes: encoded once, not once per reading.
+        var axes: (axes: [ArrayAxis], json: String)?
         for item in items {
             switch item {
             case .measurements(let run, let records):
                 // Bound straight to SQLite: a high-rate instrument's readings are most of the rows.
                 let row = RawRow(measurement.sqliteStatement, db)
+                let arrayRow = RawRow(array.sqliteStatement, db)
                 for m in records {
+                    if let a = m.array {
+                        // One blob per reading, its bytes handed to SQLite as they lie in memory.
+                        arrayRow.bind(1, run); arrayRow.bind(2, Int64(m.stepIndex)); arrayRow.bind(3, m.channel.instrument)
+                        arrayRow.bind(4, m.channel.channel); arrayRow.bind(5, m.instrument); arrayRow.bind(6, m.series)
+                        arrayRow.bind(7, m.unit); arrayRow.bind(8, ArrayReading.dtype); arrayRow.bind(9, ArrayTable.shapeJSON(a.shape))
+                        if axes?.axes != a.axes { axes = (a.axes, ArrayTable.axesJSON(a.axes)) }
+                        arrayRow.bind(10, axes!.json); arrayRow.bind(11, blob: a.values)
+                        arrayRow.bind(12, times.text(m.wallTime)); arrayRow.bind(13, m.monotonicTime)
+                        try arrayRow.insert()
+                        continue
+                    }
                     row.bind(1, run); row.bind(2, Int64(m.stepIndex)); row.bind(3, m.channel.instrument)
                     row.bind(4, m.channel.channel); row.bind(5, m.instrument); row.bind(6, m.series); row.bind(7, m.value)
                     row.bind(8, m.unit); row.bind(9, times.text(m.wallTime)); row.bind(10, m.monotonicTime)
@@ -210,7 +226,7 @@ final class GroupCommit: Sendable {
 }
 
 /// One prepared INSERT, bound and stepped with SQLite's own calls (no argument boxing per value).
-private struct RawRow {
+struct RawRow {
     let statement: SQLiteStatement
     let db: Database
     init(_ statement: SQLiteStatement, _ db: Database) { self.statement = statement; self.db = db }

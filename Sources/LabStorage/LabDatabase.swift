@@ -178,6 +178,7 @@ public final class LabDatabase: Sendable {
         TrafficTable.register(&migrator)
         registerPagedReadings(&migrator)
         registerProvenance(&migrator)
+        ArrayTable.register(&migrator)
         return migrator
     }
 

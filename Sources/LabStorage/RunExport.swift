@@ -92,6 +92,8 @@ public struct RunRecord: Sendable, Codable {
     public var outputs: [StoredParameter]
     public var instruments: [StoredInstrument]
     public var series: [SeriesSummary]
+    /// The array series (spectra), with their shape.
+    public var arraySeries: [ArraySeriesSummary] = []
     /// How many events of each kind (command, log, fault, ...).
     public var events: [String: Int]
 }
@@ -135,6 +137,7 @@ extension LabDatabase {
                 .map { SeriesSummary(series: $0["series"], unit: $0["unit"], count: $0["n"], min: $0["lo"], max: $0["hi"], mean: $0["mean"]) }
             let events = try Row.fetchAll(db, sql: "SELECT kind, COUNT(*) AS n FROM run_event WHERE run_id = ? GROUP BY kind", arguments: [id])
             return RunRecord(run: run, parameters: parameters, outputs: outputs, instruments: instruments, series: series,
+                             arraySeries: try arraySeries(run: id, db),
                              events: Dictionary(uniqueKeysWithValues: events.map { ($0["kind"], $0["n"]) }))
         }
     }

@@ -49,6 +49,12 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Rounds of the ingest figures, ours and the C baseline's interleaved.")
     var ingestRounds = 7
 
+    @Option(help: "Spectra per round in the array ingest figure.")
+    var ingestArrays = 2_000
+
+    @Option(help: "Float64 values per spectrum in the array ingest figure.")
+    var arrayLength = 4_096
+
     @Flag(help: "Only the ingest figures (issue 14).")
     var ingestOnly = false
 
@@ -218,6 +224,9 @@ struct Bench: AsyncParsableCommand {
             f.ratios, "ratio", scale: 1, digits: 2)
         row("  largest -wal file while writing", [Double(f.walPeak)], "MiB", scale: 1.0 / 1_048_576)
         row("Export of \(rows) readings to CSV (`serendip export RUN --format csv --out F`, a process)", f.exportSeconds, "s", scale: 1, digits: 2)
+        let arrays = ArrayIngestBench(arrays: ingestArrays, length: arrayLength, rounds: 3, directory: ".build/bench-ingest")
+        row("Ingest: \((arrays.blocks * ArrayIngestBench.block).formatted()) spectra of \(arrayLength.formatted()) float64 through the engine as blobs, "
+            + "until committed (\(arrays.bytes / 1_000_000) MB a round, 3 rounds)", try await arrays.measure(), "MB/s", scale: 1)
     }
 
     func plannerLatency(observations: Int, dimensions: Int) async throws {

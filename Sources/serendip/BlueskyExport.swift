@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import LabCore
 import LabStorage
 
 /// A run as Bluesky event-model documents (start, descriptors, event pages, stop), one `[name, doc]`
@@ -59,6 +60,7 @@ struct BlueskyDocuments {
                 ("filled", .object([])),
             ]))
         })
+        try exportArrays(from: database, startUID: startUID, startTime: startTime, &descriptors, &seq)
         guard let exit = Self.exitStatus[r.state] else { return }
         var events: [String: Int] = [:]
         for (index, descriptor) in descriptors.enumerated() { events[descriptor.key, default: 0] += seq[index] }
@@ -69,6 +71,63 @@ struct BlueskyDocuments {
             ("num_events", .object(events.sorted { $0.key < $1.key }.map { ($0.key, .integer(Int64($0.value))) })),
             ("outputs", Self.quantities(detail.outputs)),
         ]))
+    }
+
+    /// Array series (spectra): a stream each after the numbers' streams, one event per array, dtype
+    /// `array` with its shape and `dims`; each axis is a data key of its own beside it (its positions,
+    /// `spectrum_wavelength`), as a scan records its x signal next to the detector.
+    private func exportArrays(from database: LabDatabase, startUID: String, startTime: Double,
+                              _ descriptors: inout [(uid: String, key: String)], _ seq: inout [Int]) throws {
+        var streams: [String: (index: Int, axisKeys: [String], positions: [JSONText])] = [:]
+        try database.forEachArray(run: detail.run.id) { a in
+            let identity = [a.series, a.role, a.channel, a.instrument, a.unit, "\(a.shape)", "\(a.axes)"].joined(separator: "\u{0}")
+            let key = Self.key(a.series)
+            if streams[identity] == nil {
+                let index = descriptors.count, uid = Self.uid("\(startUID) descriptor \(index)")
+                let dims = JSONText.array(a.axes.map { .string($0.name) })
+                let axisKeys = a.axes.map { Self.key("\(a.series)_\($0.name)") }
+                let address = detail.instruments.first { $0.role == a.role }?.address
+                let source = "\(a.instrument)/\(a.channel)" + (address.map { " at \($0)" } ?? "")
+                var keys: [(String, JSONText)] = [(key, .object([
+                    ("dtype", .string("array")), ("dtype_numpy", .string("<f8")), ("shape", .array(a.shape.map { .integer(Int64($0)) })),
+                    ("dims", dims), ("source", .string(source)), ("units", .string(a.unit)), ("object_name", .string(a.role))]))]
+                for (d, axis) in a.axes.enumerated() {
+                    keys.append((axisKeys[d], .object([
+                        ("dtype", .string("array")), ("dtype_numpy", .string("<f8")), ("shape", .array([.integer(Int64(a.shape[d]))])),
+                        ("dims", .array([.string(axis.name)])), ("source", .string("serendip: the axis of \(a.series)")),
+                        ("units", .string(axis.unit)), ("object_name", .string(a.role))])))
+                }
+                keys.append(("step", .object([("dtype", .string("integer")), ("shape", .array([])),
+                                               ("source", .string("serendip: the protocol step that took the reading")),
+                                               ("units", .null), ("object_name", .string(a.role))])))
+                try emit("descriptor", .object([
+                    ("uid", .string(uid)), ("run_start", .string(startUID)), ("time", .number(startTime)), ("name", .string(key)),
+                    ("data_keys", .object(keys)),
+                    ("object_keys", .object([(a.role, .array(([key] + axisKeys + ["step"]).map(JSONText.string)))])),
+                ]))
+                descriptors.append((uid, key))
+                seq.append(0)
+                let positions = a.axes.enumerated().map { d, axis in JSONText.array((0..<a.shape[d]).map { .number(axis.position($0)) }) }
+                streams[identity] = (index, axisKeys, positions)
+            }
+            let stream = streams[identity]!
+            seq[stream.index] += 1
+            let descriptor = descriptors[stream.index], number = seq[stream.index]
+            let time = JSONText.array([.number(Self.epoch(a.wallTime) ?? 0)])
+            var data: [(String, JSONText)] = [(key, .array([.array(a.values.map(JSONText.number))]))]
+            var timestamps: [(String, JSONText)] = [(key, time)]
+            for (d, axisKey) in stream.axisKeys.enumerated() {
+                data.append((axisKey, .array([stream.positions[d]])))
+                timestamps.append((axisKey, time))
+            }
+            data.append(("step", .array([.integer(Int64(a.step))])))
+            timestamps.append(("step", time))
+            try emit("event_page", .object([
+                ("descriptor", .string(descriptor.uid)), ("uid", .array([.string(Self.uid("\(descriptor.uid) event \(number)"))])),
+                ("seq_num", .array([.integer(Int64(number))])), ("time", time),
+                ("data", .object(data)), ("timestamps", .object(timestamps)), ("filled", .object([])),
+            ]))
+        }
     }
 
     private func emit(_ name: String, _ document: JSONText) throws {

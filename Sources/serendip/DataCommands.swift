@@ -147,6 +147,9 @@ struct ShowRun: ParsableCommand {
         section("series", d.series.map {
             "\($0.series) [\($0.unit)]: \($0.count) readings, min \(Export.number($0.min)), max \(Export.number($0.max)), mean \(Export.number($0.mean))"
         })
+        section("arrays", d.arraySeries.map {
+            "\($0.series) [\($0.unit)]: \($0.count) arrays of \($0.dtype), shape [\($0.shape.map(String.init).joined(separator: ", "))]"
+        })
         if !d.events.isEmpty {
             section("events", [d.events.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")])
         }
@@ -159,8 +162,9 @@ struct ShowRun: ParsableCommand {
 struct Export: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Export runs' readings as tidy CSV, JSON Lines or Bluesky documents, values exactly as stored.",
-        discussion: "CSV: a header line, then one row per reading. JSON Lines: per run, one object with its provenance and "
-            + "parameters (\"type\": \"run\"), then one object per reading (\"type\": \"reading\"). Numbers are written in the "
+        discussion: "CSV: a header line, then one row per reading (array readings are left out, with a note). JSON Lines: per "
+            + "run, one object with its provenance and parameters (\"type\": \"run\"), then one object per reading (\"type\": "
+            + "\"reading\"), then one per array reading with its shape, axes and values (\"type\": \"array\"). Numbers are written in the "
             + "shortest form that reads back as the same double. Bluesky: event-model documents, one [name, doc] pair per "
             + "line (start, a descriptor per series, event pages, stop), as bluesky's JSON Lines serializers write them.")
 
@@ -200,10 +204,16 @@ struct Export: ParsableCommand {
                 }
                 if format == .csv {
                     try database.writeReadingsCSV(run: detail.run.id, sink.write(bytes:))
+                    if !detail.arraySeries.isEmpty {
+                        // A CSV row holds one number; a spectrum does not fit it without losing its shape.
+                        let arrays = detail.arraySeries.reduce(0) { $0 + $1.count }
+                        Output.error("note: run \(detail.run.id)'s \(arrays) array readings are not in CSV; export them with --format jsonl")
+                    }
                     continue
                 }
                 try sink.write(Self.jsonLine(detail) + "\n")
                 try database.forEachReading(run: detail.run.id) { reading in try sink.write(Self.jsonLine(reading) + "\n") }
+                try database.forEachArray(run: detail.run.id) { try sink.write(Self.jsonLine($0) + "\n") }
             }
             try sink.close()
         } catch { throw data.fail(error) }
@@ -225,6 +235,22 @@ struct Export: ParsableCommand {
                          ("instrument", .string(r.instrument)), ("role", .string(r.role)), ("channel", .string(r.channel)),
                          ("series", .string(r.series)), ("value", .number(r.value)), ("unit", .string(r.unit)),
                          ("wall_time", .string(r.wallTime)), ("monotonic_time", .number(r.monotonicTime))]).rendered
+    }
+
+    /// An array reading: its shape, its axes as stored (start and step, or the positions) and its values.
+    static func jsonLine(_ a: StoredArray) -> String {
+        func axis(_ x: ArrayAxis) -> JSONText {
+            var members: [(String, JSONText)] = [("name", .string(x.name)), ("unit", .string(x.unit))]
+            if let values = x.values { members.append(("values", .array(values.map(JSONText.number)))) }
+            if let start = x.start, let step = x.step { members += [("start", .number(start)), ("step", .number(step))] }
+            return .object(members)
+        }
+        return JSONText.object([("type", .string("array")), ("run", .integer(a.runID)), ("step", .integer(Int64(a.step))),
+                                ("instrument", .string(a.instrument)), ("role", .string(a.role)), ("channel", .string(a.channel)),
+                                ("series", .string(a.series)), ("unit", .string(a.unit)), ("dtype", .string(a.dtype)),
+                                ("shape", .array(a.shape.map { .integer(Int64($0)) })), ("axes", .array(a.axes.map(axis))),
+                                ("values", .array(a.values.map(JSONText.number))),
+                                ("wall_time", .string(a.wallTime)), ("monotonic_time", .number(a.monotonicTime))]).rendered
     }
 
     static func jsonLine(_ d: RunRecord) -> String {

@@ -60,6 +60,8 @@ struct Simulate: AsyncParsableCommand {
     static func describe(_ entry: MemoryRecorder.Entry) -> String {
         switch entry {
         case .event(let e): "\(e.kind.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0)) \(e.message)"
+        case .reading(let m) where m.array != nil:
+            "read       \(m.channel) = array \(m.array!.shape.map(String.init).joined(separator: "×")) \(m.unit)  [\(m.series)]"
         case .reading(let m): "read       \(m.channel) = \(String(format: "%.4g", m.value)) \(m.unit)  [\(m.series)]"
         }
     }

@@ -181,7 +181,7 @@ final class RecordingModel: DeviceModel {
         let (lab, driver) = Self.lab(channel: "temperature: { input: 1, type: float33 }")
         let error = #expect(throws: ValidationError.self) { try LabConfig.load(path: lab) }
         #expect(error?.description == """
-            \(driver):4:34: unknown type 'float33' — use float32, uint16, int16, bool or float
+            \(driver):4:34: unknown type 'float33' — use float32, uint16, int16, bool, float or array
                   temperature: { input: 1, type: float33 }
                                                  ^
             """)
