@@ -23,6 +23,7 @@ public final class SimulatedLab: Sendable {
             switch binding.driver.transport {
             case .modbus: modbus[name] = try ModbusSimulator(spec: binding.driver, model: model)
             case .serial: serial[name] = try SerialSimulator(spec: binding.driver, model: model)
+            case .plugin: break  // a plugin simulates its own device (refused with `simulate: true` by the lab config)
             }
         }
         self.chemistry = chemistry
@@ -129,6 +130,8 @@ public enum InstrumentConnector {
                 let s = binding.driver.serial
                 let line = SerialLine(path: path, baud: s.baud, terminator: s.terminator, timeout: s.timeoutSeconds)
                 instruments[name] = SerialInstrument(name: name, spec: binding.driver, line: line, clock: clock)
+            case .plugin(let command):
+                instruments[name] = PluginInstrument(name: name, spec: binding.driver, command: command)
             case .simulated:
                 break
             }

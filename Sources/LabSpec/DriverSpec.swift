@@ -4,7 +4,8 @@ public import LabCore
 /// One instrument TYPE, as its driver file describes it: channels, units, limits, safe state.
 /// No ports and no addresses: those belong to the lab config.
 public struct DriverSpec: Sendable {
-    public enum Transport: String, Sendable { case modbus, serial }
+    /// `plugin`: an out-of-process driver (docs/plugins.md); its channels have no address.
+    public enum Transport: String, Sendable { case modbus, serial, plugin }
 
     public var name: String
     public var vendor: String
@@ -55,6 +56,8 @@ public struct ChannelSpec: Sendable, Hashable {
     public enum Register: Sendable, Hashable {
         case holding(UInt16), input(UInt16), coil(UInt16), discreteInput(UInt16)
         case command(query: String?, write: WriteCommand?)
+        /// A channel of an out-of-process plugin, read and written by its name.
+        case plugin
     }
 
     /// What a serial channel sends to be set: one template with `{value}` in it, or for a boolean
@@ -121,11 +124,11 @@ extension DriverSpec {
         guard let top = source.mapping(root, "driver file") else { return nil }
         let name = top.required("driver").flatMap { source.string($0, "driver") }
         let vendor = top.optional("vendor").flatMap { source.string($0, "vendor") } ?? "unknown"
-        let transportNode = top.required("transport", hint: "modbus or serial")
+        let transportNode = top.required("transport", hint: "modbus, serial or plugin")
         var transport: Transport?
         if let node = transportNode, let text = source.string(node, "transport") {
             transport = Transport(rawValue: text)
-            if transport == nil { source.error(node, "unknown transport '\(text)'", hint: "use modbus or serial") }
+            if transport == nil { source.error(node, "unknown transport '\(text)'", hint: "use modbus, serial or plugin") }
         }
         var serial = SerialSettings()
         if let node = top.optional("serial"), let line = source.mapping(node, "serial settings") {
@@ -243,12 +246,16 @@ extension DriverSpec {
         let query = map.optional("query").flatMap { source.string($0, "query") }
         let write = parseWriteCommand(map, source: source)
         if query != nil || write != nil { register = .command(query: query, write: write) }
+        if transport == .plugin {
+            if register != nil { source.error(node, "a plugin channel has no address or command: the plugin is asked for it by name") }
+            register = .plugin
+        }
         let isBit: Bool
         switch register {
         case .coil?, .discreteInput?: isBit = true
         default: isBit = false
         }
-        var type: ChannelSpec.DataType = isBit ? .bool : (transport == .serial ? .float : .uint16)
+        var type: ChannelSpec.DataType = isBit ? .bool : (transport == .modbus ? .uint16 : .float)
         if let node = map.optional("type"), let text = source.string(node, "type") {
             if let t = ChannelSpec.DataType(rawValue: text) { type = t }
             else { source.error(node, "unknown type '\(text)'", hint: "use float32, uint16, int16, bool or float") }
@@ -270,7 +277,7 @@ extension DriverSpec {
         }
         let limits = map.optional("limits").flatMap { source.range($0, "limits") }
         // Register reads are safe to repeat; a serial query may not be (some devices act on one).
-        let defaultRetries = transport == .serial ? 0 : 1
+        let defaultRetries = transport == .modbus ? 1 : 0
         let retries = map.optional("retries").flatMap { source.integer($0, "retries", in: 0...10) } ?? defaultRetries
         let maxRate = map.optional("max_rate").flatMap { maximumRate($0, unit: unit, source: source) }
         let readBack = readBackTolerance(map, unit: unit, source: source)
