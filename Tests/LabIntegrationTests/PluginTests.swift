@@ -1,7 +1,9 @@
 import Foundation
 import Glibc
 import LabCore
+import LabDaemon
 import LabDrivers
+import LabEngine
 import LabSpec
 import LabTransport
 import Logging
@@ -224,6 +226,29 @@ import Testing
         let balance = try #require(instruments["balance"] as? PluginInstrument)
         defer { Task { await balance.link.stop() } }
         #expect(try await balance.read("dosing") == .bool(false))
+    }
+
+    @Test func theExampleProtocolDosesThroughTheRealPlugin() async throws {
+        let lab = try LabConfig.load(path: Repository.path("examples/plugin-lab/lab.yaml"))
+        let definition = try ProtocolParser.load(path: Repository.path("examples/plugin-lab/dose.yaml"), drivers: lab.drivers)
+        let instruments = try InstrumentConnector.connect(lab, for: definition)
+        defer { for case let plugin as PluginInstrument in instruments.values { Task { await plugin.link.stop() } } }
+        let executor = ProtocolExecutor(definition: definition, instruments: instruments, clock: ScaledClock(),
+                                        recorder: MemoryRecorder(), logger: Self.quiet)
+        let start = RunStart(campaignID: nil, protocolName: definition.name, protocolSource: definition.source,
+                             parameters: [], chosenBy: "test", proposalID: nil, instruments: [:], operatorName: "test",
+                             softwareVersion: "test", startedAt: Date(), startedMonotonic: 0)
+        let result = try await executor.run(parameters: ["mass": .quantity(Quantity(2, LabUnit.named("g")!))], start: start)
+        #expect(result.outcome == .completed, "\(result.error ?? "")")
+        guard case .quantity(let dosed)? = result.outputs["dosed_mass"] else { Issue.record("no dosed_mass"); return }
+        #expect(abs(dosed.value - 2) < 0.1)
+    }
+
+    @Test func simulateRunsAPluginLabInProcess() async throws {
+        let reports = try await ProtocolSimulation.run(protocolPath: Repository.path("examples/plugin-lab/dose.yaml"),
+                                                       labPath: Repository.path("examples/plugin-lab/lab.yaml"),
+                                                       parameters: [:], allBranches: false)
+        #expect(reports.first?.result.outcome == .completed)
     }
 
     @Test func aPluginThatDisagreesWithItsDriverFileIsRefused() async throws {
