@@ -272,6 +272,38 @@ import Testing
         #expect(try await balance.link.request("describe") == JSONDecoder().decode(PluginValue.self, from: Data(documented.utf8)))
     }
 
+    @Test func theInstrumentHubGetsACrashedPluginBack() async throws {
+        let plugin = try Self.misbehaving("crash")
+        let hub = InstrumentHub(instruments: ["dev": plugin], logger: Self.quiet, backoff: 0.05...0.2, probeInterval: 0.05)
+        let log = HealthLog()
+        await hub.onChange(log.record)
+        await hub.start()
+        // The first probe reads x, which the first process answers by exiting.
+        #expect(try await eventually { log.all == ["dev lost", "dev back"] })
+        await hub.stop()
+        await plugin.link.stop()
+    }
+
+    @Test func aLabConfigSaysWhatAPluginInstrumentLacks() throws {
+        let dir = Self.folder()
+        try String(contentsOfFile: Repository.path("drivers/dosing-balance.yaml"), encoding: .utf8)
+            .write(toFile: dir + "/dosing-balance.yaml", atomically: true, encoding: .utf8)
+        try """
+            lab: broken
+            instruments:
+              a: { driver: dosing-balance.yaml, simulate: true }
+              b: { driver: dosing-balance.yaml, plugin: { command: python3 balance.py } }
+            """.write(toFile: dir + "/lab.yaml", atomically: true, encoding: .utf8)
+        do {
+            _ = try LabConfig.load(path: dir + "/lab.yaml")
+            Issue.record("expected the lab config to be refused")
+        } catch let error as ValidationError {
+            let messages = error.diagnostics.map(\.message)
+            #expect(messages.contains("'a' uses the plugin driver 'dosing-balance' but has no 'plugin:' to start"))
+            #expect(messages.contains("command must be a list: the executable, then its arguments"))
+        }
+    }
+
     static func openDescriptors() -> Int {
         (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd"))?.count ?? 0
     }
