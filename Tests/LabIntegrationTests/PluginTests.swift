@@ -191,9 +191,9 @@ import Testing
     @Test func restartsAreHeldBackByABackoffThatDoubles() async throws {
         let dir = Self.folder()
         try Self.crashing.write(toFile: dir + "/plugin.sh", atomically: true, encoding: .utf8)
-        let plugin = Self.instrument(["sh", "plugin.sh"], in: dir, backoff: 1...4)
+        let plugin = Self.instrument(["sh", "plugin.sh"], in: dir, backoff: 2...8)
         let first = await Self.failure { _ = try await plugin.read("x") }
-        #expect(first?.message.contains("starting it again in 1.0 s") == true, "\(String(describing: first))")
+        #expect(first?.message.contains("starting it again in 2.0 s") == true, "\(String(describing: first))")
         // Within the backoff nothing is started: the request fails at once.
         let held = await Self.failure { _ = try await plugin.read("x") }
         #expect(held?.code == .instrumentLost)
@@ -205,7 +205,7 @@ import Testing
             try await Task.sleep(for: .milliseconds(50))
             second = await Self.failure { _ = try await plugin.read("x") }
         }
-        #expect(second?.message.contains("starting it again in 2.0 s") == true)
+        #expect(second?.message.contains("starting it again in 4.0 s") == true)
     }
 
     @Test func twoHundredRestartsLeaveNoDescriptorAndNoProcessBehind() async throws {
@@ -215,8 +215,8 @@ import Testing
         let descriptors = Self.openDescriptors(), children = Self.childProcesses()
         for _ in 0..<200 { _ = await Self.failure { _ = try await plugin.read("x") } }
         #expect(await plugin.link.starts == 200)
-        #expect(Self.childProcesses() <= children)
-        // Other suites may open a few descriptors meanwhile; one leaked per restart would be 200.
+        // Other suites may start processes and open descriptors meanwhile; one leaked per restart would be 200.
+        #expect(Self.childProcesses() < children + 20)
         #expect(try await eventually { Self.openDescriptors() < descriptors + 30 })
     }
 
