@@ -99,7 +99,7 @@ public actor PluginLink {
         let deadline = PluginProcess.now() + timeout
         let line = "{\"id\":\(id),\"method\":\"\(method)\",\"params\":\(PluginValue.object(params).json)}"
         guard process.send(line, deadline: deadline) else {
-            throw fault(.instrumentLost, "\(process.exitStatus() ?? "stopped reading its input") before '\(method)'")
+            throw fault(.instrumentLost, "\(process.exitStatus(within: 0.5) ?? "stopped reading its input") before '\(method)'")
         }
         while true {
             let text: ArraySlice<UInt8>

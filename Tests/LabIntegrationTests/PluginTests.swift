@@ -251,6 +251,14 @@ import Testing
         #expect(reports.first?.result.outcome == .completed)
     }
 
+    @Test func aCommandThatCannotBeFoundIsReportedAsSuch() async throws {
+        let plugin = Self.instrument(["no-such-plugin-anywhere"], in: Self.folder())
+        let error = await Self.failure { _ = try await plugin.read("x") }
+        #expect(error?.code == .instrumentLost)
+        #expect(error?.message.contains("plugin exited with status 127 (command not found; see its stderr in the log)") == true,
+                "\(String(describing: error))")
+    }
+
     @Test func aPluginThatDisagreesWithItsDriverFileIsRefused() async throws {
         let dir = Self.folder()
         try Self.misbehaving.replacingOccurrences(of: #"{"unit": "g"}, "y""#, with: #"{"unit": "kg"}, "y""#)
