@@ -61,9 +61,9 @@ public actor PluginLink {
         return try reply.get()
     }
 
-    /// Kills the plugin (it is started again by the next request).
+    /// Stops the plugin: end of file on its stdin, a second to exit, then SIGKILL. The next request starts it again.
     public func stop() {
-        process?.kill()
+        process?.finish(grace: 1)
         process = nil
     }
 

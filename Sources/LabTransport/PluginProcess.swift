@@ -71,7 +71,16 @@ final class PluginProcess {
         Thread.detachNewThread { Self.drain(errorOutput, to: stderr) }
     }
 
-    deinit { kill() }
+    deinit { finish(grace: 1) }
+
+    /// Ends the plugin the polite way: closes its stdin (end of file is its cue to close the device
+    /// and exit), gives it `grace` seconds, then kills it.
+    func finish(grace: Double) {
+        guard !finished else { return }
+        _ = shutdown(input, Int32(SHUT_WR))
+        _ = exitStatus(within: grace)
+        kill()
+    }
 
     /// Sends one line; false if the plugin no longer reads (it exited, or its input is full until `deadline`).
     func send(_ line: String, deadline: Double) -> Bool {

@@ -51,6 +51,7 @@ import Testing
                         sys.stderr.write(("noise " * 100 + "\n") * 20000)
                         sys.stderr.flush()
             print(json.dumps(reply), flush=True)
+        open("finished", "w").close()
         """#
 
     /// A plugin in sh that starts, describes itself, connects, then exits in the middle of every read.
@@ -249,6 +250,13 @@ import Testing
                                                        labPath: Repository.path("examples/plugin-lab/lab.yaml"),
                                                        parameters: [:], allBranches: false)
         #expect(reports.first?.result.outcome == .completed)
+    }
+
+    @Test func aStoppedPluginSeesEndOfFileAndMayFinishBeforeItIsKilled() async throws {
+        let plugin = try Self.misbehaving("none")
+        #expect(try await plugin.read("x") == .real(1.5))
+        await plugin.link.stop()
+        #expect(FileManager.default.fileExists(atPath: plugin.link.settings.directory + "/finished"))
     }
 
     @Test func aCommandThatCannotBeFoundIsReportedAsSuch() async throws {
