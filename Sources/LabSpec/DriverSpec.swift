@@ -204,6 +204,10 @@ extension DriverSpec {
     /// defaults to a third of the value.
     private static func parseWatchdog(_ node: Node, source: YAMLSource, transport: Transport?) -> Watchdog? {
         guard let map = source.mapping(node, "watchdog") else { return nil }
+        if transport == .plugin {
+            source.error(node, "a plugin keeps its device's watchdog itself", hint: "remove 'watchdog:'; docs/plugins.md")
+            return nil
+        }
         var target: Watchdog.Target?
         if let a = map.optional("holding").flatMap({ source.integer($0, "holding", in: 0...65535) }) {
             if transport == .serial { source.error(map.keyNode("holding"), "a serial driver's watchdog is a command", hint: "command: \"WDT {value}\"") }

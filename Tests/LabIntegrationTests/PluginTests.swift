@@ -320,6 +320,17 @@ import Testing
         }
     }
 
+    @Test func aPluginDriverFileCannotDeclareAWatchdogTheHostWouldNeverFeed() {
+        #expect(throws: ValidationError.self) {
+            try DriverSpec.parse("""
+                driver: x
+                transport: plugin
+                watchdog: { holding: 1, value: 5 }
+                channels: { a: { unit: g } }
+                """, path: "x.yaml")
+        }
+    }
+
     static func openDescriptors() -> Int {
         (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd"))?.count ?? 0
     }
