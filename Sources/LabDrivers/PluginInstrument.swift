@@ -75,11 +75,17 @@ public struct PluginInstrument: DriverBackedInstrument {
     /// What the plugin says the device is (vendor, model, serial number, firmware), for provenance.
     public func deviceIdentity() async throws -> PluginValue { try await link.request("identity") }
 
-    /// The plugin's `describe` is a driver file in JSON; every channel of the lab's driver file must be
+    /// The plugin's `describe` is a driver file in JSON (with `timeout` in seconds); every channel of the lab's driver file must be
     /// in it with the same unit, type and access. Returns the request timeout it declares.
     static func agree(_ description: PluginValue, with spec: DriverSpec, name: String) throws(LabError) -> Double? {
         guard case .object(var fields) = description else {
             throw LabError(.protocolViolation, "\(name): plugin's describe result is not an object")
+        }
+        var timeout: Double?
+        switch fields.removeValue(forKey: "timeout") {
+        case nil: break
+        case .number(let seconds)? where seconds > 0 && seconds.isFinite: timeout = seconds
+        case let other?: throw LabError(.protocolViolation, "\(name): plugin's describe gives timeout \(other.json), not a number of seconds")
         }
         fields["transport"] = .string("plugin")
         if fields["driver"] == nil { fields["driver"] = .string(spec.name) }
@@ -101,6 +107,6 @@ public struct PluginInstrument: DriverBackedInstrument {
         guard problems.isEmpty else {
             throw LabError(.protocolViolation, "\(name): plugin does not match driver '\(spec.name)': " + problems.joined(separator: "; "))
         }
-        return fields["timeout"] == nil ? nil : described.responseTimeout
+        return timeout
     }
 }

@@ -154,6 +154,9 @@ extension DriverSpec {
         if let node = top.optional("timeout") {
             if transport == .serial {
                 source.error(node, "a serial driver's timeout goes in its serial settings", hint: "serial: { timeout: 1 s }")
+            } else if transport == .plugin {
+                source.error(node, "a plugin's timeout goes in the lab config or in its describe",
+                             hint: "plugin: { command: [...], timeout: 2 s }; docs/plugins.md")
             } else if let seconds = duration(node, "timeout", source: source) {
                 responseTimeout = seconds
             }

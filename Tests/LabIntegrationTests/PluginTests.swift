@@ -30,13 +30,15 @@ import Testing
             reply = {"id": request["id"], "result": {}}
             if request["method"] == "describe":
                 reply["result"] = {"channels": {"x": {"unit": "g"}, "y": {"unit": "g", "access": "rw", "limits": [0, 10]}}}
+                if mode == "hang-within-its-timeout":
+                    reply["result"]["timeout"] = 0.4
             if request["method"] == "read":
                 reply["result"] = {"value": 1.5}
                 if not os.path.exists("once"):
                     open("once", "w").close()
                     if mode == "crash":
                         os._exit(3)
-                    if mode == "hang":
+                    if mode.startswith("hang"):
                         time.sleep(1000)
                     if mode == "garbage":
                         print("hello \u2603 this is not JSON", flush=True)
@@ -79,7 +81,7 @@ import Testing
         return logger
     }()
 
-    static func instrument(_ command: [String], in directory: String, timeout: Double = 5,
+    static func instrument(_ command: [String], in directory: String, timeout: Double? = 5,
                            backoff: ClosedRange<Double> = 0.01...0.05) -> PluginInstrument {
         PluginInstrument(name: "dev", spec: spec, command: .init(command: command, directory: directory, timeout: timeout), logger: quiet) {
             $0.backoff = backoff
@@ -87,7 +89,7 @@ import Testing
         }
     }
 
-    static func misbehaving(_ mode: String, timeout: Double = 5) throws -> PluginInstrument {
+    static func misbehaving(_ mode: String, timeout: Double? = 5) throws -> PluginInstrument {
         let dir = folder()
         try misbehaving.write(toFile: dir + "/plugin.py", atomically: true, encoding: .utf8)
         return instrument(["python3", "plugin.py", mode], in: dir, timeout: timeout)
@@ -160,6 +162,12 @@ import Testing
         #expect(error?.code == .timeout)
         #expect(error?.message.contains("no reply to 'read' within 500 ms; killed it") == true)
         #expect(await Self.servedAgain(plugin))
+    }
+
+    @Test func withoutATimeoutInTheLabConfigThePluginsOwnApplies() async throws {
+        let plugin = try Self.misbehaving("hang-within-its-timeout", timeout: nil)
+        let error = await Self.failure { _ = try await plugin.read("x") }
+        #expect(error?.message.contains("no reply to 'read' within 400 ms") == true, "\(String(describing: error))")
     }
 
     @Test func aPluginThatPrintsGarbageIsKilledAndRestarted() async throws {
