@@ -67,7 +67,7 @@ public struct ModbusInstrument: DriverBackedInstrument {
             return .bool(try await client.readBits(.coil, address: address, count: 1, retries: retries)[0])
         case .discreteInput(let address):
             return .bool(try await client.readBits(.discreteInput, address: address, count: 1, retries: retries)[0])
-        case .command:
+        case .command, .plugin:
             throw LabError(.invalidFile, "\(identity.name).\(channel.name) is a serial command on a Modbus instrument")
         }
     }

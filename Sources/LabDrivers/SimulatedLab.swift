@@ -12,23 +12,28 @@ public final class SimulatedLab: Sendable {
     public let bench: ToyBench
     public let modbus: [String: ModbusSimulator]
     public let serial: [String: SerialSimulator]
+    /// Plugin instruments: `serendip simulate` cannot run a plugin on its virtual clock, so they are
+    /// simulated in process from their driver file, behind these models.
+    public let plugins: [String: any DeviceModel]
 
     public init(config: LabConfig, clock: any LabClock) throws {
         let chemistry = ToyChemistry(clock: clock, seed: config.simulation.seed)
         let bench = ToyBench(seed: config.simulation.seed)
-        var modbus: [String: ModbusSimulator] = [:], serial: [String: SerialSimulator] = [:]
+        var modbus: [String: ModbusSimulator] = [:], serial: [String: SerialSimulator] = [:], plugins: [String: any DeviceModel] = [:]
         let models = Self.models(for: config, chemistry: chemistry, bench: bench)
         for (name, binding) in config.instruments where binding.connection == .simulated {
             let model = models[name] ?? InertModel()
             switch binding.driver.transport {
             case .modbus: modbus[name] = try ModbusSimulator(spec: binding.driver, model: model)
             case .serial: serial[name] = try SerialSimulator(spec: binding.driver, model: model)
+            case .plugin: plugins[name] = model
             }
         }
         self.chemistry = chemistry
         self.bench = bench
         self.modbus = modbus
         self.serial = serial
+        self.plugins = plugins
     }
 
     /// The device model behind each instrument of the lab, by instrument name, all over one fresh
@@ -53,6 +58,7 @@ public final class SimulatedLab: Sendable {
             case "syringe-pump": bench.pump
             case "balance": bench.balance
             case "ph-meter": bench.phMeter
+            case "dosing-balance": DosingBalanceModel()
             default: InertModel()
             }
         }
@@ -118,6 +124,10 @@ public enum InstrumentConnector {
             var connection = binding.connection
             // A simulated device's max_rate is judged in its simulated time.
             var clock: any LabClock = ScaledClock()
+            if connection == .simulated, let simulators, let model = simulators.plugins[name] {
+                instruments[name] = InProcessInstrument(name: name, spec: binding.driver, model: model, clock: simulators.chemistry.clock)
+                continue
+            }
             if connection == .simulated {
                 guard let simulators, let simulated = simulators.connection(for: name) else {
                     throw LabError(.instrumentLost, "\(name) is simulated but no simulator is running")
@@ -133,6 +143,8 @@ public enum InstrumentConnector {
                 let s = binding.driver.serial
                 let line = SerialLine(path: path, baud: s.baud, terminator: s.terminator, timeout: s.timeoutSeconds, tap: tap)
                 instruments[name] = SerialInstrument(name: name, spec: binding.driver, line: line, clock: clock)
+            case .plugin(let command):
+                instruments[name] = PluginInstrument(name: name, spec: binding.driver, command: command)
             case .simulated:
                 break
             }

@@ -140,7 +140,7 @@ public final class ModbusSimulator: Sendable {
             case .input(let a): sizes.input = max(sizes.input, Int(a) + channel.registerCount)
             case .coil(let a): sizes.coils = max(sizes.coils, Int(a) + 1)
             case .discreteInput(let a): sizes.discreteInputs = max(sizes.discreteInputs, Int(a) + 1)
-            case .command: break
+            case .command, .plugin: break
             }
         }
         return sizes

@@ -4,7 +4,8 @@ public import LabCore
 /// One instrument TYPE, as its driver file describes it: channels, units, limits, safe state.
 /// No ports and no addresses: those belong to the lab config.
 public struct DriverSpec: Sendable {
-    public enum Transport: String, Sendable { case modbus, serial }
+    /// `plugin`: an out-of-process driver (docs/plugins.md); its channels have no address.
+    public enum Transport: String, Sendable { case modbus, serial, plugin }
 
     public var name: String
     public var vendor: String
@@ -72,6 +73,8 @@ public struct ChannelSpec: Sendable, Hashable {
     public enum Register: Sendable, Hashable {
         case holding(UInt16), input(UInt16), coil(UInt16), discreteInput(UInt16)
         case command(query: String?, write: WriteCommand?)
+        /// A channel of an out-of-process plugin, read and written by its name.
+        case plugin
     }
 
     /// What a serial channel sends to be set: one template with `{value}` in it, or for a boolean
@@ -140,11 +143,11 @@ extension DriverSpec {
         guard let top = source.mapping(root, "driver file") else { return nil }
         let name = top.required("driver").flatMap { source.string($0, "driver") }
         let vendor = top.optional("vendor").flatMap { source.string($0, "vendor") } ?? "unknown"
-        let transportNode = top.required("transport", hint: "modbus or serial")
+        let transportNode = top.required("transport", hint: "modbus, serial or plugin")
         var transport: Transport?
         if let node = transportNode, let text = source.string(node, "transport") {
             transport = Transport(rawValue: text)
-            if transport == nil { source.error(node, "unknown transport '\(text)'", hint: "use modbus or serial") }
+            if transport == nil { source.error(node, "unknown transport '\(text)'", hint: "use modbus, serial or plugin") }
         }
         var serial = SerialSettings()
         if let node = top.optional("serial"), let line = source.mapping(node, "serial settings") {
@@ -170,6 +173,9 @@ extension DriverSpec {
         if let node = top.optional("timeout") {
             if transport == .serial {
                 source.error(node, "a serial driver's timeout goes in its serial settings", hint: "serial: { timeout: 1 s }")
+            } else if transport == .plugin {
+                source.error(node, "a plugin's timeout goes in the lab config or in its describe",
+                             hint: "plugin: { command: [...], timeout: 2 s }; docs/plugins.md")
             } else if let seconds = duration(node, "timeout", source: source) {
                 responseTimeout = seconds
             }
@@ -244,6 +250,10 @@ extension DriverSpec {
     /// defaults to a third of the value.
     private static func parseWatchdog(_ node: Node, source: YAMLSource, transport: Transport?) -> Watchdog? {
         guard let map = source.mapping(node, "watchdog") else { return nil }
+        if transport == .plugin {
+            source.error(node, "a plugin keeps its device's watchdog itself", hint: "remove 'watchdog:'; docs/plugins.md")
+            return nil
+        }
         var target: Watchdog.Target?
         if let a = map.optional("holding").flatMap({ source.integer($0, "holding", in: 0...65535) }) {
             if transport == .serial { source.error(map.keyNode("holding"), "a serial driver's watchdog is a command", hint: "command: \"WDT {value}\"") }
@@ -286,12 +296,16 @@ extension DriverSpec {
         let query = map.optional("query").flatMap { source.string($0, "query") }
         let write = parseWriteCommand(map, source: source)
         if query != nil || write != nil { register = .command(query: query, write: write) }
+        if transport == .plugin {
+            if register != nil { source.error(node, "a plugin channel has no address or command: the plugin is asked for it by name") }
+            register = .plugin
+        }
         let isBit: Bool
         switch register {
         case .coil?, .discreteInput?: isBit = true
         default: isBit = false
         }
-        var type: ChannelSpec.DataType = isBit ? .bool : (transport == .serial ? .float : .uint16)
+        var type: ChannelSpec.DataType = isBit ? .bool : (transport == .modbus ? .uint16 : .float)
         if let node = map.optional("type"), let text = source.string(node, "type") {
             if let t = ChannelSpec.DataType(rawValue: text) { type = t }
             else { source.error(node, "unknown type '\(text)'", hint: "use float32, uint16, int16, bool, float or array") }
@@ -314,7 +328,7 @@ extension DriverSpec {
         }
         let limits = map.optional("limits").flatMap { source.range($0, "limits") }
         // Register reads are safe to repeat; a serial query may not be (some devices act on one).
-        let defaultRetries = transport == .serial ? 0 : 1
+        let defaultRetries = transport == .modbus ? 1 : 0
         let retries = map.optional("retries").flatMap { source.integer($0, "retries", in: 0...10) } ?? defaultRetries
         let maxRate = map.optional("max_rate").flatMap { maximumRate($0, unit: unit, source: source) }
         let readBack = readBackTolerance(map, unit: unit, source: source)

@@ -7,6 +7,24 @@ public struct LabConfig: Sendable {
         case modbusTCP(host: String, port: Int, unit: Int)
         case serial(path: String)
         case simulated
+        /// An out-of-process driver (docs/plugins.md), started from the lab config's folder.
+        case plugin(PluginCommand)
+    }
+
+    /// `plugin: { command: [python3, plugins/balance.py], timeout: 2 s, options: { port: /dev/ttyUSB0 } }`.
+    public struct PluginCommand: Sendable, Hashable {
+        /// The executable (looked up on PATH) and its arguments.
+        public var command: [String]
+        /// The folder the plugin runs in: the lab config's, so relative paths in `command` are the config's.
+        public var directory: String
+        /// Seconds each request may take; nil leaves it to the plugin's `describe` (or 1 s).
+        public var timeout: Double?
+        /// Passed verbatim to the plugin's `connect`.
+        public var options: [String: String]
+
+        public init(command: [String], directory: String, timeout: Double? = nil, options: [String: String] = [:]) {
+            self.command = command; self.directory = directory; self.timeout = timeout; self.options = options
+        }
     }
 
     public struct Binding: Sendable {
@@ -97,6 +115,30 @@ public struct LabConfig: Sendable {
                      hint: "set 'speed: 1' or remove it, or give every instrument 'simulate: true'")
     }
 
+    private static func pluginCommand(_ node: Node, source: YAMLSource, directory: URL) -> PluginCommand? {
+        guard let map = source.mapping(node, "plugin") else { return nil }
+        var command: [String] = []
+        if let node = map.required("command", hint: "the executable and its arguments, as in [python3, plugins/balance.py]") {
+            if let items = node.sequence, !items.isEmpty {
+                command = items.compactMap { source.string($0, "command") }
+            } else {
+                source.error(node, "command must be a list: the executable, then its arguments", hint: "command: [python3, plugins/balance.py]")
+            }
+        }
+        var timeout: Double?
+        if let node = map.optional("timeout"), let expr = source.expression(node, "timeout") {
+            if let seconds = try? ExprEnvironment().quantity(expr).seconds, seconds > 0, seconds.isFinite { timeout = seconds }
+            else { source.error(node, "timeout must be a positive duration such as '2 s'") }
+        }
+        var options: [String: String] = [:]
+        if let node = map.optional("options"), let m = source.mapping(node, "options") {
+            for (key, _, value) in m.pairs { options[key] = source.string(value, "option '\(key)'") }
+        }
+        map.rejectUnknownKeys()
+        guard !command.isEmpty else { return nil }
+        return PluginCommand(command: command, directory: directory.path, timeout: timeout, options: options)
+    }
+
     private static func binding(_ name: String, _ node: Node, source: YAMLSource, directory: URL,
                                 sources: inout [String: String]) throws -> Binding? {
         guard let map = source.mapping(node, "instrument '\(name)'") else { return nil }
@@ -124,11 +166,14 @@ public struct LabConfig: Sendable {
             connection = .modbusTCP(host: host, port: port, unit: unit)
         }
         if let path = map.optional("serial").flatMap({ source.string($0, "serial") }) { connection = .serial(path: path) }
+        if let node = map.optional("plugin"), let command = pluginCommand(node, source: source, directory: directory) {
+            connection = .plugin(command)
+        }
         let station = map.optional("station").flatMap { source.string($0, "station") }
         let recordTraffic = map.optional("record_traffic").flatMap { source.bool($0, "record_traffic") } ?? false
         map.rejectUnknownKeys()
         guard let connection else {
-            source.error(node, "instrument '\(name)' has no connection", hint: "add 'modbus:', 'serial:' or 'simulate: true'")
+            source.error(node, "instrument '\(name)' has no connection", hint: "add 'modbus:', 'serial:', 'plugin:' or 'simulate: true'")
             return nil
         }
         switch (driver.transport, connection) {
@@ -141,8 +186,18 @@ public struct LabConfig: Sendable {
             source.error(map.keyNode("modbus"), "'\(name)' uses the serial driver '\(driver.name)' but is connected by 'modbus:'",
                          hint: "give its port, as in 'serial: /dev/ttyUSB0', or use 'simulate: true'")
             return nil
-        default:
+        case (.plugin, .plugin):
             break
+        case (.modbus, _), (.serial, _):
+            if case .plugin = connection {
+                source.error(map.keyNode("plugin"), "'\(name)' uses the \(driver.transport.rawValue) driver '\(driver.name)' but is connected by 'plugin:'",
+                             hint: "a plugin's driver file says 'transport: plugin'")
+                return nil
+            }
+        case (.plugin, _):
+            source.error(node, "'\(name)' uses the plugin driver '\(driver.name)' but has no 'plugin:' to start",
+                         hint: "add 'plugin: { command: [python3, plugins/x.py] }'; a plugin that can simulate its device takes a flag for it in its command")
+            return nil
         }
         return Binding(name: name, driver: driver, connection: connection, station: station, recordTraffic: recordTraffic)
     }
