@@ -25,9 +25,9 @@ demo: build
 	$(BUILD)/debug/serendip demo
 
 # Tests that time a real clock (a hold under a flood of requests, toy chemistry at 600x, the
-# lost-instrument pauses) run after the rest, on their own: beside the whole suite on 2 cores their
+# lost-instrument pauses, a virtual run that must take no wall time) run after the rest, on their own: beside the whole suite on 2 cores their
 # timings measure the machine's load rather than the code.
-TIMED_TESTS = storesExactlyWhatTheSimulatedInstrumentsProduced|aFloodOfRequestsDoesNotDelayAHold|aConstrainedBatchedOptimisationKeepsEveryRunInsideItsConstraint|LabFaultTests
+TIMED_TESTS = storesExactlyWhatTheSimulatedInstrumentsProduced|aFloodOfRequestsDoesNotDelayAHold|aConstrainedBatchedOptimisationKeepsEveryRunInsideItsConstraint|LabFaultTests|theVirtualRunReproducesTheChemistryInNoWallTime
 
 # The Bluesky export test validates with the event-model package, from a virtualenv under the build folder.
 TEST_VENV = $(BUILD)/test-venv

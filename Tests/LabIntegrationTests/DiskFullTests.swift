@@ -65,7 +65,8 @@ import Testing
         try await waitFor(seconds: 60) { try await client(["status", "1"]).output.contains("completed") }
 
         kill(daemon.processIdentifier, SIGTERM)
-        daemon.waitUntilExit()
+        // Polled, not waitUntilExit(): a test must not hold one of the two cooperative threads for seconds.
+        try await waitFor(seconds: 60) { !daemon.isRunning }
         let database = try DatabaseQueue(path: data + "/serendip.sqlite")
         try await database.read { db in
             #expect(try String.fetchOne(db, sql: "PRAGMA integrity_check") == "ok")
