@@ -34,7 +34,7 @@ TIMED_TESTS = storesExactlyWhatTheSimulatedInstrumentsProduced|aFloodOfRequestsD
 TEST_VENV = $(BUILD)/test-venv
 test-venv: deps
 	[ -x $(TEST_VENV)/bin/python ] && $(TEST_VENV)/bin/python -c "import event_model, pymodbus, serial" 2>/dev/null \
-	  || { python3 -m venv $(TEST_VENV) && $(TEST_VENV)/bin/pip install -q event-model 'pymodbus[serial]'; }
+	  || { python3 -m venv $(TEST_VENV) && $(TEST_VENV)/bin/pip install -q event-model 'pymodbus[serial]>=3.9,<4'; }
 
 # Each phase has a deadline (about ten times what it takes here): a hung test fails the run with
 # the stacks of every thread instead of running into CI's limit.

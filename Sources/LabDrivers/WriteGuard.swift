@@ -80,10 +80,12 @@ public final class WriteGuard: Sendable {
             }
             guard let number else { return value }
             let raw = channel.raw(x)
-            guard number.representable.contains(raw) else {
-                let scaled = channel.scale != 1 || channel.offset != 0 ? " (raw \(raw) at scale \(channel.scale), offset \(channel.offset))" : ""
-                throw LabError(.outOfLimits, "\(x) \(channel.unit) does not fit \(name): a \(number.rawValue) holds "
-                               + "\(number.representable.lowerBound)…\(number.representable.upperBound)\(scaled)")
+            guard number.representable.contains(number.isInteger ? raw.rounded() : raw) else {
+                let range = number.representable, plain = { (x: Double) in x == x.rounded() && abs(x) < 1e15 ? String(Int(x)) : "\(x)" }
+                let scaled = channel.scale != 1 || channel.offset != 0
+                    ? " (\(x) \(channel.unit) is \(plain(raw)) counts at scale \(plain(channel.scale)), offset \(plain(channel.offset)))" : ""
+                throw LabError(.outOfLimits, "\(x) \(channel.unit) does not fit \(name): its \(number.rawValue) register holds "
+                               + "\(plain(range.lowerBound))…\(plain(range.upperBound))\(scaled)")
             }
             let limits = channel.limits ?? -.infinity ... .infinity
             guard let wire = onTheWire(raw, number, channel).first(where: { limits.contains($0) }) else {

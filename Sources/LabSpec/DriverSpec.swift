@@ -113,9 +113,20 @@ public struct ChannelSpec: Sendable, Hashable {
 
 extension ChannelSpec {
     /// The register's raw value for a value in the channel's unit.
-    public func raw(_ engineering: Double) -> Double { (engineering - offset) / scale }
+    public func raw(_ engineering: Double) -> Double {
+        if let divisor { (engineering - offset) * divisor } else { (engineering - offset) / scale }
+    }
+
     /// The value in the channel's unit for a raw register value.
-    public func engineering(_ raw: Double) -> Double { raw * scale + offset }
+    public func engineering(_ raw: Double) -> Double {
+        if let divisor { raw / divisor + offset } else { raw * scale + offset }
+    }
+
+    /// 10 for a scale of 0.1: 873 / 10 is exactly the 87.3 a person wrote, 873 × 0.1 is not.
+    private var divisor: Double? {
+        let inverse = 1 / scale
+        return abs(scale) < 1 && inverse == inverse.rounded() ? inverse : nil
+    }
 }
 
 /// The order in which a 32-bit value's bytes travel in two 16-bit registers. Vendors disagree,

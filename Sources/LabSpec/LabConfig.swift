@@ -122,13 +122,20 @@ public struct LabConfig: Sendable {
             m.rejectUnknownKeys()
             connection = .modbusTCP(host: host, port: port, unit: unit)
         }
-        if let node = map.optional("modbus-rtu"), let address = ModbusRTUAddress.parse(node, defaults: driver.serial, source: source) {
-            connection = .modbusRTU(address)
+        // A modbus-rtu address already refused needs no second error saying the connection is missing.
+        var refusedAddress = false
+        if let node = map.optional("modbus-rtu") {
+            if let address = ModbusRTUAddress.parse(node, defaults: driver.serial, source: source) {
+                connection = .modbusRTU(address)
+            } else {
+                refusedAddress = true
+            }
         }
         if let path = map.optional("serial").flatMap({ source.string($0, "serial") }) { connection = .serial(path: path) }
         let station = map.optional("station").flatMap { source.string($0, "station") }
         map.rejectUnknownKeys()
         guard let connection else {
+            if refusedAddress { return nil }
             source.error(node, "instrument '\(name)' has no connection", hint: "add 'modbus:', 'modbus-rtu:', 'serial:' or 'simulate: true'")
             return nil
         }
