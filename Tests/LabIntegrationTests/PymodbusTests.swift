@@ -198,6 +198,8 @@ struct SocatPair {
 struct PythonPeer {
     static let python = Repository.path(".build/test-venv/bin/python")
     let process: Process
+    /// Where its output goes; removed when it stops.
+    let output: String
 
     static func process(_ arguments: [String], output: String) throws -> Process {
         try #require(FileManager.default.isExecutableFile(atPath: python),
@@ -208,6 +210,7 @@ struct PythonPeer {
         process.arguments = ["-W", "ignore", "-c", script] + arguments
         // A file, not a pipe: waiting on it never holds a thread of the test's pool.
         process.standardOutput = FileHandle(forWritingAtPath: output)
+        FileManager.default.createFile(atPath: output + ".err", contents: nil)
         process.standardError = FileHandle(forWritingAtPath: output + ".err")
         try process.run()
         return process
@@ -222,7 +225,7 @@ struct PythonPeer {
     /// Starts a server and returns once it says it is ready.
     static func start(_ arguments: [String]) async throws -> PythonPeer {
         let output = outputFile()
-        let peer = PythonPeer(process: try process(arguments, output: output))
+        let peer = PythonPeer(process: try process(arguments, output: output), output: output)
         let deadline = Date().addingTimeInterval(60)
         while !text(output).contains("ready\n") {
             guard Date() < deadline, peer.process.isRunning else {
@@ -237,9 +240,10 @@ struct PythonPeer {
     /// Runs a client to its end and returns what it printed.
     static func run(_ arguments: [String]) async throws -> String {
         let output = outputFile()
-        let process = try process(arguments, output: output)
-        while process.isRunning { try await Task.sleep(for: .milliseconds(20)) }
-        try #require(process.terminationStatus == 0, "pymodbus \(arguments[0]) failed: \(text(output + ".err"))")
+        let peer = PythonPeer(process: try process(arguments, output: output), output: output)
+        defer { peer.stop() }
+        while peer.process.isRunning { try await Task.sleep(for: .milliseconds(20)) }
+        try #require(peer.process.terminationStatus == 0, "pymodbus \(arguments[0]) failed: \(text(output + ".err"))")
         return text(output)
     }
 
@@ -247,6 +251,8 @@ struct PythonPeer {
     func stop() {
         if process.isRunning { kill(process.processIdentifier, SIGKILL) }
         process.waitUntilExit()
+        try? FileManager.default.removeItem(atPath: output)
+        try? FileManager.default.removeItem(atPath: output + ".err")
     }
 
     /// Servers hold the table for units 3 and 4 (holding register 0 is the unit id), the string in
