@@ -29,11 +29,12 @@ demo: build
 # timings measure the machine's load rather than the code.
 TIMED_TESTS = storesExactlyWhatTheSimulatedInstrumentsProduced|aFloodOfRequestsDoesNotDelayAHold|aConstrainedBatchedOptimisationKeepsEveryRunInsideItsConstraint|LabFaultTests|theVirtualRunReproducesTheChemistryInNoWallTime
 
-# The Bluesky export test validates with the event-model package, from a virtualenv under the build folder.
+# The Bluesky export test validates with the event-model package, and the Modbus tests talk to pymodbus
+# (an independent Modbus implementation), both from a virtualenv under the build folder.
 TEST_VENV = $(BUILD)/test-venv
 test-venv: deps
-	[ -x $(TEST_VENV)/bin/python ] && $(TEST_VENV)/bin/python -c "import event_model" 2>/dev/null \
-	  || { python3 -m venv $(TEST_VENV) && $(TEST_VENV)/bin/pip install -q event-model; }
+	[ -x $(TEST_VENV)/bin/python ] && $(TEST_VENV)/bin/python -c "import event_model, pymodbus, serial" 2>/dev/null \
+	  || { python3 -m venv $(TEST_VENV) && $(TEST_VENV)/bin/pip install -q event-model 'pymodbus[serial]>=3.9,<4'; }
 
 # Each phase has a deadline (about ten times what it takes here): a hung test fails the run with
 # the stacks of every thread instead of running into CI's limit.

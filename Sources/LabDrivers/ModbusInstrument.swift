@@ -2,19 +2,19 @@ public import LabCore
 public import LabSpec
 public import LabTransport
 
-/// An instrument whose driver file is a Modbus register map.
+/// An instrument whose driver file is a Modbus register map, over TCP or over a serial line (RTU).
 public struct ModbusInstrument: DriverBackedInstrument {
     public let identity: InstrumentIdentity
     public let spec: DriverSpec
-    private let client: ModbusTCPClient
+    private let client: any ModbusClient
     private let writeGuard: WriteGuard
 
     /// `clock` times the `max_rate` checks: the simulated lab's clock for a simulated device.
-    public init(name: String, spec: DriverSpec, client: ModbusTCPClient, clock: any LabClock = ScaledClock()) {
+    public init(name: String, spec: DriverSpec, client: any ModbusClient, clock: any LabClock = ScaledClock()) {
         self.spec = spec
         self.client = client
         writeGuard = WriteGuard(instrument: name, clock: clock)
-        identity = Self.identity(name: name, spec: spec, address: client.endpoint.description)
+        identity = Self.identity(name: name, spec: spec, address: client.address)
     }
 
     public func read(_ channel: String) async throws -> Value {
@@ -79,6 +79,10 @@ public struct ModbusInstrument: DriverBackedInstrument {
         case (.coil(let address), .bool(let bit)):
             try await client.writeBit(address: address, bit)
             writeGuard.wrote(checked, to: channel)
+        case (.holding(let address), .bool(let bit)):
+            // A bool kept in a holding register: 1 or 0.
+            try await client.writeRegisters(address: address, values: [bit ? 1 : 0])
+            writeGuard.wrote(checked, to: channel)
         case (.holding(let address), .real(let x)):
             let registers = Self.encode(x, channel)
             try await client.writeRegisters(address: address, values: registers)
@@ -100,26 +104,33 @@ public struct ModbusInstrument: DriverBackedInstrument {
         return channel
     }
 
+    /// The registers for an engineering value that passed the write guard (raw = (x − offset) / scale).
     static func encode(_ x: Double, _ channel: ChannelSpec) -> [UInt16] {
-        switch channel.type {
-        case .float32, .float: ModbusFloat.encode(Float(x), channel.wordOrder.modbus)
-        case .int16: [UInt16(bitPattern: Int16(x.rounded()))]
-        default: [UInt16(x.rounded())]
-        }
+        guard let number = channel.number else { return [x != 0 ? 1 : 0] }
+        return ModbusFloat.encode(channel.raw(x), as: number, channel.wordOrder.modbus)
     }
 
     private func decode(_ registers: [UInt16], _ channel: ChannelSpec) throws(LabError) -> Value {
-        switch channel.type {
-        case .float32, .float: .real(Double(ModbusFloat.decode(registers, channel.wordOrder.modbus)))
-        case .int16: .real(Double(Int16(bitPattern: registers[0])))
-        case .bool: .bool(registers[0] != 0)
-        case .uint16, .array: .real(Double(registers[0]))   // a Modbus array channel is refused when its driver file is read
-        }
+        Self.decode(registers, channel)
+    }
+
+    static func decode(_ registers: [UInt16], _ channel: ChannelSpec) -> Value {
+        guard let number = channel.number else { return .bool(registers[0] != 0) }
+        return .real(channel.engineering(ModbusFloat.decode(registers, as: number, channel.wordOrder.modbus)))
     }
 }
 
 extension ChannelSpec {
-    var registerCount: Int { type == .float32 || type == .float ? 2 : 1 }
+    /// How the register holds the channel's value; nil for a bool (a bit, or 0/1 in a register).
+    var number: ModbusFloat.Number? {
+        switch type {
+        case .bool: nil
+        case .float: .float32
+        default: ModbusFloat.Number(rawValue: type.rawValue)
+        }
+    }
+
+    var registerCount: Int { number?.registerCount ?? 1 }
 }
 
 extension WordOrder {

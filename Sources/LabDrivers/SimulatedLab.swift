@@ -24,7 +24,7 @@ public final class SimulatedLab: Sendable {
         for (name, binding) in config.instruments where binding.connection == .simulated {
             let model = models[name] ?? InertModel()
             switch binding.driver.transport {
-            case .modbus: modbus[name] = try ModbusSimulator(spec: binding.driver, model: model)
+            case .modbus, .modbusRTU: modbus[name] = try ModbusSimulator(spec: binding.driver, model: model)
             case .serial: serial[name] = try SerialSimulator(spec: binding.driver, model: model)
             case .plugin: plugins[name] = model
             }
@@ -66,6 +66,10 @@ public final class SimulatedLab: Sendable {
 
     /// Where a simulated instrument can be reached.
     public func connection(for name: String) -> LabConfig.Connection? {
+        if let sim = modbus[name], let path = sim.rtuPath {
+            let s = sim.spec.serial
+            return .modbusRTU(ModbusRTUAddress(path: path, baud: s.baud, parity: s.parity, stopBits: s.stopBits, unit: 1))
+        }
         if let sim = modbus[name] { return .modbusTCP(host: "127.0.0.1", port: sim.port, unit: 1) }
         if let sim = serial[name] { return .serial(path: sim.path) }
         return nil
@@ -138,6 +142,12 @@ public enum InstrumentConnector {
             switch connection {
             case .modbusTCP(let host, let port, let unit):
                 let client = ModbusTCPClient(.init(host: host, port: port, unit: unit, responseTimeout: binding.driver.responseTimeout), tap: tap)
+                instruments[name] = ModbusInstrument(name: name, spec: binding.driver, client: client, clock: clock)
+            case .modbusRTU(let address):
+                let line = ModbusRTULine(path: address.path, baud: address.baud, parity: ModbusRTULine.Parity(rawValue: address.parity)!,
+                                         stopBits: address.stopBits)
+                let timing = ModbusRTUBus.Timing(response: binding.driver.responseTimeout, byte: binding.driver.byteTimeout)
+                let client = ModbusRTUClient(bus: try ModbusRTUBus.shared(line), unit: address.unit, timing: timing)
                 instruments[name] = ModbusInstrument(name: name, spec: binding.driver, client: client, clock: clock)
             case .serial(let path):
                 let s = binding.driver.serial

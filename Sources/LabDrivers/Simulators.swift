@@ -24,7 +24,8 @@ public enum SimulatedIdentity {
     public static func answer(for spec: DriverSpec) -> String { "Serendip,SIM-\(spec.name.uppercased()),0001,1.0" }
 }
 
-/// A Modbus TCP device on 127.0.0.1 built from a driver file's register map.
+/// A Modbus device built from a driver file's register map: on 127.0.0.1 over TCP, or for an RTU
+/// driver on a pseudo-terminal (`rtuPath`), answering as unit 1.
 public final class ModbusSimulator: Sendable {
     public let spec: DriverSpec
     public let served = ServedValues()
@@ -32,10 +33,14 @@ public final class ModbusSimulator: Sendable {
     public let wireLog = WireLog()
     /// Every value a client wrote, per channel, as the device received it.
     public let written = ServedValues()
-    private let server: ModbusServer
+    private let server: ModbusServer?
+    private let rtuServer: ModbusRTUServer?
     private let watchdog: SimulatedWatchdog?
 
-    public var port: Int { server.port }
+    /// The TCP port (0 for an RTU device).
+    public var port: Int { server?.port ?? 0 }
+    /// The pseudo-terminal an RTU device answers on.
+    public var rtuPath: String? { rtuServer?.path }
 
     public init(spec: DriverSpec, model: any DeviceModel) throws {
         self.spec = spec
@@ -66,7 +71,7 @@ public final class ModbusSimulator: Sendable {
             sizes.holding = max(sizes.holding, Int(address) + count)
         }
         let identityRegisters = identity
-        server = try ModbusServer(sizes: sizes) { bank, request in
+        let handler: ModbusServer.Handler = { bank, request in
             if let identityRegisters, request.touchesHoldingRegisters {
                 for (i, r) in identityRegisters.registers.enumerated() { bank.setHolding(identityRegisters.address + UInt16(i), r) }
             }
@@ -111,25 +116,32 @@ public final class ModbusSimulator: Sendable {
                 }
             }
         }
+        if spec.transport == .modbusRTU {
+            rtuServer = try ModbusRTUServer(unit: 1, sizes: sizes, handler: handler)
+            server = nil
+        } else {
+            server = try ModbusServer(sizes: sizes, handler: handler)
+            rtuServer = nil
+        }
     }
 
     public func stop() {
         watchdog?.stop()
-        server.stop()
+        server?.stop()
+        rtuServer?.stop()
     }
 
     deinit { watchdog?.stop() }
 
     /// As if its cable were pulled: open connections are closed and connects refused. The device
     /// keeps running (its watchdog too).
-    public func unplug() { server.unplug() }
+    public func unplug() { server?.unplug() }
 
     /// Listens again on the same port.
-    public func plugIn() { server.plugIn() }
+    public func plugIn() { server?.plugIn() }
 
     private static func decoded(_ registers: [UInt16], _ channel: ChannelSpec) -> Double {
-        channel.registerCount == 2 ? Double(ModbusFloat.decode(registers, channel.wordOrder.modbus))
-            : channel.type == .int16 ? Double(Int16(bitPattern: registers[0])) : Double(registers[0])
+        ModbusInstrument.decode(registers, channel).asDouble
     }
 
     private static func sizes(_ channels: [ChannelSpec]) -> ModbusServer.TableSizes {

@@ -1,5 +1,6 @@
 public import LabCore
 public import LabSpec
+import LabTransport
 import Synchronization
 
 /// The last check before a value reaches the wire, whatever the validator already said: access,
@@ -66,43 +67,44 @@ public final class WriteGuard: Sendable {
             throw LabError(.outOfLimits, "\(name) takes true or false, not \(value)")
         case (_, .bool):
             throw LabError(.outOfLimits, "\(name) takes a number, not \(value)")
-        case (var type, .real(let x)):
-            // On a Modbus register a `float` is sent as a float32.
-            if type == .float, case .holding = channel.register { type = .float32 }
+        case (let type, .real(let x)):
             guard x.isFinite else { throw LabError(.notANumber, "refused to write \(x) to \(name)") }
             if let limits = channel.limits, !limits.contains(x) {
                 throw LabError(.outOfLimits, "refused to write \(x) \(channel.unit) to \(name): outside \(limits.lowerBound)…\(limits.upperBound)")
             }
-            let representable: ClosedRange<Double>? = switch type {
-            case .uint16: 0...65535
-            case .int16: -32768...32767
-            case .float32: -Double(Float.greatestFiniteMagnitude)...Double(Float.greatestFiniteMagnitude)
-            default: nil
+            // On a Modbus register a `float` is sent as a float32; on a serial line it is text.
+            let number: ModbusFloat.Number? = switch (type, channel.register) {
+            case (.float, .holding): .float32
+            case (.float, _), (.bool, _): nil
+            default: ModbusFloat.Number(rawValue: type.rawValue)
             }
-            if let representable, !representable.contains(x) {
-                throw LabError(.outOfLimits, "\(x) does not fit \(name) (\(type.rawValue))")
+            guard let number else { return value }
+            let raw = channel.raw(x)
+            guard number.representable.contains(number.isInteger ? raw.rounded() : raw) else {
+                let range = number.representable, plain = { (x: Double) in x == x.rounded() && abs(x) < 1e15 ? String(Int(x)) : "\(x)" }
+                let scaled = channel.scale != 1 || channel.offset != 0
+                    ? " (\(x) \(channel.unit) is \(plain(raw)) counts at scale \(plain(channel.scale)), offset \(plain(channel.offset)))" : ""
+                throw LabError(.outOfLimits, "\(x) \(channel.unit) does not fit \(name): its \(number.rawValue) register holds "
+                               + "\(plain(range.lowerBound))…\(plain(range.upperBound))\(scaled)")
             }
-            let wire = onTheWire(x, type, inside: channel.limits ?? -.infinity ... .infinity)
-            guard channel.limits?.contains(wire) ?? true else {
-                throw LabError(.outOfLimits, "refused to write \(x) \(channel.unit) to \(name): no \(type.rawValue) value near it is inside its limits")
+            let limits = channel.limits ?? -.infinity ... .infinity
+            guard let wire = onTheWire(raw, number, channel).first(where: { limits.contains($0) }) else {
+                throw LabError(.outOfLimits, "refused to write \(x) \(channel.unit) to \(name): no \(number.rawValue) value near it is inside its limits")
             }
             return .real(wire)
         }
     }
 
-    /// What the register will hold: the nearest value of its type, or, where that would step past a
-    /// limit the value itself respects (150.5 rounded to 151, 0.1 as a float32 just above 0.1), the
-    /// neighbour on the inside. The wire must not carry what the check refused.
-    private static func onTheWire(_ x: Double, _ type: ChannelSpec.DataType, inside limits: ClosedRange<Double>) -> Double {
-        switch type {
-        case .uint16, .int16:
-            let r = x.rounded()
-            return r > limits.upperBound ? x.rounded(.down) : r < limits.lowerBound ? x.rounded(.up) : r
-        case .float32:
-            let f = Float(x)
-            return Double(f) > limits.upperBound ? Double(f.nextDown) : Double(f) < limits.lowerBound ? Double(f.nextUp) : Double(f)
-        case .float, .bool, .array:
-            return x
+    /// What the register can hold near a raw value, in the channel's unit, nearest first: where
+    /// the nearest would step past a limit the value itself respects (150.5 rounded to 151, 0.1 as a
+    /// float32 just above 0.1), a neighbour may be inside. The wire must not carry what the check refused.
+    private static func onTheWire(_ raw: Double, _ type: ModbusFloat.Number, _ channel: ChannelSpec) -> [Double] {
+        let candidates: [Double] = switch type {
+        case .float64: [raw]
+        case .float32: [Float(raw), Float(raw).nextDown, Float(raw).nextUp].map(Double.init)
+        default: [raw.rounded(), raw.rounded(.down), raw.rounded(.up)]
         }
+        // Unscaled, the value itself; scaled, what the register's value means in the channel's unit.
+        return candidates.filter { type.representable.contains($0) }.map { channel.scale == 1 && channel.offset == 0 ? $0 : channel.engineering($0) }
     }
 }

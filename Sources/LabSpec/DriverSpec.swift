@@ -4,8 +4,12 @@ public import LabCore
 /// One instrument TYPE, as its driver file describes it: channels, units, limits, safe state.
 /// No ports and no addresses: those belong to the lab config.
 public struct DriverSpec: Sendable {
-    /// `plugin`: an out-of-process driver (docs/plugins.md); its channels have no address.
-    public enum Transport: String, Sendable { case modbus, serial, plugin }
+    /// `modbus` is a register map reached over TCP (or RTU, if the lab config says so); `modbus-rtu`
+    /// the same for a device on a serial line, simulated on a pseudo-terminal; `plugin` an
+    /// out-of-process driver (docs/plugins.md), whose channels have no address.
+    public enum Transport: String, Sendable { case modbus, modbusRTU = "modbus-rtu", serial, plugin
+        public var isModbus: Bool { self == .modbus || self == .modbusRTU }
+    }
 
     public var name: String
     public var vendor: String
@@ -16,6 +20,8 @@ public struct DriverSpec: Sendable {
     public var source: SourceText
     /// How long a Modbus request waits for its reply (`timeout:`; serial lines use `serial.timeout`).
     public var responseTimeout: Double = 1
+    /// Modbus RTU: the longest silence allowed between two bytes of one reply (`byte_timeout:`).
+    public var byteTimeout: Double = 0.5
     /// The device's own watchdog, if the file declares one.
     public var watchdog: Watchdog? = nil
     /// How the device says what it is (model, serial number, firmware): asked at the start of every
@@ -61,6 +67,9 @@ public struct SerialSettings: Sendable, Hashable {
     public var baud: Int = 9600
     public var terminator: String = "\n"
     public var timeoutSeconds: Double = 1
+    /// For Modbus RTU: `N`, `E` or `O`, and 1 or 2 stop bits (8 data bits).
+    public var parity: String = "N"
+    public var stopBits: Int = 1
 
     /// The rates Linux termios can set (its B* constants). Any other rate is refused when the driver
     /// file is read, rather than opened at some other speed.
@@ -94,7 +103,7 @@ public struct ChannelSpec: Sendable, Hashable {
         }
     }
 
-    public enum DataType: String, Sendable, Hashable { case float32, uint16, int16, bool, float, array }
+    public enum DataType: String, Sendable, Hashable { case float32, float64, uint16, int16, uint32, int32, bool, float, array }
 
     public var name: String
     public var register: Register
@@ -114,9 +123,31 @@ public struct ChannelSpec: Sendable, Hashable {
     public var retries: Int = 0
     /// `type: array`: a serial query answered by comma-separated numbers, `length` of them along `axis`.
     public var array: ArrayLayout? = nil
+    /// Engineering value = raw register value × `scale` + `offset` (`scale:`, `offset:` in the file);
+    /// units, limits and safe states are in engineering units.
+    public var scale: Double = 1
+    public var offset: Double = 0
 
     public var info: ChannelInfo {
         ChannelInfo(unit: unit, writable: writable, limits: limits, isBoolean: type == .bool, readable: readable, array: array)
+    }
+}
+
+extension ChannelSpec {
+    /// The register's raw value for a value in the channel's unit.
+    public func raw(_ engineering: Double) -> Double {
+        if let divisor { (engineering - offset) * divisor } else { (engineering - offset) / scale }
+    }
+
+    /// The value in the channel's unit for a raw register value.
+    public func engineering(_ raw: Double) -> Double {
+        if let divisor { raw / divisor + offset } else { raw * scale + offset }
+    }
+
+    /// 10 for a scale of 0.1: 873 / 10 is exactly the 87.3 a person wrote, 873 × 0.1 is not.
+    private var divisor: Double? {
+        let inverse = 1 / scale
+        return abs(scale) < 1 && inverse == inverse.rounded() ? inverse : nil
     }
 }
 
@@ -147,7 +178,7 @@ extension DriverSpec {
         var transport: Transport?
         if let node = transportNode, let text = source.string(node, "transport") {
             transport = Transport(rawValue: text)
-            if transport == nil { source.error(node, "unknown transport '\(text)'", hint: "use modbus, serial or plugin") }
+            if transport == nil { source.error(node, "unknown transport '\(text)'", hint: "use modbus, modbus-rtu, serial or plugin") }
         }
         var serial = SerialSettings()
         if let node = top.optional("serial"), let line = source.mapping(node, "serial settings") {
@@ -160,6 +191,11 @@ extension DriverSpec {
                 }
             }
             if let t = line.optional("terminator").flatMap({ source.string($0, "terminator") }) { serial.terminator = t }
+            if let node = line.optional("parity"), let text = source.string(node, "parity") {
+                if ["N", "E", "O"].contains(text) { serial.parity = text }
+                else { source.error(node, "unknown parity '\(text)'", hint: "use N (none), E (even) or O (odd)") }
+            }
+            if let bits = line.optional("stop_bits").flatMap({ source.integer($0, "stop_bits", in: 1...2) }) { serial.stopBits = bits }
             if let node = line.optional("timeout"), let expr = source.expression(node, "timeout") {
                 if let seconds = try? ExprEnvironment().quantity(expr).seconds, seconds > 0 {
                     serial.timeoutSeconds = seconds
@@ -178,6 +214,14 @@ extension DriverSpec {
                              hint: "plugin: { command: [...], timeout: 2 s }; docs/plugins.md")
             } else if let seconds = duration(node, "timeout", source: source) {
                 responseTimeout = seconds
+            }
+        }
+        var byteTimeout = 0.5
+        if let node = top.optional("byte_timeout") {
+            if transport != .modbusRTU {
+                source.error(node, "byte_timeout is for a modbus-rtu driver")
+            } else if let seconds = duration(node, "byte_timeout", source: source) {
+                byteTimeout = seconds
             }
         }
         var channels: [String: ChannelSpec] = [:]
@@ -209,7 +253,7 @@ extension DriverSpec {
         guard let name, let transport else { return nil }
         return DriverSpec(name: name, vendor: vendor, transport: transport, channels: channels, safeState: safeState,
                           serial: serial, source: SourceText(path: source.path, text: source.text, sha256: source.sha256),
-                          responseTimeout: responseTimeout, watchdog: watchdog, identity: identity)
+                          responseTimeout: responseTimeout, byteTimeout: byteTimeout, watchdog: watchdog, identity: identity)
     }
 
     /// Serial `{ query: "*IDN?" }`, Modbus `{ holding: 900, count: 8 }` (a Modbus read holds at most 125 registers).
@@ -217,7 +261,7 @@ extension DriverSpec {
         guard let map = source.mapping(node, "identity") else { return nil }
         var identity: IdentityQuery?
         if let query = map.optional("query").flatMap({ source.string($0, "query") }) {
-            if transport == .modbus { source.error(map.keyNode("query"), "a Modbus driver's identity is read from holding registers", hint: "holding: 900, count: 8") }
+            if transport?.isModbus == true { source.error(map.keyNode("query"), "a Modbus driver's identity is read from holding registers", hint: "holding: 900, count: 8") }
             identity = .command(query)
         }
         if let address = map.optional("holding").flatMap({ source.integer($0, "holding", in: 0...65535) }) {
@@ -260,7 +304,7 @@ extension DriverSpec {
             target = .holding(UInt16(a))
         }
         if let command = map.optional("command").flatMap({ source.string($0, "command") }) {
-            if transport == .modbus { source.error(map.keyNode("command"), "a Modbus driver's watchdog is a holding register", hint: "holding: 200") }
+            if transport?.isModbus == true { source.error(map.keyNode("command"), "a Modbus driver's watchdog is a holding register", hint: "holding: 200") }
             if !command.contains("{value}") { source.error(map.keyNode("command"), "the watchdog command needs {value} where the seconds go") }
             target = .command(command)
         }
@@ -308,7 +352,7 @@ extension DriverSpec {
         var type: ChannelSpec.DataType = isBit ? .bool : (transport == .modbus ? .uint16 : .float)
         if let node = map.optional("type"), let text = source.string(node, "type") {
             if let t = ChannelSpec.DataType(rawValue: text) { type = t }
-            else { source.error(node, "unknown type '\(text)'", hint: "use float32, uint16, int16, bool, float or array") }
+            else { source.error(node, "unknown type '\(text)'", hint: "use bool, int16, uint16, int32, uint32, float32, float64, float or array") }
         }
         let array = parseArrayLayout(name, map, type: type, source: source)
         if let parse = map.optional("parse"), let text = source.string(parse, "parse"), text != "float" {
@@ -330,6 +374,13 @@ extension DriverSpec {
         // Register reads are safe to repeat; a serial query may not be (some devices act on one).
         let defaultRetries = transport == .modbus ? 1 : 0
         let retries = map.optional("retries").flatMap { source.integer($0, "retries", in: 0...10) } ?? defaultRetries
+        var scale = 1.0, offset = 0.0
+        if let node = map.optional("scale"), let x = source.number(node, "scale") {
+            if x != 0, x.isFinite { scale = x } else { source.error(node, "scale must be a finite number other than 0") }
+        }
+        if let node = map.optional("offset"), let x = source.number(node, "offset") {
+            if x.isFinite { offset = x } else { source.error(node, "offset must be a finite number") }
+        }
         let maxRate = map.optional("max_rate").flatMap { maximumRate($0, unit: unit, source: source) }
         let readBack = readBackTolerance(map, unit: unit, source: source)
         // A misspelt key (`inptu: 1`) is the likelier story than a missing address: say that first.
@@ -344,6 +395,13 @@ extension DriverSpec {
             source.error(map.optional("write"), "write command '\(template)' sends the same text whatever the value",
                          hint: type == .bool ? "give one command per value: on: \"\(template)\" and off: \"...\", or put {value} in it (sent as 1 or 0)"
                                              : "put {value} where the number goes, as in \"\(template) {value}\"")
+        }
+        let numericRegister: Bool = switch register {
+        case .holding, .input: type != .bool
+        default: false
+        }
+        if scale != 1 || offset != 0, !numericRegister {
+            source.error(map.keyNode("scale") ?? map.keyNode("offset"), "scale and offset are for a numeric register (holding or input)")
         }
         if maxRate != nil, !access.contains("w") || type == .bool {
             source.error(map.keyNode("max_rate"), "max_rate is for a writable numeric channel; '\(name)' is \(type == .bool ? "on/off" : "read-only")")
@@ -375,7 +433,7 @@ extension DriverSpec {
         return ChannelSpec(name: name, register: register, type: type, wordOrder: wordOrder, unit: unit,
                            writable: access.contains("w"), readable: access.contains("r"), limits: limits,
                            maxRate: maxRate, readBackTolerance: readBack, location: source.location(node), retries: retries,
-                           array: array)
+                           array: array, scale: scale, offset: offset)
     }
 
     /// `length: 1024` and `axis: { name: wavelength, unit: nm, start: 200, step: 0.5 }` (or the

@@ -10,7 +10,7 @@ import Synchronization
 public struct ModbusRegisterBank: ~Copyable {
     fileprivate let mapping: UnsafeMutablePointer<modbus_mapping_t>
 
-    fileprivate init(_ mapping: UnsafeMutablePointer<modbus_mapping_t>) { self.mapping = mapping }
+    init(_ mapping: UnsafeMutablePointer<modbus_mapping_t>) { self.mapping = mapping }
 
     public func holding(_ address: UInt16) -> UInt16 { mapping.pointee.tab_registers[Int(address)] }
     public func setHolding(_ address: UInt16, _ value: UInt16) { mapping.pointee.tab_registers[Int(address)] = value }

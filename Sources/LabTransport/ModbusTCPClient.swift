@@ -31,7 +31,7 @@ public actor ModbusTCPClient {
         public var description: String { "modbus-tcp://\(host):\(port)/\(unit)" }
     }
 
-    public enum Table: Sendable { case holding, input, coil, discreteInput }
+    public typealias Table = ModbusTable
 
     public nonisolated let endpoint: Endpoint
     private let executor: SerialQueueExecutor
@@ -154,7 +154,7 @@ public actor ModbusTCPClient {
                     throw LabError(.transport, "\(endpoint): \(what): reply did not match the request (\(detail)); link resynchronised")
                 case .exception(let code):
                     // The device answered with a Modbus exception: the link is fine, the request is not.
-                    throw LabError(.protocolViolation, "\(endpoint): \(what): device answered '\(Self.exceptionName(code))'")
+                    throw LabError(.protocolViolation, "\(endpoint): \(what): \(ModbusException.message(code))")
                 }
             }
         }
@@ -278,21 +278,6 @@ public actor ModbusTCPClient {
         }
         socket = fd
         return fd
-    }
-
-    private static func exceptionName(_ code: UInt8) -> String {
-        switch code {
-        case 1: "Illegal function"
-        case 2: "Illegal data address"
-        case 3: "Illegal data value"
-        case 4: "Server device failure"
-        case 5: "Acknowledge"
-        case 6: "Server device busy"
-        case 8: "Memory parity error"
-        case 10: "Gateway path unavailable"
-        case 11: "Gateway target device failed to respond"
-        default: "exception \(code)"
-        }
     }
 }
 

@@ -133,7 +133,7 @@ final class RecordingModel: DeviceModel {
         let column = line.distance(from: line.startIndex, to: line.range(of: "serial:")!.lowerBound) + 1
         #expect("\(diagnostic.location)" == "\(lab):3:\(column)")
         #expect(diagnostic.message.contains("Modbus driver 'thermo-reactor'"))
-        #expect(diagnostic.hint?.contains("Modbus RTU over a serial line is not built yet") == true)
+        #expect(diagnostic.hint?.contains("modbus-rtu: { port: /dev/ttyUSB0") == true)
     }
 
     @Test func aSerialDriverOnModbusIsRefusedAtTheConnection() throws {
@@ -181,7 +181,7 @@ final class RecordingModel: DeviceModel {
         let (lab, driver) = Self.lab(channel: "temperature: { input: 1, type: float33 }")
         let error = #expect(throws: ValidationError.self) { try LabConfig.load(path: lab) }
         #expect(error?.description == """
-            \(driver):4:34: unknown type 'float33' — use float32, uint16, int16, bool, float or array
+            \(driver):4:34: unknown type 'float33' — use bool, int16, uint16, int32, uint32, float32, float64, float or array
                   temperature: { input: 1, type: float33 }
                                                  ^
             """)

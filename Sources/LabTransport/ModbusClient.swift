@@ -1,0 +1,44 @@
+public import LabCore
+
+public enum ModbusTable: Sendable { case holding, input, coil, discreteInput }
+
+/// What an instrument needs of a Modbus link, over TCP or over a serial line (RTU). `retries` are
+/// further attempts of a read whose link broke or got no reply; a write is never repeated.
+public protocol ModbusClient: Sendable {
+    /// Where the device is, as an address (`modbus-tcp://host:port/unit`, `modbus-rtu:///dev/ttyUSB0?unit=3`).
+    var address: String { get }
+    func readRegisters(_ table: ModbusTable, address: UInt16, count: Int, retries: Int) async throws -> [UInt16]
+    func writeRegisters(address: UInt16, values: [UInt16]) async throws
+    func readBits(_ table: ModbusTable, address: UInt16, count: Int, retries: Int) async throws -> [Bool]
+    func writeBit(address: UInt16, _ value: Bool) async throws
+    /// Opens the link if it is not open: a probe that sends nothing.
+    func connect() async throws
+}
+
+extension ModbusTCPClient: ModbusClient {
+    public nonisolated var address: String { endpoint.description }
+}
+
+/// The CRC-16 every Modbus RTU frame ends with (polynomial 0xA001, initial 0xFFFF), low byte first on the wire.
+public enum ModbusCRC {
+    public static func crc16<C: Collection<UInt8>>(_ bytes: C) -> UInt16 {
+        var crc: UInt16 = 0xFFFF
+        for byte in bytes {
+            crc ^= UInt16(byte)
+            for _ in 0..<8 { crc = crc & 1 != 0 ? (crc >> 1) ^ 0xA001 : crc >> 1 }
+        }
+        return crc
+    }
+
+    /// The frame with its CRC appended.
+    public static func framed(_ bytes: [UInt8]) -> [UInt8] {
+        let crc = crc16(bytes)
+        return bytes + [UInt8(crc & 0xFF), UInt8(crc >> 8)]
+    }
+
+    public static func isIntact(_ frame: some Collection<UInt8>) -> Bool {
+        guard frame.count >= 4 else { return false }
+        let body = frame.dropLast(2), tail = Array(frame.suffix(2))
+        return crc16(body) == UInt16(tail[0]) | UInt16(tail[1]) << 8
+    }
+}
