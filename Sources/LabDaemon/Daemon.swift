@@ -121,6 +121,9 @@ public final class Daemon: Sendable {
         } catch {
             logger.error("cannot write the audit log", metadata: ["error": "\(error)"])
         }
+        // Everything into the database file itself: a copy of serendip.sqlite alone, taken while no
+        // daemon runs, then holds every run (the -wal is left empty).
+        do { try database.checkpointWAL() } catch { logger.warning("cannot checkpoint the database", metadata: ["error": "\(error)"]) }
     }
 
     /// The method table as served: every mutating request is written to the audit log.

@@ -10,6 +10,7 @@ import Logging
 /// not wait for the next run), then those runs are marked `interrupted`. Nothing resumes by itself.
 enum RestartRecovery {
     static func makeSafe(database: LabDatabase, lab: LabConfig, simulators: SimulatedLab?, logger: Logger) async throws {
+        let restarted = Date()
         let orphans = try database.runningRuns()
         let names = Set(orphans.flatMap(\.instruments)).sorted()
         var outcomes: [String: String?] = [:]   // instrument → nil when safe, else what failed
@@ -39,7 +40,7 @@ enum RestartRecovery {
             }
         }
         try await database.flush()
-        let interrupted = try database.interruptRunningRuns(restart: restart)
+        let interrupted = try database.interruptRunningRuns(restart: restart, restartedAt: restarted)
         if interrupted > 0 {
             logger.warning("runs left running by an earlier process are interrupted; their instruments were sent to their safe state",
                            metadata: ["runs": "\(orphans.map(\.run))"])

@@ -87,6 +87,14 @@ public struct RPCDispatcher: Sendable {
                                                        limit: try pageLimit(p.limit, Method.runsReadings)) else {
                     throw RPCError.notFound("no run \(p.run)")
                 }
+                // A misspelt series would look like a run without data: a run that has ended says what it has.
+                if let series = p.series, page.rows.isEmpty, page.next == nil, (p.after ?? 0) == 0 {
+                    let names = try database.seriesNames(run: p.run)
+                    if !names.contains(series) {
+                        throw RPCError.invalidParams("parameter 'series' of \(Method.runsReadings): run \(p.run) has no series '\(series)'"
+                                                     + (names.isEmpty ? " (it has no readings)" : "; it has: \(names.joined(separator: ", "))"))
+                    }
+                }
                 return WirePage("readings", page.rows.map {
                     ReadingInfo(id: $0.id, step: $0.step, instrument: $0.instrument, role: $0.role, channel: $0.channel, series: $0.series,
                                 value: $0.value, unit: $0.unit, time: $0.wallTime, monotonicTime: $0.monotonicTime)

@@ -14,10 +14,17 @@ extension LabDatabase {
         guard !Self.sameFile(destination, path) else {
             throw LabError(.conflict, "\(destination) is the database itself: back it up to another file")
         }
-        guard replacing || !FileManager.default.fileExists(atPath: destination) else {
-            throw LabError(.conflict, "\(destination) exists: give --force to replace it, or choose another file")
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: destination, isDirectory: &isDirectory) {
+            guard !isDirectory.boolValue else {
+                throw LabError(.conflict, "\(destination) is a directory: give the backup's file name, such as \(destination)/serendip-backup.sqlite")
+            }
+            guard replacing else { throw LabError(.conflict, "\(destination) exists: give --force to replace it, or choose another file") }
         }
         let directory = (destination as NSString).deletingLastPathComponent
+        guard FileManager.default.fileExists(atPath: directory.isEmpty ? "." : directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw LabError(.storage, "cannot write \(destination): there is no directory \(directory)")
+        }
         let temporary = (directory.isEmpty ? "." : directory) + "/.\((destination as NSString).lastPathComponent).\(UUID().uuidString).partial"
         defer { for file in [temporary, temporary + "-journal"] { unlink(file) } }
         do {

@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 public import GRDB
 public import LabCore
 
@@ -188,24 +188,33 @@ public final class LabDatabase: Sendable {
     /// After a restart, a run that was running is interrupted, never resumed by itself. `restart`
     /// adds, per run, what the restart did about its instruments (only the caller knows).
     @discardableResult
-    public func interruptRunningRuns(restart: [Int64: String] = [:]) throws -> Int {
+    public func interruptRunningRuns(restart: [Int64: String] = [:], restartedAt: Date = Date()) throws -> Int {
         try pool.write { db in
-            let now = Self.timestamp(Date())
-            for run in try Int64.fetchAll(db, sql: "SELECT id FROM run WHERE state = 'running' ORDER BY id") {
+            let now = Self.timestamp(restartedAt)
+            // A run paused by a daemon that stopped cleanly is not a crash, and says so.
+            let runs = try Row.fetchAll(db, sql: """
+                SELECT r.id, q.state FROM run r LEFT JOIN queue_entry q ON q.run_id = r.id WHERE r.state = 'running' ORDER BY r.id
+                """)
+            for row in runs {
+                let run: Int64 = row[0]
+                let paused = (row[1] as String?) == "paused"
+                let error = (paused ? Self.stoppedWhilePausedError : Self.interruptedError) + (restart[run].map { "; " + $0 } ?? "")
                 try AuditLog.append(db, actor: auditActor, action: "run interrupted", subject: "run \(run)",
-                                    detail: ["error": Self.interruptedError, "restart": restart[run]])
+                                    detail: ["error": error, "restart": restart[run]])
+                // It ended when it last recorded something before this restart (its pause, or its last
+                // step), not at the restart: no instrument time is counted for the hours no daemon ran it.
+                try db.execute(sql: """
+                    UPDATE run SET state = 'interrupted', error = ?,
+                        ended_at = COALESCE((SELECT max(wall_time) FROM run_event WHERE run_id = ? AND wall_time < ?), ?)
+                    WHERE id = ?
+                    """, arguments: [error, run, now, now, run])
             }
-            var count = 0
-            for (run, note) in restart {
-                try db.execute(sql: "UPDATE run SET state = 'interrupted', ended_at = ?, error = ? WHERE id = ? AND state = 'running'",
-                               arguments: [now, Self.interruptedError + "; " + note, run])
-                count += db.changesCount
-            }
-            try db.execute(sql: "UPDATE run SET state = 'interrupted', ended_at = ?, error = ? WHERE state = 'running'",
-                           arguments: [now, Self.interruptedError])
-            return count + db.changesCount
+            return runs.count
         }
     }
+
+    /// Why a run a cleanly stopped daemon left paused is `interrupted`, for its `error` column.
+    public static let stoppedWhilePausedError = "interrupted: the daemon stopped while the run was paused (its instruments were in their safe state); a run is never resumed by itself after a restart"
 
     public func createCampaign(name: String, spec: SourceText, objective: String?, direction: String?, seed: UInt64) throws -> Int64 {
         try pool.write { db in
@@ -282,6 +291,11 @@ extension LabDatabase: RunRecorder {
     /// Returns once every reading and event handed over so far is committed.
     public func flush() async throws {
         try await writer.flush()
+    }
+
+    /// Moves everything in the -wal file into the database file and empties the -wal.
+    public func checkpointWAL() throws {
+        try pool.writeWithoutTransaction { db in try db.checkpoint(.truncate) }
     }
 
     /// Lets readings and events be written again after a failed commit (see `GroupCommit.retry`).

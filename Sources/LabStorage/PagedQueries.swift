@@ -39,6 +39,16 @@ extension LabDatabase {
         }
     }
 
+    /// The state of the queue entry with this number, if there is one (a run takes its entry's number).
+    public func queueEntryState(_ id: Int64) throws -> String? {
+        try pool.read { db in try String.fetchOne(db, sql: "SELECT state FROM queue_entry WHERE id = ?", arguments: [id]) }
+    }
+
+    /// The names of a run's series (`measure`'s `as:` names, or `role.channel`), in name order.
+    public func seriesNames(run: Int64) throws -> [String] {
+        try pool.read { db in try String.fetchAll(db, sql: "SELECT DISTINCT series FROM measurement WHERE run_id = ? ORDER BY series", arguments: [run]) }
+    }
+
     /// Two statements, not one with `? IS NULL OR series = ?`: SQLite plans a statement once, and each
     /// of these has its own index (the series index orders by series first, then id).
     static let readingsPage = "SELECT * FROM measurement WHERE run_id = ? AND id > ? ORDER BY id LIMIT ?"

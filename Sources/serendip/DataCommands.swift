@@ -20,7 +20,12 @@ extension DataDirectory {
     }
 
     func noRun(_ id: Int64) -> ExitCode {
-        fail(LabError(.notFound, "no run \(id) in \(path) (serendip runs --data \(path) lists them)"))
+        // A queue entry takes its number as a run only once it starts: say where it is instead.
+        if let state = try? openDatabase().queueEntryState(id) {
+            return fail(LabError(.notFound, "run \(id) has not started: its queue entry is \(state.replacingOccurrences(of: "_", with: " ")) "
+                                 + "(serendip status \(id) --data \(path) says more)"))
+        }
+        return fail(LabError(.notFound, "no run \(id) in \(path) (serendip runs --data \(path) lists them)"))
     }
 
     func printJSON(_ value: some Encodable) throws {
@@ -83,13 +88,22 @@ struct Runs: ParsableCommand {
            let seconds = ["m": 60.0, "h": 3600.0, "d": 86400.0][String(unit)] {
             return now.addingTimeInterval(-amount * seconds)
         }
+        return absoluteInstant(text)
+    }
+
+    /// A date (midnight UTC) or an ISO 8601 instant with its zone. Nothing is guessed: a time
+    /// without a zone, or a day the month does not have (2026-02-30), is no date at all.
+    static func absoluteInstant(_ text: String) -> Date? {
+        let day = text.prefix(10).split(separator: "-").compactMap { Int($0) }
+        var utc = Calendar(identifier: .gregorian)
+        utc.timeZone = TimeZone(identifier: "UTC")!
+        guard text.count >= 10, day.count == 3,
+              DateComponents(calendar: utc, year: day[0], month: day[1], day: day[2]).isValidDate else { return nil }
+        if text.count == 10 { return DateComponents(calendar: utc, year: day[0], month: day[1], day: day[2]).date }
         let full = ISO8601DateFormatter()
         if let date = full.date(from: text) { return date }
         full.formatOptions.insert(.withFractionalSeconds)
-        if let date = full.date(from: text) { return date }
-        let day = ISO8601DateFormatter()
-        day.formatOptions = [.withFullDate]
-        return day.date(from: text)
+        return full.date(from: text)
     }
 }
 

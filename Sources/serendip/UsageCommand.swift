@@ -33,10 +33,7 @@ struct Usage: ParsableCommand {
     }
 
     /// A date or an ISO 8601 instant (no spans before now: a bill's window is fixed).
-    static func instant(_ text: String) -> Date? {
-        guard text.first?.isNumber == true else { return nil }
-        return Runs.instant(text)
-    }
+    static func instant(_ text: String) -> Date? { Runs.absoluteInstant(text) }
 
     struct Group: Equatable {
         var key: String

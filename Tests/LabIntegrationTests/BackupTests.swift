@@ -79,6 +79,12 @@ import Testing
         let itself = try await ClientCommandTests.serendip(["backup", "--to", directory + "/./serendip.sqlite", "--force", "--data", directory])
         #expect(itself.status == 1)
         #expect(itself.output == "\(directory)/./serendip.sqlite is the database itself: back it up to another file\n")
+        // A directory, or a path into no directory, is named for what it is (not errno, not a temporary file's name).
+        let folder = try ClientCommandTests.emptyDirectory()
+        let intoFolder = try await ClientCommandTests.serendip(["backup", "--to", folder, "--force", "--data", directory])
+        #expect(intoFolder.output == "\(folder) is a directory: give the backup's file name, such as \(folder)/serendip-backup.sqlite\n")
+        let nowhere = try await ClientCommandTests.serendip(["backup", "--to", "/nonexistent-\(UUID())/x.sqlite", "--data", directory])
+        #expect(nowhere.status == 1 && nowhere.output.contains(": there is no directory /nonexistent-"), "\(nowhere.output)")
         let forced = try await ClientCommandTests.serendip(["backup", "--to", file, "--force", "--data", directory])
         #expect(forced.status == 0, "\(forced.output)")
         let copy = try DatabaseQueue(path: file)

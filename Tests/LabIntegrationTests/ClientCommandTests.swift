@@ -415,3 +415,27 @@ extension ClientServeTests.Served {
         return String(decoding: output, as: UTF8.self)
     }
 }
+
+extension ClientCommandTests {
+    /// A time is never half read: a time without a zone, a day the month lacks, or a span where a
+    /// fixed window is needed is refused, not taken as something else.
+    @Test(arguments: [
+        (["runs", "--since", "2026-11-30T23:59"], "--since 2026-11-30T23:59: give a date"),
+        (["runs", "--since", "2026-02-30"], "--since 2026-02-30: give a date"),
+        (["audit", "--since", "2026-11-30T12:20:38.050"], "2026-11-30T12:20:38.050"),
+        (["usage", "--from", "7d", "--to", "2026-12-01"], "--from 7d: give a date"),
+        (["usage", "--from", "2026-11-30", "--to", "2026-11-31"], "--to 2026-11-31: give a date"),
+    ])
+    func aTimeThatIsNotWhollyUnderstoodIsRefused(arguments: [String], message: String) async throws {
+        let (status, output) = try await Self.serendip(arguments + ["--data", try Self.emptyDirectory()])
+        #expect(status == 64, "\(output)")
+        #expect(output.contains(message), "\(output)")
+    }
+
+    @Test func aDateAndAZonedTimeAreAccepted() async throws {
+        for since in ["2026-11-30", "2026-11-30T08:00:00Z", "2026-11-30T09:00:00+01:00", "2026-11-30T08:00:00.250Z", "90m"] {
+            let (status, output) = try await Self.serendip(["runs", "--since", since, "--data", try Self.emptyDirectory()])
+            #expect(status != 64, "\(since): \(output)")
+        }
+    }
+}

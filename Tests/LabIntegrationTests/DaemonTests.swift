@@ -103,6 +103,8 @@ import Testing
         let readingsBefore = try Self.readOnly(database) { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM measurement") } ?? 0
         serve.signal(SIGTERM)
         #expect(try await serve.exitStatus() == 0)
+        // Everything is in the database file itself: a copy of it alone holds every run.
+        #expect(((try? FileManager.default.attributesOfItem(atPath: database + "-wal"))?[.size] as? Int ?? 0) == 0)
         #expect(try Self.readOnly(database) { try String.fetchOne($0, sql: "PRAGMA integrity_check") } == "ok")
         // Paused, not aborted: its instruments safe, everything it recorded kept.
         #expect(try Self.readOnly(database) { try String.fetchOne($0, sql: "SELECT state FROM queue_entry WHERE id = 1") } == "paused")
@@ -111,10 +113,14 @@ import Testing
         #expect(events.contains("reactor in safe state (paused)") && events.contains("spectro in safe state (paused)"))
         #expect(try Self.readOnly(database) { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM measurement") } ?? 0 >= readingsBefore)
         #expect(!FileManager.default.fileExists(atPath: socket))
-        // The next daemon does not resume it by itself: it is interrupted, its instruments made safe first.
+        // The next daemon does not resume it by itself: it is interrupted, its instruments made safe first,
+        // and it ended at its pause (no instrument time is counted while no daemon ran), not by a crash.
+        let paused = try Self.readOnly(database) { try String.fetchOne($0, sql: "SELECT max(wall_time) FROM run_event WHERE run_id = 1") }
         let next = try await Daemon(Daemon.Options(labPath: Self.lab, dataDirectory: data))
         #expect(try await next.scheduler.entry(1)?.state == .interrupted)
         #expect(try next.database.run(1)?.state == "interrupted")
+        #expect(try next.database.run(1)?.endedAt == paused)
+        #expect(try next.database.run(1)?.error?.hasPrefix(LabDatabase.stoppedWhilePausedError) == true)
         #expect(try next.database.events(run: 1).contains { $0.message == "after a restart: reactor in safe state" })
         await next.shutDown(by: "the test")
     }

@@ -301,3 +301,20 @@ struct StoredRuns: Sendable {
         #expect(after.output.hasPrefix("run \(run)  completed "))
     }
 }
+
+extension ExportTests {
+    /// `submit` says "queued as run 24"; until it starts, the data commands say where it is.
+    @Test func aRunThatHasNotStartedIsNamedWithItsQueueState() async throws {
+        let directory = try ClientCommandTests.emptyDirectory()
+        let database = try LabDatabase(path: directory + "/serendip.sqlite")
+        let source = SourceText(path: "p.yaml", text: "serendip: 1", sha256: "x")
+        let entry = try await database.enqueue([Submission(protocolSource: source, protocolName: "p", parameters: [:], owner: "ada", project: nil)])[0]
+        for command in [["show"], ["export", "--format", "csv"], ["traffic"]] {
+            let (status, output) = try await Self.serendip(command + ["\(entry.id)", "--data", directory])
+            #expect(status == 1)
+            #expect(output.contains("run \(entry.id) has not started: its queue entry is queued"), "\(command): \(output)")
+        }
+        let (_, missing) = try await Self.serendip(["show", "99", "--data", directory])
+        #expect(missing.contains("no run 99 in \(directory)"))
+    }
+}

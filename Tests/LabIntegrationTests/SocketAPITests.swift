@@ -132,6 +132,7 @@ import Testing
         (#"{"run":1,"limit":0}"#, "runs.readings", "'limit'"),
         (#"{"run":1,"limit":"10"}"#, "runs.readings", "'limit'"),
         (#"{"run":1,"after":-5}"#, "runs.readings", "'after'"),
+        (#"{"run":1,"series":"no-such-series"}"#, "runs.readings", "'series'"),
         (#"{"run":1,"after":1.5}"#, "runs.readings", "'after'"),
         (#"{"run":1,"series":7}"#, "runs.readings", "'series'"),
         (#"{"run":1,"offset":100}"#, "runs.readings", "'offset'"),
