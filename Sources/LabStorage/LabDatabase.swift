@@ -179,6 +179,7 @@ public final class LabDatabase: Sendable {
         registerPagedReadings(&migrator)
         registerProvenance(&migrator)
         ArrayTable.register(&migrator)
+        MeasurementTable.register(&migrator)
         return migrator
     }
 
