@@ -64,18 +64,7 @@ struct ArrayIngestBench {
         try? FileManager.default.removeItem(atPath: data)
         try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
         let recorder = try LabDatabase(path: data + "/serendip.sqlite")
-        let clock = VirtualClock()
-        let lab = InstrumentConnector.inProcess(config, clock: clock)
-        let instruments = Dictionary(uniqueKeysWithValues: definition.instruments.map { ($0.role, lab[$0.role]!) })
-        let executor = ProtocolExecutor(definition: definition, instruments: instruments, clock: clock, recorder: recorder,
-                                        logger: Logger(label: "bench", factory: { _ in SwiftLogNoOpLogHandler() }))
-        let start = RunStart(campaignID: nil, protocolName: definition.name, protocolSource: definition.source, parameters: [],
-                             chosenBy: "bench", proposalID: nil, instruments: instruments.mapValues(\.identity),
-                             operatorName: "bench", softwareVersion: "bench", startedAt: Date(), startedMonotonic: 0)
-        let began = ContinuousClock.now
-        let result = try await executor.run(parameters: [:], start: start)
-        let elapsed = DaemonBench.seconds(ContinuousClock.now - began)
-        guard result.outcome == .completed else { throw LabError(.internalError, "the array run ended \(result.outcome): \(result.error ?? "")") }
+        let elapsed = try await DaemonBench.timedRun(definition, config, recorder: recorder).seconds
         return Double(bytes) / elapsed / 1e6
     }
 }

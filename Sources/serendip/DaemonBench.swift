@@ -105,19 +105,7 @@ struct DaemonBench {
         let single = try ProtocolParser.parse(Self.countProtocol(1), path: "bench-single.yaml", drivers: config.drivers)
 
         func run(_ definition: ProtocolDefinition) async throws -> Double {
-            let clock = VirtualClock()
-            let lab = InstrumentConnector.inProcess(config, clock: clock)
-            let instruments = Dictionary(uniqueKeysWithValues: definition.instruments.map { ($0.role, lab[$0.role]!) })
-            let executor = ProtocolExecutor(definition: definition, instruments: instruments, clock: clock,
-                                            recorder: database, logger: Self.quiet)
-            let start = RunStart(campaignID: nil, protocolName: definition.name, protocolSource: definition.source, parameters: [],
-                                 chosenBy: "bench", proposalID: nil, instruments: instruments.mapValues(\.identity),
-                                 operatorName: "bench", softwareVersion: "bench", startedAt: Date(), startedMonotonic: 0)
-            let began = ContinuousClock.now
-            let result = try await executor.run(parameters: [:], start: start)
-            let elapsed = Self.seconds(ContinuousClock.now - began)
-            guard result.outcome == .completed else { throw LabError(.invalidFile, "bench run \(definition.name) ended \(result.outcome): \(result.error ?? "")") }
-            return elapsed
+            try await Self.timedRun(definition, config, recorder: database).seconds
         }
 
         _ = try await run(single)  // warm-up: the database's first pages, the code's first calls
@@ -126,6 +114,24 @@ struct DaemonBench {
             figures.scanStep.append(try await run(scan) / Double(scanSteps))
         }
         for _ in 0..<max(20, repetitions) { figures.runFixed.append(try await run(single)) }
+    }
+
+    /// Runs a protocol once through the executor against in-process instruments on a virtual clock,
+    /// recording into `recorder`: the wall-clock seconds until its `completed` state was committed.
+    static func timedRun(_ definition: ProtocolDefinition, _ config: LabConfig, recorder: LabDatabase) async throws
+        -> (result: RunResult, seconds: Double) {
+        let clock = VirtualClock()
+        let lab = InstrumentConnector.inProcess(config, clock: clock)
+        let instruments = Dictionary(uniqueKeysWithValues: definition.instruments.map { ($0.role, lab[$0.role]!) })
+        let executor = ProtocolExecutor(definition: definition, instruments: instruments, clock: clock, recorder: recorder, logger: quiet)
+        let start = RunStart(campaignID: nil, protocolName: definition.name, protocolSource: definition.source, parameters: [],
+                             chosenBy: "bench", proposalID: nil, instruments: instruments.mapValues(\.identity),
+                             operatorName: "bench", softwareVersion: "bench", startedAt: Date(), startedMonotonic: 0)
+        let began = ContinuousClock.now
+        let result = try await executor.run(parameters: [:], start: start)
+        let elapsed = seconds(ContinuousClock.now - began)
+        guard result.outcome == .completed else { throw LabError(.invalidFile, "bench run \(definition.name) ended \(result.outcome): \(result.error ?? "")") }
+        return (result, elapsed)
     }
 
     // MARK: (b, c) the queue, over the socket of an in-process daemon

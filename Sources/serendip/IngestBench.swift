@@ -85,20 +85,10 @@ struct IngestBench {
         try? FileManager.default.removeItem(atPath: data)
         try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
         let recorder = try LabDatabase(path: database)
-        let clock = VirtualClock()
-        let lab = InstrumentConnector.inProcess(config, clock: clock)
-        let instruments = Dictionary(uniqueKeysWithValues: definition.instruments.map { ($0.role, lab[$0.role]!) })
-        let executor = ProtocolExecutor(definition: definition, instruments: instruments, clock: clock, recorder: recorder,
-                                        logger: Logger(label: "bench", factory: { _ in SwiftLogNoOpLogHandler() }))
-        let start = RunStart(campaignID: nil, protocolName: definition.name, protocolSource: definition.source, parameters: [],
-                             chosenBy: "bench", proposalID: nil, instruments: instruments.mapValues(\.identity),
-                             operatorName: "bench", softwareVersion: "bench", startedAt: Date(), startedMonotonic: 0)
         let wal = WALWatch(path: database + "-wal")
-        let began = ContinuousClock.now
-        let result = try await executor.run(parameters: [:], start: start)
-        let elapsed = DaemonBench.seconds(ContinuousClock.now - began)
+        let timed = try await DaemonBench.timedRun(definition, config, recorder: recorder)
         figures.walPeak = max(figures.walPeak, wal.stop())
-        guard result.outcome == .completed else { throw LabError(.internalError, "the ingest run ended \(result.outcome): \(result.error ?? "")") }
+        let (result, elapsed) = (timed.result, timed.seconds)
         figures.exportSeconds.append(try timeExport(run: result.runID))
         return Double(readings) / elapsed
     }
@@ -117,21 +107,9 @@ struct IngestBench {
 
     /// Rows per second of the C baseline, as it reports them.
     private func runPeer(_ executable: String) throws -> Double {
-        let process = Process()
-        let pipe = Pipe()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = ["rows", directory + "/peer.sqlite", "text", "2000", "FULL", "WAL", "1", "600", String(readings)]
-        process.standardOutput = pipe
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        var fields: [String: Double] = [:]
-        for pair in output.split(whereSeparator: \.isWhitespace) {
-            let parts = pair.split(separator: "=", maxSplits: 1)
-            if parts.count == 2, let value = Double(parts[1]) { fields[String(parts[0])] = value }
-        }
-        guard process.terminationStatus == 0, let count = fields["rows"], let seconds = fields["seconds"], seconds > 0 else {
-            throw LabError(.internalError, "the C baseline failed: \(output)")
+        let fields = try ModbusPeerBench.run(executable, ["rows", directory + "/peer.sqlite", "text", "2000", "FULL", "WAL", "1", "600", String(readings)])
+        guard let count = fields["rows"], let seconds = fields["seconds"], seconds > 0 else {
+            throw LabError(.internalError, "the C baseline printed \(fields)")
         }
         return count / seconds
     }

@@ -4,45 +4,58 @@ import Glibc
 import LabStorage
 import Testing
 
-/// `serendip serve` whose files may not grow past a limit (prlimit --fsize, as a full disk looks to
-/// SQLite): the run that cannot store its data pauses, the daemon stays up and keeps what it had
-/// committed, and once the limit is lifted (room made) the resumed run completes.
-@Suite(.serialized) struct DiskFullTests {
-    @Test func aRunWhoseDataCannotBeStoredPausesAndCompletesOnceThereIsRoom() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("serendip-full-\(UUID().uuidString.prefix(8))")
-        let data = directory.appendingPathComponent("data").path
-        try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
+/// A data directory beside a lab of one simulated Modbus reactor and a protocol that streams its
+/// temperature: `passes` steps of `readings` each, after a checkpoint.
+struct StreamingLab {
+    let directory: URL
+    var data: String { directory.appendingPathComponent("data").path }
+    var labFile: String { directory.appendingPathComponent("lab.yaml").path }
+    var protocolFile: String { directory.appendingPathComponent("stream.yaml").path }
+
+    init(passes: Int, readings: Int) throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("serendip-stream-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(atPath: directory.appendingPathComponent("data").path, withIntermediateDirectories: true)
         try """
-            lab: disk-full-test
+            lab: streaming
             instruments:
               reactor: { driver: \(Repository.path("drivers/thermo-reactor.yaml")), simulate: true }
             simulation: { speed: 3000 }
-            """.write(to: directory.appendingPathComponent("lab.yaml"), atomically: true, encoding: .utf8)
-        // About 3 MB of readings, in steps of 2,000; the daemon's files may not pass 1.5 MB (a soft
-        // limit: as the owner of the process, the test may lift it again).
-        let protocolFile = directory.appendingPathComponent("stream.yaml").path
+            """.write(toFile: labFile, atomically: true, encoding: .utf8)
         try """
             serendip: 1
             name: stream
             instruments: { reactor: thermo-reactor }
             steps:
               - checkpoint: start
-              - repeat: 15
+              - repeat: \(passes)
                 steps:
-                  - measure: { channel: reactor.temperature, as: t, repeat: 2000, every: 1 s }
+                  - measure: { channel: reactor.temperature, as: t, repeat: \(readings), every: 1 s }
             """.write(toFile: protocolFile, atomically: true, encoding: .utf8)
+    }
+
+    func client(_ arguments: [String]) async throws -> (status: Int32, output: String) {
+        try await ClientCommandTests.serendip(arguments + ["--data", data])
+    }
+}
+
+/// `serendip serve` whose files may not grow past a limit (prlimit --fsize, as a full disk looks to
+/// SQLite): the run that cannot store its data pauses, the daemon stays up and keeps what it had
+/// committed, and once the limit is lifted (room made) the resumed run completes.
+@Suite(.serialized) struct DiskFullTests {
+    @Test func aRunWhoseDataCannotBeStoredPausesAndCompletesOnceThereIsRoom() async throws {
+        // About 3 MB of readings, in steps of 2,000; the daemon's files may not pass 1.5 MB (a soft
+        // limit: as the owner of the process, the test may lift it again).
+        let lab = try StreamingLab(passes: 15, readings: 2000)
+        let (data, protocolFile, directory) = (lab.data, lab.protocolFile, lab.directory)
         let daemon = Process()
         daemon.executableURL = URL(fileURLWithPath: "/usr/bin/prlimit")
-        daemon.arguments = ["--fsize=1500000:unlimited", "--", Child.executable.path, "serve", "--lab", directory.appendingPathComponent("lab.yaml").path,
-                            "--data", data]
+        daemon.arguments = ["--fsize=1500000:unlimited", "--", Child.executable.path, "serve", "--lab", lab.labFile, "--data", data]
         let log = directory.appendingPathComponent("serve.log")
         FileManager.default.createFile(atPath: log.path, contents: nil)
         daemon.standardError = try FileHandle(forWritingTo: log)
         try daemon.run()
         defer { if daemon.isRunning { kill(daemon.processIdentifier, SIGKILL) } }
-        func client(_ arguments: [String]) async throws -> (status: Int32, output: String) {
-            try await ClientCommandTests.serendip(arguments + ["--data", data])
-        }
+        let client = lab.client
         try await waitFor(seconds: 60) { try await client(["queue"]).status == 0 }
 
         #expect(try await client(["submit", protocolFile]).status == 0)
@@ -82,31 +95,12 @@ import Testing
 /// with part of its readings) and the database passes its integrity check.
 @Suite(.serialized) struct HeavyWritingCrashTests {
     @Test func aKillDuringHeavyWritingLeavesNoPartialStep() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("serendip-kill-\(UUID().uuidString.prefix(8))")
-        let data = directory.appendingPathComponent("data").path
-        try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
-        try """
-            lab: heavy-writing
-            instruments:
-              reactor: { driver: \(Repository.path("drivers/thermo-reactor.yaml")), simulate: true }
-            simulation: { speed: 3000 }
-            """.write(to: directory.appendingPathComponent("lab.yaml"), atomically: true, encoding: .utf8)
-        let protocolFile = directory.appendingPathComponent("stream.yaml").path
-        try """
-            serendip: 1
-            name: stream
-            instruments: { reactor: thermo-reactor }
-            steps:
-              - repeat: 100
-                steps:
-                  - measure: { channel: reactor.temperature, as: t, repeat: 500, every: 1 s }
-            """.write(toFile: protocolFile, atomically: true, encoding: .utf8)
-        let daemon = try Child(["serve", "--lab", directory.appendingPathComponent("lab.yaml").path, "--data", data],
+        let lab = try StreamingLab(passes: 100, readings: 500)
+        let (data, protocolFile, directory) = (lab.data, lab.protocolFile, lab.directory)
+        let daemon = try Child(["serve", "--lab", lab.labFile, "--data", data],
                                output: directory.appendingPathComponent("serve.log"))
         defer { daemon.signal(SIGKILL) }
-        func client(_ arguments: [String]) async throws -> (status: Int32, output: String) {
-            try await ClientCommandTests.serendip(arguments + ["--data", data])
-        }
+        let client = lab.client
         try await waitFor(seconds: 60) { try await client(["queue"]).status == 0 }
         #expect(try await client(["submit", protocolFile]).status == 0)
         let database = data + "/serendip.sqlite"
