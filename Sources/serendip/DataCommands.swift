@@ -203,7 +203,9 @@ struct Export: ParsableCommand {
             if let campaign, try !database.hasCampaign(campaign) {
                 throw LabError(.notFound, "no campaign \(campaign) in \(data.path) (serendip campaign list shows them)")
             }
-            let ids = try campaign.map { try database.runs(matching: RunFilter(campaign: $0)).map(\.id) } ?? runs
+            // Each run once, in the order given (twice would give a catalogue two start documents with one uid).
+            var seen = Set<Int64>()
+            let ids = try campaign.map { try database.runs(matching: RunFilter(campaign: $0)).map(\.id) } ?? runs.filter { seen.insert($0).inserted }
             // Every run is checked before anything is written: a typo leaves no half-written file.
             for id in ids {
                 guard let detail = try database.detail(run: id) else { throw data.noRun(id) }

@@ -26,6 +26,11 @@ struct Plot: ParsableCommand {
         if (number == nil) == (campaign == nil) { throw ValidationError("say what to plot: a run number, or --campaign N (not both)") }
         if number != nil && channel == nil { throw ValidationError("say which series of the run to plot: --channel C (serendip show RUN lists them)") }
         if campaign != nil && channel != nil { throw ValidationError("--channel is for a run's plot; a campaign's plot shows its objective") }
+        // SVG text under a .png name opens as a broken image.
+        let suffix = (out as NSString).pathExtension.lowercased()
+        if ["png", "jpg", "jpeg", "pdf", "gif"].contains(suffix) {
+            throw ValidationError("--out \(out): plot writes SVG; name the file .svg and convert it (rsvg-convert -o plot.\(suffix) plot.svg)")
+        }
     }
 
     func run() throws {

@@ -14,13 +14,14 @@ struct Usage: ParsableCommand {
             + "A run on two instruments for one hour is two instrument-hours. Runs without a project count under '(none)'.")
 
     enum Grouping: String, ExpressibleByArgument, CaseIterable { case user, project, instrument }
-    enum Format: String, ExpressibleByArgument, CaseIterable { case table, csv }
+    enum Format: String, ExpressibleByArgument, CaseIterable { case table, csv, json }
 
     @Option(help: ArgumentHelp("Start of the window (included): 2026-11-01 or 2026-11-01T08:00:00Z.", valueName: "DATE"))
     var from: String
     @Option(help: ArgumentHelp("End of the window (excluded).", valueName: "DATE")) var to: String
     @Option(help: "Group by user, project or instrument.") var by: Grouping = .user
-    @Option(help: "table, or csv (a header line, then one row per group; hours in full precision).") var format: Format = .table
+    @Option(help: "table, csv (a header line, then one row per group; hours in full precision) or json (an array of groups).") var format: Format = .table
+    @Flag(help: "The same as --format json.") var json = false
     @OptionGroup var data: DataDirectory
 
     func validate() throws {
@@ -62,7 +63,10 @@ struct Usage: ParsableCommand {
             intervals = try data.openDatabase().instrumentIntervals(from: Self.instant(from)!, to: Self.instant(to)!)
         } catch { throw data.fail(error) }
         let groups = Self.groups(intervals, by: by)
-        switch format {
+        switch json ? .json : format {
+        case .json:
+            struct Row: Encodable { var key: String; var instrument_hours: Double; var runs: Int }
+            try data.printJSON(groups.map { Row(key: $0.key, instrument_hours: $0.seconds / 3600, runs: $0.runs) })
         case .csv:
             say("\(by.rawValue),instrument_hours,runs")
             for g in groups { say("\(Export.csvField(g.key)),\(Export.number(g.seconds / 3600)),\(g.runs)") }

@@ -318,3 +318,33 @@ extension ExportTests {
         #expect(missing.contains("no run 99 in \(directory)"))
     }
 }
+
+extension ExportTests {
+    @Test func aRunNamedTwiceIsExportedOnce() async throws {
+        let runs = try await StoredRuns.shared.value
+        let (status, output) = try await Self.serendip(["export", "\(runs.byHand)", "\(runs.byHand)", "--format", "csv", "--data", runs.directory])
+        #expect(status == 0)
+        let once = try await Self.serendip(["export", "\(runs.byHand)", "--format", "csv", "--data", runs.directory]).output
+        #expect(output == once)
+    }
+
+    @Test func usageAsJSONHasEachGroupsHours() async throws {
+        let runs = try await StoredRuns.shared.value
+        let (status, output) = try await Self.serendip(["usage", "--from", "2000-01-01", "--to", "2100-01-01", "--by", "instrument", "--json",
+                                                        "--data", runs.directory])
+        #expect(status == 0, "\(output)")
+        let groups = try #require(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [[String: Any]])
+        #expect(Set(groups.compactMap { $0["key"] as? String }).isSuperset(of: ["reactor"]))
+        #expect(groups.allSatisfy { ($0["instrument_hours"] as? Double ?? -1) >= 0 && ($0["runs"] as? Int ?? 0) >= 1 })
+    }
+
+    @Test func aPlotIsNotWrittenUnderAnImageName() async throws {
+        let runs = try await StoredRuns.shared.value
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("plot-\(UUID()).png").path
+        let (status, output) = try await Self.serendip(["plot", "\(runs.byHand)", "--channel", "reactor.temperature", "--out", out,
+                                                        "--data", runs.directory])
+        #expect(status == 64)
+        #expect(output.contains("plot writes SVG; name the file .svg"), "\(output)")
+        #expect(!FileManager.default.fileExists(atPath: out))
+    }
+}
