@@ -439,3 +439,21 @@ extension ClientCommandTests {
         }
     }
 }
+
+extension ClientCommandTests {
+    /// `serendip ports` lists what libserialport finds: each a character device that exists, the same
+    /// in text and JSON (a pseudo-terminal is not among them).
+    @Test func portsListsTheMachinesSerialDevices() async throws {
+        let (status, output) = try await Self.serendip(["ports", "--json"])
+        #expect(status == 0, "\(output)")
+        let ports = try #require(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [[String: Any]])
+        for port in ports {
+            let path = try #require(port["path"] as? String)
+            var info = stat()
+            #expect(stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFCHR, "\(path)")
+            #expect(["usb", "bluetooth", "native"].contains(port["transport"] as? String ?? ""))
+        }
+        let text = try await Self.serendip(["ports"]).output
+        #expect(ports.isEmpty ? text == "no serial ports found\n" : text.split(separator: "\n").count == ports.count, "\(text)")
+    }
+}
