@@ -59,17 +59,16 @@ extension Daemon {
         func control<P: RPCParams>(_ name: String, run: @escaping @Sendable (P) -> Int64,
                                    _ event: @escaping @Sendable (P, String) -> RunLifecycle.Event) -> RPCMethod {
             .method(name, mutates: true) { (p: P, caller) in
-                let (state, why) = try await self.request { try await self.scheduler.control(run(p), event(p, "\(caller.user) (\(name))")) }
+                let request = event(p, "\(caller.user) (\(name))")
+                // A run paused because its data could not be stored goes on only if writing may start again.
+                if case .resume = request { self.database.retryWrites() }
+                let (state, why) = try await self.request { try await self.scheduler.control(run(p), request) }
                 return WireRunControl(run: run(p), state: state.name, note: why ?? state.note)
             }
         }
         return [
             control("runs.pause", run: { (p: PauseParams) in p.run }) { p, who in .pause(now: p.now ?? false, .requested(by: who)) },
-            control("runs.resume", run: { (p: ResumeParams) in
-                // A run paused because its data could not be stored goes on only if writing is let start again.
-                self.database.retryWrites()
-                return p.run
-            }) { p, who in .resume(by: who, repeatingUnrepeatable: p.repeatStep ?? false) },
+            control("runs.resume", run: { (p: ResumeParams) in p.run }) { p, who in .resume(by: who, repeatingUnrepeatable: p.repeatStep ?? false) },
             control("runs.abort", run: { (p: RunRef) in p.run }) { _, who in .stop(.abort, by: who) },
             control("runs.halt", run: { (p: RunRef) in p.run }) { _, who in .stop(.halt, by: who) },
         ]

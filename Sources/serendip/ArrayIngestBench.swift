@@ -44,20 +44,7 @@ struct ArrayIngestBench {
         """
     }
 
-    private var protocolText: String {
-        """
-        serendip: 1
-        name: bench-arrays
-        instruments: { spectro: uv-vis }
-        steps:
-          - set: spectro.lamp
-            to: true
-          - repeat: \(blocks)
-            steps:
-              - measure: { channel: spectro.spectrum, as: spectrum, repeat: \(Self.block), every: 1 ms }
-
-        """
-    }
+    private var protocolText: String { IngestBench.streaming(name: "bench-arrays", channel: "spectrum", blocks: blocks, of: Self.block) }
 
     private func round(_ definition: ProtocolDefinition, _ config: LabConfig) async throws -> Double {
         let data = directory + "/arrays"

@@ -61,17 +61,20 @@ struct IngestBench {
     var readings: Int { Self.readings(for: rows) }
     var blocks: Int { readings / Self.block }
 
-    private var protocolText: String {
+    private var protocolText: String { Self.streaming(name: "bench-ingest", channel: "absorbance", blocks: blocks, of: Self.block) }
+
+    /// A photometer's channel read `blocks` × `block` times, each block one step.
+    static func streaming(name: String, channel: String, blocks: Int, of block: Int) -> String {
         """
         serendip: 1
-        name: bench-ingest
+        name: \(name)
         instruments: { spectro: uv-vis }
         steps:
           - set: spectro.lamp
             to: true
           - repeat: \(blocks)
             steps:
-              - measure: { channel: spectro.absorbance, as: a, repeat: \(Self.block), every: 1 ms }
+              - measure: { channel: spectro.\(channel), as: \(channel), repeat: \(block), every: 1 ms }
 
         """
     }
@@ -107,7 +110,7 @@ struct IngestBench {
 
     /// Rows per second of the C baseline, as it reports them.
     private func runPeer(_ executable: String) throws -> Double {
-        let fields = try ModbusPeerBench.run(executable, ["rows", directory + "/peer.sqlite", "text", "2000", "FULL", "WAL", "1", "600", String(readings)])
+        let fields = try PeerProcess.fields(executable, ["rows", directory + "/peer.sqlite", "text", "2000", "FULL", "WAL", "1", "600", String(readings)])
         guard let count = fields["rows"], let seconds = fields["seconds"], seconds > 0 else {
             throw LabError(.internalError, "the C baseline printed \(fields)")
         }

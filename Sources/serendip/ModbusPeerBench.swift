@@ -66,7 +66,7 @@ struct ModbusPeerBench {
     }
 
     private func c(_ peer: String, _ port: Int) throws -> (p50: Double, p99: Double) {
-        let fields = try Self.run(peer, ["client-tcp", "127.0.0.1", String(port), String(reads)])
+        let fields = try PeerProcess.fields(peer, ["client-tcp", "127.0.0.1", String(port), String(reads)])
         guard let p50 = fields["p50_us"], let p99 = fields["p99_us"] else { throw LabError(.internalError, "the C client printed \(fields)") }
         return (p50 * 1e-6, p99 * 1e-6)
     }
@@ -104,14 +104,14 @@ struct ModbusPeerBench {
         """
 
     private func pymodbus(_ python: String, _ port: Int, script: String) throws -> (p50: Double, p99: Double) {
-        let fields = try Self.run(python, ["-c", script, String(port), String(reads)])
+        let fields = try PeerProcess.fields(python, ["-c", script, String(port), String(reads)])
         guard let p50 = fields["p50_us"], let p99 = fields["p99_us"] else { throw LabError(.internalError, "pymodbus printed \(fields)") }
         return (p50 * 1e-6, p99 * 1e-6)
     }
 
     private func pythonWithPymodbus() -> String? {
         for candidate in [".build/test-venv/bin/python", ".build/peers-venv/bin/python"] where FileManager.default.isExecutableFile(atPath: candidate) {
-            if (try? Self.run(candidate, ["-c", "import pymodbus; print('ok=1')"]))?["ok"] == 1 { return candidate }
+            if (try? PeerProcess.fields(candidate, ["-c", "import pymodbus; print('ok=1')"]))?["ok"] == 1 { return candidate }
         }
         return nil
     }
@@ -133,25 +133,6 @@ struct ModbusPeerBench {
     static func percentiles(_ samples: [Double]) -> (p50: Double, p99: Double) {
         let sorted = samples.sorted()
         return (sorted[sorted.count / 2], sorted[min(sorted.count - 1, sorted.count * 99 / 100)])
-    }
-
-    /// Runs a program to its end and reads the `key=value` pairs it printed.
-    static func run(_ executable: String, _ arguments: [String]) throws -> [String: Double] {
-        let process = Process()
-        let pipe = Pipe()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        var fields: [String: Double] = [:]
-        for pair in output.split(whereSeparator: \.isWhitespace) {
-            let parts = pair.split(separator: "=", maxSplits: 1)
-            if parts.count == 2, let value = Double(parts[1]) { fields[String(parts[0])] = value }
-        }
-        return fields
     }
 
     static func freePort() throws -> Int {

@@ -12,16 +12,8 @@ import Testing
     static func eventModel(_ script: String, _ arguments: [String]) throws -> String {
         try #require(FileManager.default.isExecutableFile(atPath: python),
                      "no test virtualenv at \(python): run `make test` (or `make test-venv`) to create it with event-model")
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: python)
-        process.arguments = ["-c", script] + arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        try #require(process.terminationStatus == 0, "\(output)")
+        let (status, output) = try runToEnd(python, ["-c", script] + arguments, withStandardError: true)
+        try #require(status == 0, "\(output)")
         return output
     }
 

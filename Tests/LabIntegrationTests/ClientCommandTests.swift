@@ -404,15 +404,7 @@ extension ClientServeTests.Served {
 extension ClientServeTests.Served {
     /// A client call run to its end synchronously, for a condition polled by waitFor.
     func runSync(_ arguments: [String]) throws -> String {
-        let process = Process()
-        let pipe = Pipe()
-        process.executableURL = Child.executable
-        process.arguments = arguments + ["--data", data]
-        process.standardOutput = pipe
-        try process.run()
-        let output = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return String(decoding: output, as: UTF8.self)
+        try runToEnd(Child.executable.path, arguments + ["--data", data]).output
     }
 }
 

@@ -192,14 +192,7 @@ final class RecordingModel: DeviceModel {
         try #require(FileManager.default.isExecutableFile(atPath: serendip), "build the serendip executable first")
         let (lab, _) = Self.lab(channel: "temperature: { inptu: 1 }")
         let run = { (labPath: String) throws -> Int32 in
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: serendip)
-            process.arguments = ["validate", "--lab", labPath, Repository.path("protocols/reactor-yield.yaml")]
-            process.standardError = FileHandle.nullDevice
-            process.standardOutput = FileHandle.nullDevice
-            try process.run()
-            process.waitUntilExit()
-            return process.terminationStatus
+            try runToEnd(serendip, ["validate", "--lab", labPath, Repository.path("protocols/reactor-yield.yaml")]).status
         }
         #expect(try run(lab) == 1)
         #expect(try run(lab + ".missing") == 2)

@@ -75,16 +75,9 @@ struct StoredRuns: Sendable {
 
     /// Runs `script` with python3 (arguments after it) and returns what it printed.
     static func python(_ script: String, _ arguments: [String]) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "-c", script] + arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        try process.run()
-        let output = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        try #require(process.terminationStatus == 0)
-        return String(decoding: output, as: UTF8.self)
+        let (status, output) = try runToEnd("/usr/bin/env", ["python3", "-c", script] + arguments)
+        try #require(status == 0)
+        return output
     }
 
     /// Python prints each reading as a JSON array, numbers as `float.hex()`: exact, whatever its printing.
@@ -266,16 +259,9 @@ struct StoredRuns: Sendable {
         try FileManager.default.setAttributes([.posixPermissions: 0o555], ofItemAtPath: copy)
         defer { try? FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: copy) }
         // As `nobody`: root writes through any mode, so only another user shows that nothing needs writing.
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
-        process.arguments = ["--reuid=65534", "--regid=65534", "--clear-groups", Child.executable.path, "runs", "--data", copy]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "\(output)")
+        let (status, output) = try runToEnd("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups",
+                                                                 Child.executable.path, "runs", "--data", copy], withStandardError: true)
+        #expect(status == 0, "\(output)")
         #expect(output.split(separator: "\n").count == 3, "\(output)")
     }
 

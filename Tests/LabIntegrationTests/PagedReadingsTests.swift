@@ -212,14 +212,7 @@ import Testing
 
     /// As binutils reads it: not the code under test.
     static func buildID(of file: URL) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/readelf")
-        process.arguments = ["-n", file.path]
-        let output = Pipe()
-        process.standardOutput = output
-        try process.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
+        let text = try runToEnd("/usr/bin/readelf", ["-n", file.path]).output
         let line = try #require(text.split(separator: "\n").first { $0.contains("Build ID: ") })
         return String(line.split(separator: " ").last ?? "")
     }
