@@ -49,7 +49,7 @@ public struct Planner: Sendable, Codable {
         public var initialPoints = 5
         public var noise: Noise = .inferred
         public var failures: Failures = .avoid
-        public var outputTransform: OutputTransform = .none
+        public var outputTransform: OutputTransform = .power
         /// Quasi-random candidates scored before the best few are refined by L-BFGS.
         public var rawSamples = 1024
         public var restarts = 8
@@ -188,7 +188,13 @@ public struct Planner: Sendable, Codable {
         guard let x = optimizer.maximize(using: &rng) else { throw LabError(.planner, "no point satisfies the constraints") }
         let scalarised = objectives > 1 ? "ParEGO, " : ""
         let criterion = if case .upperConfidenceBound = options.acquisition { "upper confidence bound" } else { "log expected improvement" }
-        return (x, "planner (GP, \(scalarised)\(criterion))")
+        return (x, "planner (GP, \(scalarised)\(criterion)\(Self.modelled(columns.map(\.note))))")
+    }
+
+    /// How the results were transformed, for `chosenBy` ("…, results power 0.42": the Yeo–Johnson
+    /// exponent learnt from them; 1 is no bend).
+    static func modelled(_ notes: [String?]) -> String {
+        notes.contains { $0 != nil } ? ", results " + notes.map { $0 ?? "as measured" }.joined(separator: " / ") : ""
     }
 
     /// One objective as it is; several as ParEGO's augmented Chebyshev scalarisation with random
@@ -223,23 +229,31 @@ public struct Planner: Sendable, Codable {
                 return training.map { $0.noise ?? typical }
             }())
         }
+        // With very many results the model is conditioned on a subset (`largestModel`): the best
+        // results and an even spread of the rest.
+        let kept = Self.fittingSubset(ys, size: Self.largestModel)
+        let (keptX, keptY, keptNoise) = (kept.map { xs[$0] }, kept.map { ys[$0] }, noise.subset(kept))
         // Refit the hyperparameters while data are few; with many, only when they grew by a tenth
         // (conditioning on the new data is still exact).
         if let lastFit, xs.count > Self.maximumFittingPoints, Double(xs.count) < 1.1 * Double(lastFitCount),
-           let gp = GaussianProcess(inputs: xs, outputs: ys, hyperparameters: lastFit, noise: noise) {
+           let gp = GaussianProcess(inputs: keptX, outputs: keptY, hyperparameters: lastFit, noise: keptNoise) {
             return gp
         }
         // Each step of the fit costs O(n³): with many data, fit to a subset (the best results, where
-        // the model matters most, and an even spread of the rest), then condition on everything.
+        // the model matters most, and an even spread of the rest), then condition on everything kept.
         let subset = Self.fittingSubset(ys, size: Self.maximumFittingPoints)
         guard let fitted = GaussianProcess(inputs: subset.map { xs[$0] }, outputs: subset.map { ys[$0] },
                                            noise: noise.subset(subset), warmStart: lastFit) else { return nil }
         (lastFit, lastFitCount) = (fitted.hyperparameters, xs.count)
         return subset.count == xs.count ? fitted
-            : GaussianProcess(inputs: xs, outputs: ys, hyperparameters: fitted.hyperparameters, noise: noise)
+            : GaussianProcess(inputs: keptX, outputs: keptY, hyperparameters: fitted.hyperparameters, noise: keptNoise)
     }
 
     static let maximumFittingPoints = 150
+    /// The most results the model is conditioned on. Conditioning costs O(n³) and each prediction
+    /// O(n²), so past this a proposal would take seconds; a high-throughput lab's thousands of
+    /// results are represented by the best half of this budget and an even spread of the rest.
+    static let largestModel = 600
 
     /// Indices of at most `size` results: the better half of the budget by value, then every k-th of the rest.
     static func fittingSubset(_ ys: [Double], size: Int) -> [Int] {

@@ -64,6 +64,9 @@ struct Bench: AsyncParsableCommand {
     @Flag(help: "Only the Modbus figures (issue 13).")
     var modbusOnly = false
 
+    @Flag(help: "Only the planner's time per proposal (issue 15).")
+    var plannerOnly = false
+
     @Option(help: "The folder with the peers' scripts (sqlite_ingest.c).")
     var peers = "../shared/peers"
 
@@ -82,12 +85,11 @@ struct Bench: AsyncParsableCommand {
         if faultsOnly { return try await faultRows() }
         if ingestOnly { return try await ingestFigures() }
         if modbusOnly { return try await modbusRoundTrip() }
+        if plannerOnly { return try await plannerRows() }
         try await modbusRoundTrip()
         try await serialRoundTrip()
         try await ingestFigures()
-        try await plannerLatency(observations: 20, dimensions: 2)
-        try await plannerLatency(observations: 60, dimensions: 6)
-        try await plannerLatency(observations: 500, dimensions: 6)
+        try await plannerRows()
         try validation()
         try await daemonRows(daemon)
         try await faultRows()
@@ -227,6 +229,12 @@ struct Bench: AsyncParsableCommand {
         let arrays = ArrayIngestBench(arrays: ingestArrays, length: arrayLength, rounds: 3, directory: ".build/bench-ingest")
         row("Ingest: \((arrays.blocks * ArrayIngestBench.block).formatted()) spectra of \(arrayLength.formatted()) float64 through the engine as blobs, "
             + "until committed (\(arrays.bytes / 1_000_000) MB a round, 3 rounds)", try await arrays.measure(), "MB/s", scale: 1)
+    }
+
+    func plannerRows() async throws {
+        for (observations, dimensions) in [(20, 2), (60, 6), (500, 6), (2_000, 6), (5_000, 6)] {
+            try await plannerLatency(observations: observations, dimensions: dimensions)
+        }
     }
 
     func plannerLatency(observations: Int, dimensions: Int) async throws {

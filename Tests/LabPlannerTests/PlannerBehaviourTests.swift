@@ -131,4 +131,39 @@ import Testing
         let expected = try planner.propose(2).map(\.values)
         #expect(try resumed.propose(2).map(\.values) == expected)
     }
+
+    /// A high-throughput lab's results outnumber what an exact model can take in a second: past
+    /// `largestModel` the model keeps the best results and a spread of the rest, and still homes in.
+    @Test func withMoreResultsThanTheModelKeepsTheProposalStillLandsByTheBest() throws {
+        let space = PlannerSpace([.real(name: "x", lower: 0, upper: 1, logScale: false), .real(name: "y", lower: 0, upper: 1, logScale: false)])
+        let count = Planner.largestModel + 150
+        var planner = Planner(space: space, options: Self.options(initial: count), seed: 6)
+        let f = { (v: [String: Double]) in Outcome(-pow(v["x"]! - 0.3, 2) - pow(v["y"]! - 0.7, 2)) }
+        _ = try Self.run(&planner, budget: count, f)
+        let best = planner.observations.map { $0.outcome!.objectives[0] }.max()!
+        let next = try planner.propose(1)[0]
+        #expect(next.chosenBy.hasPrefix("planner (GP"))
+        // At least about as good as the best of the 750 (about 0.037 apart in the unit square): the
+        // results kept must be the best ones, each with its own point.
+        #expect(f(next.values).objectives[0] > best - 0.002, "\(next.values)")
+    }
+
+    /// The power transform is on by default and its exponent, learnt from the results, is recorded
+    /// with each proposal; `none` records nothing.
+    @Test func eachProposalSaysHowTheResultsWereTransformed() throws {
+        let space = PlannerSpace([.real(name: "x", lower: 0, upper: 1, logScale: false)])
+        // A minimised quantity spanning orders of magnitude arrives negated: heavily skewed.
+        let f = { (v: [String: Double]) in Outcome(-pow(10, 4 * abs(v["x"]! - 0.4))) }
+        var planner = Planner(space: space, options: Self.options(initial: 6), seed: 3)
+        _ = try Self.run(&planner, budget: 8, f)
+        let chosenBy = try planner.propose(1)[0].chosenBy
+        let power = try #require(chosenBy.firstMatch(of: /results power (-?[0-9.]+)\)$/), "\(chosenBy)")
+        // Skewed towards the bad end: the exponent bends it, far from 1.
+        #expect(try #require(Double(power.1)) > 1.3, "\(chosenBy)")
+        var plain = Self.options(initial: 6)
+        plain.outputTransform = .none
+        var untransformed = Planner(space: space, options: plain, seed: 3)
+        _ = try Self.run(&untransformed, budget: 8, f)
+        #expect(try untransformed.propose(1)[0].chosenBy == "planner (GP, log expected improvement)")
+    }
 }
