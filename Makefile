@@ -6,7 +6,7 @@ SWIFT      ?= swift
 BUILD      ?= .build
 APT_PACKAGES = libmodbus-dev libserialport-dev libsqlite3-dev socat pkg-config python3-venv
 
-.PHONY: demo test soak bench bench-peers bench-planner fuzz deps build clean
+.PHONY: demo test soak bench bench-peers bench-planner bench-planner-stuck peer-venv fuzz deps build clean
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -57,22 +57,28 @@ bench: deps
 	$(SWIFT) build -c release
 	$(BUILD)/release/serendip bench
 
-# The planner against BoTorch, Optuna, BayBE and scikit-optimize (issue 4), in one run per function.
-# Long (about an hour on 2 cores): the peers take 0.1–1 s per proposal. PEERS is the folder with
-# bo_peers.py and setup.sh; the peers' virtualenv goes under the build folder.
+# The planner against BoTorch, Optuna, BayBE, scikit-optimize, HEBO and SMAC3 (issue 15), every
+# method of a function in one run, SEEDS seeds. Long (hours on 2 cores: HEBO and BayBE take seconds
+# per proposal); PLANNER_FUNCTIONS picks functions (NAME:BUDGET[:NOISE_SD]) to run one at a time.
+# PEERS is the folder with bo_peers.py and setup.sh; the peers' virtualenv goes under the build folder.
 PEERS      ?= ../shared/peers
 SEEDS      ?= 20
 PEER_PYTHON = $(BUILD)/peers-venv/bin/python
-PLANNER_METHODS = "external:$(abspath $(BUILD))/release/serendip planner --stdio",optuna_gp,baybe,botorch_logei,skopt_gp,random
-bench-planner: deps
+PLANNER_METHODS ?= "external:$(abspath $(BUILD))/release/serendip planner --stdio",optuna_gp,baybe,botorch_logei,skopt_gp,hebo,smac,random
+PLANNER_FUNCTIONS ?= hartmann6:60 branin:30 rosenbrock@4:50 hartmann3:40 six_hump_camel:30 branin:30:1
+peer-venv: deps
+	[ -x $(PEER_PYTHON) ] && $(PEER_PYTHON) -c "import botorch, optuna, baybe, skopt, hebo, smac" 2>/dev/null \
+	  || { PEERS_VENV=$(BUILD)/peers-venv bash $(PEERS)/setup.sh --bo && $(PEER_PYTHON) -m pip install -q hebo smac; }
+bench-planner: peer-venv
 	$(SWIFT) build -c release --product serendip
-	[ -x $(PEER_PYTHON) ] && $(PEER_PYTHON) -c "import botorch, optuna, baybe, skopt" 2>/dev/null \
-	  || PEERS_VENV=$(BUILD)/peers-venv bash $(PEERS)/setup.sh --bo
-	$(PEER_PYTHON) $(PEERS)/bo_peers.py --function hartmann6 --budget 60 --n-init 5 --seeds $(SEEDS) \
-	  --methods $(PLANNER_METHODS) --json $(BUILD)/bench-planner-hartmann6.json
-	$(PEER_PYTHON) $(PEERS)/bo_peers.py --function branin --budget 30 --n-init 5 --seeds $(SEEDS) \
-	  --methods $(PLANNER_METHODS) --json $(BUILD)/bench-planner-branin.json
-	python3 scripts/planner_targets.py $(BUILD)/bench-planner-hartmann6.json $(BUILD)/bench-planner-branin.json
+	scripts/bench_planner.sh $(PEER_PYTHON) $(PEERS) $(SEEDS) $(PLANNER_METHODS) $(BUILD) $(PLANNER_FUNCTIONS)
+
+# How often each planner ends in Hartmann-6's second-best basin (regret >= 0.01) over 60 seeds.
+bench-planner-stuck: peer-venv
+	$(SWIFT) build -c release --product serendip
+	$(PEER_PYTHON) scripts/bo_more_peers.py --peers $(PEERS) --function hartmann6 --budget 60 --n-init 5 --seeds 60 \
+	  --methods $(PLANNER_METHODS) --json $(BUILD)/bench-planner-stuck.json
+	python3 scripts/planner_targets.py --stuck $(BUILD)/bench-planner-stuck.json
 
 # The daemon against Bluesky's RunEngine and bluesky-queueserver (issue 11), interleaved over ROUNDS
 # rounds so that the ratios are taken side by side on this noisy machine (about 10 minutes on 2 cores with 11 rounds).
