@@ -84,9 +84,14 @@ struct Bench: AsyncParsableCommand {
         if daemonOnly { return try await daemonRows(daemon) }
         if faultsOnly { return try await faultRows() }
         if ingestOnly { return try await ingestFigures() }
-        if modbusOnly { return try await modbusRoundTrip() }
+        if modbusOnly {
+            try await modbusRoundTrip()
+            try await rtuRoundTrip()
+            return try await serialRoundTrip()
+        }
         if plannerOnly { return try await plannerRows() }
         try await modbusRoundTrip()
+        try await rtuRoundTrip()
         try await serialRoundTrip()
         try await ingestFigures()
         try await plannerRows()
@@ -205,14 +210,60 @@ struct Bench: AsyncParsableCommand {
         }
     }
 
+    func rtuRoundTrip() async throws {
+        let reads = min(repetitions, 1000)
+        let f = try await ModbusPeerBench(reads: reads, rounds: modbusRounds, directory: ".build/bench-modbus", peers: peers).measureRTU()
+        row("Modbus RTU read of 10 registers over a socat pty pair, our client (\(modbusRounds) rounds × \(reads) reads; libmodbus C server)",
+            f.ours.map(\.p50), "µs (p50)", scale: 1e6)
+        row("  raw libmodbus C RTU client (modbus_c.c), same server, interleaved", f.c.map(\.p50), "µs (p50)", scale: 1e6)
+        let ratios = zip(f.ours, f.c).map { $0.p50 / $1.p50 }
+        row("  ours ÷ C, median per round (range \(String(format: "%.2f–%.2f", ratios.min() ?? 0, ratios.max() ?? 0)))", ratios, "ratio", scale: 1, digits: 2)
+    }
+
+    /// An ASCII query through `SerialLine` against the same device answered by a bare loop of
+    /// write(2) and read(2) on the same pty, in turn: the difference is our software time.
     func serialRoundTrip() async throws {
         let device = try LineServer { _ in "0.4213" }
         defer { device.stop() }
         let line = SerialLine(path: device.path)
         _ = try await line.query("ABS?")
-        var samples: [Double] = []
-        for _ in 0..<min(repetitions, 500) { samples.append(try await seconds { _ = try await line.query("ABS?") }) }
-        row("ASCII query over a pty, round trip", samples, "µs", scale: 1e6)
+        let reads = min(repetitions, 1000)
+        var ours: [Double] = [], bare: [Double] = []
+        for _ in 0..<modbusRounds {
+            var samples: [Double] = []
+            for _ in 0..<reads { samples.append(try await seconds { _ = try await line.query("ABS?") }) }
+            ours.append(ModbusPeerBench.percentiles(samples).p50)
+            await line.close()
+            bare.append(try Self.bareQueries(device.path, reads))
+        }
+        row("ASCII query over a pty through SerialLine, round trip (\(modbusRounds) rounds × \(reads))", ours, "µs (p50)", scale: 1e6)
+        row("  bare write(2)/read(2) loop on the same pty, interleaved", bare, "µs (p50)", scale: 1e6)
+        row("  software time added (ours − bare, per round)", zip(ours, bare).map { $0 - $1 }, "µs", scale: 1e6)
+    }
+
+    /// The floor: the query written and its reply read with plain blocking system calls.
+    static func bareQueries(_ path: String, _ count: Int) throws -> Double {
+        let fd = open(path, O_RDWR | O_NOCTTY)
+        guard fd >= 0 else { throw LabError(.transport, "cannot open \(path)") }
+        defer { close(fd) }
+        var settings = termios()
+        tcgetattr(fd, &settings)
+        cfmakeraw(&settings)
+        tcsetattr(fd, TCSANOW, &settings)
+        let query = Array("ABS?\n".utf8)
+        var buffer = [UInt8](repeating: 0, count: 64), samples: [Double] = []
+        for _ in 0..<count {
+            let began = ContinuousClock.now
+            _ = query.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            var done = false
+            while !done {
+                let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                guard n > 0 else { throw LabError(.transport, "the device closed \(path)") }
+                done = buffer[..<n].contains(UInt8(ascii: "\n"))
+            }
+            samples.append(DaemonBench.seconds(ContinuousClock.now - began))
+        }
+        return ModbusPeerBench.percentiles(samples).p50
     }
 
     func ingestFigures() async throws {

@@ -49,6 +49,50 @@ struct ModbusPeerBench {
         return figures
     }
 
+    /// The RTU figure: our client and the C client in turn against the C RTU server, over a socat
+    /// pty pair (a pseudo-terminal has no baud rate, so this is software time, not line time).
+    func measureRTU() async throws -> (ours: [(p50: Double, p99: Double)], c: [(p50: Double, p99: Double)]) {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let peer = try buildPeer()
+        let pair = try await SocatPair.start()
+        defer { pair.stop() }
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: peer)
+        server.arguments = ["server-rtu", pair.serverSide, "115200", "N"]
+        server.standardOutput = FileHandle.nullDevice
+        server.standardError = FileHandle.nullDevice
+        try server.run()
+        defer { kill(server.processIdentifier, SIGKILL); server.waitUntilExit() }
+        var figures: (ours: [(p50: Double, p99: Double)], c: [(p50: Double, p99: Double)]) = ([], [])
+        for _ in 0..<rounds {
+            figures.ours.append(try await oursRTU(pair.clientSide))
+            let fields = try PeerProcess.fields(peer, ["client-rtu", pair.clientSide, "115200", "N", String(reads)])
+            guard let p50 = fields["p50_us"], let p99 = fields["p99_us"] else { throw LabError(.internalError, "the C RTU client printed \(fields)") }
+            figures.c.append((p50 * 1e-6, p99 * 1e-6))
+        }
+        return figures
+    }
+
+    private func oursRTU(_ path: String) async throws -> (p50: Double, p99: Double) {
+        let client = ModbusRTUClient(bus: ModbusRTUBus(ModbusRTULine(path: path, baud: 115200)), unit: 1)
+        defer { Task { await client.bus.disconnect() } }
+        // The C server may still be opening its side: the first reads may go unanswered.
+        for attempt in 0..<50 {
+            if (try? await client.readRegisters(.holding, address: 0, count: 10, retries: 0)) != nil { break }
+            guard attempt < 49 else { throw LabError(.transport, "the C RTU server did not answer") }
+        }
+        var samples: [Double] = []
+        samples.reserveCapacity(reads)
+        for _ in 0..<reads {
+            let began = ContinuousClock.now
+            let registers = try await client.readRegisters(.holding, address: 0, count: 10, retries: 0)
+            samples.append(DaemonBench.seconds(ContinuousClock.now - began))
+            guard registers.first == 1234 else { throw LabError(.internalError, "the C RTU server answered \(registers)") }
+        }
+        await client.bus.disconnect()
+        return Self.percentiles(samples)
+    }
+
     private func ours(_ port: Int) async throws -> (p50: Double, p99: Double) {
         let client = ModbusTCPClient(.init(host: "127.0.0.1", port: port))
         defer { Task { await client.disconnect() } }
