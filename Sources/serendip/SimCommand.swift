@@ -61,7 +61,7 @@ struct Sim: AsyncParsableCommand {
         }
         if json {
             let object = addresses.mapValues { ["address": Self.address($0.1, $0.0.driver), "driver": $0.0.driver.name] }
-            let data = try JSONSerialization.data(withJSONObject: ["instruments": object], options: [.sortedKeys])
+            let data = try JSONSerialization.data(withJSONObject: ["instruments": object], options: [.sortedKeys, .withoutEscapingSlashes])
             Output.line(String(decoding: data, as: UTF8.self))
         } else {
             let width = addresses.keys.map(\.count).max() ?? 0
@@ -112,6 +112,8 @@ struct Sim: AsyncParsableCommand {
 
     /// A YAML double-quoted scalar (JSON's string syntax is valid YAML).
     private static func quoted(_ text: String) -> String {
-        String(decoding: try! JSONEncoder().encode(text), as: UTF8.self)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .withoutEscapingSlashes
+        return String(decoding: try! encoder.encode(text), as: UTF8.self)
     }
 }
