@@ -37,16 +37,6 @@ public struct ChannelBehaviour: Sendable, Hashable {
     /// `while: running`: follow or integrate only while that channel is non-zero (true); otherwise
     /// a follower heads back to `start` and an integral stands still.
     public var gate: String? = nil
-
-    /// The other channels this behaviour reads.
-    public var inputs: [String] {
-        var names = [gate].compactMap { $0 }
-        switch source {
-        case .follows(let channel, _, _), .integrates(let channel, _, _): names.append(channel)
-        case .constant, .script: break
-        }
-        return names
-    }
 }
 
 extension DriverSpec {
