@@ -55,6 +55,20 @@ import Testing
         #expect(try child.output().contains("stopping on SIGTERM"))
     }
 
+    @Test func pymodbusReadsTheFlowControllerThatSimServes() async throws {
+        let (child, line) = try await Self.start([Repository.path("examples/instrument-lab/lab.yaml")], until: { $0.hasPrefix("mfc ") })
+        defer { if child.process.isRunning { child.signal(SIGKILL) } }
+        let port = try #require(line.split(separator: ":").last?.split(separator: "?").first.flatMap { Int($0) }, "\(line)")
+        // The flow (float32) and the totaliser (float64), both low word first, of a closed MFC.
+        let registers = [PymodbusTests.Entry(type: "float32", order: "CDAB", address: 0, value: 0),
+                         PymodbusTests.Entry(type: "float64", order: "CDAB", address: 4, value: 0)]
+        let output = try await PythonPeer.run(["read-tcp", String(port), String(decoding: try JSONEncoder().encode(registers), as: UTF8.self)])
+        let values = try JSONDecoder().decode([Double].self, from: Data(output.utf8))
+        #expect(values.count == 2 && abs(values[0]) < 1 && values[1] >= 0 && values[1] < 1, "\(values)")
+        child.signal(SIGTERM)
+        #expect(try await child.exitStatus() == 0)
+    }
+
     @Test func simServesModbusTCPFromTheGivenPortBaseAndPrintsOneLinePerInstrument() async throws {
         // A free port from the system, handed back to be asked for again.
         let probe = try ModbusServer(sizes: .init(), handler: { _, _ in })
