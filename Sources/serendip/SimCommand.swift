@@ -77,7 +77,7 @@ struct Sim: AsyncParsableCommand {
             Output.error("stopping on \(sender)")
             break
         }
-        _ = stop
+        withExtendedLifetime(stop) {}    // the handler is unsubscribed when `stop` goes
     }
 
     /// The address of a simulator as a URL: the lab config's forms where it has one
