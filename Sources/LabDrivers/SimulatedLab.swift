@@ -3,8 +3,9 @@ public import LabSpec
 public import LabTransport
 
 /// The simulators behind a lab config's `simulate: true` instruments, each served over the real
-/// transport its driver names (Modbus TCP on 127.0.0.1, or a pty), with the toy chemistry behind
-/// the thermo-reactor and uv-vis drivers, a toy beaker behind the pump, balance and pH meter, and an
+/// transport its driver names (Modbus TCP on 127.0.0.1, or a pty), behind the behaviour its driver
+/// file declares (`simulation:`, a `DeclaredModel`); without one, the toy chemistry behind the
+/// thermo-reactor and uv-vis drivers, a toy beaker behind the pump, balance and pH meter, and an
 /// inert model behind any other.
 public final class SimulatedLab: Sendable {
     /// The chemistry of the first station (and of instruments without one).
@@ -16,15 +17,21 @@ public final class SimulatedLab: Sendable {
     /// simulated in process from their driver file, behind these models.
     public let plugins: [String: any DeviceModel]
 
-    public init(config: LabConfig, clock: any LabClock) throws {
+    /// `portBase`: the Modbus TCP simulators listen on consecutive ports from it, in instrument name
+    /// order (nil: on free ports the system picks).
+    public init(config: LabConfig, clock: any LabClock, portBase: Int? = nil) throws {
         let chemistry = ToyChemistry(clock: clock, seed: config.simulation.seed)
         let bench = ToyBench(seed: config.simulation.seed)
         var modbus: [String: ModbusSimulator] = [:], serial: [String: SerialSimulator] = [:], plugins: [String: any DeviceModel] = [:]
         let models = Self.models(for: config, chemistry: chemistry, bench: bench)
-        for (name, binding) in config.instruments where binding.connection == .simulated {
+        var nextPort = portBase
+        for (name, binding) in config.instruments.sorted(by: { $0.key < $1.key }) where binding.connection == .simulated {
             let model = models[name] ?? InertModel()
             switch binding.driver.transport {
-            case .modbus, .modbusRTU: modbus[name] = try ModbusSimulator(spec: binding.driver, model: model)
+            case .modbus:
+                modbus[name] = try ModbusSimulator(spec: binding.driver, model: model, port: nextPort ?? 0)
+                nextPort = nextPort.map { $0 + 1 }
+            case .modbusRTU: modbus[name] = try ModbusSimulator(spec: binding.driver, model: model)
             case .serial: serial[name] = try SerialSimulator(spec: binding.driver, model: model)
             case .plugin: plugins[name] = model
             }
@@ -51,6 +58,10 @@ public final class SimulatedLab: Sendable {
             chemistries[station] = index == 0 ? chemistry : ToyChemistry(clock: chemistry.clock, seed: config.simulation.seed &+ UInt64(index))
         }
         return config.instruments.mapValues { binding -> any DeviceModel in
+            // What a driver file declares wins over a built-in model of the same name.
+            if binding.driver.simulation != nil {
+                return DeclaredModel(spec: binding.driver, clock: chemistry.clock, seed: config.simulation.seed, stream: binding.name)
+            }
             let chemistry = binding.station.flatMap { chemistries[$0] } ?? chemistry
             return switch binding.driver.name {
             case "thermo-reactor": chemistry.reactor
@@ -128,12 +139,14 @@ public enum InstrumentConnector {
             var connection = binding.connection
             // A simulated device's max_rate is judged in its simulated time.
             var clock: any LabClock = ScaledClock()
-            if connection == .simulated, let simulators, let model = simulators.plugins[name] {
+            // A role is served by an instrument of another name (`pump` by `syringe`): its simulator
+            // is the instrument's.
+            if connection == .simulated, let simulators, let model = simulators.plugins[binding.name] {
                 instruments[name] = InProcessInstrument(name: name, spec: binding.driver, model: model, clock: simulators.chemistry.clock)
                 continue
             }
             if connection == .simulated {
-                guard let simulators, let simulated = simulators.connection(for: name) else {
+                guard let simulators, let simulated = simulators.connection(for: binding.name) else {
                     throw LabError(.instrumentLost, "\(name) is simulated but no simulator is running")
                 }
                 connection = simulated

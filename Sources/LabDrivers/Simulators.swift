@@ -42,7 +42,8 @@ public final class ModbusSimulator: Sendable {
     /// The pseudo-terminal an RTU device answers on.
     public var rtuPath: String? { rtuServer?.path }
 
-    public init(spec: DriverSpec, model: any DeviceModel) throws {
+    /// `port` is the TCP port to serve on (0: any free one).
+    public init(spec: DriverSpec, model: any DeviceModel, port: Int = 0) throws {
         self.spec = spec
         let channels = Array(spec.channels.values)
         let served = self.served, written = self.written
@@ -94,6 +95,12 @@ public final class ModbusSimulator: Sendable {
                     let registers = ModbusInstrument.encode(value, channel)
                     served.record(channel.name, Self.decoded(registers, channel))
                     for (i, r) in registers.enumerated() { bank.setInput(address + UInt16(i), r) }
+                case .holding(let address) where !channel.writable && request.written.isEmpty && request.touchesHoldingRegisters
+                    && request.covers(address, count: channel.registerCount):
+                    // A read-only value many devices keep in holding registers (a totaliser, a status word).
+                    let registers = ModbusInstrument.encode((try? model.value(of: channel.name)) ?? .nan, channel)
+                    served.record(channel.name, Self.decoded(registers, channel))
+                    for (i, r) in registers.enumerated() { bank.setHolding(address + UInt16(i), r) }
                 case .discreteInput(let address) where request.touchesDiscreteInputs:
                     bank.setDiscrete(address, ((try? model.value(of: channel.name)) ?? 0) != 0)
                 case .holding(let address) where !request.written.isEmpty && request.touchesHoldingRegisters
@@ -120,7 +127,7 @@ public final class ModbusSimulator: Sendable {
             rtuServer = try ModbusRTUServer(unit: 1, sizes: sizes, handler: handler)
             server = nil
         } else {
-            server = try ModbusServer(sizes: sizes, handler: handler)
+            server = try ModbusServer(sizes: sizes, port: port, handler: handler)
             rtuServer = nil
         }
     }

@@ -27,6 +27,9 @@ public struct DriverSpec: Sendable {
     /// How the device says what it is (model, serial number, firmware): asked at the start of every
     /// run that uses it, and stored with the run. Nil: the device cannot say.
     public var identity: IdentityQuery? = nil
+    /// How its simulator behaves (`simulation:`); nil: the file says nothing, and a built-in model
+    /// (or an inert one) stands in.
+    public var simulation: DriverSimulation? = nil
 
     public func channel(_ name: String) -> ChannelSpec? { channels[name] }
 
@@ -249,11 +252,13 @@ extension DriverSpec {
         }
         let watchdog = top.optional("watchdog").flatMap { parseWatchdog($0, source: source, transport: transport) }
         let identity = top.optional("identity").flatMap { parseIdentity($0, source: source, transport: transport) }
+        let simulation = top.optional("simulation").flatMap { parseSimulation($0, channels: channels, source: source) }
         top.rejectUnknownKeys()
         guard let name, let transport else { return nil }
         return DriverSpec(name: name, vendor: vendor, transport: transport, channels: channels, safeState: safeState,
                           serial: serial, source: SourceText(path: source.path, text: source.text, sha256: source.sha256),
-                          responseTimeout: responseTimeout, byteTimeout: byteTimeout, watchdog: watchdog, identity: identity)
+                          responseTimeout: responseTimeout, byteTimeout: byteTimeout, watchdog: watchdog, identity: identity,
+                          simulation: simulation)
     }
 
     /// Serial `{ query: "*IDN?" }`, Modbus `{ holding: 900, count: 8 }` (a Modbus read holds at most 125 registers).
@@ -279,12 +284,13 @@ extension DriverSpec {
         return identity
     }
 
-    /// A positive duration; a bare number is seconds (`value: 5` for a watchdog reads naturally).
-    private static func duration(_ node: Node, _ what: String, source: YAMLSource) -> Double? {
+    /// A positive duration (or, `allowingZero`, a non-negative one); a bare number is seconds
+    /// (`value: 5` for a watchdog reads naturally).
+    static func duration(_ node: Node, _ what: String, source: YAMLSource, allowingZero: Bool = false) -> Double? {
         guard let expr = source.expression(node, what) else { return nil }
         let q = try? ExprEnvironment().quantity(expr)
-        guard let q, let seconds = q.unit == .one ? q.value : q.seconds, seconds > 0, seconds.isFinite else {
-            source.error(node, "\(what) must be a positive duration such as '1 s'")
+        guard let q, let seconds = q.unit == .one ? q.value : q.seconds, seconds > 0 || (allowingZero && seconds == 0), seconds.isFinite else {
+            source.error(node, "\(what) must be a \(allowingZero ? "non-negative" : "positive") duration such as '1 s'")
             return nil
         }
         return seconds

@@ -69,10 +69,11 @@ public final class ModbusServer: Sendable {
     private let contextAddress: Int
     private let mappingAddress: Int
 
-    public init(sizes: TableSizes, handler: @escaping Handler) throws(LabError) {
+    /// Serves on 127.0.0.1:`port` (0: a free port the system picks).
+    public init(sizes: TableSizes, port requested: Int = 0, handler: @escaping Handler) throws(LabError) {
         guard let ctx = modbus_new_tcp("127.0.0.1", 0) else { throw LabError(.transport, "cannot create a Modbus server") }
         let fd: Int32
-        do { fd = try Self.listen(port: 0) } catch {
+        do { fd = try Self.listen(port: requested) } catch {
             modbus_free(ctx)
             throw error
         }

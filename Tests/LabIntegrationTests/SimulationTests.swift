@@ -90,7 +90,9 @@ import Testing
         let path = Repository.path("protocols/\(file)")
         var parameters: [String: String] = [:]
         if file == "reactor-yield.yaml" { parameters = ["temperature": "80 degC", "residence": "14 min"] }
-        let reports = try await ProtocolSimulation.run(protocolPath: path, labPath: SimulationTests.lab,
+        // The shipped instrument drivers' protocols run in their own example lab.
+        let lab = ShippedDriverTests.protocols.contains(file.replacingOccurrences(of: ".yaml", with: "")) ? ShippedDriverTests.lab : SimulationTests.lab
+        let reports = try await ProtocolSimulation.run(protocolPath: path, labPath: lab,
                                                        parameters: parameters, allBranches: true)
         for report in reports { #expect(report.result.outcome == .completed, "\(file): \(report.result.error ?? "")") }
         #expect(reports[0].duration > 0)
