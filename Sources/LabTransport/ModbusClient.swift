@@ -11,8 +11,10 @@ public protocol ModbusClient: Sendable {
     func writeRegisters(address: UInt16, values: [UInt16]) async throws
     func readBits(_ table: ModbusTable, address: UInt16, count: Int, retries: Int) async throws -> [Bool]
     func writeBit(address: UInt16, _ value: Bool) async throws
-    /// Opens the link if it is not open: a probe that sends nothing.
+    /// Opens the link if it is not open: a probe that sends nothing (but the session's greeting).
     func connect() async throws
+    /// Sets the request spacing and the writes sent on every fresh connection, before the first request.
+    func prepare(_ session: ModbusSession)
 }
 
 extension ModbusTCPClient: ModbusClient {
