@@ -16,10 +16,10 @@ public final class ServedValues: Sendable {
     }
 
     public subscript(channel: String) -> [Double] { values.withLock { $0[channel] ?? [] } }
-
-    /// A SCPI device's error queue, which `SYST:ERR?` empties one entry at a time.
-    final class Queue: Sendable { let lines = Mutex<[String]>([]) }
 }
+
+/// A SCPI device's error queue, which `SYST:ERR?` empties one entry at a time.
+private final class SCPIErrorQueue: Sendable { let lines = Mutex<[String]>([]) }
 
 /// What a simulator answers to its driver file's identity query, in the form of a SCPI `*IDN?`
 /// reply (maker, model, serial number, firmware): `Serendip,SIM-UV-VIS,0001,1.0`.
@@ -231,7 +231,7 @@ public final class SerialSimulator: Sendable {
         // A SCPI device is silent on a command and keeps its errors for SYST:ERR?; others say OK, or ERR.
         let scpi = spec.scpi, done: String? = spec.scpi ? nil : "OK"
         let refusal = if case .prefixes(let prefixes) = spec.errorReplies, let first = prefixes.first { first } else { "ERR" }
-        let errorQueue = ServedValues.Queue()
+        let errorQueue = SCPIErrorQueue()
         let refuse = { @Sendable (reason: String, scpiError: String) -> String? in
             guard scpi else { return "\(refusal) \(reason)" }
             errorQueue.lines.withLock { $0.append(scpiError) }

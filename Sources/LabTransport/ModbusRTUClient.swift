@@ -236,9 +236,9 @@ public actor ModbusRTUBus {
         modbus_set_slave(ctx, Int32(unit))
         setTimeout(timing.response) { modbus_set_response_timeout(ctx, $0, $1) }
         setTimeout(timing.byte) { modbus_set_byte_timeout(ctx, $0, $1) }
-        // Whatever arrived since the last exchange is no answer to this request.
-        modbus_flush(ctx)
         pacers[unit, default: RequestPacer()].waitForTurn()
+        // Whatever arrived since the last exchange (or during the wait) is no answer to this request.
+        modbus_flush(ctx)
         guard call(ctx) < 0 else { return }
         let failure = errno
         let offset = failure - MODBUS_ENOBASE

@@ -62,8 +62,9 @@ public actor SerialLine {
     }
 
     private func exchange(_ fd: Int32, _ command: String, awaitsReply: Bool) throws(LabError) -> String? {
-        tcflush(fd, TCIFLUSH)
+        // Paced first, flushed after: a late reply arriving during the wait must not be taken as this one's.
         pacer.waitForTurn()
+        tcflush(fd, TCIFLUSH)
         try send(fd, command + terminator)
         return awaitsReply ? try receiveLine(fd) : nil
     }
