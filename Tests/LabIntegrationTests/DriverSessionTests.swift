@@ -415,3 +415,41 @@ enum SessionDrivers {
         #expect(simulator.written["voltage"] == [5] && simulator.written["output"] == [1])
     }
 }
+
+@Suite struct PacedStaleReplyTests {
+    /// A device that answers the first query twice, the second time late: the late copy arrives
+    /// while the next query waits its turn, and must be discarded, not read as that query's answer.
+    @Test func aLateReplyArrivingWhileAQueryWaitsItsTurnIsNotTakenAsItsAnswer() async throws {
+        let terminal = try PseudoTerminal.open()
+        defer { terminal.close() }
+        let device = Thread {
+            var pending: [UInt8] = [], buffer = [UInt8](repeating: 0, count: 64), answered = 0
+            while answered < 2 {
+                let n = buffer.withUnsafeMutableBytes { read(terminal.primary, $0.baseAddress, $0.count) }
+                guard n > 0 else { return }
+                pending += buffer[..<n]
+                while let end = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                    pending.removeSubrange(...end)
+                    answered += 1
+                    let reply = answered == 1 ? "21.5\n" : "22.5\n"
+                    _ = reply.withCString { write(terminal.primary, $0, strlen($0)) }
+                    if answered == 1 {
+                        usleep(100_000)
+                        _ = "99\n".withCString { write(terminal.primary, $0, 3) }
+                    }
+                }
+            }
+        }
+        device.start()
+        let spec = try SessionDrivers.parse("""
+            driver: bath
+            transport: serial
+            min_interval: 600 ms
+            channels:
+              temperature: { query: "T?", unit: degC }
+            """)
+        let bath = SerialInstrument(name: "bath", spec: spec, line: SerialLine(path: terminal.path, timeout: 2))
+        #expect(try await bath.read("temperature") == .real(21.5))
+        #expect(try await bath.read("temperature") == .real(22.5))
+    }
+}
