@@ -365,6 +365,14 @@ extension DriverSpec {
         let query = map.optional("query").flatMap { source.string($0, "query") }
         let write = parseWriteCommand(map, source: source)
         if query != nil || write != nil { register = .command(query: query, write: write) }
+        // Each transport has one kind of channel: the other kind would only fail when first used.
+        if transport?.isModbus == true, let key = ["query", "write", "on", "off"].first(where: { map.keyNode($0) != nil }) {
+            source.error(map.keyNode(key), "a Modbus driver's channel is a register, not a command",
+                         hint: "holding, input, coil or discrete, as in 'input: 0'")
+        } else if transport == .serial, let key = ["holding", "input", "coil", "discrete"].first(where: { map.keyNode($0) != nil }) {
+            source.error(map.keyNode(key), "a serial driver's channel is a command, not a register",
+                         hint: "query: \"X?\" to read it, write: \"X {value}\" to set it")
+        }
         if transport == .plugin {
             if register != nil { source.error(node, "a plugin channel has no address or command: the plugin is asked for it by name") }
             register = .plugin
@@ -374,7 +382,7 @@ extension DriverSpec {
         case .coil?, .discreteInput?: isBit = true
         default: isBit = false
         }
-        var type: ChannelSpec.DataType = isBit ? .bool : (transport == .modbus ? .uint16 : .float)
+        var type: ChannelSpec.DataType = isBit ? .bool : (transport?.isModbus == true ? .uint16 : .float)
         if let node = map.optional("type"), let text = source.string(node, "type") {
             if let t = ChannelSpec.DataType(rawValue: text) { type = t }
             else { source.error(node, "unknown type '\(text)'", hint: "use bool, int16, uint16, int32, uint32, float32, float64, float, array or string") }
@@ -398,7 +406,7 @@ extension DriverSpec {
         }
         let limits = map.optional("limits").flatMap { source.range($0, "limits") }
         // Register reads are safe to repeat; a serial query may not be (some devices act on one).
-        let defaultRetries = transport == .modbus ? 1 : 0
+        let defaultRetries = transport?.isModbus == true ? 1 : 0
         let retries = map.optional("retries").flatMap { source.integer($0, "retries", in: 0...10) } ?? defaultRetries
         var scale = 1.0, offset = 0.0
         if let node = map.optional("scale"), let x = source.number(node, "scale") {
@@ -446,9 +454,9 @@ extension DriverSpec {
         if type == .array {
             var queryOnly = false
             if case .command(_?, nil) = register { queryOnly = true }
-            if transport == .modbus || !queryOnly {
+            if transport?.isModbus == true || !queryOnly {
                 source.error(map.keyNode("type"), "an array channel is read-only and serial: a 'query' answered by comma-separated numbers",
-                             hint: transport == .modbus ? "a Modbus driver reads numbers one register pair at a time" : "remove 'write' (or on/off)")
+                             hint: transport?.isModbus == true ? "a Modbus driver reads numbers one register pair at a time" : "remove 'write' (or on/off)")
             }
             if queryOnly, access.contains("w") { source.error(map.keyNode("access"), "an array channel cannot be written") }
             // max_rate and read_back are refused above already: they need a write.

@@ -66,6 +66,10 @@ struct DriverSessionSpecTests {
         ("serial", #"{ query: "SN?", write: "SN {value}", type: string }"#, 4, 22, "a string channel is read-only"),
         ("serial", #"{ query: "SN?", type: string, count: 4 }"#, 4, 36, "remove count"),
         ("modbus", "{ holding: 10, count: 4 }", 4, 21, "count is for a string channel"),
+        ("modbus", #"{ query: "T?", unit: degC }"#, 4, 8, "a Modbus driver's channel is a register, not a command"),
+        ("modbus-rtu", #"{ on: "RUN", off: "STOP", type: bool }"#, 4, 8, "a Modbus driver's channel is a register, not a command"),
+        ("serial", "{ holding: 10, unit: degC }", 4, 8, "a serial driver's channel is a command, not a register"),
+        ("serial", #"{ input: 3, query: "T?" }"#, 4, 8, "a serial driver's channel is a command, not a register"),
     ])
     func aWrongStringChannelIsRefusedAtItsPlace(transport: String, channel: String, line: Int, column: Int, message: String) {
         Self.expectRefused(transport, "", channel, at: line, column, message)
@@ -79,6 +83,17 @@ struct DriverSessionSpecTests {
             let found = error.diagnostics.first { $0.message.contains(message) }
             #expect(!error.diagnostics.contains { $0.message.contains("unknown key") && !$0.message.contains(message) }, "one mistake, one message")
             #expect(found?.location.line == line && found?.location.column == column, "\(error.diagnostics.map { "\($0.location) \($0.message)" })")
+        }
+    }
+}
+
+/// A register map means the same over TCP and over RTU: the defaults do not depend on the wire.
+struct ModbusRTUDefaultTests {
+    @Test func anRTURegisterWithoutATypeIsOneUint16ReadAgainOnceLikeOverTCP() throws {
+        for transport in ["modbus", "modbus-rtu"] {
+            let spec = try DriverSessionSpecTests.driver(transport, "", channel: "{ holding: 10 }")
+            #expect(spec.channels["x"]?.type == .uint16, "\(transport)")
+            #expect(spec.channels["x"]?.retries == 1, "\(transport)")
         }
     }
 }
