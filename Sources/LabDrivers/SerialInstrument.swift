@@ -24,7 +24,8 @@ public struct SerialInstrument: DriverBackedInstrument, ArrayReadable, TextReada
 
     /// The driver file's `init:`, sent by the line on every (re)open before anything else. A step
     /// with `expect` must get exactly that reply; any other must not be refused (under SCPI, the
-    /// step is silent and `SYST:ERR?` must answer no error).
+    /// step is silent and `SYST:ERR?` must answer no error). A device that refuses its init is not
+    /// connected: `instrumentLost` (or `timeout`), so a run pauses and the hub probes it again.
     static func greeting(_ spec: DriverSpec, instrument: String) -> SerialLine.Greeting? {
         guard !spec.initSteps.isEmpty else { return nil }
         let steps = spec.initSteps, errors = spec.errorReplies, scpi = spec.scpi
@@ -36,14 +37,14 @@ public struct SerialInstrument: DriverBackedInstrument, ArrayReadable, TextReada
                     if scpi, expect == nil {
                         _ = try ask(send, false)
                         let answer = try ask(scpiErrorQuery, true) ?? ""
-                        if !DriverSpec.scpiNoError(answer) { throw LabError(.protocolViolation, "\(failed): SYST:ERR? answered '\(answer)'") }
+                        if !DriverSpec.scpiNoError(answer) { throw LabError(.instrumentLost, "\(failed): SYST:ERR? answered '\(answer)'") }
                         continue
                     }
                     let reply = try ask(send, true) ?? ""
                     if let expect, reply != expect {
-                        throw LabError(.protocolViolation, "\(failed): expected '\(expect)', device answered '\(reply)'")
+                        throw LabError(.instrumentLost, "\(failed): expected '\(expect)', device answered '\(reply)'")
                     }
-                    if expect == nil, errors.isRefusal(reply) { throw LabError(.protocolViolation, "\(failed): device says '\(reply)'") }
+                    if expect == nil, errors.isRefusal(reply) { throw LabError(.instrumentLost, "\(failed): device says '\(reply)'") }
                 } catch {
                     // A line that broke or stayed silent still names the step it broke on.
                     if error.message.hasPrefix(failed) { throw error }

@@ -216,12 +216,8 @@ public actor ModbusRTUBus {
                     }
                 }
             } catch {
-                let code: LabError.Code = switch error {
-                case .exception: .protocolViolation
-                case .timeout: .timeout
-                case .garbled: .transport
-                case .broken, .refused: .instrumentLost
-                }
+                // A unit that refuses its init is not connected, as if the port could not be opened.
+                let code: LabError.Code = if case .timeout = error { .timeout } else { .instrumentLost }
                 throw .refused(LabError(code, "\(line)&unit=\(unit): \(write.label) failed: \(error.message)"))
             }
         }

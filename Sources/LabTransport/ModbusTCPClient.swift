@@ -310,12 +310,8 @@ public actor ModbusTCPClient {
             }
             do throws(Failure) { _ = try exchange(fd, pdu) { $0 == Array(pdu[1...4]) } } catch {
                 disconnect()
-                let code: LabError.Code = switch error {
-                case .exception: .protocolViolation
-                case .timeout: .timeout
-                case .mismatch: .transport
-                case .broken, .refused: .instrumentLost
-                }
+                // A device that refuses its init is not connected, as if the connect had been refused.
+                let code: LabError.Code = if case .timeout = error { .timeout } else { .instrumentLost }
                 let reason = if case .exception(let c) = error { ModbusException.message(c) } else { error.message }
                 throw .refused(LabError(code, "\(endpoint): \(write.label) failed: \(reason); the connection was closed"))
             }

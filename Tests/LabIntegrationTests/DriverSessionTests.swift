@@ -87,7 +87,7 @@ enum SessionDrivers {
         let bath = SerialInstrument(name: "bath", spec: try SessionDrivers.parse(SessionDrivers.serial), line: SerialLine(path: device.path, timeout: 2))
         await #expect { try await bath.read("temperature") } throws: { error in
             let text = "\(error)"
-            return (error as? LabError)?.code == .protocolViolation
+            return (error as? LabError)?.code == .instrumentLost
                 && text.contains("init step 2 'UNIT C' (dev.yaml:6:5)") && text.contains("expected 'UNIT=C', device answered 'ERR 7 local lockout'")
         }
     }
@@ -114,7 +114,7 @@ enum SessionDrivers {
         let oven = SessionDrivers.modbus(spec, simulator)
         for attempt in [{ try await oven.probe() }, { _ = try await oven.read("temperature") }] {
             await #expect { try await attempt() } throws: { error in
-                (error as? LabError)?.code == .protocolViolation
+                (error as? LabError)?.code == .instrumentLost
                     && "\(error)".contains("init step 1 holding 5000 = 1 (dev.yaml:5:5) failed: device answered exception 2 (illegal data address)")
             }
         }
@@ -451,5 +451,34 @@ enum SessionDrivers {
         let bath = SerialInstrument(name: "bath", spec: spec, line: SerialLine(path: terminal.path, timeout: 2))
         #expect(try await bath.read("temperature") == .real(21.5))
         #expect(try await bath.read("temperature") == .real(22.5))
+    }
+}
+
+@Suite struct RefusedInitHubTests {
+    @Test func aDeviceThatRefusesItsInitIsLostUntilItAcceptsIt() async throws {
+        let remoteAllowed = Mutex(false)
+        let device = try LineServer { line in
+            line == "REM" ? (remoteAllowed.withLock { $0 } ? "OK" : "ERR local lockout") : "21.5"
+        }
+        defer { device.stop() }
+        let spec = try SessionDrivers.parse("""
+            driver: bath
+            transport: serial
+            init: ["REM"]
+            channels:
+              temperature: { query: "T?", unit: degC }
+            """)
+        let bath = SerialInstrument(name: "bath", spec: spec, line: SerialLine(path: device.path, timeout: 2))
+        let hub = InstrumentHub(instruments: ["bath": bath], logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }),
+                                backoff: 0.01...0.05, probeInterval: 0.05)
+        let log = HealthLog()
+        await hub.onChange { log.record($0, $1) }
+        await hub.start()
+        defer { Task { await hub.stop() } }
+        #expect(try await eventually(within: 10) { log.all == ["bath lost"] })
+        guard case .lost(let error) = await hub.health("bath") else { Issue.record("not lost"); return }
+        #expect(error.contains("init step 1 'REM' (dev.yaml:3:8) failed: device says 'ERR local lockout'"), "\(error)")
+        remoteAllowed.withLock { $0 = true }
+        #expect(try await eventually(within: 10) { log.all == ["bath lost", "bath back"] })
     }
 }
