@@ -15,9 +15,10 @@ extern int unlockpt(int fd);
 extern int ptsname_r(int fd, char *buf, size_t buflen);
 
 // Opens the primary side of a new pseudo-terminal and writes the secondary's path into name.
-// Returns the primary's descriptor, or -1 with errno set.
+// Returns the primary's descriptor, or -1 with errno set. Close-on-exec: a child another thread
+// spawns meanwhile must not keep the primary open, or an unplugged device would not hang up.
 static inline int serendip_open_pty(char *name, size_t size) {
-    int fd = posix_openpt(O_RDWR | O_NOCTTY);
+    int fd = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
     if (fd < 0) return -1;
     if (grantpt(fd) != 0 || unlockpt(fd) != 0 || ptsname_r(fd, name, size) != 0) {
         close(fd);

@@ -59,3 +59,12 @@ public struct ArrayLayout: Sendable, Hashable {
 public protocol ArrayReadable: Sendable {
     func readArray(_ channel: String) async throws -> [Double]
 }
+
+/// An instrument with text channels (`type: string`: a serial number, a firmware version, a mode).
+/// A measurement is a number, so their text is read at the start of each run and recorded with it
+/// (docs/decisions/0013-string-channels.md).
+public protocol TextReadable: Sendable {
+    /// The names of the text channels, in the order they are recorded.
+    var textChannels: [String] { get }
+    func readText(_ channel: String) async throws -> String
+}

@@ -7,7 +7,7 @@ import Synchronization
 /// `SimulatedLab` remain the ones that exercise the real transports. Writable channels hold what was
 /// last written (before any write, what the model reports); read-only channels ask the model. Every
 /// write passes the same `WriteGuard` as on a real instrument, and the safe state is the driver file's.
-public final class InProcessInstrument: DriverBackedInstrument, ArrayReadable {
+public final class InProcessInstrument: DriverBackedInstrument, ArrayReadable, TextReadable {
     public let identity: InstrumentIdentity
     public let spec: DriverSpec
     private let model: any DeviceModel
@@ -28,9 +28,18 @@ public final class InProcessInstrument: DriverBackedInstrument, ArrayReadable {
         return identified
     }
 
+    public var textChannels: [String] { spec.channels.values.filter(\.isText).map(\.name).sorted() }
+
+    /// Answers as the simulators do.
+    public func readText(_ name: String) async throws -> String {
+        guard let channel = spec.channel(name), channel.isText else { throw LabError(.accessDenied, "\(identity.name).\(name) is not a string channel") }
+        return SimulatedIdentity.text(of: channel)
+    }
+
     public func read(_ name: String) async throws -> Value {
         let channel = try lookup(name)
         guard channel.readable else { throw LabError(.accessDenied, "\(identity.name).\(name) cannot be read") }
+        if channel.isText { throw LabError(.accessDenied, "\(identity.name).\(name) is a string channel: its text is recorded with each run") }
         if channel.writable, let value = held.withLock({ $0[name] }) { return value }
         let x = try model.value(of: name)
         return channel.type == .bool ? .bool(x != 0) : .real(x)

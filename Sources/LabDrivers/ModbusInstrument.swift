@@ -3,7 +3,7 @@ public import LabSpec
 public import LabTransport
 
 /// An instrument whose driver file is a Modbus register map, over TCP or over a serial line (RTU).
-public struct ModbusInstrument: DriverBackedInstrument {
+public struct ModbusInstrument: DriverBackedInstrument, TextReadable {
     public let identity: InstrumentIdentity
     public let spec: DriverSpec
     private let client: any ModbusClient
@@ -15,18 +15,48 @@ public struct ModbusInstrument: DriverBackedInstrument {
         self.client = client
         writeGuard = WriteGuard(instrument: name, clock: clock)
         identity = Self.identity(name: name, spec: spec, address: client.address)
+        client.prepare(Self.session(spec))
+    }
+
+    /// The driver file's `min_interval:` and `init:` writes, as the link sends them on every connect.
+    static func session(_ spec: DriverSpec) -> ModbusSession {
+        ModbusSession(minInterval: spec.minInterval, greeting: spec.initSteps.compactMap { step in
+            switch step.action {
+            case .holding(let address, let value): ModbusSession.Write(label: step.description, target: .registers(address, [value]))
+            case .coil(let address, let bit): ModbusSession.Write(label: step.description, target: .coil(address, bit))
+            case .command: nil
+            }
+        })
     }
 
     public func read(_ channel: String) async throws -> Value {
         let channel = try lookup(channel)
+        guard channel.readable else { throw LabError(.accessDenied, "\(identity.name).\(channel.name) cannot be read (access: w)") }
+        if channel.isText { throw LabError(.accessDenied, "\(identity.name).\(channel.name) is a string channel: its text is recorded with each run") }
         return try await read(channel, retries: channel.retries)
+    }
+
+    public var textChannels: [String] { spec.channels.values.filter(\.isText).map(\.name).sorted() }
+
+    /// A string channel's registers as text: two characters a register (bytes swapped for `BADC`
+    /// and `DCBA`), up to the first NUL, trailing blanks dropped.
+    public func readText(_ name: String) async throws -> String {
+        let channel = try lookup(name)
+        let (table, address): (ModbusTable, UInt16)
+        switch channel.register {
+        case .holding(let a) where channel.isText: (table, address) = (.holding, a)
+        case .input(let a) where channel.isText: (table, address) = (.input, a)
+        default: throw LabError(.accessDenied, "\(identity.name).\(name) is not a string channel")
+        }
+        let registers = try await client.readRegisters(table, address: address, count: channel.textRegisters, retries: channel.retries)
+        return ModbusFloat.decodeString(registers, channel.wordOrder.modbus)
     }
 
     /// Connects if needed, then reads the first readable channel by name once (no retries: a probe
     /// that fails is what it is there to find).
     public func probe() async throws {
         try await client.connect()
-        if let channel = spec.channels.values.filter(\.readable).min(by: { $0.name < $1.name }) {
+        if let channel = spec.channels.values.filter({ $0.readable && !$0.isText }).min(by: { $0.name < $1.name }) {
             _ = try await read(channel, retries: 0)
         }
     }
@@ -124,13 +154,13 @@ extension ChannelSpec {
     /// How the register holds the channel's value; nil for a bool (a bit, or 0/1 in a register).
     var number: ModbusFloat.Number? {
         switch type {
-        case .bool: nil
+        case .bool, .string, .array: nil
         case .float: .float32
         default: ModbusFloat.Number(rawValue: type.rawValue)
         }
     }
 
-    var registerCount: Int { number?.registerCount ?? 1 }
+    var registerCount: Int { isText ? textRegisters : number?.registerCount ?? 1 }
 }
 
 extension WordOrder {

@@ -18,10 +18,16 @@ public final class ServedValues: Sendable {
     public subscript(channel: String) -> [Double] { values.withLock { $0[channel] ?? [] } }
 }
 
+/// A SCPI device's error queue, which `SYST:ERR?` empties one entry at a time.
+private final class SCPIErrorQueue: Sendable { let lines = Mutex<[String]>([]) }
+
 /// What a simulator answers to its driver file's identity query, in the form of a SCPI `*IDN?`
 /// reply (maker, model, serial number, firmware): `Serendip,SIM-UV-VIS,0001,1.0`.
 public enum SimulatedIdentity {
     public static func answer(for spec: DriverSpec) -> String { "Serendip,SIM-\(spec.name.uppercased()),0001,1.0" }
+
+    /// What a simulator's string channel holds: `SIM-FIRMWARE` for channel `firmware`.
+    public static func text(of channel: ChannelSpec) -> String { "SIM-\(channel.name.uppercased())" }
 }
 
 /// A Modbus device built from a driver file's register map: on 127.0.0.1 over TCP, or for an RTU
@@ -72,7 +78,29 @@ public final class ModbusSimulator: Sendable {
             sizes.holding = max(sizes.holding, Int(address) + count)
         }
         let identityRegisters = identity
+        // The driver's init writes land in registers of their own, logged as channel `init`.
+        var initHolding: [UInt16] = [], initCoils: [UInt16] = []
+        for step in spec.initSteps {
+            switch step.action {
+            case .holding(let address, _): initHolding.append(address); sizes.holding = max(sizes.holding, Int(address) + 1)
+            case .coil(let address, _): initCoils.append(address); sizes.coils = max(sizes.coils, Int(address) + 1)
+            case .command: break
+            }
+        }
+        let initRegisters = initHolding, initBits = initCoils
+        let texts = channels.filter(\.isText).map { ($0, ModbusFloat.encode(string: String(SimulatedIdentity.text(of: $0).prefix(2 * $0.textRegisters)),
+                                                                              registers: $0.textRegisters, $0.wordOrder.modbus) ?? []) }
         let handler: ModbusServer.Handler = { bank, request in
+            for (channel, registers) in texts {
+                switch channel.register {
+                case .holding(let address): for (i, r) in registers.enumerated() { bank.setHolding(address + UInt16(i), r) }
+                case .input(let address): for (i, r) in registers.enumerated() { bank.setInput(address + UInt16(i), r) }
+                default: break
+                }
+            }
+            for address in request.touchesHoldingRegisters ? initRegisters : request.touchesCoils ? initBits : [] {
+                if let value = request.writtenValue(at: address) { wireLog.record("init", Double(value)) }
+            }
             if let identityRegisters, request.touchesHoldingRegisters {
                 for (i, r) in identityRegisters.registers.enumerated() { bank.setHolding(identityRegisters.address + UInt16(i), r) }
             }
@@ -88,7 +116,7 @@ public final class ModbusSimulator: Sendable {
                 watchdog?.fed(seconds: Double(seconds))
                 wireLog.record("watchdog", Double(seconds))
             }
-            for channel in channels {
+            for channel in channels where !channel.isText {
                 switch channel.register {
                 case .input(let address) where request.touchesInputRegisters && request.covers(address, count: channel.registerCount):
                     let value = (try? model.value(of: channel.name)) ?? .nan
@@ -206,12 +234,31 @@ public final class SerialSimulator: Sendable {
         var identityQuery: String?
         if case .command(let query)? = spec.identity { identityQuery = query }
         let query = identityQuery, identityAnswer = SimulatedIdentity.answer(for: spec)
+        let steps = spec.initSteps
+        // A SCPI device is silent on a command and keeps its errors for SYST:ERR?; others say OK, or ERR.
+        let scpi = spec.scpi, done: String? = spec.scpi ? nil : "OK"
+        let refusal = if case .prefixes(let prefixes) = spec.errorReplies, let first = prefixes.first { first } else { "ERR" }
+        let errorQueue = SCPIErrorQueue()
+        let refuse = { @Sendable (reason: String, scpiError: String) -> String? in
+            guard scpi else { return "\(refusal) \(reason)" }
+            errorQueue.lines.withLock { $0.append(scpiError) }
+            return nil
+        }
         server = try LineServer(terminator: spec.serial.terminator) { line in
             if line == query { return identityAnswer }
+            if scpi, line == SerialInstrument.scpiErrorQuery {
+                return errorQueue.lines.withLock { $0.isEmpty ? "+0,\"No error\"" : $0.removeFirst() }
+            }
+            // Every init step is understood: answered as the driver file expects, or OK.
+            if let step = steps.first(where: { if case .command(line, _) = $0.action { true } else { false } }),
+               case .command(_, let expect) = step.action {
+                wireLog.record("init", Double(step.number))
+                return expect ?? done
+            }
             if let seconds = watchdogCommand.flatMap({ Self.written(line, by: $0) }) {
                 watchdog?.fed(seconds: seconds)
                 wireLog.record("watchdog", seconds)
-                return "OK"
+                return done
             }
             for (channel, query, write) in commands {
                 if line == query, let layout = channel.array {
@@ -221,26 +268,27 @@ public final class SerialSimulator: Sendable {
                         values.forEach { served.record(channel.name, $0) }
                         return values.map { String($0) }.joined(separator: ",")
                     } catch {
-                        return "ERR \(error)"
+                        return "\(refusal) \(error)"
                     }
                 }
+                if line == query, channel.isText { return SimulatedIdentity.text(of: channel) }
                 if line == query {
                     do {
                         let value = try model.value(of: channel.name)
                         served.record(channel.name, value)
                         return channel.type == .bool ? (value != 0 ? "1" : "0") : String(value)
                     } catch {
-                        return "ERR \(error)"
+                        return "\(refusal) \(error)"
                     }
                 }
                 if let value = write.flatMap({ Self.written(line, by: $0) }) {
                     written.record(channel.name, value)
                     model.didWrite(channel.name, value)
                     wireLog.record(channel.name, value)
-                    return "OK"
+                    return done
                 }
             }
-            return "ERR unknown command '\(line)'"
+            return refuse("unknown command '\(line)'", "-113,\"Undefined header\"")
         }
         var template = Array((FileManager.default.temporaryDirectory.path + "/serendip-tty.XXXXXX").utf8CString)
         guard let made = mkdtemp(&template) else {

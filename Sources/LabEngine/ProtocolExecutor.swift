@@ -49,8 +49,19 @@ public struct ProtocolExecutor: Sendable {
                 unidentified.append("\(role): no answer to the identity query \(instrument.identity.deviceQuery ?? ""): \(error)")
             }
         }
+        // Text channels (a serial number, a firmware version) are recorded as the run starts: a
+        // measurement is a number. One that does not answer is noted, and the run goes on.
+        var texts: [String] = []
+        for role in start.instruments.keys.sorted() {
+            guard let reader = instruments[role] as? any TextReadable else { continue }
+            for channel in reader.textChannels {
+                do { texts.append("\(role).\(channel) = '\(try await reader.readText(channel))'") } catch {
+                    texts.append("\(role).\(channel): no answer: \(error)")
+                }
+            }
+        }
         let runID = try await recorder.beginRun(start)
-        for message in unidentified { try await recorder.note(RunEvent(.log, message, monotonicTime: clock.now), run: runID) }
+        for message in unidentified + texts { try await recorder.note(RunEvent(.log, message, monotonicTime: clock.now), run: runID) }
         let initial = RunState(runID: runID, environment: ExprEnvironment(parameters: parameters))
         // Transitions are recorded in the order they happened, by one consumer.
         let (transitions, input) = AsyncStream.makeStream(of: RunEvent.self)

@@ -30,6 +30,14 @@ public struct DriverSpec: Sendable {
     /// How its simulator behaves (`simulation:`); nil: the file says nothing, and a built-in model
     /// (or an inert one) stands in.
     public var simulation: DriverSimulation? = nil
+    /// Sent in order right after every (re)connect, before anything else (`init:`).
+    public var initSteps: [InitStep] = []
+    /// The least time between two requests to the device, in seconds (`min_interval:`); 0, none.
+    public var minInterval: Double = 0
+    /// How a serial device says no (`errors:`); by default a reply starting with `ERR`.
+    public var errorReplies: ErrorReplies = .standard
+    /// `scpi: true`: writes get no reply; after each write (and after `init:`) `SYST:ERR?` is asked.
+    public var scpi: Bool = false
 
     public func channel(_ name: String) -> ChannelSpec? { channels[name] }
 
@@ -106,7 +114,7 @@ public struct ChannelSpec: Sendable, Hashable {
         }
     }
 
-    public enum DataType: String, Sendable, Hashable { case float32, float64, uint16, int16, uint32, int32, bool, float, array }
+    public enum DataType: String, Sendable, Hashable { case float32, float64, uint16, int16, uint32, int32, bool, float, array, string }
 
     public var name: String
     public var register: Register
@@ -130,6 +138,12 @@ public struct ChannelSpec: Sendable, Hashable {
     /// units, limits and safe states are in engineering units.
     public var scale: Double = 1
     public var offset: Double = 0
+    /// `type: string` on Modbus: the registers the text fills, two characters each (`count:`).
+    public var textRegisters: Int = 0
+
+    /// A read-only text channel (`type: string`): read at the start of each run and recorded with
+    /// it, never measured as a number (docs/decisions/0013-string-channels.md).
+    public var isText: Bool { type == .string }
 
     public var info: ChannelInfo {
         ChannelInfo(unit: unit, writable: writable, limits: limits, isBoolean: type == .bool, readable: readable, array: array)
@@ -251,14 +265,24 @@ extension DriverSpec {
             }
         }
         let watchdog = top.optional("watchdog").flatMap { parseWatchdog($0, source: source, transport: transport) }
-        let identity = top.optional("identity").flatMap { parseIdentity($0, source: source, transport: transport) }
+        var identity = top.optional("identity").flatMap { parseIdentity($0, source: source, transport: transport) }
+        let initSteps = top.optional("init").map { parseInit($0, source: source, transport: transport) } ?? []
+        var minInterval = 0.0
+        if let node = top.optional("min_interval") {
+            if transport == .plugin { source.error(node, "a plugin paces its device itself", hint: "remove 'min_interval:'; docs/plugins.md") }
+            else if let seconds = duration(node, "min_interval", source: source) { minInterval = seconds }
+        }
+        let errorReplies = top.optional("errors").flatMap { parseErrorReplies($0, source: source, transport: transport) } ?? .standard
+        let scpi = top.optional("scpi").flatMap { source.bool($0, "scpi") } ?? false
+        if scpi, transport != .serial { source.error(top.keyNode("scpi"), "scpi is for a serial driver (an ASCII command set)") }
+        if scpi, identity == nil { identity = .command("*IDN?") }
         let simulation = top.optional("simulation").flatMap { parseSimulation($0, channels: channels, source: source) }
         top.rejectUnknownKeys()
         guard let name, let transport else { return nil }
         return DriverSpec(name: name, vendor: vendor, transport: transport, channels: channels, safeState: safeState,
                           serial: serial, source: SourceText(path: source.path, text: source.text, sha256: source.sha256),
                           responseTimeout: responseTimeout, byteTimeout: byteTimeout, watchdog: watchdog, identity: identity,
-                          simulation: simulation)
+                          simulation: simulation, initSteps: initSteps, minInterval: minInterval, errorReplies: errorReplies, scpi: scpi)
     }
 
     /// Serial `{ query: "*IDN?" }`, Modbus `{ holding: 900, count: 8 }` (a Modbus read holds at most 125 registers).
@@ -346,6 +370,14 @@ extension DriverSpec {
         let query = map.optional("query").flatMap { source.string($0, "query") }
         let write = parseWriteCommand(map, source: source)
         if query != nil || write != nil { register = .command(query: query, write: write) }
+        // Each transport has one kind of channel: the other kind would only fail when first used.
+        if transport?.isModbus == true, let key = ["query", "write", "on", "off"].first(where: { map.keyNode($0) != nil }) {
+            source.error(map.keyNode(key), "a Modbus driver's channel is a register, not a command",
+                         hint: "holding, input, coil or discrete, as in 'input: 0'")
+        } else if transport == .serial, let key = ["holding", "input", "coil", "discrete"].first(where: { map.keyNode($0) != nil }) {
+            source.error(map.keyNode(key), "a serial driver's channel is a command, not a register",
+                         hint: "query: \"X?\" to read it, write: \"X {value}\" to set it")
+        }
         if transport == .plugin {
             if register != nil { source.error(node, "a plugin channel has no address or command: the plugin is asked for it by name") }
             register = .plugin
@@ -355,11 +387,12 @@ extension DriverSpec {
         case .coil?, .discreteInput?: isBit = true
         default: isBit = false
         }
-        var type: ChannelSpec.DataType = isBit ? .bool : (transport == .modbus ? .uint16 : .float)
+        var type: ChannelSpec.DataType = isBit ? .bool : (transport?.isModbus == true ? .uint16 : .float)
         if let node = map.optional("type"), let text = source.string(node, "type") {
             if let t = ChannelSpec.DataType(rawValue: text) { type = t }
-            else { source.error(node, "unknown type '\(text)'", hint: "use bool, int16, uint16, int32, uint32, float32, float64, float or array") }
+            else { source.error(node, "unknown type '\(text)'", hint: "use bool, int16, uint16, int32, uint32, float32, float64, float, array or string") }
         }
+        let textRegisters = parseText(name, map, type: type, transport: transport, source: source)
         let array = parseArrayLayout(name, map, type: type, source: source)
         if let parse = map.optional("parse"), let text = source.string(parse, "parse"), text != "float" {
             source.error(parse, "unknown parse '\(text)'", hint: "only 'float' is supported so far")
@@ -378,7 +411,7 @@ extension DriverSpec {
         }
         let limits = map.optional("limits").flatMap { source.range($0, "limits") }
         // Register reads are safe to repeat; a serial query may not be (some devices act on one).
-        let defaultRetries = transport == .modbus ? 1 : 0
+        let defaultRetries = transport?.isModbus == true ? 1 : 0
         let retries = map.optional("retries").flatMap { source.integer($0, "retries", in: 0...10) } ?? defaultRetries
         var scale = 1.0, offset = 0.0
         if let node = map.optional("scale"), let x = source.number(node, "scale") {
@@ -426,9 +459,9 @@ extension DriverSpec {
         if type == .array {
             var queryOnly = false
             if case .command(_?, nil) = register { queryOnly = true }
-            if transport == .modbus || !queryOnly {
+            if transport?.isModbus == true || !queryOnly {
                 source.error(map.keyNode("type"), "an array channel is read-only and serial: a 'query' answered by comma-separated numbers",
-                             hint: transport == .modbus ? "a Modbus driver reads numbers one register pair at a time" : "remove 'write' (or on/off)")
+                             hint: transport?.isModbus == true ? "a Modbus driver reads numbers one register pair at a time" : "remove 'write' (or on/off)")
             }
             if queryOnly, access.contains("w") { source.error(map.keyNode("access"), "an array channel cannot be written") }
             // max_rate and read_back are refused above already: they need a write.
@@ -439,7 +472,29 @@ extension DriverSpec {
         return ChannelSpec(name: name, register: register, type: type, wordOrder: wordOrder, unit: unit,
                            writable: access.contains("w"), readable: access.contains("r"), limits: limits,
                            maxRate: maxRate, readBackTolerance: readBack, location: source.location(node), retries: retries,
-                           array: array, scale: scale, offset: offset)
+                           array: array, scale: scale, offset: offset, textRegisters: textRegisters)
+    }
+
+    /// `type: string`: Modbus `{ holding: 10, type: string, count: 8 }` (two characters a
+    /// register), serial `{ query: "SN?", type: string }` (the reply line). Read-only.
+    private static func parseText(_ name: String, _ map: MappingReader, type: ChannelSpec.DataType, transport: Transport?,
+                                  source: YAMLSource) -> Int {
+        guard type == .string else {
+            if map.optional("count") != nil { source.error(map.keyNode("count"), "count is for a string channel", hint: "add 'type: string'") }
+            return 0
+        }
+        let readOnly = "a string channel is read-only: its text is recorded with each run"
+        for key in ["write", "on", "off", "limits", "max_rate", "read_back", "scale", "offset", "coil", "discrete"] where map.keyNode(key) != nil {
+            source.error(map.keyNode(key), key == "coil" || key == "discrete" ? "a string is kept in holding or input registers" : "\(readOnly); remove '\(key)'")
+        }
+        if let node = map.optional("access"), let text = source.string(node, "access"), text != "r" { source.error(node, readOnly) }
+        if transport == .plugin { source.error(map.keyNode("type"), "a plugin channel is a number or a bool") }
+        guard transport?.isModbus == true else {
+            if map.optional("count") != nil { source.error(map.keyNode("count"), "a serial string channel is the whole reply line; remove count") }
+            return 0
+        }
+        guard let node = map.required("count", hint: "how many registers the text fills, two characters each, such as 'count: 8'") else { return 0 }
+        return source.integer(node, "count", in: 1...125) ?? 0
     }
 
     /// `length: 1024` and `axis: { name: wavelength, unit: nm, start: 200, step: 0.5 }` (or the

@@ -110,8 +110,8 @@ extension InterlockSpec {
                 } else if channel?.readable == false {
                     source.error(node, "'\(ref)' cannot be read, so it cannot be watched", hint: "watch a channel the driver file lets you read")
                     channel = nil
-                } else if channel?.array != nil {
-                    source.error(node, "'\(ref)' is an array channel; an interlock watches a single number")
+                } else if channel?.array != nil || channel?.isText == true {
+                    source.error(node, "'\(ref)' is \(channel?.isText == true ? "a string" : "an array") channel; an interlock watches a single number")
                     channel = nil
                 }
             } else if !failedInstruments.contains(ref.instrument) {

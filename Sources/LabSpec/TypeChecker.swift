@@ -34,6 +34,10 @@ extension ProtocolCompiler {
         if let spec, spec.array != nil, !arrays {
             source.error(node, "'\(ref)' is an array channel: only measure reads it", hint: "wait on a numeric channel")
         }
+        if let spec, spec.isText {
+            source.error(node, "'\(ref)' is a string channel: its text is recorded with each run, not measured",
+                         hint: "docs/drivers.md, \"String channels\"")
+        }
         return ref
     }
 

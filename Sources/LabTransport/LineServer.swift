@@ -16,7 +16,8 @@ public final class LineServer: Sendable {
     private let finished = DispatchSemaphore(value: 0)
     private let control = PlugControl()
 
-    public init(terminator: String = "\n", handler: @escaping @Sendable (String) -> String) throws(LabError) {
+    /// `handler` answers each line; nil sends nothing back (a SCPI device is silent on a command).
+    public init(terminator: String = "\n", handler: @escaping @Sendable (String) -> String?) throws(LabError) {
         current = Mutex(try PseudoTerminal.open())
         let thread = Thread { [self] in serve(terminator: Array(terminator.utf8), handler) }
         thread.name = "serendip.line-server"
@@ -55,7 +56,7 @@ public final class LineServer: Sendable {
         return nil
     }
 
-    private func serve(terminator: [UInt8], _ handler: @Sendable (String) -> String) {
+    private func serve(terminator: [UInt8], _ handler: @Sendable (String) -> String?) {
         var pending: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 512)
         while !stopping.load(ordering: .acquiring) {
@@ -79,7 +80,8 @@ public final class LineServer: Sendable {
             while let end = pending.firstRange(of: terminator) {
                 let line = String(decoding: pending[..<end.lowerBound], as: UTF8.self)
                 pending.removeSubrange(..<end.upperBound)
-                let reply = Array((handler(line) + String(decoding: terminator, as: UTF8.self)).utf8)
+                guard let answer = handler(line) else { continue }
+                let reply = Array((answer + String(decoding: terminator, as: UTF8.self)).utf8)
                 _ = reply.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
             }
         }

@@ -11,8 +11,25 @@ public protocol ModbusClient: Sendable {
     func writeRegisters(address: UInt16, values: [UInt16]) async throws
     func readBits(_ table: ModbusTable, address: UInt16, count: Int, retries: Int) async throws -> [Bool]
     func writeBit(address: UInt16, _ value: Bool) async throws
-    /// Opens the link if it is not open: a probe that sends nothing.
+    /// Opens the link if it is not open: a probe that sends nothing (but the session's greeting).
     func connect() async throws
+    /// Sets the request spacing and the writes sent on every fresh connection, before the first request.
+    func prepare(_ session: ModbusSession)
+}
+
+/// What a Modbus instrument asks of its link beyond single requests: the spacing of its requests
+/// and the writes sent on every fresh connection (the driver file's `init:`), before anything else.
+public struct ModbusSession: Sendable {
+    public struct Write: Sendable {
+        public enum Target: Sendable { case registers(UInt16, [UInt16]), coil(UInt16, Bool) }
+        /// Names the step in an error: `init step 1 holding 300 = 1 (drivers/x.yaml:7:5)`.
+        public var label: String
+        public var target: Target
+        public init(label: String, target: Target) { self.label = label; self.target = target }
+    }
+    public var minInterval: Double
+    public var greeting: [Write]
+    public init(minInterval: Double = 0, greeting: [Write] = []) { self.minInterval = minInterval; self.greeting = greeting }
 }
 
 extension ModbusTCPClient: ModbusClient {

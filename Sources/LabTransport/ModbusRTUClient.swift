@@ -37,6 +37,13 @@ public actor ModbusRTUBus {
     private nonisolated(unsafe) var context: OpaquePointer?
     /// Set after a timeout or a garbled reply: an answer may still be on its way.
     private var unsettled = false
+    /// Each unit's session (request spacing, greeting), and the units greeted since the port opened.
+    private let sessions = Mutex<[Int: ModbusSession]>([:])
+    private var greeted: Set<Int> = []
+    private var pacers: [Int: RequestPacer] = [:]
+
+    /// Set by the instrument of `unit`, before its first request.
+    public nonisolated func prepare(unit: Int, _ session: ModbusSession) { sessions.withLock { $0[unit] = session } }
 
     public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
 
@@ -82,12 +89,21 @@ public actor ModbusRTUBus {
         do throws(Failure) { _ = try open() } catch { throw LabError(.instrumentLost, "\(line): \(error.message)") }
     }
 
+    /// Opens the port if it is not open, and greets `unit` if it has not been greeted since.
+    public func connect(unit: Int, timing: Timing) throws(LabError) {
+        do throws(Failure) { try greet(unit, timing, open()) } catch {
+            if case .refused(let refusal) = error { throw refusal }
+            throw LabError(.instrumentLost, "\(line): \(error.message)")
+        }
+    }
+
     public func disconnect() {
         if let context {
             modbus_close(context)
             modbus_free(context)
         }
         context = nil
+        greeted = []
     }
 
     public func readRegisters(unit: Int, _ table: ModbusTable, address: UInt16, count: Int, timing: Timing, retries: Int) throws(LabError) -> [UInt16] {
@@ -128,12 +144,15 @@ public actor ModbusRTUBus {
 
     private enum Failure: Error {
         case broken(String), timeout, garbled(String), exception(UInt8)
+        /// A step of the unit's greeting failed: reported as it is, never retried.
+        case refused(LabError)
 
         var message: String {
             switch self {
             case .broken(let m), .garbled(let m): m
             case .timeout: "no reply"
             case .exception(let code): ModbusException.message(code)
+            case .refused(let error): error.message
             }
         }
     }
@@ -152,6 +171,8 @@ public actor ModbusRTUBus {
                 let notRepeated = "; the device may or may not have applied it (not repeated)"
                 let code: LabError.Code, message: String
                 switch error {
+                case .refused(let refusal):
+                    throw refusal
                 case .exception:
                     // The device answered: the line is fine, the request is not.
                     throw LabError(.protocolViolation, "\(prefix): \(error.message)")
@@ -174,6 +195,36 @@ public actor ModbusRTUBus {
 
     private func exchange(_ unit: Int, _ timing: Timing, _ call: (OpaquePointer) -> Int32) throws(Failure) -> Void {
         let ctx = try open()
+        try greet(unit, timing, ctx)
+        try request(unit, timing, ctx, call)
+    }
+
+    /// Sends `unit`'s greeting (its driver file's `init:`) once per opening of the port, before
+    /// anything else goes to that unit. A failing step fails the request that needed it, naming the step.
+    private func greet(_ unit: Int, _ timing: Timing, _ ctx: OpaquePointer) throws(Failure) {
+        guard !greeted.contains(unit) else { return }
+        let session = sessions.withLock { $0[unit] } ?? ModbusSession()
+        pacers[unit, default: RequestPacer()].interval = session.minInterval
+        for write in session.greeting {
+            do throws(Failure) {
+                try request(unit, timing, ctx) { ctx in
+                    switch write.target {
+                    case .registers(let address, let values):
+                        values.withUnsafeBufferPointer { modbus_write_registers(ctx, Int32(address), Int32(values.count), $0.baseAddress) }
+                    case .coil(let address, let bit):
+                        modbus_write_bit(ctx, Int32(address), bit ? 1 : 0)
+                    }
+                }
+            } catch {
+                // A unit that refuses its init is not connected, as if the port could not be opened.
+                let code: LabError.Code = if case .timeout = error { .timeout } else { .instrumentLost }
+                throw .refused(LabError(code, "\(line)&unit=\(unit): \(write.label) failed: \(error.message)"))
+            }
+        }
+        greeted.insert(unit)
+    }
+
+    private func request(_ unit: Int, _ timing: Timing, _ ctx: OpaquePointer, _ call: (OpaquePointer) -> Int32) throws(Failure) {
         if unsettled {
             waitForSilence(modbus_get_socket(ctx), silence: timing.response, atMost: 4 * timing.response + 1)
             unsettled = false
@@ -181,7 +232,8 @@ public actor ModbusRTUBus {
         modbus_set_slave(ctx, Int32(unit))
         setTimeout(timing.response) { modbus_set_response_timeout(ctx, $0, $1) }
         setTimeout(timing.byte) { modbus_set_byte_timeout(ctx, $0, $1) }
-        // Whatever arrived since the last exchange is no answer to this request.
+        pacers[unit, default: RequestPacer()].waitForTurn()
+        // Whatever arrived since the last exchange (or during the wait) is no answer to this request.
         modbus_flush(ctx)
         guard call(ctx) < 0 else { return }
         let failure = errno
@@ -248,6 +300,7 @@ public actor ModbusRTUBus {
             modbus_set_socket(ctx, low)
         }
         context = ctx
+        greeted = []
         return ctx
     }
 }
@@ -280,5 +333,7 @@ public struct ModbusRTUClient: ModbusClient {
         try await bus.writeBit(unit: unit, address: address, value, timing: timing)
     }
 
-    public func connect() async throws { try await bus.connect() }
+    public func connect() async throws { try await bus.connect(unit: unit, timing: timing) }
+
+    public func prepare(_ session: ModbusSession) { bus.prepare(unit: unit, session) }
 }

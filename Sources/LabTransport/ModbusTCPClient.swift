@@ -1,6 +1,7 @@
 import Dispatch
 import Glibc
 public import LabCore
+import Synchronization
 
 /// One Modbus TCP connection. Its actor runs on its own serial queue because each request blocks
 /// for up to its timeout, and everything on one connection must be serialised.
@@ -42,6 +43,12 @@ public actor ModbusTCPClient {
 
     /// Told every frame sent and received, when the instrument's traffic is recorded.
     private let tap: TrafficTap?
+
+    private let session = Mutex(ModbusSession())
+    private var pacer = RequestPacer()
+
+    /// Set by the instrument that owns the connection, before its first request.
+    public nonisolated func prepare(_ session: ModbusSession) { self.session.withLock { $0 = session } }
 
     public init(_ endpoint: Endpoint, tap: TrafficTap? = nil) {
         self.endpoint = endpoint
@@ -89,6 +96,7 @@ public actor ModbusTCPClient {
     public func connect() throws(LabError) {
         try refuseIfClosedByPeer("connect")
         do throws(Failure) { _ = try connectedSocket() } catch {
+            if case .refused(let refusal) = error { throw refusal }
             throw LabError(.instrumentLost, "\(endpoint): \(error.message)")
         }
     }
@@ -102,10 +110,13 @@ public actor ModbusTCPClient {
     /// have left: only a request that never left can be sent again without asking the driver file.
     private enum Failure: Error {
         case broken(String, sent: Bool), timeout, mismatch(String), exception(UInt8)
+        /// A step of the connection's greeting failed: reported as it is, never retried.
+        case refused(LabError)
 
         var message: String {
             switch self {
             case .broken(let m, _), .mismatch(let m): m
+            case .refused(let error): error.message
             case .timeout: "no reply"
             case .exception(let code): "exception \(code)"
             }
@@ -155,6 +166,8 @@ public actor ModbusTCPClient {
                 case .exception(let code):
                     // The device answered with a Modbus exception: the link is fine, the request is not.
                     throw LabError(.protocolViolation, "\(endpoint): \(what): \(ModbusException.message(code))")
+                case .refused(let error):
+                    throw error
                 }
             }
         }
@@ -185,6 +198,7 @@ public actor ModbusTCPClient {
         transactionID &+= 1
         let id = transactionID, unit = UInt8(endpoint.unit)
         let frame = id.bytes + [0, 0] + UInt16(pdu.count + 1).bytes + [unit] + pdu
+        pacer.waitForTurn()
         try send(fd, frame)
         tap?(.sent, frame)
         let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(endpoint.responseTimeout * 1e9)
@@ -277,7 +291,31 @@ public actor ModbusTCPClient {
             }
         }
         socket = fd
+        try greet(fd)
         return fd
+    }
+
+    /// Sends the session's greeting (the driver file's `init:`) on a fresh connection. A step that
+    /// fails closes the connection again and fails the request that opened it, naming the step.
+    private func greet(_ fd: Int32) throws(Failure) {
+        let session = self.session.withLock { $0 }
+        pacer.interval = session.minInterval
+        for write in session.greeting {
+            let pdu: [UInt8]
+            switch write.target {
+            case .registers(let address, let values):
+                pdu = [0x10] + address.bytes + UInt16(values.count).bytes + [UInt8(2 * values.count)] + values.flatMap(\.bytes)
+            case .coil(let address, let bit):
+                pdu = [0x05] + address.bytes + (bit ? [0xFF, 0x00] : [0x00, 0x00])
+            }
+            do throws(Failure) { _ = try exchange(fd, pdu) { $0 == Array(pdu[1...4]) } } catch {
+                disconnect()
+                // A device that refuses its init is not connected, as if the connect had been refused.
+                let code: LabError.Code = if case .timeout = error { .timeout } else { .instrumentLost }
+                let reason = if case .exception(let c) = error { ModbusException.message(c) } else { error.message }
+                throw .refused(LabError(code, "\(endpoint): \(write.label) failed: \(reason); the connection was closed"))
+            }
+        }
     }
 }
 

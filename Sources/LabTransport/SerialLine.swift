@@ -2,6 +2,7 @@ import Dispatch
 import Foundation
 import Glibc
 public import LabCore
+import Synchronization
 
 /// An ASCII command/response line over a tty, driven with termios (as pyserial does), on its own
 /// serial queue because reads block. Each query drops stale input first, so a late reply to an
@@ -19,6 +20,24 @@ public actor SerialLine {
     /// Told every line sent and received, when the instrument's traffic is recorded.
     private let tap: TrafficTap?
 
+    /// Run on every freshly opened line before anything else is sent (the driver file's `init:`).
+    /// It is handed `ask(command, awaitsReply)`, which sends one line and returns its reply, if
+    /// one is awaited. A greeting that throws fails the open, and the line is closed again.
+    public typealias Greeting = @Sendable (_ ask: (_ command: String, _ awaitsReply: Bool) throws(LabError) -> String?) throws(LabError) -> Void
+
+    /// What the instrument on this line asks of it: request spacing and a greeting.
+    public struct Session: Sendable {
+        public var minInterval: Double
+        public var greeting: Greeting?
+        public init(minInterval: Double = 0, greeting: Greeting? = nil) { self.minInterval = minInterval; self.greeting = greeting }
+    }
+
+    private let session = Mutex(Session())
+    private var pacer = RequestPacer()
+
+    /// Set by the instrument that owns the line, before its first request.
+    public nonisolated func prepare(_ session: Session) { self.session.withLock { $0 = session } }
+
     public init(path: String, baud: Int = 9600, terminator: String = "\n", timeout: Double = 1, tap: TrafficTap? = nil) {
         self.path = path; self.baud = baud; self.terminator = terminator; self.timeout = timeout; self.tap = tap
         executor = SerialQueueExecutor(label: "serendip.serial.\(path)")
@@ -33,10 +52,21 @@ public actor SerialLine {
     /// the next call opens the path again, so a device that comes back at the same path is used again.
     public func query(_ command: String) throws(LabError) -> String {
         dropIfHungUp()
-        let fd = try openedDescriptor()
+        return try exchange(openedDescriptor(), command, awaitsReply: true)!
+    }
+
+    /// Sends one command and waits for no reply (a SCPI command is silent unless it fails).
+    public func send(_ command: String) throws(LabError) {
+        dropIfHungUp()
+        _ = try exchange(openedDescriptor(), command, awaitsReply: false)
+    }
+
+    private func exchange(_ fd: Int32, _ command: String, awaitsReply: Bool) throws(LabError) -> String? {
+        // Paced first, flushed after: a late reply arriving during the wait must not be taken as this one's.
+        pacer.waitForTurn()
         tcflush(fd, TCIFLUSH)
         try send(fd, command + terminator)
-        return try receiveLine(fd)
+        return awaitsReply ? try receiveLine(fd) : nil
     }
 
     /// Opens the line if it is not open (or hung up while idle): a probe that sends nothing.
@@ -77,6 +107,14 @@ public actor SerialLine {
         cfsetospeed(&tio, speed)
         tcsetattr(opened, TCSANOW, &tio)
         fd = opened
+        let session = self.session.withLock { $0 }
+        pacer.interval = session.minInterval
+        if let greeting = session.greeting {
+            do { try greeting { (command, awaitsReply) throws(LabError) in try exchange(opened, command, awaitsReply: awaitsReply) } } catch {
+                close()
+                throw error
+            }
+        }
         return opened
     }
 

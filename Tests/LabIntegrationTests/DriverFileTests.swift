@@ -181,7 +181,7 @@ final class RecordingModel: DeviceModel {
         let (lab, driver) = Self.lab(channel: "temperature: { input: 1, type: float33 }")
         let error = #expect(throws: ValidationError.self) { try LabConfig.load(path: lab) }
         #expect(error?.description == """
-            \(driver):4:34: unknown type 'float33' — use bool, int16, uint16, int32, uint32, float32, float64, float or array
+            \(driver):4:34: unknown type 'float33' — use bool, int16, uint16, int32, uint32, float32, float64, float, array or string
                   temperature: { input: 1, type: float33 }
                                                  ^
             """)

@@ -115,6 +115,15 @@ import Testing
 }
 
 @Suite struct SerialTransportTests {
+    /// A child spawned by another thread (the daemon tests spawn many) would otherwise hold the
+    /// simulated device's side open, and pulling the device would not hang the line up.
+    @Test func aSimulatedDevicesPseudoTerminalIsNotInheritedByChildProcesses() throws {
+        let terminal = try PseudoTerminal.open()
+        defer { terminal.close() }
+        #expect(fcntl(terminal.primary, F_GETFD) & FD_CLOEXEC != 0)
+        #expect(fcntl(terminal.secondary, F_GETFD) & FD_CLOEXEC != 0)
+    }
+
     @Test func queriesALineDeviceOnAPseudoTerminal() async throws {
         let device = try LineServer { line in line == "IDN?" ? "Serendip,pty-echo,1" : "ERR \(line)" }
         defer { device.stop() }
