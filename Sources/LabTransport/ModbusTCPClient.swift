@@ -37,6 +37,11 @@ public actor ModbusTCPClient {
     public nonisolated let endpoint: Endpoint
     private let executor: SerialQueueExecutor
     private var socket: Int32 = -1
+    /// Bytes received and not yet taken as a frame: a reply is read whole in one recv where it can
+    /// be, and what follows it (a duplicate, say) waits here as it would in the socket.
+    private var inbox: [UInt8] = []
+    /// Where recv writes, kept between requests rather than allocated for each.
+    private var scratch = [UInt8](repeating: 0, count: 512)
     private var transactionID: UInt16 = 0
 
     public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
@@ -104,6 +109,7 @@ public actor ModbusTCPClient {
     public func disconnect() {
         if socket >= 0 { Glibc.close(socket) }
         socket = -1
+        inbox = []
     }
 
     /// Why one exchange did not return its answer. `sent` says whether any byte of the request may
@@ -128,9 +134,11 @@ public actor ModbusTCPClient {
     /// of times with a backoff doubling from 20 ms. One whose link broke, or that got no reply, after
     /// it was sent is repeated only if it is a read with `retries` left; a write (`retries: nil`) is
     /// never repeated, because the device may already have applied it.
-    private func perform(_ what: String, _ pdu: [UInt8], retries: Int?, fits: ([UInt8]) -> Bool) throws(LabError) -> [UInt8] {
+    private func perform(_ request: @autoclosure () -> String, _ pdu: [UInt8], retries: Int?, fits: ([UInt8]) -> Bool) throws(LabError) -> [UInt8] {
         var connectFailures = 0, repeats = 0
-        try refuseIfClosedByPeer(what)
+        // The request is named only in an error: most requests never need the text.
+        var what: String { request() }
+        try refuseIfClosedByPeer(request())
         while true {
             do {
                 return try exchange(connectedSocket(), pdu, fits: fits)
@@ -177,7 +185,7 @@ public actor ModbusTCPClient {
     /// dropped, and reported as a loss before anything is sent: a device that restarted may have lost
     /// its setpoints, and a run that went on unaware would be wrong about the lab. The next request
     /// goes out on a fresh connection.
-    private func refuseIfClosedByPeer(_ what: String) throws(LabError) {
+    private func refuseIfClosedByPeer(_ what: @autoclosure () -> String) throws(LabError) {
         guard socket >= 0 else { return }
         // 0x2000 is POLLRDHUP (the peer shut its side), which Swift's Glibc module does not export.
         var entry = pollfd(fd: socket, events: Int16(POLLIN | 0x2000), revents: 0)
@@ -190,7 +198,7 @@ public actor ModbusTCPClient {
         }
         guard closed else { return }
         disconnect()
-        throw LabError(.instrumentLost, "\(endpoint): \(what): the device closed the connection since the last request "
+        throw LabError(.instrumentLost, "\(endpoint): \(what()): the device closed the connection since the last request "
                        + "(did it restart? its state may have changed); nothing was sent")
     }
 
@@ -235,17 +243,19 @@ public actor ModbusTCPClient {
         }
     }
 
+    /// The next `count` bytes of the stream: from the inbox, then from the socket, waiting only
+    /// when nothing has arrived.
     private func receive(_ fd: Int32, count: Int, before deadline: UInt64) throws(Failure) -> [UInt8] {
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: count)
-        while bytes.count < count {
-            try wait(fd, for: POLLIN, before: deadline)
-            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, count - bytes.count, 0) }
-            if n > 0 { bytes += chunk[..<n] }
+        while inbox.count < count {
+            if inbox.isEmpty { try wait(fd, for: POLLIN, before: deadline) }
+            let n = scratch.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n > 0 { inbox += scratch[..<n] }
             else if n == 0 { throw .broken("the device closed the connection", sent: true) }
-            else if errno != EAGAIN && errno != EINTR { throw .broken("receive failed: \(String(cString: strerror(errno)))", sent: true) }
+            else if errno == EAGAIN || errno == EINTR { try wait(fd, for: POLLIN, before: deadline) }
+            else { throw .broken("receive failed: \(String(cString: strerror(errno)))", sent: true) }
         }
-        return bytes
+        defer { inbox.removeFirst(count) }
+        return Array(inbox.prefix(count))
     }
 
     /// Waits until the socket is ready; no deadline means the response timeout from now.
