@@ -194,7 +194,7 @@ struct Bench: AsyncParsableCommand {
             row(name, figures.map(\.p50), "µs (p50)", scale: 1e6)
             row("  its p99", figures.map(\.p99), "µs (p99)", scale: 1e6)
         }
-        rows("Modbus TCP read of 10 registers, our client (\(modbusRounds) rounds × \(n) reads; libmodbus C server)", f.ours)
+        rows("Modbus TCP read of 10 registers through the driver stack (\(modbusRounds) rounds × \(n) reads; libmodbus C server)", f.ours)
         rows("  raw libmodbus C client (modbus_c.c), same server, interleaved", f.c)
         let ratios = zip(f.ours, f.c).map { $0.p50 / $1.p50 }
         row("  ours ÷ C, median per round (range \(String(format: "%.2f–%.2f", ratios.min() ?? 0, ratios.max() ?? 0)))", ratios, "ratio", scale: 1, digits: 2)

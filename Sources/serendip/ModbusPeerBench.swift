@@ -1,10 +1,12 @@
 import Foundation
 import Glibc
 import LabCore
+import LabDrivers
+import LabSpec
 import LabTransport
 
 /// Issue 13's Modbus figure, side by side against one server: a read of 10 holding registers over
-/// TCP loopback by our client, by the raw libmodbus loop in C (`modbus_c.c` from the peers folder,
+/// TCP loopback through our driver stack (a driver file's channel, the instrument, the client), by the raw libmodbus loop in C (`modbus_c.c` from the peers folder,
 /// the floor), and by pymodbus's synchronous client. The server is the C one from the same file.
 /// The three alternate over `rounds` rounds, each taking `reads` reads one at a time.
 struct ModbusPeerBench {
@@ -93,17 +95,27 @@ struct ModbusPeerBench {
         return Self.percentiles(samples)
     }
 
+    /// A driver file whose one channel is the C server's first 10 holding registers, read as text:
+    /// the request the C client sends, through the instrument a protocol step reads.
+    static let driver = """
+        driver: bench-block
+        transport: modbus
+        channels:
+          block: { holding: 0, type: string, count: 10 }
+        """
+
     private func ours(_ port: Int) async throws -> (p50: Double, p99: Double) {
         let client = ModbusTCPClient(.init(host: "127.0.0.1", port: port))
+        let instrument = ModbusInstrument(name: "bench", spec: try DriverSpec.parse(Self.driver, path: "bench-block.yaml"), client: client)
         defer { Task { await client.disconnect() } }
-        _ = try await client.readRegisters(.holding, address: 0, count: 10)
+        let expected = try await instrument.readText("block")
         var samples: [Double] = []
         samples.reserveCapacity(reads)
         for _ in 0..<reads {
             let began = ContinuousClock.now
-            let registers = try await client.readRegisters(.holding, address: 0, count: 10)
+            let text = try await instrument.readText("block")
             samples.append(DaemonBench.seconds(ContinuousClock.now - began))
-            guard registers.first == 1234 else { throw LabError(.internalError, "the C server answered \(registers)") }
+            guard text == expected, !text.isEmpty else { throw LabError(.internalError, "the C server answered '\(text)'") }
         }
         await client.disconnect()
         return Self.percentiles(samples)
