@@ -22,7 +22,10 @@ public struct SerialPortInfo: Sendable, Hashable, Codable {
 
     /// The lab config's `usb:` binding for this port, when its adapter has a serial number.
     public var usbBinding: String? {
-        usbSerial.map { "usb: { serial: \($0) }" }
+        guard let serial = usbSerial else { return nil }
+        // Quoted unless it is letters and digits, so that YAML reads it as the text it is.
+        let plain = serial.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber) } && serial.contains { $0.isLetter }
+        return "usb: { serial: \(plain ? serial : "\"\(serial)\"") }"
     }
 
     enum CodingKeys: String, CodingKey {

@@ -57,6 +57,17 @@ struct FixedModel: DeviceModel {
         #expect(try USBAdapter(serial: "FT4XYZ12", productID: "6015").devicePath(in: twins) == "/dev/ttyUSB7")
     }
 
+    /// `serendip ports` prints, for each adapter, the binding a lab config takes for it.
+    @Test(arguments: ["FT4XYZ12", "00012345", "A-B 7"])
+    func theBindingThatPortsPrintsIsTheOneTheLabConfigReads(serial: String) throws {
+        let snippet = try #require(PortListing.adapter(serial, at: "/dev/ttyUSB0").usbBinding)
+        let scratch = Scratch()
+        scratch.write("m.yaml", "driver: m\ntransport: serial\nchannels: { r: { query: \"R?\" } }\n")
+        let lab = try LabConfig.load(path: scratch.write("lab.yaml", "lab: l\ninstruments:\n  m: { driver: m.yaml, serial: { \(snippet) } }\n"))
+        guard case .serial(let address)? = lab.instruments["m"]?.connection else { Issue.record("\(snippet)"); return }
+        #expect(address.port == .usb(USBAdapter(serial: serial)), "\(snippet)")
+    }
+
     /// The adapter is looked up when the line opens and again when it opens after a loss: a
     /// replugged adapter that came back under another name is found there.
     @Test func aSerialInstrumentBoundBySerialNumberFollowsItsAdapterToItsNewPath() async throws {
