@@ -57,6 +57,26 @@ struct FixedModel: DeviceModel {
         #expect(try USBAdapter(serial: "FT4XYZ12", productID: "6015").devicePath(in: twins) == "/dev/ttyUSB7")
     }
 
+    /// The address examples of docs/drivers.md load, each to the connection it says.
+    @Test func theDocumentedAddressesAreReadAsTheySay() throws {
+        let block = try #require(try DocumentationTests.blocks("drivers.md", language: "yaml").first {
+            $0.hasPrefix("instruments:") && $0.contains("modbus-tcp://")
+        })
+        let scratch = Scratch()
+        for name in ["thermo-reactor", "syringe-pump", "uv-vis"] {
+            scratch.write("\(name).yaml", try String(contentsOfFile: Repository.path("drivers/\(name).yaml"), encoding: .utf8))
+        }
+        scratch.write("pid-controller.yaml", ModbusRTULabTests.controller)
+        let lab = try LabConfig.load(path: scratch.write("lab.yaml", "lab: docs\n" + block))
+        #expect(lab.instruments["reactor"]?.connection == .modbusTCP(host: "192.168.1.20", port: 502, unit: 1))
+        #expect(lab.instruments["oven"]?.connection == .modbusRTU(ModbusRTUAddress(
+            port: .usb(USBAdapter(serial: "FT4XYZ12")), line: .init(baud: 19200, parity: .even), unit: 3)))
+        #expect(lab.instruments["pump"]?.connection == .serial(SerialAddress(
+            port: .usb(USBAdapter(serial: "A10K3PQR")), line: .init(baud: 9600))))
+        #expect(lab.instruments["spectro"]?.connection == .serial(SerialAddress(
+            port: .path("/dev/ttyACM0"), line: .init(baud: 115200, flowControl: .rtscts))))
+    }
+
     /// `serendip ports` prints, for each adapter, the binding a lab config takes for it.
     @Test(arguments: ["FT4XYZ12", "00012345", "A-B 7"])
     func theBindingThatPortsPrintsIsTheOneTheLabConfigReads(serial: String) throws {
