@@ -95,8 +95,39 @@ public actor SerialLine {
             Glibc.close(descriptor)
             throw LabError(.transport, "\(opened): cannot set \(settings.baud) baud, \(settings.dataBits)\(settings.parity.rawValue)\(settings.stopBits): \(reason)")
         }
+        // A driver may quietly keep what its hardware cannot do (an FTDI adapter stays at 8 data bits
+        // when asked for 5): a line at other settings than the device's reads garbage, so refuse it.
+        var held = termios()
+        tcgetattr(descriptor, &held)
+        var status = stat()
+        let pseudoTerminal = fstat(descriptor, &status) == 0 && (136...143).contains((status.st_rdev >> 8) & 0xfff)
+        let unmet = Self.unmet(settings, held: held, pseudoTerminal: pseudoTerminal)
+        guard unmet.isEmpty else {
+            Glibc.close(descriptor)
+            throw LabError(.transport, "\(opened) did not take \(unmet.joined(separator: ", ")); its adapter may not support them")
+        }
         fd = descriptor
         return descriptor
+    }
+
+    /// The settings a tty did not take, as a person names them. A Linux pseudo-terminal always
+    /// reports 8 data bits without parity, so those two are not checked on one.
+    public static func unmet(_ settings: SerialLineSettings, held tio: termios, pseudoTerminal: Bool) -> [String] {
+        var wanted = termios()
+        do throws(LabError) { try apply(settings, to: &wanted) } catch { return ["\(settings.baud) baud"] }
+        var held = tio
+        var unmet: [String] = []
+        if cfgetospeed(&held) != cfgetospeed(&wanted) { unmet.append("\(settings.baud) baud") }
+        if !pseudoTerminal {
+            if held.c_cflag & tcflag_t(CSIZE) != wanted.c_cflag & tcflag_t(CSIZE) { unmet.append("\(settings.dataBits) data bits") }
+            if held.c_cflag & tcflag_t(PARENB | PARODD) != wanted.c_cflag & tcflag_t(PARENB | PARODD) { unmet.append("parity \(settings.parity.rawValue)") }
+        }
+        if held.c_cflag & tcflag_t(CSTOPB) != wanted.c_cflag & tcflag_t(CSTOPB) { unmet.append("\(settings.stopBits) stop bits") }
+        let flow = (held.c_cflag & tcflag_t(CRTSCTS), held.c_iflag & tcflag_t(IXON | IXOFF))
+        if flow != (wanted.c_cflag & tcflag_t(CRTSCTS), wanted.c_iflag & tcflag_t(IXON | IXOFF)) {
+            unmet.append("flow control \(settings.flowControl.rawValue)")
+        }
+        return unmet
     }
 
     /// Raw bytes framed and paced as `settings` say: a pure function of the settings, tested for

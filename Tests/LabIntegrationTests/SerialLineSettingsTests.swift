@@ -43,6 +43,22 @@ import Testing
         }
     }
 
+    /// What a tty reports after it was set is compared with what was asked: an adapter that keeps
+    /// 8 data bits when asked for 7 is refused, not read as garbage.
+    @Test func settingsATtyDidNotTakeAreNamed() throws {
+        let settings = SerialLineSettings(baud: 9600, dataBits: 7, parity: .even, stopBits: 2, flowControl: .rtscts)
+        var held = termios()
+        try SerialLine.apply(settings, to: &held)
+        #expect(SerialLine.unmet(settings, held: held, pseudoTerminal: false).isEmpty)
+        // As a pseudo-terminal (or a limited adapter) answers: 8 data bits, no parity.
+        held.c_cflag = (held.c_cflag & ~tcflag_t(CSIZE | PARENB)) | tcflag_t(CS8)
+        #expect(SerialLine.unmet(settings, held: held, pseudoTerminal: false) == ["7 data bits", "parity E"])
+        #expect(SerialLine.unmet(settings, held: held, pseudoTerminal: true).isEmpty)
+        held.c_cflag &= ~(tcflag_t(CSTOPB) | tcflag_t(CRTSCTS))
+        cfsetospeed(&held, speed_t(B4800))
+        #expect(SerialLine.unmet(settings, held: held, pseudoTerminal: true) == ["9600 baud", "2 stop bits", "flow control rtscts"])
+    }
+
     @Test func aRateTermiosHasNoConstantForIsRefusedNotSetToAnother() {
         var tio = termios()
         #expect(throws: LabError.self) { try SerialLine.apply(SerialLineSettings(baud: 12345), to: &tio) }
