@@ -90,18 +90,20 @@ struct AddressText {
 struct AddressProblem: Error {
     var message: String
     var hint: String?
-    init(_ message: String, hint: String? = nil) { self.message = message; self.hint = hint }
+    /// The key whose value is wrong, to point at it in a mapping.
+    var key: String?
+    init(_ message: String, hint: String? = nil, key: String? = nil) { self.message = message; self.hint = hint; self.key = key }
 }
 
 extension USBAdapter {
     /// The adapter, with its ids checked (four hex digits, as `serendip ports` prints them).
     static func checked(serial: String, vendor: String?, product: String?) throws(AddressProblem) -> USBAdapter {
         guard !serial.isEmpty, !serial.contains("/") else {
-            throw AddressProblem("'\(serial)' is not a USB serial number", hint: "`serendip ports` lists each adapter's serial number")
+            throw AddressProblem("'\(serial)' is not a USB serial number", hint: "`serendip ports` lists each adapter's serial number", key: "serial")
         }
         for (name, id) in [("vendor", vendor), ("product", product)] {
             if let id, usbID(id) == nil {
-                throw AddressProblem("USB \(name) id '\(id)' is not four hex digits", hint: "as `serendip ports` prints it, e.g. 0403")
+                throw AddressProblem("USB \(name) id '\(id)' is not four hex digits", hint: "as `serendip ports` prints it, e.g. 0403", key: name)
             }
         }
         return USBAdapter(serial: serial, vendorID: vendor, productID: product)
@@ -146,16 +148,6 @@ extension SerialAddress {
 
 extension ModbusRTUAddress {
     static let keys = lineKeys + ["unit"]
-
-    /// The address form; nil with `problem` set when it is not one.
-    public static func parse(_ text: String, defaults: SerialLineSettings, problem: inout String?) -> ModbusRTUAddress? {
-        do throws(AddressProblem) {
-            return try parse(text, defaults: defaults)
-        } catch {
-            problem = error.message
-            return nil
-        }
-    }
 
     static func parse(_ text: String, defaults: SerialLineSettings) throws(AddressProblem) -> ModbusRTUAddress {
         let parts = try AddressText(text, scheme: "modbus-rtu", forms: forms)
@@ -265,8 +257,7 @@ extension SerialPort {
             do throws(AddressProblem) {
                 return .usb(try USBAdapter.checked(serial: serial, vendor: vendor, product: product))
             } catch {
-                let at = error.message.contains("vendor") ? usb.optional("vendor") : error.message.contains("product") ? usb.optional("product") : usb.optional("serial")
-                source.error(at ?? node, error.message, hint: error.hint)
+                source.error(usb.optional(error.key ?? "serial") ?? node, error.message, hint: error.hint)
                 return nil
             }
         }

@@ -158,6 +158,7 @@ import Testing
         ("meter", "serial: { port: /dev/ttyUSB0, usb: { serial: FT1 } }", "has both 'port' and 'usb'", 54),
         ("meter", "serial: { baud: 9600 }", "missing 'port' or 'usb'", 32),
         ("meter", "serial: { usb: { serial: FT1, vendr: \"0403\" } }", "unknown key 'vendr'", 54),
+        ("meter", "serial: { usb: { serial: FT1, product: \"60Z1\" } }", "USB product id '60Z1' is not four hex digits", 63),
         ("controller", "modbus-rtu: \"modbus-rtu://usb/FT1?unit=3&data_bits=7\"", "unknown setting 'data_bits'", 36),
         ("reactor", "modbus: \"modbus-tcp://10.0.0.7:99999\"", "port '99999'", 32),
         ("reactor", "modbus: \"modbus-tcp://10.0.0.7?slave=3\"", "unknown setting 'slave'", 32),
