@@ -44,7 +44,8 @@ public actor SerialLine {
 
     /// Sends one command and returns the reply line without its terminator. An unplugged adapter
     /// (a hang-up, EIO, or the device node gone) is `.instrumentLost`: the descriptor is closed, and
-    /// the next call opens the path again, so a device that comes back at the same path is used again.
+    /// the next call opens the port again, so a device that comes back at the same path (or, bound by
+    /// its USB serial number, under any name) is used again.
     public func query(_ command: String) throws(LabError) -> String {
         dropIfHungUp()
         let fd = try openedDescriptor()
