@@ -95,7 +95,7 @@ struct FixedModel: DeviceModel {
         let driver = """
             driver: meter
             transport: serial
-            serial: { timeout: 2 s }
+            serial: { timeout: 10 s }
             channels:
               reading: { query: "R?" }
             """
@@ -136,7 +136,7 @@ struct FixedModel: DeviceModel {
             driver: pid
             transport: modbus-rtu
             serial: { baud: 19200, parity: E }
-            timeout: 500 ms
+            timeout: 5 s
             channels:
               temperature: { input: 0, type: int16, unit: degC }
             """
