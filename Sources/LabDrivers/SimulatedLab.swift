@@ -78,11 +78,10 @@ public final class SimulatedLab: Sendable {
     /// Where a simulated instrument can be reached.
     public func connection(for name: String) -> LabConfig.Connection? {
         if let sim = modbus[name], let path = sim.rtuPath {
-            let s = sim.spec.serial
-            return .modbusRTU(ModbusRTUAddress(path: path, baud: s.baud, parity: s.parity, stopBits: s.stopBits, unit: 1))
+            return .modbusRTU(ModbusRTUAddress(port: .path(path), line: sim.spec.serial.line, unit: 1))
         }
         if let sim = modbus[name] { return .modbusTCP(host: "127.0.0.1", port: sim.port, unit: 1) }
-        if let sim = serial[name] { return .serial(path: sim.path) }
+        if let sim = serial[name] { return .serial(SerialAddress(port: .path(sim.path), line: sim.spec.serial.line)) }
         return nil
     }
 
@@ -100,9 +99,10 @@ public enum InstrumentConnector {
     /// `traffic` gives the recorder of an instrument whose lab config says `record_traffic: true`.
     public static func connect(_ config: LabConfig, simulators: SimulatedLab? = nil,
                                for definition: ProtocolDefinition? = nil,
-                               traffic: (@Sendable (String) -> TrafficTap)? = nil) throws -> [String: any Instrument] {
+                               traffic: (@Sendable (String) -> TrafficTap)? = nil,
+                               ports: @escaping SerialPortLister = SerialPorts.list) throws -> [String: any Instrument] {
         let wanted = try definition.map { try bindings(for: $0, in: config) } ?? config.instruments
-        return try connect(wanted, simulators: simulators, traffic: traffic)
+        return try connect(wanted, simulators: simulators, traffic: traffic, ports: ports)
     }
 
     /// Role → the lab's instrument serving it (`InstrumentAssignment`: by driver type, the role's
@@ -120,7 +120,8 @@ public enum InstrumentConnector {
 
     /// Connects the lab's instruments of these names (an unknown name is refused).
     public static func connect(_ config: LabConfig, simulators: SimulatedLab? = nil, named names: [String],
-                               traffic: (@Sendable (String) -> TrafficTap)? = nil) throws -> [String: any Instrument] {
+                               traffic: (@Sendable (String) -> TrafficTap)? = nil,
+                               ports: @escaping SerialPortLister = SerialPorts.list) throws -> [String: any Instrument] {
         var wanted: [String: LabConfig.Binding] = [:]
         for name in names {
             guard let binding = config.instruments[name] else {
@@ -128,11 +129,14 @@ public enum InstrumentConnector {
             }
             wanted[name] = binding
         }
-        return try connect(wanted, simulators: simulators, traffic: traffic)
+        return try connect(wanted, simulators: simulators, traffic: traffic, ports: ports)
     }
 
+    /// `ports` lists the machine's serial ports, where an instrument bound by a USB serial number is
+    /// looked up each time its line is opened.
     private static func connect(_ wanted: [String: LabConfig.Binding], simulators: SimulatedLab?,
-                                traffic: (@Sendable (String) -> TrafficTap)?) throws -> [String: any Instrument] {
+                                traffic: (@Sendable (String) -> TrafficTap)?,
+                                ports: @escaping SerialPortLister) throws -> [String: any Instrument] {
         var instruments: [String: any Instrument] = [:]
         for (name, binding) in wanted {
             let tap = binding.recordTraffic ? traffic?(name) : nil
@@ -157,14 +161,15 @@ public enum InstrumentConnector {
                 let client = ModbusTCPClient(.init(host: host, port: port, unit: unit, responseTimeout: binding.driver.responseTimeout), tap: tap)
                 instruments[name] = ModbusInstrument(name: name, spec: binding.driver, client: client, clock: clock)
             case .modbusRTU(let address):
-                let line = ModbusRTULine(path: address.path, baud: address.baud, parity: ModbusRTULine.Parity(rawValue: address.parity)!,
-                                         stopBits: address.stopBits)
+                let line = ModbusRTULine(port: address.port, baud: address.line.baud, parity: address.line.parity,
+                                         stopBits: address.line.stopBits)
                 let timing = ModbusRTUBus.Timing(response: binding.driver.responseTimeout, byte: binding.driver.byteTimeout)
-                let client = ModbusRTUClient(bus: try ModbusRTUBus.shared(line), unit: address.unit, timing: timing)
+                let client = ModbusRTUClient(bus: try ModbusRTUBus.shared(line, ports: ports), unit: address.unit, timing: timing)
                 instruments[name] = ModbusInstrument(name: name, spec: binding.driver, client: client, clock: clock)
-            case .serial(let path):
+            case .serial(let address):
                 let s = binding.driver.serial
-                let line = SerialLine(path: path, baud: s.baud, terminator: s.terminator, timeout: s.timeoutSeconds, tap: tap)
+                let line = SerialLine(port: address.port, settings: address.line, terminator: s.terminator, timeout: s.timeoutSeconds,
+                                      ports: ports, tap: tap)
                 instruments[name] = SerialInstrument(name: name, spec: binding.driver, line: line, clock: clock)
             case .plugin(let command):
                 instruments[name] = PluginInstrument(name: name, spec: binding.driver, command: command)

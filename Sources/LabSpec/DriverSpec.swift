@@ -75,18 +75,17 @@ public struct DriverSpec: Sendable {
 }
 
 public struct SerialSettings: Sendable, Hashable {
-    public var baud: Int = 9600
+    /// Baud, data bits, parity, stop bits and flow control; a lab config may override them.
+    public var line = SerialLineSettings()
     public var terminator: String = "\n"
     public var timeoutSeconds: Double = 1
-    /// For Modbus RTU: `N`, `E` or `O`, and 1 or 2 stop bits (8 data bits).
-    public var parity: String = "N"
-    public var stopBits: Int = 1
 
-    /// The rates Linux termios can set (its B* constants). Any other rate is refused when the driver
-    /// file is read, rather than opened at some other speed.
-    public static let supportedBauds = [50, 75, 110, 134, 150, 200, 300, 600, 1200, 1800, 2400, 4800, 9600, 19200,
-                                        38400, 57600, 115200, 230400, 460800, 500000, 576000, 921600, 1000000,
-                                        1152000, 1500000, 2000000, 2500000, 3000000, 3500000, 4000000]
+    public var baud: Int {
+        get { line.baud }
+        set { line.baud = newValue }
+    }
+
+    public static var supportedBauds: [Int] { SerialLineSettings.supportedBauds }
 }
 
 public struct ChannelSpec: Sendable, Hashable {
@@ -199,20 +198,18 @@ extension DriverSpec {
         }
         var serial = SerialSettings()
         if let node = top.optional("serial"), let line = source.mapping(node, "serial settings") {
-            // Any bad value gets the list of rates: a range like "1 to 9223372036854775807" helps nobody.
-            if let node = line.optional("baud"), let text = source.string(node, "baud") {
-                if let baud = Int(text), SerialSettings.supportedBauds.contains(baud) { serial.baud = baud }
-                else {
-                    source.error(node, "baud \(text) is not a rate a serial line can be set to",
-                                 hint: "use one of " + SerialSettings.supportedBauds.map(String.init).joined(separator: ", "))
-                }
+            for key in SerialLineSettings.keys {
+                guard let node = line.optional(key), let text = source.string(node, key) else { continue }
+                if let (problem, hint) = serial.line.set(key, text) { source.error(node, problem, hint: hint) }
+            }
+            // RTU frames are 8 data bits by the Modbus standard, and libmodbus drives the line without a handshake.
+            if transport == .modbusRTU, serial.line.flowControl != .none {
+                source.error(line.optional("flow_control"), "a Modbus RTU line has no flow control", hint: "remove 'flow_control'")
+            }
+            if transport == .modbusRTU, serial.line.dataBits != 8 {
+                source.error(line.optional("data_bits"), "a Modbus RTU line has 8 data bits", hint: "remove 'data_bits'")
             }
             if let t = line.optional("terminator").flatMap({ source.string($0, "terminator") }) { serial.terminator = t }
-            if let node = line.optional("parity"), let text = source.string(node, "parity") {
-                if ["N", "E", "O"].contains(text) { serial.parity = text }
-                else { source.error(node, "unknown parity '\(text)'", hint: "use N (none), E (even) or O (odd)") }
-            }
-            if let bits = line.optional("stop_bits").flatMap({ source.integer($0, "stop_bits", in: 1...2) }) { serial.stopBits = bits }
             if let node = line.optional("timeout"), let expr = source.expression(node, "timeout") {
                 if let seconds = try? ExprEnvironment().quantity(expr).seconds, seconds > 0 {
                     serial.timeoutSeconds = seconds

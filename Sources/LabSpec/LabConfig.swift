@@ -6,7 +6,7 @@ public struct LabConfig: Sendable {
     public enum Connection: Sendable, Hashable {
         case modbusTCP(host: String, port: Int, unit: Int)
         case modbusRTU(ModbusRTUAddress)
-        case serial(path: String)
+        case serial(SerialAddress)
         case simulated
         /// An out-of-process driver (docs/plugins.md), started from the lab config's folder.
         case plugin(PluginCommand)
@@ -140,6 +140,24 @@ public struct LabConfig: Sendable {
         return PluginCommand(command: command, directory: directory.path, timeout: timeout, options: options)
     }
 
+    /// `modbus: { host: 10.0.0.7, port: 502, unit: 1 }` or `modbus: "modbus-tcp://10.0.0.7:502?unit=1"`.
+    private static func modbusTCP(_ node: Node, source: YAMLSource) -> (String, Int, Int)? {
+        if node.scalar != nil, let text = source.string(node, "modbus") {
+            do throws(AddressProblem) {
+                return try ModbusTCPAddress.parse(text)
+            } catch {
+                source.error(node, error.message, hint: error.hint ?? ModbusTCPAddress.forms)
+                return nil
+            }
+        }
+        guard let m = source.mapping(node, "modbus") else { return nil }
+        let host = m.required("host").flatMap { source.string($0, "host") } ?? "127.0.0.1"
+        let port = m.required("port").flatMap { source.integer($0, "port", in: 1...65535) } ?? 502
+        let unit = m.optional("unit").flatMap { source.integer($0, "unit", in: 0...247) } ?? 1
+        m.rejectUnknownKeys()
+        return (host, port, unit)
+    }
+
     private static func binding(_ name: String, _ node: Node, source: YAMLSource, directory: URL,
                                 sources: inout [String: String]) throws -> Binding? {
         guard let map = source.mapping(node, "instrument '\(name)'") else { return nil }
@@ -159,23 +177,23 @@ public struct LabConfig: Sendable {
         }
         var connection: Connection?
         if let node = map.optional("simulate"), source.bool(node, "simulate") == true { connection = .simulated }
-        if let node = map.optional("modbus"), let m = source.mapping(node, "modbus") {
-            let host = m.required("host").flatMap { source.string($0, "host") } ?? "127.0.0.1"
-            let port = m.required("port").flatMap { source.integer($0, "port", in: 1...65535) } ?? 502
-            let unit = m.optional("unit").flatMap { source.integer($0, "unit", in: 0...247) } ?? 1
-            m.rejectUnknownKeys()
-            connection = .modbusTCP(host: host, port: port, unit: unit)
-        }
-        // A modbus-rtu address already refused needs no second error saying the connection is missing.
+        // An address already refused needs no second error saying the connection is missing.
         var refusedAddress = false
+        if let node = map.optional("modbus") {
+            if let (host, port, unit) = modbusTCP(node, source: source) { connection = .modbusTCP(host: host, port: port, unit: unit) }
+            else { refusedAddress = true }
+        }
         if let node = map.optional("modbus-rtu") {
-            if let address = ModbusRTUAddress.parse(node, defaults: driver.serial, source: source) {
+            if let address = ModbusRTUAddress.parse(node, defaults: driver.serial.line, source: source) {
                 connection = .modbusRTU(address)
             } else {
                 refusedAddress = true
             }
         }
-        if let path = map.optional("serial").flatMap({ source.string($0, "serial") }) { connection = .serial(path: path) }
+        if let node = map.optional("serial") {
+            if let address = SerialAddress.parse(node, defaults: driver.serial.line, source: source) { connection = .serial(address) }
+            else { refusedAddress = true }
+        }
         if let node = map.optional("plugin"), let command = pluginCommand(node, source: source, directory: directory) {
             connection = .plugin(command)
         }
@@ -190,7 +208,8 @@ public struct LabConfig: Sendable {
         switch (driver.transport, connection) {
         case (.modbus, .serial), (.modbusRTU, .serial):
             source.error(map.keyNode("serial"), "'\(name)' uses the Modbus driver '\(driver.name)' but is connected by 'serial:'",
-                         hint: "a Modbus device on a serial line is 'modbus-rtu: { port: /dev/ttyUSB0, baud: 19200, parity: E, unit: 1 }'; "
+                         hint: "a Modbus device on a serial line is 'modbus-rtu: { port: /dev/ttyUSB0, baud: 19200, parity: E, unit: 1 }' "
+                             + "(or 'usb: { serial: FT4XYZ12 }' for 'port:'); "
                              + "over TCP it is 'modbus: { host: ..., port: 502, unit: 1 }'; or use 'simulate: true'")
             return nil
         case (.serial, .modbusTCP), (.serial, .modbusRTU):
@@ -212,90 +231,5 @@ public struct LabConfig: Sendable {
             return nil
         }
         return Binding(name: name, driver: driver, connection: connection, station: station, recordTraffic: recordTraffic)
-    }
-}
-
-/// Where a Modbus RTU device is: its serial port, the line's settings and its unit id. In a lab
-/// config either `modbus-rtu: { port: /dev/ttyUSB0, baud: 19200, parity: E, unit: 3 }` or
-/// `modbus-rtu: "modbus-rtu:///dev/ttyUSB0?baud=19200&parity=E&unit=3"`; what is left out comes
-/// from the driver file's `serial:` settings (unit 1).
-public struct ModbusRTUAddress: Sendable, Hashable, CustomStringConvertible {
-    public var path: String
-    public var baud: Int
-    /// `N`, `E` or `O`.
-    public var parity: String
-    public var stopBits: Int
-    public var unit: Int
-
-    public init(path: String, baud: Int = 9600, parity: String = "N", stopBits: Int = 1, unit: Int = 1) {
-        self.path = path; self.baud = baud; self.parity = parity; self.stopBits = stopBits; self.unit = unit
-    }
-
-    public var description: String { "modbus-rtu://\(path)?baud=\(baud)&parity=\(parity)&stop_bits=\(stopBits)&unit=\(unit)" }
-
-    /// The address form; nil with `problem` set when it is not one.
-    public static func parse(_ text: String, defaults: SerialSettings, problem: inout String?) -> ModbusRTUAddress? {
-        let scheme = "modbus-rtu://"
-        guard text.hasPrefix(scheme) else {
-            problem = "'\(text)' is not a modbus-rtu:// address"
-            return nil
-        }
-        let parts = text.dropFirst(scheme.count).split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
-        var address = ModbusRTUAddress(path: String(parts[0]), baud: defaults.baud, parity: defaults.parity, stopBits: defaults.stopBits)
-        guard address.path.hasPrefix("/") else {
-            problem = "'\(text)' names no port; write it as modbus-rtu:///dev/ttyUSB0?unit=1 (three slashes)"
-            return nil
-        }
-        for pair in parts.count > 1 ? parts[1].split(separator: "&") : [] {
-            let kv = pair.split(separator: "=", maxSplits: 1).map(String.init)
-            guard kv.count == 2 else { problem = "'\(pair)' in '\(text)' is not key=value"; return nil }
-            if let error = address.set(kv[0], kv[1]) { problem = error; return nil }
-        }
-        return address
-    }
-
-    /// Sets one setting from its text; the problem with it otherwise.
-    mutating func set(_ key: String, _ value: String) -> String? {
-        switch key {
-        case "baud":
-            guard let baud = Int(value), SerialSettings.supportedBauds.contains(baud) else {
-                return "baud \(value) is not a rate a serial line can be set to"
-            }
-            self.baud = baud
-        case "parity":
-            guard ["N", "E", "O"].contains(value) else { return "unknown parity '\(value)' (use N, E or O)" }
-            parity = value
-        case "stop_bits":
-            guard let bits = Int(value), (1...2).contains(bits) else { return "stop_bits must be 1 or 2" }
-            stopBits = bits
-        case "unit":
-            guard let unit = Int(value), (1...247).contains(unit) else { return "unit must be 1 to 247 (0 is broadcast, which gets no reply)" }
-            self.unit = unit
-        default:
-            return "unknown setting '\(key)' (use baud, parity, stop_bits or unit)"
-        }
-        return nil
-    }
-
-    static func parse(_ node: Node, defaults: SerialSettings, source: YAMLSource) -> ModbusRTUAddress? {
-        if node.scalar != nil, let text = source.string(node, "modbus-rtu") {
-            var problem: String?
-            let address = parse(text, defaults: defaults, problem: &problem)
-            if let problem { source.error(node, problem, hint: "modbus-rtu:///dev/ttyUSB0?baud=19200&parity=E&unit=3") }
-            return address
-        }
-        guard let map = source.mapping(node, "modbus-rtu") else { return nil }
-        guard let path = map.required("port", hint: "the serial port, as in /dev/ttyUSB0").flatMap({ source.string($0, "port") }) else { return nil }
-        var address = ModbusRTUAddress(path: path, baud: defaults.baud, parity: defaults.parity, stopBits: defaults.stopBits)
-        var failed = false
-        for key in ["baud", "parity", "stop_bits", "unit"] {
-            guard let valueNode = map.optional(key), let text = source.string(valueNode, key) else { continue }
-            if let problem = address.set(key, text) {
-                source.error(valueNode, problem)
-                failed = true
-            }
-        }
-        map.rejectUnknownKeys()
-        return failed ? nil : address
     }
 }

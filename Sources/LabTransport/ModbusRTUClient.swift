@@ -6,18 +6,25 @@ import Synchronization
 
 /// One RS-485 (or RS-232) line and the settings it is driven at.
 public struct ModbusRTULine: Sendable, Hashable, CustomStringConvertible {
-    public enum Parity: String, Sendable, Hashable, CaseIterable { case none = "N", even = "E", odd = "O" }
-    public var path: String
+    public typealias Parity = SerialLineSettings.Parity
+    /// A path, or a USB adapter looked up by its serial number each time the port is opened.
+    public var port: SerialPort
     public var baud: Int
     public var parity: Parity
     public var dataBits: Int
     public var stopBits: Int
 
     public init(path: String, baud: Int = 9600, parity: Parity = .none, dataBits: Int = 8, stopBits: Int = 1) {
-        self.path = path; self.baud = baud; self.parity = parity; self.dataBits = dataBits; self.stopBits = stopBits
+        self.init(port: .path(path), baud: baud, parity: parity, dataBits: dataBits, stopBits: stopBits)
     }
 
-    public var description: String { "modbus-rtu://\(path)?baud=\(baud)&parity=\(parity.rawValue)" }
+    public init(port: SerialPort, baud: Int = 9600, parity: Parity = .none, dataBits: Int = 8, stopBits: Int = 1) {
+        self.port = port; self.baud = baud; self.parity = parity; self.dataBits = dataBits; self.stopBits = stopBits
+    }
+
+    public var path: String { port.description }
+
+    public var description: String { "modbus-rtu://\(port)?baud=\(baud)&parity=\(parity.rawValue)" }
 }
 
 /// The owner of one physical bus. Every unit on the line goes through this actor, which runs on its
@@ -47,26 +54,29 @@ public actor ModbusRTUBus {
 
     public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
 
-    private static let buses = Mutex<[String: WeakBus]>([:])
+    private static let buses = Mutex<[SerialPort: WeakBus]>([:])
     private struct WeakBus { weak var bus: ModbusRTUBus? }
 
-    /// The one owner of `line.path` in this process; a second owner asked for at other settings is refused.
-    public static func shared(_ line: ModbusRTULine) throws(LabError) -> ModbusRTUBus {
-        try buses.withLock { (buses: inout [String: WeakBus]) throws(LabError) -> ModbusRTUBus in
-            if let bus = buses[line.path]?.bus {
+    /// The one owner of `line.port` in this process; a second owner asked for at other settings is refused.
+    public static func shared(_ line: ModbusRTULine, ports: @escaping SerialPortLister = SerialPorts.list) throws(LabError) -> ModbusRTUBus {
+        try buses.withLock { (buses: inout [SerialPort: WeakBus]) throws(LabError) -> ModbusRTUBus in
+            if let bus = buses[line.port]?.bus {
                 guard bus.line == line else {
                     throw LabError(.invalidFile, "\(line.path) is one bus: it cannot run at \(line) and at \(bus.line) at once")
                 }
                 return bus
             }
-            let bus = ModbusRTUBus(line)
-            buses[line.path] = WeakBus(bus: bus)
+            let bus = ModbusRTUBus(line, ports: ports)
+            buses[line.port] = WeakBus(bus: bus)
             return bus
         }
     }
 
-    public init(_ line: ModbusRTULine) {
+    private let ports: SerialPortLister
+
+    public init(_ line: ModbusRTULine, ports: @escaping SerialPortLister = SerialPorts.list) {
         self.line = line
+        self.ports = ports
         executor = SerialQueueExecutor(label: "serendip.modbus-rtu.\(line.path)")
     }
 
@@ -86,7 +96,10 @@ public actor ModbusRTUBus {
 
     /// Opens the port if it is not open.
     public func connect() throws(LabError) {
-        do throws(Failure) { _ = try open() } catch { throw LabError(.instrumentLost, "\(line): \(error.message)") }
+        do throws(Failure) { _ = try open() } catch {
+            if case .refused(let refusal) = error { throw refusal }
+            throw LabError(.instrumentLost, "\(line): \(error.message)")
+        }
     }
 
     /// Opens the port if it is not open, and greets `unit` if it has not been greeted since.
@@ -144,7 +157,8 @@ public actor ModbusRTUBus {
 
     private enum Failure: Error {
         case broken(String), timeout, garbled(String), exception(UInt8)
-        /// A step of the unit's greeting failed: reported as it is, never retried.
+        /// A step of the unit's greeting failed, or the port cannot be chosen (two USB adapters
+        /// match): reported as it is, never retried.
         case refused(LabError)
 
         var message: String {
@@ -274,16 +288,21 @@ public actor ModbusRTUBus {
         }
     }
 
+    /// Opens the port; a USB adapter is looked up again first, since a replug renames its device.
     private func open() throws(Failure) -> OpaquePointer {
         if let context { return context }
+        let path: String
+        do throws(LabError) { path = try line.port.devicePath(ports) } catch {
+            throw error.code == .instrumentLost ? .broken(error.message) : .refused(LabError(.invalidFile, "\(line): \(error.message)"))
+        }
         let parity = CChar(UInt8(ascii: line.parity.rawValue.unicodeScalars.first!))
-        guard let ctx = modbus_new_rtu(line.path, Int32(line.baud), parity, Int32(line.dataBits), Int32(line.stopBits)) else {
-            throw .broken("cannot drive \(line.path) at these settings: \(String(cString: strerror(errno)))")
+        guard let ctx = modbus_new_rtu(path, Int32(line.baud), parity, Int32(line.dataBits), Int32(line.stopBits)) else {
+            throw .broken("cannot drive \(path) at these settings: \(String(cString: strerror(errno)))")
         }
         guard modbus_connect(ctx) == 0 else {
             let reason = String(cString: strerror(errno))
             modbus_free(ctx)
-            throw .broken("cannot open \(line.path): \(reason)")
+            throw .broken("cannot open \(path): \(reason)")
         }
         // libmodbus waits with select(), which cannot watch a descriptor above 1023 (glibc aborts):
         // move the port below that, as a process with many devices open needs.
@@ -294,7 +313,7 @@ public actor ModbusRTUBus {
                 if low >= 0 { Glibc.close(low) }
                 modbus_close(ctx)
                 modbus_free(ctx)
-                throw .broken("cannot open \(line.path): no descriptor below \(FD_SETSIZE) is free")
+                throw .broken("cannot open \(path): no descriptor below \(FD_SETSIZE) is free")
             }
             Glibc.close(fd)
             modbus_set_socket(ctx, low)

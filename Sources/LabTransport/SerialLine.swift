@@ -1,6 +1,6 @@
 import Dispatch
 import Foundation
-import Glibc
+public import Glibc
 public import LabCore
 import Synchronization
 
@@ -8,12 +8,16 @@ import Synchronization
 /// serial queue because reads block. Each query drops stale input first, so a late reply to an
 /// earlier query is never taken as the answer to this one.
 public actor SerialLine {
-    public nonisolated let path: String
-    public nonisolated let baud: Int
+    /// Where the line is: a path, or a USB adapter looked up by serial number each time it is opened.
+    public nonisolated let port: SerialPort
+    public nonisolated let settings: SerialLineSettings
     public nonisolated let terminator: String
     public nonisolated let timeout: Double
+    private let ports: SerialPortLister
     private let executor: SerialQueueExecutor
     private var fd: Int32 = -1
+    /// The device path of the open descriptor, for messages.
+    private var opened = ""
 
     public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
 
@@ -38,9 +42,19 @@ public actor SerialLine {
     /// Set by the instrument that owns the line, before its first request.
     public nonisolated func prepare(_ session: Session) { self.session.withLock { $0 = session } }
 
+    /// The port as a lab config names it: `/dev/ttyUSB0` or `usb/FT4XYZ12`.
+    public nonisolated var path: String { port.description }
+    public nonisolated var baud: Int { settings.baud }
+
     public init(path: String, baud: Int = 9600, terminator: String = "\n", timeout: Double = 1, tap: TrafficTap? = nil) {
-        self.path = path; self.baud = baud; self.terminator = terminator; self.timeout = timeout; self.tap = tap
-        executor = SerialQueueExecutor(label: "serendip.serial.\(path)")
+        self.init(port: .path(path), settings: SerialLineSettings(baud: baud), terminator: terminator, timeout: timeout, tap: tap)
+    }
+
+    public init(port: SerialPort, settings: SerialLineSettings, terminator: String = "\n", timeout: Double = 1,
+                ports: @escaping SerialPortLister = SerialPorts.list, tap: TrafficTap? = nil) {
+        self.port = port; self.settings = settings; self.terminator = terminator; self.timeout = timeout
+        self.ports = ports; self.tap = tap
+        executor = SerialQueueExecutor(label: "serendip.serial.\(port)")
     }
 
     deinit {
@@ -49,7 +63,8 @@ public actor SerialLine {
 
     /// Sends one command and returns the reply line without its terminator. An unplugged adapter
     /// (a hang-up, EIO, or the device node gone) is `.instrumentLost`: the descriptor is closed, and
-    /// the next call opens the path again, so a device that comes back at the same path is used again.
+    /// the next call opens the port again, so a device that comes back at the same path (or, bound by
+    /// its USB serial number, under any name) is used again.
     public func query(_ command: String) throws(LabError) -> String {
         dropIfHungUp()
         return try exchange(openedDescriptor(), command, awaitsReply: true)!
@@ -88,34 +103,102 @@ public actor SerialLine {
         fd = -1
     }
 
+    /// Opens the port, looking a USB adapter up again first (it may be back under another name).
     private func openedDescriptor() throws(LabError) -> Int32 {
         if fd >= 0 { return fd }
-        let opened = Glibc.open(path, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC)
-        guard opened >= 0 else { throw LabError(.instrumentLost, "\(path): cannot open: \(String(cString: strerror(errno)))") }
+        let device = try port.devicePath(ports)
+        opened = device == path ? device : "\(path) at \(device)"
+        let descriptor = Glibc.open(device, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC)
+        guard descriptor >= 0 else { throw LabError(.instrumentLost, "\(opened): cannot open: \(String(cString: strerror(errno)))") }
         var tio = termios()
-        guard tcgetattr(opened, &tio) == 0 else {
-            Glibc.close(opened)
-            throw LabError(.transport, "\(path): not a terminal")
+        guard tcgetattr(descriptor, &tio) == 0 else {
+            Glibc.close(descriptor)
+            throw LabError(.transport, "\(opened): not a terminal")
         }
-        cfmakeraw(&tio)
-        tio.c_cflag |= tcflag_t(CLOCAL | CREAD)
-        guard let speed: speed_t = Self.speeds[baud] else {
-            Glibc.close(opened)
-            throw LabError(.invalidFile, "\(path): \(baud) baud is not a rate termios can set")
+        do throws(LabError) {
+            try Self.apply(settings, to: &tio)
+        } catch {
+            Glibc.close(descriptor)
+            throw LabError(error.code, "\(opened): \(error.message)")
         }
-        cfsetispeed(&tio, speed)
-        cfsetospeed(&tio, speed)
-        tcsetattr(opened, TCSANOW, &tio)
-        fd = opened
+        guard tcsetattr(descriptor, TCSANOW, &tio) == 0 else {
+            let reason = String(cString: strerror(errno))
+            Glibc.close(descriptor)
+            throw LabError(.transport, "\(opened): cannot set \(settings.baud) baud, \(settings.dataBits)\(settings.parity.rawValue)\(settings.stopBits): \(reason)")
+        }
+        // A driver may quietly keep what its hardware cannot do (an FTDI adapter stays at 8 data bits
+        // when asked for 5): a line at other settings than the device's reads garbage, so refuse it.
+        var held = termios()
+        tcgetattr(descriptor, &held)
+        var status = stat()
+        let pseudoTerminal = fstat(descriptor, &status) == 0 && (136...143).contains((status.st_rdev >> 8) & 0xfff)
+        let unmet = Self.unmet(settings, held: held, pseudoTerminal: pseudoTerminal)
+        guard unmet.isEmpty else {
+            Glibc.close(descriptor)
+            throw LabError(.transport, "\(opened) did not take \(unmet.joined(separator: ", ")); its adapter may not support them")
+        }
+        fd = descriptor
         let session = self.session.withLock { $0 }
         pacer.interval = session.minInterval
         if let greeting = session.greeting {
-            do { try greeting { (command, awaitsReply) throws(LabError) in try exchange(opened, command, awaitsReply: awaitsReply) } } catch {
+            do { try greeting { (command, awaitsReply) throws(LabError) in try exchange(descriptor, command, awaitsReply: awaitsReply) } } catch {
                 close()
                 throw error
             }
         }
-        return opened
+        return descriptor
+    }
+
+    /// The settings a tty did not take, as a person names them. A Linux pseudo-terminal always
+    /// reports 8 data bits without parity, so those two are not checked on one.
+    public static func unmet(_ settings: SerialLineSettings, held tio: termios, pseudoTerminal: Bool) -> [String] {
+        var wanted = termios()
+        do throws(LabError) { try apply(settings, to: &wanted) } catch { return ["\(settings.baud) baud"] }
+        var held = tio
+        var unmet: [String] = []
+        if cfgetospeed(&held) != cfgetospeed(&wanted) { unmet.append("\(settings.baud) baud") }
+        if !pseudoTerminal {
+            if held.c_cflag & tcflag_t(CSIZE) != wanted.c_cflag & tcflag_t(CSIZE) { unmet.append("\(settings.dataBits) data bits") }
+            if held.c_cflag & tcflag_t(PARENB | PARODD) != wanted.c_cflag & tcflag_t(PARENB | PARODD) { unmet.append("parity \(settings.parity.rawValue)") }
+        }
+        if held.c_cflag & tcflag_t(CSTOPB) != wanted.c_cflag & tcflag_t(CSTOPB) { unmet.append("\(settings.stopBits) stop bits") }
+        let flow = (held.c_cflag & tcflag_t(CRTSCTS), held.c_iflag & tcflag_t(IXON | IXOFF))
+        if flow != (wanted.c_cflag & tcflag_t(CRTSCTS), wanted.c_iflag & tcflag_t(IXON | IXOFF)) {
+            unmet.append("flow control \(settings.flowControl.rawValue)")
+        }
+        return unmet
+    }
+
+    /// Raw bytes framed and paced as `settings` say: a pure function of the settings, tested for
+    /// every combination (a pseudo-terminal cannot show all of them: Linux forces its CS8 without parity).
+    public static func apply(_ settings: SerialLineSettings, to tio: inout termios) throws(LabError) {
+        guard let speed: speed_t = speeds[settings.baud] else {
+            throw LabError(.invalidFile, "\(settings.baud) baud is not a rate termios can set")
+        }
+        cfmakeraw(&tio)
+        cfsetispeed(&tio, speed)
+        cfsetospeed(&tio, speed)
+        tio.c_cflag |= tcflag_t(CLOCAL | CREAD)
+        tio.c_cflag &= ~(tcflag_t(CSIZE | PARENB | PARODD | CSTOPB) | tcflag_t(CRTSCTS))
+        let size = switch settings.dataBits {
+        case 5: tcflag_t(CS5)
+        case 6: tcflag_t(CS6)
+        case 7: tcflag_t(CS7)
+        default: tcflag_t(CS8)
+        }
+        tio.c_cflag |= size
+        switch settings.parity {
+        case .none: break
+        case .even: tio.c_cflag |= tcflag_t(PARENB)
+        case .odd: tio.c_cflag |= tcflag_t(PARENB | PARODD)
+        }
+        if settings.stopBits == 2 { tio.c_cflag |= tcflag_t(CSTOPB) }
+        tio.c_iflag &= ~tcflag_t(IXON | IXOFF | IXANY)
+        switch settings.flowControl {
+        case .none: break
+        case .rtscts: tio.c_cflag |= tcflag_t(CRTSCTS)
+        case .xonxoff: tio.c_iflag |= tcflag_t(IXON | IXOFF)
+        }
     }
 
     private func send(_ fd: Int32, _ text: String) throws(LabError) {
@@ -127,13 +210,13 @@ public actor SerialLine {
                 if errno == EAGAIN || errno == EINTR {
                     // A device that never drains its input is as silent as one that never answers.
                     guard DispatchTime.now().uptimeNanoseconds < deadline else {
-                        throw LabError(.timeout, "\(path): could not send within \(timeout) s")
+                        throw LabError(.timeout, "\(opened): could not send within \(timeout) s")
                     }
                     usleep(100)
                     continue
                 }
                 close()
-                throw LabError(.instrumentLost, "\(path): write failed: \(String(cString: strerror(errno)))")
+                throw LabError(.instrumentLost, "\(opened): write failed: \(String(cString: strerror(errno)))")
             }
             bytes = bytes.dropFirst(n)
         }
@@ -150,30 +233,30 @@ public actor SerialLine {
         while line.firstRange(of: end) == nil {
             let now = DispatchTime.now().uptimeNanoseconds
             guard now < deadline else {
-                throw LabError(.timeout, "\(path): no reply within \(timeout) s")
+                throw LabError(.timeout, "\(opened): no reply within \(timeout) s")
             }
             var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             let ready = poll(&poller, 1, Int32((deadline - now) / 1_000_000) + 1)
             if ready < 0 && errno != EINTR {
                 close()
-                throw LabError(.instrumentLost, "\(path): poll failed: \(String(cString: strerror(errno)))")
+                throw LabError(.instrumentLost, "\(opened): poll failed: \(String(cString: strerror(errno)))")
             }
             if ready <= 0 { continue }
             if poller.revents & Int16(POLLHUP | POLLERR) != 0 && poller.revents & Int16(POLLIN) == 0 {
                 close()
-                throw LabError(.instrumentLost, "\(path): device hung up")
+                throw LabError(.instrumentLost, "\(opened): device hung up")
             }
             let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if n > 0 { line += chunk[..<n] }
             else if n == 0 || (errno != EAGAIN && errno != EINTR) {
                 close()
-                throw LabError(.instrumentLost, "\(path): device hung up")
+                throw LabError(.instrumentLost, "\(opened): device hung up")
             }
         }
         let reply = line[..<line.firstRange(of: end)!.lowerBound]
         tap?(.received, Array(reply) + end)
         guard let text = String(bytes: reply, encoding: .utf8) else {
-            throw LabError(.protocolViolation, "\(path): reply is not text")
+            throw LabError(.protocolViolation, "\(opened): reply is not text")
         }
         return text.trimmingCharacters(in: CharacterSet(charactersIn: "\r"))
     }

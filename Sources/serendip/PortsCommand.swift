@@ -3,7 +3,7 @@ import Foundation
 import LabTransport
 
 /// `serendip ports`: the serial ports of this machine, with the USB identity of each adapter, to
-/// find the one an instrument is on.
+/// find the one an instrument is on, and the `usb:` binding a lab config gives it.
 struct Ports: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "List this machine's serial ports with the USB vendor, product and serial number of each adapter.")
@@ -25,6 +25,8 @@ struct Ports: ParsableCommand {
             let names = [port.manufacturer, port.product].compactMap { $0 }.joined(separator: " ")
             line += "  " + (names.isEmpty ? port.description : names)
             print(line)
+            // What a lab config writes to find this adapter again after a replug renames it.
+            if let binding = port.usbBinding { print("    \(binding)    or serial://usb/\(port.usbSerial!)") }
         }
     }
 }

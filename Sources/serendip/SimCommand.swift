@@ -86,7 +86,7 @@ struct Sim: AsyncParsableCommand {
         switch connection {
         case .modbusTCP(let host, let port, let unit): "modbus-tcp://\(host):\(port)?unit=\(unit)"
         case .modbusRTU(let address): address.description
-        case .serial(let path): "serial://\(path)?baud=\(driver.serial.baud)"
+        case .serial(let address): address.description
         case .simulated, .plugin: "(not served)"
         }
     }
@@ -101,7 +101,7 @@ struct Sim: AsyncParsableCommand {
             switch connection {
             case .modbusTCP(let host, let port, let unit): fields.append("modbus: { host: \(host), port: \(port), unit: \(unit) }")
             case .modbusRTU(let address): fields.append("modbus-rtu: \(quoted(address.description))")
-            case .serial(let path): fields.append("serial: \(quoted(path))")
+            case .serial(let address): fields.append("serial: \(quoted(address.description))")
             case .simulated, .plugin: continue
             }
             if let station = binding.station { fields.append("station: \(quoted(station))") }

@@ -34,10 +34,10 @@ import Testing
               c: { driver: pid.yaml, modbus-rtu: { port: /dev/ttyUSB1 } }
             """)
         let config = try LabConfig.load(path: lab)
-        #expect(config.instruments["a"]?.connection == .modbusRTU(.init(path: "/dev/ttyUSB0", baud: 9600, parity: "O", unit: 3)))
-        #expect(config.instruments["b"]?.connection == .modbusRTU(.init(path: "/dev/ttyUSB0", baud: 9600, parity: "O", unit: 4)))
+        #expect(config.instruments["a"]?.connection == .modbusRTU(.init(port: .path("/dev/ttyUSB0"), line: .init(baud: 9600, parity: .init(rawValue: "O")!), unit: 3)))
+        #expect(config.instruments["b"]?.connection == .modbusRTU(.init(port: .path("/dev/ttyUSB0"), line: .init(baud: 9600, parity: .init(rawValue: "O")!), unit: 4)))
         // What the lab config leaves out comes from the driver file's serial settings.
-        #expect(config.instruments["c"]?.connection == .modbusRTU(.init(path: "/dev/ttyUSB1", baud: 19200, parity: "E", unit: 1)))
+        #expect(config.instruments["c"]?.connection == .modbusRTU(.init(port: .path("/dev/ttyUSB1"), line: .init(baud: 19200, parity: .init(rawValue: "E")!), unit: 1)))
         #expect(config.instruments["a"]?.driver.byteTimeout == 0.05)
     }
 
