@@ -51,16 +51,20 @@ public final class SimulatedLab: Sendable {
             chemistries[station] = index == 0 ? chemistry : ToyChemistry(clock: chemistry.clock, seed: config.simulation.seed &+ UInt64(index))
         }
         return config.instruments.mapValues { binding -> any DeviceModel in
-            let chemistry = binding.station.flatMap { chemistries[$0] } ?? chemistry
-            return switch binding.driver.name {
-            case "thermo-reactor": chemistry.reactor
-            case "uv-vis": chemistry.spectrometer
-            case "syringe-pump": bench.pump
-            case "balance": bench.balance
-            case "ph-meter": bench.phMeter
-            case "dosing-balance": DosingBalanceModel()
-            default: InertModel()
-            }
+            model(driver: binding.driver.name, chemistry: binding.station.flatMap { chemistries[$0] } ?? chemistry, bench: bench)
+        }
+    }
+
+    /// The physics behind a shipped driver by its name; an inert device behind any other.
+    public static func model(driver: String, chemistry: ToyChemistry, bench: ToyBench) -> any DeviceModel {
+        switch driver {
+        case "thermo-reactor": chemistry.reactor
+        case "uv-vis": chemistry.spectrometer
+        case "syringe-pump": bench.pump
+        case "balance": bench.balance
+        case "ph-meter": bench.phMeter
+        case "dosing-balance": DosingBalanceModel()
+        default: InertModel()
         }
     }
 

@@ -1,0 +1,136 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import Glibc
+import LabCore
+import LabDrivers
+import LabSpec
+
+/// `serendip driver ...`: tools for the vendor writing a driver file.
+struct DriverCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "driver", abstract: "Tools for writing a driver file.", subcommands: [DriverTest.self])
+}
+
+/// `serendip driver test DRIVER.yaml --address ADDR`: does the device do what its driver file says?
+struct DriverTest: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "test",
+        abstract: "Check a device (or the driver's simulator) against its driver file: identity, every read, every write inside the limits, the guard, the watchdog and the safe state.",
+        discussion: "Nothing outside a channel's limits is ever sent, and the safe state is commanded at the end, also after a failure or Ctrl-C. Exits non-zero if any check failed.")
+
+    @Argument(help: "The driver file.") var driver: String
+    @Option(help: "Where the device is: modbus-tcp://host:502?unit=1, modbus-rtu:///dev/ttyUSB0?baud=19200&parity=E&unit=3 or serial:///dev/ttyUSB0?baud=9600.")
+    var address: String?
+    @Flag(help: "Test against the driver's own simulator instead of a device.") var simulate = false
+    @Flag(help: "Print the report as JSON (sorted keys) instead of a table.") var json = false
+
+    func validate() throws {
+        guard simulate != (address != nil) else {
+            throw ValidationError(simulate ? "give --address or --simulate, not both" : "give the device's --address, or --simulate to test against the driver's simulator")
+        }
+    }
+
+    func run() async throws {
+        var spec = try DriverSpec.load(path: driver)
+        var stopSimulator: @Sendable () -> Void = {}
+        let conformance: DriverConformance
+        if let address {
+            let connection: LabConfig.Connection
+            (connection, spec) = try DeviceAddress.parse(address, for: spec)
+            conformance = try DriverConformance.connect(spec, at: connection)
+        } else {
+            (conformance, stopSimulator) = try DriverConformance.simulated(spec)
+        }
+        defer { stopSimulator() }
+        // Ctrl-C (or a TERM) ends the checks early; the run still commands the safe state.
+        let checks = Task { await conformance.run() }
+        let signals = [SIGINT, SIGTERM].map { number in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number)
+            source.setEventHandler { checks.cancel() }
+            source.resume()
+            return source
+        }
+        let report = await checks.value
+        signals.forEach { $0.cancel() }
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            Output.line(String(decoding: try encoder.encode(report), as: UTF8.self))
+        } else {
+            Output.line(Self.table(report))
+        }
+        if !report.passed { throw ExitCode(1) }
+    }
+
+    static func table(_ report: ConformanceReport) -> String {
+        let rows = report.checks.map { check in
+            [check.channel ?? "-", check.check, check.result.rawValue,
+             check.detail + (check.milliseconds.map { " (\($0) ms)" } ?? "")]
+        }
+        let widths = (0..<3).map { column in rows.map { $0[column].count }.max() ?? 0 }
+        let lines = rows.map { row in
+            (0..<3).map { row[$0].padding(toLength: widths[$0] + 2, withPad: " ", startingAt: 0) }.joined() + row[3]
+        }
+        let failed = report.checks.filter { $0.result == .fail }.count
+        let verdict = failed == 0 ? "PASS" : "FAIL: \(failed) check(s) failed"
+        return (["\(report.driver) at \(report.address)"] + lines + [verdict]).joined(separator: "\n")
+    }
+}
+
+/// The address forms of a lab config, for one device on the command line. (LabConfig parses the
+/// `modbus-rtu://` form; the `modbus-tcp://` and `serial://` forms are read here.)
+enum DeviceAddress {
+    /// The connection, and the driver with the line settings the address overrides.
+    static func parse(_ text: String, for spec: DriverSpec) throws -> (LabConfig.Connection, DriverSpec) {
+        var spec = spec
+        if text.hasPrefix("modbus-rtu://") {
+            var problem: String?
+            guard let address = ModbusRTUAddress.parse(text, defaults: spec.serial, problem: &problem) else {
+                throw ValidationError(problem ?? "'\(text)' is not a modbus-rtu:// address")
+            }
+            return (.modbusRTU(address), spec)
+        }
+        if text.hasPrefix("modbus-tcp://") {
+            let (location, settings) = try split(text, scheme: "modbus-tcp://")
+            // host:port, optionally /unit as the daemon prints an endpoint.
+            let parts = location.split(separator: "/", maxSplits: 1).map(String.init)
+            let hostPort = parts.first ?? ""
+            guard let colon = hostPort.lastIndex(of: ":"), let port = Int(hostPort[hostPort.index(after: colon)...]), (1...65535).contains(port),
+                  colon != hostPort.startIndex else {
+                throw ValidationError("'\(text)' needs a host and a port, as in modbus-tcp://192.168.1.20:502?unit=1")
+            }
+            var unit = parts.count > 1 ? Int(parts[1]) : 1
+            for (key, value) in settings {
+                guard key == "unit" else { throw ValidationError("unknown setting '\(key)' in '\(text)' (use unit)") }
+                unit = Int(value)
+            }
+            guard let unit, (0...255).contains(unit) else { throw ValidationError("the unit in '\(text)' must be 0 to 255") }
+            return (.modbusTCP(host: String(hostPort[..<colon]), port: port, unit: unit), spec)
+        }
+        if text.hasPrefix("serial://") {
+            let (path, settings) = try split(text, scheme: "serial://")
+            guard path.hasPrefix("/") else { throw ValidationError("'\(text)' names no port; write it as serial:///dev/ttyUSB0 (three slashes)") }
+            for (key, value) in settings {
+                guard key == "baud" else { throw ValidationError("unknown setting '\(key)' in '\(text)' (use baud)") }
+                guard let baud = Int(value), SerialSettings.supportedBauds.contains(baud) else {
+                    throw ValidationError("baud \(value) is not a rate a serial line can be set to")
+                }
+                spec.serial.baud = baud
+            }
+            return (.serial(path: path), spec)
+        }
+        throw ValidationError("'\(text)' is not a device address: use modbus-tcp://host:502?unit=1, modbus-rtu:///dev/ttyUSB0?unit=1 or serial:///dev/ttyUSB0")
+    }
+
+    private static func split(_ text: String, scheme: String) throws -> (String, [(String, String)]) {
+        let parts = text.dropFirst(scheme.count).split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+        let settings = try (parts.count > 1 ? parts[1].split(separator: "&") : []).map { pair -> (String, String) in
+            let kv = pair.split(separator: "=", maxSplits: 1).map(String.init)
+            guard kv.count == 2 else { throw ValidationError("'\(pair)' in '\(text)' is not key=value") }
+            return (kv[0], kv[1])
+        }
+        return (parts[0], settings)
+    }
+}
