@@ -4,8 +4,10 @@ import Glibc
 public import LabCore
 
 /// An ASCII command/response line over a tty, driven with termios (as pyserial does), on its own
-/// serial queue because reads block. Each query drops stale input first, so a late reply to an
-/// earlier query is never taken as the answer to this one.
+/// serial queue because reads block. A reply has no id to match it to its query, so after a timeout
+/// or a reply that was not one (not text, longer than `maxLineBytes`) the line is left to fall silent
+/// for a whole timeout, what arrives meanwhile discarded, before the next query goes out; and each
+/// query drops stale input first. So a late reply to an earlier query is not taken as the answer to this one.
 public actor SerialLine {
     public nonisolated let path: String
     public nonisolated let baud: Int
@@ -13,6 +15,12 @@ public actor SerialLine {
     public nonisolated let timeout: Double
     private let executor: SerialQueueExecutor
     private var fd: Int32 = -1
+    /// Set after a timeout or garbage: the device may still be sending.
+    private var unsettled = false
+
+    /// The longest reply taken (a spectrum of a few thousand numbers is far below it); a device
+    /// streaming without a terminator is cut off here rather than read until the timeout.
+    public static let maxLineBytes = 1 << 20
 
     public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
 
@@ -34,6 +42,10 @@ public actor SerialLine {
     public func query(_ command: String) throws(LabError) -> String {
         dropIfHungUp()
         let fd = try openedDescriptor()
+        if unsettled {
+            waitForSilence(fd)
+            unsettled = false
+        }
         tcflush(fd, TCIFLUSH)
         try send(fd, command + terminator)
         return try receiveLine(fd)
@@ -56,6 +68,19 @@ public actor SerialLine {
     public func close() {
         if fd >= 0 { Glibc.close(fd) }
         fd = -1
+        unsettled = false
+    }
+
+    /// Reads and discards until nothing has arrived for a whole timeout (or four timeouts passed:
+    /// a device that never stops talking is not waited for forever).
+    private func waitForSilence(_ fd: Int32) {
+        let end = DispatchTime.now().uptimeNanoseconds + UInt64(4 * timeout * 1e9)
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while DispatchTime.now().uptimeNanoseconds < end {
+            var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&entry, 1, Int32(timeout * 1000) + 1) > 0, entry.revents & Int16(POLLIN) != 0 else { return }
+            if buffer.withUnsafeMutableBytes({ read(fd, $0.baseAddress, $0.count) }) <= 0 && errno != EAGAIN && errno != EINTR { return }
+        }
     }
 
     private func openedDescriptor() throws(LabError) -> Int32 {
@@ -106,12 +131,14 @@ public actor SerialLine {
         let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(timeout * 1e9)
         let end = Array(terminator.utf8)
         var line: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 256)
+        var chunk = [UInt8](repeating: 0, count: 4096)
         // The reply is everything up to the first terminator; anything after it is dropped with the
-        // next query's flush.
-        while line.firstRange(of: end) == nil {
+        // next query's flush. Only the new bytes (and the terminator's length before them) are searched.
+        var found: Range<Int>?
+        while found == nil {
             let now = DispatchTime.now().uptimeNanoseconds
             guard now < deadline else {
+                unsettled = true
                 throw LabError(.timeout, "\(path): no reply within \(timeout) s")
             }
             var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
@@ -126,15 +153,23 @@ public actor SerialLine {
                 throw LabError(.instrumentLost, "\(path): device hung up")
             }
             let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n > 0 { line += chunk[..<n] }
-            else if n == 0 || (errno != EAGAIN && errno != EINTR) {
+            if n > 0 {
+                let searchFrom = max(0, line.count - end.count + 1)
+                line += chunk[..<n]
+                found = line[searchFrom...].firstRange(of: end)
+                if found == nil, line.count > Self.maxLineBytes {
+                    unsettled = true
+                    throw LabError(.protocolViolation, "\(path): no terminator in the first \(Self.maxLineBytes) bytes of the reply; is the terminator in the driver file the device's?")
+                }
+            } else if n == 0 || (errno != EAGAIN && errno != EINTR) {
                 close()
                 throw LabError(.instrumentLost, "\(path): device hung up")
             }
         }
-        let reply = line[..<line.firstRange(of: end)!.lowerBound]
+        let reply = line[..<found!.lowerBound]
         tap?(.received, Array(reply) + end)
         guard let text = String(bytes: reply, encoding: .utf8) else {
+            unsettled = true
             throw LabError(.protocolViolation, "\(path): reply is not text")
         }
         return text.trimmingCharacters(in: CharacterSet(charactersIn: "\r"))
