@@ -170,4 +170,19 @@ import Testing
         #expect(output.contains("setpoint  read") && output.contains("illegal data address"), "\(output)")
         #expect(output.hasSuffix("FAIL: 3 check(s) failed\n"), "\(output)")
     }
+
+    @Test func theExampleInTheDocsIsWhatTheCommandPrints() throws {
+        // Ports, read times and the reactor's temperature change from run to run.
+        func normalised(_ text: String) -> String {
+            text.replacingOccurrences(of: #"127\.0\.0\.1:\d+"#, with: "127.0.0.1:PORT", options: .regularExpression)
+                .replacingOccurrences(of: #"\(\d+(\.\d+)? ms\)"#, with: "(N ms)", options: .regularExpression)
+                .replacingOccurrences(of: #"(temperature +read +pass +)[-0-9.e]+"#, with: "$1T", options: .regularExpression)
+        }
+        let docs = try String(contentsOfFile: Repository.path("docs/drivers.md"), encoding: .utf8)
+        let block = try #require(docs.components(separatedBy: "```console\n$ serendip driver test drivers/thermo-reactor.yaml --simulate\n").dropFirst().first?
+            .components(separatedBy: "```").first)
+        let (status, output) = try runToEnd(Self.serendip, ["driver", "test", Repository.path("drivers/thermo-reactor.yaml"), "--simulate"])
+        #expect(status == 0)
+        #expect(normalised(output) == normalised(block))
+    }
 }
