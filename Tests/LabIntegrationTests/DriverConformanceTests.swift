@@ -185,4 +185,29 @@ import Testing
         #expect(status == 0)
         #expect(normalised(output) == normalised(block))
     }
+
+    /// The RTU example of docs/drivers.md, over a pseudo-terminal and through the address form.
+    @Test func anRTUDriverIsCheckedOverItsSerialLineAtTheAddressGiven() async throws {
+        let spec = try DriverSpec.parse("""
+            driver: pid-controller
+            vendor: test
+            transport: modbus-rtu
+            serial: { baud: 19200, parity: E, stop_bits: 1 }
+            timeout: 500 ms
+            byte_timeout: 50 ms
+            channels:
+              setpoint:    { holding: 10, type: int16, scale: 0.1, unit: degC, access: rw, limits: [-50, 300] }
+              temperature: { input: 0, type: int16, scale: 0.1, unit: degC }
+            safe_state: { setpoint: 20 degC }
+            """, path: "pid-controller.yaml")
+        let simulator = try ModbusSimulator(spec: spec, model: InertModel())
+        defer { simulator.stop() }
+        var problem: String?
+        let path = try #require(simulator.rtuPath)
+        let address = try #require(ModbusRTUAddress.parse("modbus-rtu://\(path)?unit=1", defaults: spec.serial, problem: &problem))
+        let report = try await DriverConformance.connect(spec, at: .modbusRTU(address)).run()
+        #expect(report.passed, "\(Self.failures(report))")
+        #expect(report.check("setpoint", "write")?.detail == "wrote -50, 125, 300 degC, each read back")
+        #expect(simulator.written["setpoint"].allSatisfy { (-50...300).contains($0) } && simulator.written["setpoint"].last == 20)
+    }
 }
