@@ -51,16 +51,18 @@ public final class WireCounter: Sendable {
     func add() { count.add(1, ordering: .acquiringAndReleasing) }
 }
 
-/// A Modbus link that counts the write requests passed to it.
+/// A Modbus link that counts the write requests passed to it, but the watchdog's feeds (they go
+/// on in the background while the checks run).
 struct CountingModbusClient: ModbusClient {
     let client: any ModbusClient
     let writes: WireCounter
+    let watchdog: UInt16?
     var address: String { client.address }
     func readRegisters(_ table: ModbusTable, address: UInt16, count: Int, retries: Int) async throws -> [UInt16] {
         try await client.readRegisters(table, address: address, count: count, retries: retries)
     }
     func writeRegisters(address: UInt16, values: [UInt16]) async throws {
-        writes.add()
+        if address != watchdog { writes.add() }
         try await client.writeRegisters(address: address, values: values)
     }
     func readBits(_ table: ModbusTable, address: UInt16, count: Int, retries: Int) async throws -> [Bool] {
@@ -89,20 +91,27 @@ public struct DriverConformance: Sendable {
     /// Connects to the device at `connection` over the transport the driver names.
     public static func connect(_ spec: DriverSpec, at connection: LabConfig.Connection, name: String? = nil) throws -> DriverConformance {
         let name = name ?? spec.name, wire = WireCounter()
+        var watchdogRegister: UInt16?, watchdogCommand: String?
+        switch spec.watchdog?.target {
+        case .holding(let address)?: watchdogRegister = address
+        case .command(let template)?: watchdogCommand = template.components(separatedBy: "{value}").first
+        case nil: break
+        }
         switch (spec.transport, connection) {
         case (.modbus, .modbusTCP(let host, let port, let unit)), (.modbusRTU, .modbusTCP(let host, let port, let unit)):
             let client = ModbusTCPClient(.init(host: host, port: port, unit: unit, responseTimeout: spec.responseTimeout))
-            return .init(spec: spec, instrument: ModbusInstrument(name: name, spec: spec, client: CountingModbusClient(client: client, writes: wire)), wire: wire)
+            return .init(spec: spec, instrument: ModbusInstrument(name: name, spec: spec, client: CountingModbusClient(client: client, writes: wire, watchdog: watchdogRegister)), wire: wire)
         case (.modbus, .modbusRTU(let address)), (.modbusRTU, .modbusRTU(let address)):
             let line = ModbusRTULine(path: address.path, baud: address.baud, parity: ModbusRTULine.Parity(rawValue: address.parity) ?? .none,
                                      stopBits: address.stopBits)
             let client = ModbusRTUClient(bus: try ModbusRTUBus.shared(line), unit: address.unit,
                                          timing: .init(response: spec.responseTimeout, byte: spec.byteTimeout))
-            return .init(spec: spec, instrument: ModbusInstrument(name: name, spec: spec, client: CountingModbusClient(client: client, writes: wire)), wire: wire)
+            return .init(spec: spec, instrument: ModbusInstrument(name: name, spec: spec, client: CountingModbusClient(client: client, writes: wire, watchdog: watchdogRegister)), wire: wire)
         case (.serial, .serial(let path)):
             let s = spec.serial
-            let line = SerialLine(path: path, baud: s.baud, terminator: s.terminator, timeout: s.timeoutSeconds) { direction, _ in
-                if direction == .sent { wire.add() }
+            let feed = watchdogCommand.map { Array($0.utf8) }
+            let line = SerialLine(path: path, baud: s.baud, terminator: s.terminator, timeout: s.timeoutSeconds) { direction, bytes in
+                if direction == .sent, feed.map({ !bytes.starts(with: $0) }) ?? true { wire.add() }
             }
             return .init(spec: spec, instrument: SerialInstrument(name: name, spec: spec, line: line), wire: wire)
         default:

@@ -210,4 +210,23 @@ import Testing
         #expect(report.check("setpoint", "write")?.detail == "wrote -50, 125, 300 degC, each read back")
         #expect(simulator.written["setpoint"].allSatisfy { (-50...300).contains($0) } && simulator.written["setpoint"].last == 20)
     }
+
+    /// The watchdog is armed and fed while the checks run; its feeds are not taken for a value that
+    /// left despite the guard (fed every 10 ms here, so they fall among the limit checks).
+    @Test func aWatchdogIsArmedAndFedThroughoutAndItsFeedsAreNotTakenForWrites() async throws {
+        let reactor = try ModbusSimulator(spec: WatchdogDrivers.reactor(feedEvery: "10 ms"), model: InertModel())
+        let pump = try SerialSimulator(spec: WatchdogDrivers.pump(feedEvery: "10 ms"), model: RememberingModel(InertModel()))
+        defer { reactor.stop(); pump.stop() }
+        for _ in 0..<5 {
+            let checks = try [DriverConformance.connect(reactor.spec, at: .modbusTCP(host: "127.0.0.1", port: reactor.port, unit: 1)),
+                              DriverConformance.connect(pump.spec, at: .serial(path: pump.path))]
+            for check in checks {
+                let report = await check.run()
+                #expect(report.passed, "\(Self.failures(report))")
+                #expect(report.check(nil, "watchdog")?.result == .pass)
+            }
+        }
+        #expect(reactor.wireLog.entries(for: "watchdog").count >= 5 && pump.wireLog.entries(for: "watchdog").count >= 5)
+        #expect(reactor.wireLog.entries.allSatisfy { !$0.byDevice } && pump.wireLog.entries.allSatisfy { !$0.byDevice })
+    }
 }
