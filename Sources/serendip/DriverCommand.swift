@@ -5,6 +5,7 @@ import Glibc
 import LabCore
 import LabDrivers
 import LabSpec
+import Synchronization
 
 /// `serendip driver ...`: tools for the vendor writing a driver file.
 struct DriverCommand: AsyncParsableCommand {
@@ -17,7 +18,7 @@ struct DriverTest: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "test",
         abstract: "Check a device (or the driver's simulator) against its driver file: identity, every read, every write inside the limits, the guard, the watchdog and the safe state.",
-        discussion: "Nothing outside a channel's limits is ever sent, and the safe state is commanded at the end, also after a failure or Ctrl-C. Exits non-zero if any check failed.")
+        discussion: "Nothing outside a channel's limits is ever sent, and the safe state is commanded at the end, also after a failure or Ctrl-C. Exits 1 if any check failed, 130 if interrupted.")
 
     @Argument(help: "The driver file.") var driver: String
     @Option(help: "Where the device is: modbus-tcp://host:502?unit=1, modbus-rtu:///dev/ttyUSB0?baud=19200&parity=E&unit=3 or serial:///dev/ttyUSB0?baud=9600.")
@@ -43,16 +44,19 @@ struct DriverTest: AsyncParsableCommand {
             (conformance, stopSimulator) = try DriverConformance.simulated(spec)
         }
         defer { stopSimulator() }
-        // Ctrl-C (or a TERM) ends the checks early; the run still commands the safe state.
-        let checks = Task { await conformance.run() }
+        // Ctrl-C (or a TERM) ends the checks early; the run still commands the safe state. The
+        // handlers are in place before the first request goes out.
+        let interruption = Interruption()
         let signals = [SIGINT, SIGTERM].map { number in
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number)
-            source.setEventHandler { checks.cancel() }
+            source.setEventHandler { interruption.interrupt() }
             source.resume()
             return source
         }
-        let report = await checks.value
+        let task = Task { await conformance.run() }
+        interruption.watch(task)
+        let report = await task.value
         signals.forEach { $0.cancel() }
         if json {
             let encoder = JSONEncoder()
@@ -61,6 +65,8 @@ struct DriverTest: AsyncParsableCommand {
         } else {
             Output.line(Self.table(report))
         }
+        // Interrupted, it has not checked everything: that is no pass.
+        if task.isCancelled { throw ExitCode(130) }
         if !report.passed { throw ExitCode(1) }
     }
 
@@ -76,6 +82,19 @@ struct DriverTest: AsyncParsableCommand {
         let failed = report.checks.filter { $0.result == .fail }.count
         let verdict = failed == 0 ? "PASS" : "FAIL: \(failed) check(s) failed"
         return (["\(report.driver) at \(report.address)"] + lines + [verdict]).joined(separator: "\n")
+    }
+}
+
+/// Cancels the checks on a signal, also one that came before they started.
+private final class Interruption: Sendable {
+    private let state = Mutex<(task: Task<ConformanceReport, Never>?, interrupted: Bool)>((nil, false))
+
+    func interrupt() {
+        state.withLock { $0.interrupted = true; $0.task?.cancel() }
+    }
+
+    func watch(_ task: Task<ConformanceReport, Never>) {
+        state.withLock { $0.task = task; if $0.interrupted { task.cancel() } }
     }
 }
 

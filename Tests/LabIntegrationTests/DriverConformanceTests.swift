@@ -229,4 +229,39 @@ import Testing
         #expect(reactor.wireLog.entries(for: "watchdog").count >= 5 && pump.wireLog.entries(for: "watchdog").count >= 5)
         #expect(reactor.wireLog.entries.allSatisfy { !$0.byDevice } && pump.wireLog.entries.allSatisfy { !$0.byDevice })
     }
+
+    @Test func ctrlCEndsTheChecksCommandsTheSafeStateAndExits130() async throws {
+        // The second request (the first read after the probe) is answered 2 s late, inside the 5 s timeout.
+        let device = try MisbehavingModbusDevice(faults: [2: .late(seconds: 2)])
+        defer { device.stop() }
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("slow-\(UUID().uuidString).yaml")
+        try """
+            driver: slow-reactor
+            vendor: test
+            transport: modbus
+            timeout: 5 s
+            channels:
+              setpoint:    { holding: 100, type: float32, unit: degC, access: rw, limits: [0, 150] }
+              temperature: { input: 0, type: float32, unit: degC }
+            safe_state: { setpoint: 25 degC }
+            """.write(to: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: file) }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Self.serendip)
+        process.arguments = ["driver", "test", file.path, "--address", "modbus-tcp://127.0.0.1:\(device.port)", "--json"]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        try process.run()
+        #expect(try await eventually { device.requests >= 2 })
+        process.interrupt()
+        let output = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 130)
+        let report = try #require(try JSONSerialization.jsonObject(with: output) as? [String: Any])
+        let checks = try #require(report["checks"] as? [[String: Any]])
+        #expect(checks.contains { $0["detail"] as? String == "interrupted" })
+        #expect(checks.last?["check"] as? String == "safe-state" && checks.last?["result"] as? String == "pass")
+        // 25.0 as a float32, ABCD: 0x41C8 0x0000. Nothing beyond it was written.
+        #expect(device.holding(100) == 0x41C8 && device.holding(101) == 0)
+    }
 }
