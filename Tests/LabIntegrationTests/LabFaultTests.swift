@@ -203,7 +203,7 @@ import Testing
     }
 
     /// SERENDIP_LOSS_CYCLES sets the number of cycles: 200 in `make test` (it keeps both cores busy,
-    /// and the rest of the suite runs beside it), 1,000 in `make soak`. OpenFileTests does 100 per
+    /// and the rest of the suite runs beside it), 1,000 in `make soak`. OpenFileTests does 200 per
     /// transport in `make test` (1,000 in `make soak`), with the instrument hub alone.
     @Test func theDaemonHoldsNoMoreDescriptorsAfterAThousandLossesAndReturnsThanAfterTheFirst() async throws {
         let cycles = ProcessInfo.processInfo.environment["SERENDIP_LOSS_CYCLES"].flatMap(Int.init) ?? 200
