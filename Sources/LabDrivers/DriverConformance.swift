@@ -327,10 +327,21 @@ public struct DriverConformance: Sendable {
         guard !spec.safeState.isEmpty else {
             return report.checks.append(.init(channel: nil, check: "safe-state", result: .skipped, detail: "the driver file declares no safe_state"))
         }
-        do {
-            try await instrument.goToSafeState()
-        } catch {
-            return report.checks.append(.init(channel: nil, check: "safe-state", result: .fail, detail: "\(error)"))
+        // Commanded again after a failure (a connection dropped under it): a write is never
+        // repeated by the transport, since a device may have applied it, but the safe state may be.
+        var attempts = 0
+        while true {
+            attempts += 1
+            do {
+                try await instrument.goToSafeState()
+                break
+            } catch {
+                guard attempts < 3 else {
+                    return report.checks.append(.init(channel: nil, check: "safe-state", result: .fail,
+                                                      detail: "\(error) (commanded 3 times; the device may not be in its safe state)"))
+                }
+                try? await ContinuousClock().sleep(for: .milliseconds(500))
+            }
         }
         var off: [String] = []
         for (name, value) in spec.safeState {
@@ -343,8 +354,9 @@ public struct DriverConformance: Sendable {
             }
         }
         let all = spec.safeState.map { "\($0.channel) = \(Self.text($0.value))" }.joined(separator: ", ")
+        let again = attempts > 1 ? " (at the \(attempts == 2 ? "second" : "third") attempt)" : ""
         report.checks.append(off.isEmpty
-            ? .init(channel: nil, check: "safe-state", result: .pass, detail: "commanded \(all)")
+            ? .init(channel: nil, check: "safe-state", result: .pass, detail: "commanded \(all)\(again)")
             : .init(channel: nil, check: "safe-state", result: .fail, detail: "commanded \(all), but " + off.joined(separator: "; ")))
     }
 }

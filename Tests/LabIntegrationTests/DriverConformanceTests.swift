@@ -264,4 +264,21 @@ import Testing
         // 25.0 as a float32, ABCD: 0x41C8 0x0000. Nothing beyond it was written.
         #expect(device.holding(100) == 0x41C8 && device.holding(101) == 0)
     }
+
+    @Test func aSafeStateWhoseConnectionDroppedIsCommandedAgain() async throws {
+        // Requests 1-11: the probe, the read, three writes each read back twice; 12 is the safe state's write.
+        let device = try MisbehavingModbusDevice(faults: [12: .closeWithoutReply])
+        defer { device.stop() }
+        let spec = try DriverSpec.parse("""
+            driver: heater
+            vendor: test
+            transport: modbus
+            channels:
+              setpoint: { holding: 100, type: float32, unit: degC, access: rw, limits: [0, 150] }
+            safe_state: { setpoint: 25 degC }
+            """, path: "heater.yaml")
+        let report = try await DriverConformance.connect(spec, at: .modbusTCP(host: "127.0.0.1", port: device.port, unit: 1)).run()
+        #expect(report.check(nil, "safe-state")?.detail == "commanded setpoint = 25 (at the second attempt)", "\(report.checks)")
+        #expect(device.holding(100) == 0x41C8 && device.holding(101) == 0)
+    }
 }
