@@ -18,8 +18,8 @@ public actor SerialLine {
     /// Set after a timeout or garbage: the device may still be sending.
     private var unsettled = false
 
-    /// The longest reply taken (a spectrum of a few thousand numbers is far below it); a device
-    /// streaming without a terminator is cut off here rather than read until the timeout.
+    /// The longest reply taken by default; a device streaming without a terminator is cut off here
+    /// rather than read until the timeout. A query expecting more (a long array) says so.
     public static let maxLineBytes = 1 << 20
 
     public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
@@ -39,7 +39,7 @@ public actor SerialLine {
     /// Sends one command and returns the reply line without its terminator. An unplugged adapter
     /// (a hang-up, EIO, or the device node gone) is `.instrumentLost`: the descriptor is closed, and
     /// the next call opens the path again, so a device that comes back at the same path is used again.
-    public func query(_ command: String) throws(LabError) -> String {
+    public func query(_ command: String, maxReplyBytes: Int = SerialLine.maxLineBytes) throws(LabError) -> String {
         dropIfHungUp()
         let fd = try openedDescriptor()
         if unsettled {
@@ -48,7 +48,7 @@ public actor SerialLine {
         }
         tcflush(fd, TCIFLUSH)
         try send(fd, command + terminator)
-        return try receiveLine(fd)
+        return try receiveLine(fd, limit: maxReplyBytes)
     }
 
     /// Opens the line if it is not open (or hung up while idle): a probe that sends nothing.
@@ -127,7 +127,7 @@ public actor SerialLine {
         tap?(.sent, Array(text.utf8))
     }
 
-    private func receiveLine(_ fd: Int32) throws(LabError) -> String {
+    private func receiveLine(_ fd: Int32, limit: Int) throws(LabError) -> String {
         let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(timeout * 1e9)
         let end = Array(terminator.utf8)
         var line: [UInt8] = []
@@ -157,9 +157,9 @@ public actor SerialLine {
                 let searchFrom = max(0, line.count - end.count + 1)
                 line += chunk[..<n]
                 found = line[searchFrom...].firstRange(of: end)
-                if found == nil, line.count > Self.maxLineBytes {
+                if found == nil, line.count > limit {
                     unsettled = true
-                    throw LabError(.protocolViolation, "\(path): no terminator in the first \(Self.maxLineBytes) bytes of the reply; is the terminator in the driver file the device's?")
+                    throw LabError(.protocolViolation, "\(path): no terminator in the first \(limit) bytes of the reply; is the terminator in the driver file the device's?")
                 }
             } else if n == 0 || (errno != EAGAIN && errno != EINTR) {
                 close()

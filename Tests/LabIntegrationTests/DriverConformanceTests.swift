@@ -253,8 +253,15 @@ import Testing
         process.standardOutput = pipe
         try process.run()
         #expect(try await eventually { device.requests >= 2 })
-        process.interrupt()
+        // Again until it ends: libdispatch may take a moment to watch for the signal on a busy machine.
+        let pressing = Task {
+            while process.isRunning {
+                process.interrupt()
+                try? await Task.sleep(for: .milliseconds(100))
+            }
+        }
         let output = pipe.fileHandleForReading.readDataToEndOfFile()
+        pressing.cancel()
         process.waitUntilExit()
         #expect(process.terminationStatus == 130)
         let report = try #require(try JSONSerialization.jsonObject(with: output) as? [String: Any])

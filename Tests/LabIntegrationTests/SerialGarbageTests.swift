@@ -1,6 +1,8 @@
 import Foundation
 import Glibc
 import LabCore
+import LabDrivers
+import LabSpec
 import LabTransport
 import Synchronization
 import Testing
@@ -111,6 +113,47 @@ final class GarbageSerialDevice: Sendable {
         let line = SerialLine(path: flood.path, timeout: 60)
         let error = await #expect(throws: LabError.self) { try await line.query("Q0") }
         #expect(error?.code == .protocolViolation, "\(String(describing: error))")
+    }
+}
+
+/// A spectrum of long numbers: a reply of megabytes that is one legitimate line.
+struct LongSpectrum: DeviceModel {
+    func value(of channel: String) throws -> Double { 0 }
+    func didWrite(_ channel: String, _ value: Double) {}
+    func values(of channel: String, along positions: [Double]) throws -> [Double] { positions.map { 1.0 / 3.0 + $0 * 1e-7 } }
+}
+
+extension SerialGarbageTests {
+    @Test func anArrayReplyLongerThanTheDefaultLineLimitIsReadWhole() async throws {
+        let spec = try DriverSpec.parse("""
+            driver: long-spectrum
+            vendor: test
+            transport: serial
+            serial: { timeout: 30 s }
+            channels:
+              spectrum: { query: "SPEC?", type: array, length: 100000, unit: AU }
+            """, path: "long-spectrum.yaml")
+        let simulator = try SerialSimulator(spec: spec, model: LongSpectrum())
+        defer { simulator.stop() }
+        let instrument = SerialInstrument(name: "spectro", spec: spec, line: SerialLine(path: simulator.path, timeout: 30))
+        let values = try await instrument.readArray("spectrum")
+        #expect(values.count == 100_000 && values.last == 1.0 / 3.0 + 99_999 * 1e-7)
+    }
+
+    @Test func aSimulatedDeviceWhoseDriverStopsReadingMidReplyStillStops() async throws {
+        let spec = try DriverSpec.parse("""
+            driver: long-spectrum
+            vendor: test
+            transport: serial
+            channels:
+              spectrum: { query: "SPEC?", type: array, length: 100000, unit: AU }
+            """, path: "long-spectrum.yaml")
+        let simulator = try SerialSimulator(spec: spec, model: LongSpectrum())
+        let line = SerialLine(path: simulator.path, timeout: 30)
+        await #expect(throws: LabError.self) { try await line.query("SPEC?", maxReplyBytes: 1000) }
+        let stopped = DispatchSemaphore(value: 0)
+        Thread { simulator.stop(); stopped.signal() }.start()
+        #expect(stopped.wait(timeout: .now() + 20) == .success)
     }
 }
 
