@@ -25,9 +25,9 @@ demo: build
 	$(BUILD)/debug/serendip demo
 
 # Tests that time a real clock (a hold under a flood of requests, toy chemistry at 600x, the
-# lost-instrument pauses, a virtual run that must take no wall time) run after the rest, on their own: beside the whole suite on 2 cores their
+# lost-instrument pauses, a virtual run that must take no wall time, a heartbeat beside an RTU bus blocked for 30 s) run after the rest, on their own: beside the whole suite on 2 cores their
 # timings measure the machine's load rather than the code.
-TIMED_TESTS = storesExactlyWhatTheSimulatedInstrumentsProduced|aFloodOfRequestsDoesNotDelayAHold|aConstrainedBatchedOptimisationKeepsEveryRunInsideItsConstraint|LabFaultTests|theVirtualRunReproducesTheChemistryInNoWallTime
+TIMED_TESTS = storesExactlyWhatTheSimulatedInstrumentsProduced|aBusBlockedForThirtySecondsDelaysNeitherAnotherBusNorAHeartbeat|aFloodOfRequestsDoesNotDelayAHold|aConstrainedBatchedOptimisationKeepsEveryRunInsideItsConstraint|LabFaultTests|theVirtualRunReproducesTheChemistryInNoWallTime
 
 # The Bluesky export test validates with the event-model package, and the Modbus tests talk to pymodbus
 # (an independent Modbus implementation), both from a virtualenv under the build folder.
@@ -52,6 +52,7 @@ soak: deps
 	SERENDIP_KILL_POINTS=200 $(SWIFT) test --skip-build --filter DaemonCrashTests
 	SERENDIP_LOSS_CYCLES=1000 $(SWIFT) test --skip-build --filter 'theDaemonHoldsNoMoreDescriptors|OpenFileTests'
 	SERENDIP_HIGH_DESCRIPTORS=1 $(SWIFT) test --skip-build --filter aConnectionOnADescriptorAbove1023IsServed
+	SERENDIP_MODBUS_FAULT_READS=100000 $(SWIFT) test --skip-build --filter ModbusTCPFaultMixTests
 
 bench: deps
 	$(SWIFT) build -c release

@@ -85,7 +85,8 @@ public struct SerialInstrument: DriverBackedInstrument, ArrayReadable, TextReada
         guard let channel = spec.channel(name), let layout = channel.array, case .command(let query?, _) = channel.register else {
             throw LabError(.accessDenied, "\(identity.name).\(name) is not an array channel")
         }
-        let reply = try await checked(ask(query, retries: channel.retries), name)
+        // Room for every element in its longest form ("-1.2345678901234567e-300,").
+        let reply = try await checked(ask(query, retries: channel.retries, maxReplyBytes: max(SerialLine.maxLineBytes, 32 * layout.length)), name)
         var values: [Double] = []
         values.reserveCapacity(layout.length)
         for field in reply.utf8.split(separator: UInt8(ascii: ","), omittingEmptySubsequences: false) {
@@ -171,13 +172,13 @@ public struct SerialInstrument: DriverBackedInstrument, ArrayReadable, TextReada
     }
 
     /// A query repeated on a timeout or a lost line only as often as the driver file allows.
-    private func ask(_ command: String, retries: Int) async throws -> String {
+    private func ask(_ command: String, retries: Int, maxReplyBytes: Int = SerialLine.maxLineBytes) async throws -> String {
         for _ in 0..<retries {
-            do { return try await line.query(command) } catch {
+            do { return try await line.query(command, maxReplyBytes: maxReplyBytes) } catch {
                 guard error.code == .timeout || error.code == .instrumentLost else { throw error }
             }
         }
-        return try await line.query(command)
+        return try await line.query(command, maxReplyBytes: maxReplyBytes)
     }
 
     private func checked(_ reply: String, _ channel: String) throws(LabError) -> String {

@@ -58,20 +58,24 @@ public final class SimulatedLab: Sendable {
             chemistries[station] = index == 0 ? chemistry : ToyChemistry(clock: chemistry.clock, seed: config.simulation.seed &+ UInt64(index))
         }
         return config.instruments.mapValues { binding -> any DeviceModel in
-            // What a driver file declares wins over a built-in model of the same name.
-            if binding.driver.simulation != nil {
-                return DeclaredModel(spec: binding.driver, clock: chemistry.clock, seed: config.simulation.seed, stream: binding.name)
-            }
-            let chemistry = binding.station.flatMap { chemistries[$0] } ?? chemistry
-            return switch binding.driver.name {
-            case "thermo-reactor": chemistry.reactor
-            case "uv-vis": chemistry.spectrometer
-            case "syringe-pump": bench.pump
-            case "balance": bench.balance
-            case "ph-meter": bench.phMeter
-            case "dosing-balance": DosingBalanceModel()
-            default: InertModel()
-            }
+            model(driver: binding.driver, chemistry: binding.station.flatMap { chemistries[$0] } ?? chemistry, bench: bench,
+                  seed: config.simulation.seed, stream: binding.name)
+        }
+    }
+
+    /// What a driver file's `simulation:` block declares; without one, the physics behind a shipped
+    /// driver by its name, and an inert device behind any other. `seed` and `stream` (the
+    /// instrument's name) seed a declared model's noise.
+    public static func model(driver: DriverSpec, chemistry: ToyChemistry, bench: ToyBench, seed: UInt64 = 1, stream: String = "") -> any DeviceModel {
+        if driver.simulation != nil { return DeclaredModel(spec: driver, clock: chemistry.clock, seed: seed, stream: stream) }
+        return switch driver.name {
+        case "thermo-reactor": chemistry.reactor
+        case "uv-vis": chemistry.spectrometer
+        case "syringe-pump": bench.pump
+        case "balance": bench.balance
+        case "ph-meter": bench.phMeter
+        case "dosing-balance": DosingBalanceModel()
+        default: InertModel()
         }
     }
 
@@ -156,27 +160,37 @@ public enum InstrumentConnector {
                 connection = simulated
                 clock = simulators.chemistry.clock
             }
-            switch connection {
-            case .modbusTCP(let host, let port, let unit):
-                let client = ModbusTCPClient(.init(host: host, port: port, unit: unit, responseTimeout: binding.driver.responseTimeout), tap: tap)
-                instruments[name] = ModbusInstrument(name: name, spec: binding.driver, client: client, clock: clock)
-            case .modbusRTU(let address):
-                let line = ModbusRTULine(port: address.port, baud: address.line.baud, parity: address.line.parity,
-                                         stopBits: address.line.stopBits)
-                let timing = ModbusRTUBus.Timing(response: binding.driver.responseTimeout, byte: binding.driver.byteTimeout)
-                let client = ModbusRTUClient(bus: try ModbusRTUBus.shared(line, ports: ports), unit: address.unit, timing: timing)
-                instruments[name] = ModbusInstrument(name: name, spec: binding.driver, client: client, clock: clock)
-            case .serial(let address):
-                let s = binding.driver.serial
-                let line = SerialLine(port: address.port, settings: address.line, terminator: s.terminator, timeout: s.timeoutSeconds,
-                                      ports: ports, tap: tap)
-                instruments[name] = SerialInstrument(name: name, spec: binding.driver, line: line, clock: clock)
-            case .plugin(let command):
-                instruments[name] = PluginInstrument(name: name, spec: binding.driver, command: command)
-            case .simulated:
-                break
-            }
+            guard connection != .simulated else { continue }
+            instruments[name] = try instrument(name, binding.driver, at: connection, tap: tap, clock: clock, ports: ports)
         }
         return instruments
+    }
+
+    /// One instrument of `driver` at a real (or served) address. `link` may wrap a Modbus link (the
+    /// conformance check counts the writes passed to it); `tap` sees a serial line's traffic too.
+    public static func instrument(_ name: String, _ driver: DriverSpec, at connection: LabConfig.Connection,
+                                  tap: TrafficTap? = nil, clock: any LabClock = ScaledClock(),
+                                  ports: @escaping SerialPortLister = SerialPorts.list,
+                                  link: (any ModbusClient) -> any ModbusClient = { $0 }) throws -> any DriverBackedInstrument {
+        switch connection {
+        case .modbusTCP(let host, let port, let unit):
+            let client = ModbusTCPClient(.init(host: host, port: port, unit: unit, responseTimeout: driver.responseTimeout), tap: tap)
+            return ModbusInstrument(name: name, spec: driver, client: link(client), clock: clock)
+        case .modbusRTU(let address):
+            let line = ModbusRTULine(port: address.port, baud: address.line.baud, parity: address.line.parity,
+                                     stopBits: address.line.stopBits)
+            let timing = ModbusRTUBus.Timing(response: driver.responseTimeout, byte: driver.byteTimeout)
+            let client = ModbusRTUClient(bus: try ModbusRTUBus.shared(line, ports: ports), unit: address.unit, timing: timing)
+            return ModbusInstrument(name: name, spec: driver, client: link(client), clock: clock)
+        case .serial(let address):
+            let s = driver.serial
+            let line = SerialLine(port: address.port, settings: address.line, terminator: s.terminator, timeout: s.timeoutSeconds,
+                                  ports: ports, tap: tap)
+            return SerialInstrument(name: name, spec: driver, line: line, clock: clock)
+        case .plugin(let command):
+            return PluginInstrument(name: name, spec: driver, command: command)
+        case .simulated:
+            throw LabError(.instrumentLost, "\(name) is simulated but no simulator is running")
+        }
     }
 }

@@ -112,8 +112,34 @@ extension USBAdapter {
 
 // MARK: reading them from a lab config
 
+extension LabConfig.Connection {
+    /// One device's connection from its address alone (`serendip driver test --address`): any of the
+    /// forms a lab config takes as text, with unset line settings from the driver file.
+    public static func parse(address text: String, for driver: DriverSpec) throws(LabError) -> LabConfig.Connection {
+        do throws(AddressProblem) {
+            if text.hasPrefix("modbus-tcp://") {
+                let (host, port, unit) = try ModbusTCPAddress.parse(text)
+                return .modbusTCP(host: host, port: port, unit: unit)
+            }
+            if text.hasPrefix("modbus-rtu://") { return .modbusRTU(try ModbusRTUAddress.parse(text, defaults: driver.serial.line)) }
+            if text.hasPrefix("serial://") { return .serial(try SerialAddress.parse(text, defaults: driver.serial.line)) }
+            throw AddressProblem("'\(text)' is not a device address",
+                                 hint: "write it as \(ModbusTCPAddress.forms), \(ModbusRTUAddress.forms) or \(SerialAddress.forms)")
+        } catch {
+            throw LabError(.invalidFile, error.message + (error.hint.map { "; \($0)" } ?? ""))
+        }
+    }
+}
+
 extension SerialAddress {
     static let keys = SerialLineSettings.keys
+
+    static func parse(_ text: String, defaults: SerialLineSettings) throws(AddressProblem) -> SerialAddress {
+        let parts = try AddressText(text, scheme: "serial", forms: forms)
+        var address = SerialAddress(port: try parts.port(forms: forms), line: defaults)
+        try address.line.apply(parts.query, keys: keys, port: address.port)
+        return address
+    }
 
     /// `serial: /dev/ttyUSB0`, `serial: "serial://usb/FT4XYZ12?baud=9600"` or
     /// `serial: { usb: { serial: FT4XYZ12 }, baud: 9600 }`; unset settings are the driver file's.
@@ -128,10 +154,7 @@ extension SerialAddress {
                 return SerialAddress(port: .path(text), line: defaults)
             }
             do throws(AddressProblem) {
-                let parts = try AddressText(text, scheme: "serial", forms: forms)
-                var address = SerialAddress(port: try parts.port(forms: forms), line: defaults)
-                try address.line.apply(parts.query, keys: keys, port: address.port)
-                return address
+                return try parse(text, defaults: defaults)
             } catch {
                 source.error(node, error.message, hint: error.hint ?? forms)
                 return nil

@@ -81,12 +81,24 @@ public final class LineServer: Sendable {
                 let line = String(decoding: pending[..<end.lowerBound], as: UTF8.self)
                 pending.removeSubrange(..<end.upperBound)
                 guard let answer = handler(line) else { continue }
-                let reply = Array((answer + String(decoding: terminator, as: UTF8.self)).utf8)
-                _ = reply.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+                send(Array((answer + String(decoding: terminator, as: UTF8.self)).utf8), to: fd)
             }
         }
         if control.take() != nil { control.done() }
         current.withLock { $0?.close(); $0 = nil }
         finished.signal()
+    }
+
+    /// Writes a reply as the driver reads it. A driver that stops reading mid-reply (it gave up on
+    /// a long one) must not keep the device from being stopped: the rest is dropped then.
+    private func send(_ reply: [UInt8], to fd: Int32) {
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        var rest = reply[...]
+        while !rest.isEmpty, !stopping.load(ordering: .acquiring) {
+            var entry = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+            guard poll(&entry, 1, 20) > 0 else { continue }
+            let n = rest.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            if n > 0 { rest = rest.dropFirst(n) } else if errno != EAGAIN && errno != EINTR { return }
+        }
     }
 }

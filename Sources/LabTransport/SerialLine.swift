@@ -5,8 +5,10 @@ public import LabCore
 import Synchronization
 
 /// An ASCII command/response line over a tty, driven with termios (as pyserial does), on its own
-/// serial queue because reads block. Each query drops stale input first, so a late reply to an
-/// earlier query is never taken as the answer to this one.
+/// serial queue because reads block. A reply has no id to match it to its query, so after a timeout
+/// or a reply that was not one (not text, longer than `maxLineBytes`) the line is left to fall silent
+/// for a whole timeout, what arrives meanwhile discarded, before the next query goes out; and each
+/// query drops stale input first. So a late reply to an earlier query is not taken as the answer to this one.
 public actor SerialLine {
     /// Where the line is: a path, or a USB adapter looked up by serial number each time it is opened.
     public nonisolated let port: SerialPort
@@ -18,6 +20,13 @@ public actor SerialLine {
     private var fd: Int32 = -1
     /// The device path of the open descriptor, for messages.
     private var opened = ""
+
+    /// Set after a timeout or garbage: the device may still be sending.
+    private var unsettled = false
+
+    /// The longest reply taken by default; a device streaming without a terminator is cut off here
+    /// rather than read until the timeout. A query expecting more (a long array) says so.
+    public static let maxLineBytes = 1 << 20
 
     public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
 
@@ -64,10 +73,11 @@ public actor SerialLine {
     /// Sends one command and returns the reply line without its terminator. An unplugged adapter
     /// (a hang-up, EIO, or the device node gone) is `.instrumentLost`: the descriptor is closed, and
     /// the next call opens the port again, so a device that comes back at the same path (or, bound by
-    /// its USB serial number, under any name) is used again.
-    public func query(_ command: String) throws(LabError) -> String {
+    /// its USB serial number, under any name) is used again. A reply longer than `maxReplyBytes`
+    /// without its terminator is refused.
+    public func query(_ command: String, maxReplyBytes: Int = SerialLine.maxLineBytes) throws(LabError) -> String {
         dropIfHungUp()
-        return try exchange(openedDescriptor(), command, awaitsReply: true)!
+        return try exchange(openedDescriptor(), command, awaitsReply: true, limit: maxReplyBytes)!
     }
 
     /// Sends one command and waits for no reply (a SCPI command is silent unless it fails).
@@ -76,12 +86,16 @@ public actor SerialLine {
         _ = try exchange(openedDescriptor(), command, awaitsReply: false)
     }
 
-    private func exchange(_ fd: Int32, _ command: String, awaitsReply: Bool) throws(LabError) -> String? {
+    private func exchange(_ fd: Int32, _ command: String, awaitsReply: Bool, limit: Int = SerialLine.maxLineBytes) throws(LabError) -> String? {
+        if unsettled {
+            waitForSilence(fd)
+            unsettled = false
+        }
         // Paced first, flushed after: a late reply arriving during the wait must not be taken as this one's.
         pacer.waitForTurn()
         tcflush(fd, TCIFLUSH)
         try send(fd, command + terminator)
-        return awaitsReply ? try receiveLine(fd) : nil
+        return awaitsReply ? try receiveLine(fd, limit: limit) : nil
     }
 
     /// Opens the line if it is not open (or hung up while idle): a probe that sends nothing.
@@ -101,6 +115,19 @@ public actor SerialLine {
     public func close() {
         if fd >= 0 { Glibc.close(fd) }
         fd = -1
+        unsettled = false
+    }
+
+    /// Reads and discards until nothing has arrived for a whole timeout (or four timeouts passed:
+    /// a device that never stops talking is not waited for forever).
+    private func waitForSilence(_ fd: Int32) {
+        let end = DispatchTime.now().uptimeNanoseconds + UInt64(4 * timeout * 1e9)
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while DispatchTime.now().uptimeNanoseconds < end {
+            var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&entry, 1, Int32(timeout * 1000) + 1) > 0, entry.revents & Int16(POLLIN) != 0 else { return }
+            if buffer.withUnsafeMutableBytes({ read(fd, $0.baseAddress, $0.count) }) <= 0 && errno != EAGAIN && errno != EINTR { return }
+        }
     }
 
     /// Opens the port, looking a USB adapter up again first (it may be back under another name).
@@ -223,16 +250,18 @@ public actor SerialLine {
         tap?(.sent, Array(text.utf8))
     }
 
-    private func receiveLine(_ fd: Int32) throws(LabError) -> String {
+    private func receiveLine(_ fd: Int32, limit: Int) throws(LabError) -> String {
         let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(timeout * 1e9)
         let end = Array(terminator.utf8)
         var line: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 256)
+        var chunk = [UInt8](repeating: 0, count: 4096)
         // The reply is everything up to the first terminator; anything after it is dropped with the
-        // next query's flush.
-        while line.firstRange(of: end) == nil {
+        // next query's flush. Only the new bytes (and the terminator's length before them) are searched.
+        var found: Range<Int>?
+        while found == nil {
             let now = DispatchTime.now().uptimeNanoseconds
             guard now < deadline else {
+                unsettled = true
                 throw LabError(.timeout, "\(opened): no reply within \(timeout) s")
             }
             var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
@@ -247,15 +276,23 @@ public actor SerialLine {
                 throw LabError(.instrumentLost, "\(opened): device hung up")
             }
             let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n > 0 { line += chunk[..<n] }
-            else if n == 0 || (errno != EAGAIN && errno != EINTR) {
+            if n > 0 {
+                let searchFrom = max(0, line.count - end.count + 1)
+                line += chunk[..<n]
+                found = line[searchFrom...].firstRange(of: end)
+                if found == nil, line.count > limit {
+                    unsettled = true
+                    throw LabError(.protocolViolation, "\(path): no terminator in the first \(limit) bytes of the reply; is the terminator in the driver file the device's?")
+                }
+            } else if n == 0 || (errno != EAGAIN && errno != EINTR) {
                 close()
                 throw LabError(.instrumentLost, "\(opened): device hung up")
             }
         }
-        let reply = line[..<line.firstRange(of: end)!.lowerBound]
+        let reply = line[..<found!.lowerBound]
         tap?(.received, Array(reply) + end)
         guard let text = String(bytes: reply, encoding: .utf8) else {
+            unsettled = true
             throw LabError(.protocolViolation, "\(opened): reply is not text")
         }
         return text.trimmingCharacters(in: CharacterSet(charactersIn: "\r"))

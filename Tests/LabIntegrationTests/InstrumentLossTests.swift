@@ -294,10 +294,10 @@ enum DeviceDescriptors {
     }
 }
 
-/// SERENDIP_LOSS_CYCLES sets the cycles: 100 in `make test` (a leak is one descriptor or more per
-/// cycle, plain after a few), 1000 in `make soak`.
+/// SERENDIP_LOSS_CYCLES sets the cycles: 200 in `make test` (a leak is one descriptor or more per
+/// cycle, plain after a few; about 2 s per transport alone), 1000 in `make soak`.
 @Suite(.serialized) struct OpenFileTests {
-    static let cycles = ProcessInfo.processInfo.environment["SERENDIP_LOSS_CYCLES"].flatMap(Int.init) ?? 100
+    static let cycles = ProcessInfo.processInfo.environment["SERENDIP_LOSS_CYCLES"].flatMap(Int.init) ?? 200
 
     /// Waits until the hub has reconnected `name`; saying what it last saw if it never does.
     static func reconnected(_ name: String, _ hub: InstrumentHub, cycle: Int) async throws {

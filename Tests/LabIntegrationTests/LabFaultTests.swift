@@ -203,8 +203,8 @@ import Testing
     }
 
     /// SERENDIP_LOSS_CYCLES sets the number of cycles: 200 in `make test` (it keeps both cores busy,
-    /// and the rest of the suite runs beside it), 1,000 in `make soak`. OpenFileTests does 1,000 per
-    /// transport in `make test`.
+    /// and the rest of the suite runs beside it), 1,000 in `make soak`. OpenFileTests does 200 per
+    /// transport in `make test` (1,000 in `make soak`), with the instrument hub alone.
     @Test func theDaemonHoldsNoMoreDescriptorsAfterAThousandLossesAndReturnsThanAfterTheFirst() async throws {
         let cycles = ProcessInfo.processInfo.environment["SERENDIP_LOSS_CYCLES"].flatMap(Int.init) ?? 200
         let lab = try await Self.lab(probeInterval: 0.002, backoff: 0.001...0.004)
