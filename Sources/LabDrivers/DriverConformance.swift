@@ -147,7 +147,7 @@ public struct DriverConformance: Sendable {
             return nil
         }
         report.checks.append(.init(channel: nil, check: "watchdog", result: .pass,
-                                   detail: "armed at \(watchdog.seconds) s and fed every \(watchdog.feedEvery) s; it runs out after the test"))
+                                   detail: "armed at \(watchdog.seconds) s and fed every \(watchdog.feedEvery.formatted(.number.precision(.significantDigits(1...3)))) s; it runs out after the test"))
         let instrument = self.instrument
         return Task {
             while !Task.isCancelled {
@@ -155,6 +155,11 @@ public struct DriverConformance: Sendable {
                 try? await instrument.feedWatchdog()
             }
         }
+    }
+
+    /// " degC" after a value; nothing for a plain count (unit 1).
+    static func unit(_ channel: ChannelSpec) -> String {
+        channel.unit.description == "1" || channel.unit.description.isEmpty ? "" : " \(channel.unit)"
     }
 
     /// Whether the device refused the read (it answered, with an error).
@@ -177,6 +182,15 @@ public struct DriverConformance: Sendable {
                 } ?? .init(channel: channel.name, check: "read", result: .pass, detail: "\(values.count) of \(layout.length) values in \(channel.unit)", milliseconds: took))
                 return false
             }
+            if channel.isText {
+                guard let texts = instrument as? any TextReadable else {
+                    report.checks.append(.init(channel: channel.name, check: "read", result: .skipped, detail: "string channels are not read over this transport"))
+                    return false
+                }
+                let text = try await texts.readText(channel.name)
+                report.checks.append(.init(channel: channel.name, check: "read", result: .pass, detail: "'\(text)'", milliseconds: Self.ms(clock.now - start)))
+                return false
+            }
             let value = try await instrument.read(channel.name)
             let took = Self.ms(clock.now - start)
             switch (channel.type, value) {
@@ -190,7 +204,7 @@ public struct DriverConformance: Sendable {
                 if let problem = Self.implausibility(x, channel) {
                     report.checks.append(.init(channel: channel.name, check: "read", result: .fail, detail: problem, milliseconds: took))
                 } else {
-                    report.checks.append(.init(channel: channel.name, check: "read", result: .pass, detail: "\(x) \(channel.unit)", milliseconds: took))
+                    report.checks.append(.init(channel: channel.name, check: "read", result: .pass, detail: "\(x)\(Self.unit(channel))", milliseconds: took))
                 }
             }
         } catch {
@@ -261,7 +275,7 @@ public struct DriverConformance: Sendable {
                                                   detail: "writing \(Self.text(value)): \(error)"))
             }
         }
-        let unit = channel.type == .bool ? "" : " \(channel.unit)"
+        let unit = channel.type == .bool ? "" : Self.unit(channel)
         var detail = "wrote \(done.joined(separator: ", "))\(unit)" + (channel.readable ? ", each read back" : " (write-only: not read back)")
         if let note { detail += "; \(note)" }
         report.checks.append(.init(channel: channel.name, check: "write", result: .pass, detail: detail))
@@ -314,7 +328,7 @@ public struct DriverConformance: Sendable {
             }
         }
         report.checks.append(.init(channel: channel.name, check: "limits", result: .pass,
-                                   detail: "\(refused.joined(separator: " and ")) \(channel.unit) refused before the wire"))
+                                   detail: "\(refused.joined(separator: " and "))\(Self.unit(channel)) refused before the wire"))
     }
 
     /// Always runs, also after failures: the device must not be left off its safe state.

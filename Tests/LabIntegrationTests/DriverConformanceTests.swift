@@ -8,7 +8,8 @@ import Testing
 /// wrong for its device says what failed and why; nothing outside the limits reaches the device and
 /// the safe state is commanded at the end.
 @Suite struct DriverConformanceTests {
-    static let shipped = ["balance", "dosing-balance", "ph-meter", "syringe-pump", "thermo-reactor", "uv-vis"]
+    static let shipped = ["balance", "dosing-balance", "infusion-pump", "mass-flow-controller", "ph-meter", "scpi-balance", "syringe-pump",
+                          "temperature-controller", "thermo-reactor", "uv-vis"]
 
     static func driver(_ name: String) throws -> DriverSpec { try DriverSpec.load(path: Repository.path("drivers/\(name).yaml")) }
 
