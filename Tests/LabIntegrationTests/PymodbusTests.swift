@@ -98,7 +98,7 @@ import Testing
     }
 
     @Test func ourTCPClientReadsEveryTypeInEveryOrderAsPymodbusEncodedIt() async throws {
-        let port = try freePort()
+        let port = try LoopbackListener.freePort()
         let server = try await PythonPeer.start(["tcp-server", String(port), Self.tableJSON, Self.text])
         defer { server.stop() }
         let client = ModbusTCPClient(.init(host: "127.0.0.1", port: port, unit: 3, responseTimeout: 2))
@@ -147,17 +147,6 @@ import Testing
 
     // MARK: helpers
 
-    func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
-        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
-        return Int(UInt16(bigEndian: address.sin_port))
-    }
 }
 
 /// pymodbus from the test virtualenv; a missing virtualenv fails the test, never skips it.

@@ -30,19 +30,7 @@ final class MisbehavingModbusDevice: Sendable {
     /// `faults` by request number, counted from 1 over all connections.
     init(faults: [Int: Fault]) throws {
         state.withLock { $0.faults = faults }
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
-                bind(fd, pointer, length) == 0 && getsockname(fd, pointer, &length) == 0
-            }
-        }
-        guard bound, listen(fd, 8) == 0 else { throw LabError(.transport, "test device cannot listen") }
-        listener = fd
-        port = Int(UInt16(bigEndian: address.sin_port))
+        (listener, port) = try LoopbackListener.open(backlog: 8)
         let thread = Thread { [self] in acceptLoop() }
         thread.start()
     }

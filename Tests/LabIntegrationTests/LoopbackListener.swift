@@ -1,0 +1,34 @@
+import Glibc
+import LabCore
+
+/// A TCP socket bound to 127.0.0.1 at a port the system chose, for the tests' scripted devices.
+enum LoopbackListener {
+    /// Listening with `backlog`; the caller closes it.
+    static func open(backlog: Int32) throws -> (fd: Int32, port: Int) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard let port = bind(fd), listen(fd, backlog) == 0 else {
+            close(fd)
+            throw LabError(.transport, "test device cannot listen")
+        }
+        return (fd, port)
+    }
+
+    /// A port nothing listens on now (bound, then released: another process may take it meanwhile).
+    static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        guard let port = bind(fd) else { throw LabError(.transport, "no free port") }
+        return port
+    }
+
+    private static func bind(_ fd: Int32) -> Int? {
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+        }
+        return bound ? Int(UInt16(bigEndian: address.sin_port)) : nil
+    }
+}
