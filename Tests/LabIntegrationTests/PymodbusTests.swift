@@ -144,9 +144,6 @@ import Testing
             #expect(value == entry.held, "\(entry.type) \(entry.order) over \(transport)")
         }
     }
-
-    // MARK: helpers
-
 }
 
 /// pymodbus from the test virtualenv; a missing virtualenv fails the test, never skips it.
