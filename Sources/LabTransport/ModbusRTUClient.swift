@@ -318,6 +318,11 @@ public actor ModbusRTUBus {
             Glibc.close(fd)
             modbus_set_socket(ctx, low)
         }
+        do throws(LabError) { try PortClaim.claim(modbus_get_socket(ctx), path) } catch {
+            modbus_close(ctx)
+            modbus_free(ctx)
+            throw .refused(error)
+        }
         context = ctx
         greeted = []
         return ctx

@@ -137,6 +137,10 @@ public actor SerialLine {
         opened = device == path ? device : "\(path) at \(device)"
         let descriptor = Glibc.open(device, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC)
         guard descriptor >= 0 else { throw LabError(.instrumentLost, "\(opened): cannot open: \(String(cString: strerror(errno)))") }
+        do throws(LabError) { try PortClaim.claim(descriptor, opened) } catch {
+            Glibc.close(descriptor)
+            throw error
+        }
         var tio = termios()
         guard tcgetattr(descriptor, &tio) == 0 else {
             Glibc.close(descriptor)
