@@ -150,6 +150,21 @@ public struct ChannelSpec: Sendable, Hashable {
 }
 
 extension ChannelSpec {
+    /// The raw values an integer register can hold; nil for floats, bits and serial channels.
+    public var registerRange: ClosedRange<Double>? {
+        switch register {
+        case .holding, .input: break
+        default: return nil
+        }
+        return switch type {
+        case .int16: -32768...32767
+        case .uint16: 0...65535
+        case .int32: -2147483648...2147483647
+        case .uint32: 0...4294967295
+        default: nil
+        }
+    }
+
     /// The register's raw value for a value in the channel's unit.
     public func raw(_ engineering: Double) -> Double {
         if let divisor { (engineering - offset) * divisor } else { (engineering - offset) / scale }
@@ -466,10 +481,21 @@ extension DriverSpec {
                 source.error(map.keyNode("limits"), "limits is for a numeric channel; '\(name)' is an array")
             }
         }
-        return ChannelSpec(name: name, register: register, type: type, wordOrder: wordOrder, unit: unit,
-                           writable: access.contains("w"), readable: access.contains("r"), limits: limits,
-                           maxRate: maxRate, readBackTolerance: readBack, location: source.location(node), retries: retries,
-                           array: array, scale: scale, offset: offset, textRegisters: textRegisters)
+        let channel = ChannelSpec(name: name, register: register, type: type, wordOrder: wordOrder, unit: unit,
+                                  writable: access.contains("w"), readable: access.contains("r"), limits: limits,
+                                  maxRate: maxRate, readBackTolerance: readBack, location: source.location(node), retries: retries,
+                                  array: array, scale: scale, offset: offset, textRegisters: textRegisters)
+        // Limits a register cannot reach would let a driver file promise a range the guard then
+        // refuses on every write past it (and a safe state there could never be commanded).
+        if let limits, let held = channel.registerRange {
+            for bound in [limits.lowerBound, limits.upperBound] where !held.contains(channel.raw(bound).rounded()) {
+                source.error(map.keyNode("limits"), "the limit \(bound) \(unit) of '\(name)' does not fit its \(type.rawValue) register "
+                             + "(\(Int(held.lowerBound))…\(Int(held.upperBound)) counts; \(bound) \(unit) is \(channel.raw(bound)) counts)",
+                             hint: "narrow the limits, or give the register's real type or scale")
+                break
+            }
+        }
+        return channel
     }
 
     /// `type: string`: Modbus `{ holding: 10, type: string, count: 8 }` (two characters a
@@ -618,6 +644,11 @@ extension DriverSpec {
             let value = try q.converted(to: channel.unit).value
             if let limits = channel.limits, !limits.contains(value) {
                 source.error(node, "\(value) \(channel.unit) is outside the limits \(limits) of '\(channel.name)'")
+                return nil
+            }
+            if let held = channel.registerRange, !held.contains(channel.raw(value).rounded()) {
+                source.error(node, "\(value) \(channel.unit) does not fit the \(channel.type.rawValue) register of '\(channel.name)' "
+                             + "(\(Int(held.lowerBound))…\(Int(held.upperBound)) counts)", hint: "a safe state must be a value the device can hold")
                 return nil
             }
             return .real(value)

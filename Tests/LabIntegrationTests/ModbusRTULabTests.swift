@@ -85,25 +85,44 @@ import Testing
             driver: scaled
             transport: modbus
             channels:
-              wide:   { holding: 0, type: int16, scale: 0.01, unit: degC, access: rw, limits: [-500, 500] }
+              wide:   { holding: 0, type: int16, scale: 0.01, unit: degC, access: rw, limits: [-300, 300] }
+              open:   { holding: 3, type: int16, scale: 0.01, unit: degC, access: rw }
               narrow: { holding: 1, type: uint16, scale: 0.1, offset: -100, unit: degC, access: rw, limits: [-100, 50.05] }
               big:    { holding: 2, type: uint32, access: rw }
             """, path: "scaled.yaml")
         func check(_ channel: String, _ x: Double) throws -> Value {
             try WriteGuard.check(.real(x), for: spec.channel(channel)!, instrument: "oven")
         }
-        // Inside the limits, but 400 degC is 40000 counts: more than an int16 holds.
-        let tooBig = #expect(throws: LabError.self) { try check("wide", 400) }
+        // Without limits, 400 degC is 40000 counts: more than an int16 holds.
+        let tooBig = #expect(throws: LabError.self) { try check("open", 400) }
         #expect(tooBig?.code == .outOfLimits)
-        #expect(tooBig?.message.contains("does not fit oven.wide: its int16 register holds -32768…32767 (400.0 degC is 40000 counts at scale 0.01, offset 0)") == true)
-        #expect(try check("wide", 327.67) == .real(327.67))
-        #expect(#expect(throws: LabError.self) { try check("wide", 500.5) }?.message.contains("outside -500.0…500.0") == true)
+        #expect(tooBig?.message.contains("does not fit oven.open: its int16 register holds -32768…32767 (400.0 degC is 40000 counts at scale 0.01, offset 0)") == true)
+        #expect(try check("open", 327.67) == .real(327.67))
+        #expect(#expect(throws: LabError.self) { try check("wide", 300.5) }?.message.contains("outside -300.0…300.0") == true)
         // 50.05 degC is 1500.5 counts: the nearest count, 1501 (50.1 degC), is past the limit, so 1500 goes out.
         #expect(try check("narrow", 50.05).asDouble.isApproximatelyEqual(50))
         #expect(try check("narrow", -100) == .real(-100))
         #expect(try check("big", 4294967295) == .real(4294967295))
         #expect(throws: LabError.self) { try check("big", 4294967296) }
         #expect(throws: LabError.self) { try check("big", -1) }
+    }
+
+    /// Limits or a safe state the register cannot hold are refused when the file is read, not at
+    /// the first write past them.
+    @Test func limitsAndASafeStateBeyondTheRegisterAreRefusedWhenTheFileIsRead() throws {
+        let error = #expect(throws: ValidationError.self) {
+            try DriverSpec.parse("""
+                driver: scaled
+                transport: modbus
+                channels:
+                  wide: { holding: 0, type: int16, scale: 0.01, unit: degC, access: rw, limits: [-500, 500] }
+                  heat: { holding: 1, type: int16, scale: 0.1, unit: degC, access: rw }
+                safe_state: { heat: 3500 degC }
+                """, path: "scaled.yaml")
+        }
+        let text = error?.description ?? ""
+        #expect(text.contains("scaled.yaml:4:") && text.contains("the limit -500.0 degC of 'wide' does not fit its int16 register"), "\(text)")
+        #expect(text.contains("scaled.yaml:6:") && text.contains("3500.0 degC does not fit the int16 register of 'heat'"), "\(text)")
     }
 
     @Test func scaleAndOffsetAreOnlyForNumericRegisters() throws {
