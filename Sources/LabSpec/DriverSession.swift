@@ -95,13 +95,19 @@ extension DriverSpec {
                 }
             } else if item.scalar != nil {
                 if let send = source.string(item, "init command") {
-                    steps.append(InitStep(action: .command(send: send, expect: nil), number: index + 1, location: location))
+                    if send.isEmpty { source.error(item, "an init command is empty", hint: "give the command, such as \"REM\"") }
+                    else { steps.append(InitStep(action: .command(send: send, expect: nil), number: index + 1, location: location)) }
                 }
             } else if let map = source.mapping(item, "an init step") {
+                if let key = ["holding", "coil"].first(where: { map.keyNode($0) != nil }) {
+                    source.error(map.keyNode(key), "'\(key):' is a Modbus init step; this driver's init steps are commands",
+                                 hint: "init: [\"REM\", { send: \"UNIT C\", expect: \"OK\" }]")
+                }
                 let send = map.required("send", hint: "the command, such as send: \"REM\"").flatMap { source.string($0, "send") }
                 let expect = map.optional("expect").flatMap { source.string($0, "expect") }
                 map.rejectUnknownKeys()
-                if let send { steps.append(InitStep(action: .command(send: send, expect: expect), number: index + 1, location: location)) }
+                if let send, send.isEmpty { source.error(map.keyNode("send"), "an init command is empty", hint: "give the command, such as send: \"REM\"") }
+                else if let send { steps.append(InitStep(action: .command(send: send, expect: expect), number: index + 1, location: location)) }
             }
         }
         return steps
@@ -119,7 +125,8 @@ extension DriverSpec {
         if let prefix = map.optional("prefix") {
             let items = prefix.sequence ?? [prefix]
             let texts = items.compactMap { source.string($0, "error prefix") }
-            if texts.contains(where: \.isEmpty) { source.error(prefix, "an empty prefix would make every reply an error") }
+            if items.isEmpty { source.error(prefix, "prefix lists no error reply", hint: "errors: { prefix: [\"ERR\", \"?\"] }, or remove 'errors:' for the default ERR") }
+            else if texts.contains(where: \.isEmpty) { source.error(prefix, "an empty prefix would make every reply an error") }
             else if !texts.isEmpty, texts.count == items.count { replies = .prefixes(texts) }
         }
         if let match = map.optional("match"), let pattern = source.string(match, "match") {

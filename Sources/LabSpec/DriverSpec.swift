@@ -224,7 +224,10 @@ extension DriverSpec {
             if transport == .modbusRTU, serial.line.dataBits != 8 {
                 source.error(line.optional("data_bits"), "a Modbus RTU line has 8 data bits", hint: "remove 'data_bits'")
             }
-            if let t = line.optional("terminator").flatMap({ source.string($0, "terminator") }) { serial.terminator = t }
+            if let node = line.optional("terminator"), let t = source.string(node, "terminator") {
+                if t.isEmpty { source.error(node, "an empty terminator would never end a reply", hint: "the device's line end, such as \"\\r\\n\"") }
+                else { serial.terminator = t }
+            }
             if let node = line.optional("timeout"), let expr = source.expression(node, "timeout") {
                 if let seconds = try? ExprEnvironment().quantity(expr).seconds, seconds > 0 {
                     serial.timeoutSeconds = seconds
@@ -282,7 +285,12 @@ extension DriverSpec {
         var minInterval = 0.0
         if let node = top.optional("min_interval") {
             if transport == .plugin { source.error(node, "a plugin paces its device itself", hint: "remove 'min_interval:'; docs/plugins.md") }
-            else if let seconds = duration(node, "min_interval", source: source) { minInterval = seconds }
+            else if let seconds = duration(node, "min_interval", source: source) {
+                // Every request waits this long, the safe state's too: a long pause would hold a
+                // lost run's other instruments off their safe state.
+                if seconds > 10 { source.error(node, "min_interval is at most 10 s (a safe state must not wait longer)", hint: "a device this slow is polled, not paced: e.g. 'min_interval: 500 ms'") }
+                else { minInterval = seconds }
+            }
         }
         let errorReplies = top.optional("errors").flatMap { parseErrorReplies($0, source: source, transport: transport) } ?? .standard
         let scpi = top.optional("scpi").flatMap { source.bool($0, "scpi") } ?? false

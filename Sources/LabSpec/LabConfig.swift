@@ -152,7 +152,7 @@ public struct LabConfig: Sendable {
         }
         guard let m = source.mapping(node, "modbus") else { return nil }
         let host = m.required("host").flatMap { source.string($0, "host") } ?? "127.0.0.1"
-        let port = m.required("port").flatMap { source.integer($0, "port", in: 1...65535) } ?? 502
+        let port = m.optional("port").flatMap { source.integer($0, "port", in: 1...65535) } ?? 502
         let unit = m.optional("unit").flatMap { source.integer($0, "unit", in: 0...247) } ?? 1
         m.rejectUnknownKeys()
         return (host, port, unit)

@@ -85,6 +85,26 @@ struct DriverSessionSpecTests {
             #expect(found?.location.line == line && found?.location.column == column, "\(error.diagnostics.map { "\($0.location) \($0.message)" })")
         }
     }
+
+    /// What a user trial found accepted and never workable: each refused at its place.
+    @Test func emptyCommandsTerminatorsAndPrefixesAndAVeryLongPaceAreRefused() {
+        let cases: [(String, String)] = [
+            ("init: [\"\"]", "d.yaml:5:8: an init command is empty"),
+            ("init: [{ send: \"\" }]", "d.yaml:5:10: an init command is empty"),
+            ("init: [{ holding: 3, value: 1 }]", "'holding:' is a Modbus init step"),
+            ("errors: { prefix: [] }", "d.yaml:5:19: prefix lists no error reply"),
+            ("min_interval: 1000", "d.yaml:5:15: min_interval is at most 10 s"),
+            ("serial: { terminator: \"\" }", "d.yaml:5:23: an empty terminator would never end a reply"),
+        ]
+        for (lines, expected) in cases {
+            do throws(ValidationError) {
+                _ = try DriverSessionSpecTests.driver("serial", lines)
+                Issue.record("accepted: \(lines)")
+            } catch {
+                #expect(error.description.contains(expected), "\(lines): \(error.description)")
+            }
+        }
+    }
 }
 
 /// A register map means the same over TCP and over RTU: the defaults do not depend on the wire.
