@@ -201,7 +201,11 @@ public struct DriverConformance: Sendable {
             case (_, .bool(let b)):
                 report.checks.append(.init(channel: channel.name, check: "read", result: .fail, detail: "\(b) for a \(channel.type.rawValue) channel", milliseconds: took))
             case (_, .real(let x)):
-                if let problem = Self.implausibility(x, channel) {
+                if let limits = channel.limits, !limits.contains(x) {
+                    report.checks.append(.init(channel: channel.name, check: "read", result: .fail,
+                                               detail: "\(x)\(Self.unit(channel)) is outside the driver file's limits \(limits.lowerBound)…\(limits.upperBound): a wrong scale, type, word order or address?",
+                                               milliseconds: took))
+                } else if let problem = Self.implausibility(x, channel) {
                     report.checks.append(.init(channel: channel.name, check: "read", result: .fail, detail: problem, milliseconds: took))
                 } else {
                     report.checks.append(.init(channel: channel.name, check: "read", result: .pass, detail: "\(x)\(Self.unit(channel))", milliseconds: took))

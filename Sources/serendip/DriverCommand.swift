@@ -61,24 +61,29 @@ struct DriverTest: AsyncParsableCommand {
             encoder.outputFormatting = [.sortedKeys]
             Output.line(String(decoding: try encoder.encode(report), as: UTF8.self))
         } else {
-            Output.line(Self.table(report))
+            Output.line(Self.table(report, interrupted: task.isCancelled))
         }
         // Interrupted, it has not checked everything: that is no pass.
         if task.isCancelled { throw ExitCode(130) }
         if !report.passed { throw ExitCode(1) }
     }
 
-    static func table(_ report: ConformanceReport) -> String {
+    static func table(_ report: ConformanceReport, interrupted: Bool = false) -> String {
+        // A device's reply may hold line ends or control bytes: shown escaped, one check a line.
+        let printable = { (text: String) in
+            String(text.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7F ? $0.escaped(asASCII: true) : String($0) }.joined())
+        }
         let rows = report.checks.map { check in
             [check.channel ?? "-", check.check, check.result.rawValue,
-             check.detail + (check.milliseconds.map { " (\($0) ms)" } ?? "")]
+             printable(check.detail) + (check.milliseconds.map { " (\($0) ms)" } ?? "")]
         }
         let widths = (0..<3).map { column in rows.map { $0[column].count }.max() ?? 0 }
         let lines = rows.map { row in
             (0..<3).map { row[$0].padding(toLength: widths[$0] + 2, withPad: " ", startingAt: 0) }.joined() + row[3]
         }
         let failed = report.checks.filter { $0.result == .fail }.count
-        let verdict = failed == 0 ? "PASS" : "FAIL: \(failed) check(s) failed"
+        let verdict = interrupted ? "INTERRUPTED: not every check ran\(failed > 0 ? "; \(failed) check(s) failed" : "")"
+            : failed == 0 ? "PASS" : "FAIL: \(failed) check(s) failed"
         return (["\(report.driver) at \(report.address)"] + lines + [verdict]).joined(separator: "\n")
     }
 }

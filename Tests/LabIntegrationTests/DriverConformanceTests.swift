@@ -102,6 +102,24 @@ import Testing
         #expect(!report.passed)
     }
 
+    /// A writable channel that reads outside its own limits is a sign of a wrong scale or type:
+    /// the temperature controller's int16 setpoint in tenths read as whole degrees (25.0 → 250).
+    @Test func aReadingOutsideTheChannelsLimitsFails() async throws {
+        let spec = try Self.driver("temperature-controller")
+        let simulator = try ModbusSimulator(spec: spec, model: Self.model(spec))
+        defer { simulator.stop() }
+        let address = "modbus-rtu://\(try #require(simulator.rtuPath))?unit=1"
+        // A first, right check leaves the device at its safe state: setpoint 25 degC, 250 counts.
+        #expect(try await DriverConformance.connect(spec, at: LabConfig.Connection.parse(address: address, for: spec)).run().passed)
+        var wrong = spec
+        wrong.channels["setpoint"]?.scale = 1
+        wrong.channels["setpoint"]?.limits = 0...150
+        let report = try await DriverConformance.connect(wrong, at: LabConfig.Connection.parse(address: address, for: wrong)).run()
+        let read = try #require(report.check("setpoint", "read"))
+        #expect(read.result == .fail && read.detail.contains("250.0 degC is outside the driver file's limits 0.0…150.0"), "\(read.detail)")
+        #expect(!report.passed)
+    }
+
     @Test func aChannelTheDeviceRefusesFailsWithWhatTheDeviceSaid() async throws {
         let spec = try Self.driver("ph-meter")
         let simulator = try SerialSimulator(spec: spec, model: Self.model(spec))
