@@ -156,7 +156,7 @@ extension SerialAddress {
             do throws(AddressProblem) {
                 return try parse(text, defaults: defaults)
             } catch {
-                source.error(node, error.message, hint: error.hint ?? forms)
+                source.error(node, error.message, hint: error.hint ?? (error.message.contains(forms) ? nil : forms))
                 return nil
             }
         }
@@ -198,7 +198,7 @@ extension ModbusRTUAddress {
             do throws(AddressProblem) {
                 return try parse(text, defaults: defaults)
             } catch {
-                source.error(node, error.message, hint: error.hint ?? forms)
+                source.error(node, error.message, hint: error.hint ?? (error.message.contains(forms) ? nil : forms))
                 return nil
             }
         }

@@ -146,7 +146,7 @@ public struct LabConfig: Sendable {
             do throws(AddressProblem) {
                 return try ModbusTCPAddress.parse(text)
             } catch {
-                source.error(node, error.message, hint: error.hint ?? ModbusTCPAddress.forms)
+                source.error(node, error.message, hint: error.hint ?? (error.message.contains(ModbusTCPAddress.forms) ? nil : ModbusTCPAddress.forms))
                 return nil
             }
         }

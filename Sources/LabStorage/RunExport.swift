@@ -96,6 +96,10 @@ public struct RunRecord: Sendable, Codable {
     public var arraySeries: [ArraySeriesSummary] = []
     /// How many events of each kind (command, log, fault, ...).
     public var events: [String: Int]
+    /// The first of the run's log messages, in order: its `log` steps, what its string channels
+    /// read at the start (`ROLE.CHANNEL = 'TEXT'`), identity queries that got no answer.
+    public var logs: [String] = []
+    static let shownLogs = 100
 }
 
 extension LabDatabase {
@@ -136,9 +140,11 @@ extension LabDatabase {
                 """, arguments: [id])
                 .map { SeriesSummary(series: $0["series"], unit: $0["unit"], count: $0["n"], min: $0["lo"], max: $0["hi"], mean: $0["mean"]) }
             let events = try Row.fetchAll(db, sql: "SELECT kind, COUNT(*) AS n FROM run_event WHERE run_id = ? GROUP BY kind", arguments: [id])
+            let logs = try String.fetchAll(db, sql: "SELECT message FROM run_event WHERE run_id = ? AND kind = 'log' ORDER BY id LIMIT ?",
+                                           arguments: [id, RunRecord.shownLogs])
             return RunRecord(run: run, parameters: parameters, outputs: outputs, instruments: instruments, series: series,
                              arraySeries: try arraySeries(run: id, db),
-                             events: Dictionary(uniqueKeysWithValues: events.map { ($0["kind"], $0["n"]) }))
+                             events: Dictionary(uniqueKeysWithValues: events.map { ($0["kind"], $0["n"]) }), logs: logs)
         }
     }
 

@@ -167,6 +167,8 @@ struct ShowRun: ParsableCommand {
         if !d.events.isEmpty {
             section("events", [d.events.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")])
         }
+        let moreLogs = (d.events["log"] ?? 0) - d.logs.count
+        section("log", d.logs + (moreLogs > 0 ? ["… \(moreLogs) more"] : []))
         return lines.joined(separator: "\n")
     }
 }

@@ -352,6 +352,8 @@ enum SessionDrivers {
         #expect(result.outcome == .completed, "\(result.error ?? "")")
         let logged = try database.events(run: result.runID).filter { $0.kind == "log" }.map(\.message)
         #expect(logged.contains("bath.firmware = 'SIM-FIRMWARE'"), "\(logged)")
+        // What `serendip show` prints under "log".
+        #expect(try database.detail(run: result.runID)?.logs.contains("bath.firmware = 'SIM-FIRMWARE'") == true)
     }
 
     @Test func aProtocolThatMeasuresAStringChannelIsRefusedAtTheChannel() throws {
