@@ -254,6 +254,11 @@ public actor SerialLine {
         tap?(.sent, Array(text.utf8))
     }
 
+    /// A terminator as a driver file writes it: "\r\n".
+    static func shown(_ text: String) -> String {
+        "\"" + text.unicodeScalars.map { $0.escaped(asASCII: true) }.joined() + "\""
+    }
+
     private func receiveLine(_ fd: Int32, limit: Int) throws(LabError) -> String {
         let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(timeout * 1e9)
         let end = Array(terminator.utf8)
@@ -266,7 +271,9 @@ public actor SerialLine {
             let now = DispatchTime.now().uptimeNanoseconds
             guard now < deadline else {
                 unsettled = true
-                throw LabError(.timeout, "\(opened): no reply within \(timeout) s")
+                // Bytes without the terminator mean the device spoke, in other words than the file says.
+                let hint = line.isEmpty ? "" : "; \(line.count) byte(s) came without the terminator \(Self.shown(terminator)): check the driver file's terminator and baud"
+                throw LabError(.timeout, "\(opened): no reply within \(timeout) s\(hint)")
             }
             var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             let ready = poll(&poller, 1, Int32((deadline - now) / 1_000_000) + 1)

@@ -39,4 +39,18 @@ import Testing
         #expect(refused.status != 0 && refused.output.contains("in use by another program"), "\(refused.output)")
         await bus.disconnect()
     }
+
+    /// A device that answers with another line end than the driver file's: the timeout says so.
+    @Test func aReplyWithoutTheExpectedTerminatorTimesOutNamingTheTerminator() async throws {
+        let device = try LineServer { _ in "1.0" }
+        defer { device.stop() }
+        let line = SerialLine(path: device.path, terminator: "\r\n", timeout: 0.3)
+        do {
+            _ = try await line.query("X?")
+            Issue.record("a reply without its terminator was taken")
+        } catch {
+            #expect(error.code == .timeout && error.message.contains("came without the terminator \"\\r\\n\"") && error.message.contains("terminator and baud"),
+                    "\(error.message)")
+        }
+    }
 }
