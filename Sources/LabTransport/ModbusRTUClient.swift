@@ -157,13 +157,15 @@ public actor ModbusRTUBus {
 
     private enum Failure: Error {
         case broken(String), timeout, garbled(String), exception(UInt8)
+        /// The port could not be opened: nothing was sent.
+        case unopened(String)
         /// A step of the unit's greeting failed, or the port cannot be chosen (two USB adapters
         /// match): reported as it is, never retried.
         case refused(LabError)
 
         var message: String {
             switch self {
-            case .broken(let m), .garbled(let m): m
+            case .broken(let m), .garbled(let m), .unopened(let m): m
             case .timeout: "no reply"
             case .exception(let code): ModbusException.message(code)
             case .refused(let error): error.message
@@ -199,6 +201,11 @@ public actor ModbusRTUBus {
                 case .broken(let detail):
                     code = .instrumentLost
                     message = detail
+                case .unopened(let detail):
+                    // Nothing left: a write may say so, and a read may be tried again.
+                    guard retries.map({ repeats < $0 }) ?? false else { throw LabError(.instrumentLost, "\(prefix): \(detail); nothing was sent") }
+                    repeats += 1
+                    continue
                 }
                 guard let retries else { throw LabError(code, "\(prefix): \(message)\(notRepeated)") }
                 guard repeats < retries else { throw LabError(code, "\(prefix): \(message)") }
@@ -293,16 +300,16 @@ public actor ModbusRTUBus {
         if let context { return context }
         let path: String
         do throws(LabError) { path = try line.port.devicePath(ports) } catch {
-            throw error.code == .instrumentLost ? .broken(error.message) : .refused(LabError(.invalidFile, "\(line): \(error.message)"))
+            throw error.code == .instrumentLost ? .unopened(error.message) : .refused(LabError(.invalidFile, "\(line): \(error.message)"))
         }
         let parity = CChar(UInt8(ascii: line.parity.rawValue.unicodeScalars.first!))
         guard let ctx = modbus_new_rtu(path, Int32(line.baud), parity, Int32(line.dataBits), Int32(line.stopBits)) else {
-            throw .broken("cannot drive \(path) at these settings: \(String(cString: strerror(errno)))")
+            throw .unopened("cannot drive \(path) at these settings: \(String(cString: strerror(errno)))")
         }
         guard modbus_connect(ctx) == 0 else {
             let reason = String(cString: strerror(errno))
             modbus_free(ctx)
-            throw .broken("cannot open \(path): \(reason)")
+            throw .unopened("cannot open \(path): \(reason)")
         }
         // libmodbus waits with select(), which cannot watch a descriptor above 1023 (glibc aborts):
         // move the port below that, as a process with many devices open needs.
@@ -313,7 +320,7 @@ public actor ModbusRTUBus {
                 if low >= 0 { Glibc.close(low) }
                 modbus_close(ctx)
                 modbus_free(ctx)
-                throw .broken("cannot open \(path): no descriptor below \(FD_SETSIZE) is free")
+                throw .unopened("cannot open \(path): no descriptor below \(FD_SETSIZE) is free")
             }
             Glibc.close(fd)
             modbus_set_socket(ctx, low)

@@ -169,6 +169,9 @@ final class ScriptedRTUDevice: Sendable {
         let error = await #expect(throws: LabError.self) { try await client.readRegisters(.input, address: 0, count: 1, retries: 0) }
         #expect(error?.code == .instrumentLost)
         #expect(error?.message.contains("cannot open /nonexistent/ttyUSB9") == true)
+        // A write that never left says so, rather than that the device may have applied it.
+        let write = await #expect(throws: LabError.self) { try await client.writeRegisters(address: 0, values: [1]) }
+        #expect(write?.message.contains("nothing was sent") == true && write?.message.contains("may or may not") == false, "\(write?.message ?? "")")
     }
 
     /// The TCP client says the same words for the same exception.
