@@ -193,6 +193,14 @@ public struct DriverConformance: Sendable {
             }
             let value = try await instrument.read(channel.name)
             let took = Self.ms(clock.now - start)
+            // Longer than one request may take: the first attempt timed out and a retry answered.
+            let timeout = spec.transport == .serial ? spec.serial.timeoutSeconds : spec.responseTimeout
+            if took > timeout * 1000 {
+                report.checks.append(.init(channel: channel.name, check: "read", result: .fail,
+                                           detail: "\(value) after \(Int(took)) ms, longer than the driver file's timeout of \(timeout) s: the device answered "
+                                                   + "only to a repeated request; give it a longer timeout", milliseconds: took))
+                return false
+            }
             switch (channel.type, value) {
             case (.bool, .bool), (.bool, .real(0)), (.bool, .real(1)):
                 report.checks.append(.init(channel: channel.name, check: "read", result: .pass, detail: "\(value)", milliseconds: took))

@@ -120,6 +120,25 @@ import Testing
         #expect(!report.passed)
     }
 
+    /// A device slower than the driver file's timeout, answered only by the read's repeat, fails.
+    @Test func aReadThatOnlyARetryAnsweredFails() async throws {
+        // Request 1 is the probe, 2 the first read (setpoint): answered after the client gave up.
+        let device = try MisbehavingModbusDevice(faults: [2: .late(seconds: 0.6)])
+        defer { device.stop() }
+        let spec = try DriverSpec.parse("""
+            driver: slow
+            vendor: test
+            transport: modbus
+            timeout: 300 ms
+            channels:
+              setpoint:    { holding: 100, type: uint16, unit: degC, access: rw, limits: [0, 2000] }
+            safe_state: { setpoint: 25 degC }
+            """, path: "slow.yaml")
+        let report = try await DriverConformance.connect(spec, at: .modbusTCP(host: "127.0.0.1", port: device.port, unit: 1)).run()
+        let read = try #require(report.check("setpoint", "read"))
+        #expect(read.result == .fail && read.detail.contains("longer than the driver file's timeout of 0.3 s"), "\(read.detail)")
+    }
+
     @Test func aChannelTheDeviceRefusesFailsWithWhatTheDeviceSaid() async throws {
         let spec = try Self.driver("ph-meter")
         let simulator = try SerialSimulator(spec: spec, model: Self.model(spec))
