@@ -41,7 +41,7 @@ public enum OutputTransform: String, Sendable, Codable, CaseIterable {
             let z = values.map { ($0 - mean) / scale }
             let lambda = YeoJohnson.bestPower(z)
             return (z.map { YeoJohnson.transform($0, lambda) }, z.map { YeoJohnson.slope($0, lambda) / scale },
-                    "power \(lambda.formatted(.number.precision(.fractionLength(2))))")
+                    "power \((abs(lambda) < 0.005 ? 0 : lambda).formatted(.number.precision(.fractionLength(2))))")
         }
     }
 }
