@@ -34,8 +34,10 @@ import Testing
         process.executableURL = Child.executable
         process.arguments = ["planner", "--stdio"]
         process.standardInput = input
-        process.standardOutput = try FileHandle(forWritingTo: output)
+        let handle = try FileHandle(forWritingTo: output)
+        process.standardOutput = handle
         try process.run()
+        try? handle.close()
         // After done nothing more is read: the last line gets no reply.
         let lines = Self.conversation.map(\.line) + [#"{"op":"done"}"#, #"{"op":"ask"}"#]
         try input.fileHandleForWriting.write(contentsOf: Data(lines.map { $0 + "\n" }.joined().utf8))

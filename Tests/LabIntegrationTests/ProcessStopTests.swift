@@ -205,9 +205,14 @@ struct Child {
         process.executableURL = Self.executable
         process.arguments = arguments
         process.currentDirectoryURL = directory ?? Repository.root
-        process.standardOutput = try FileHandle(forWritingTo: output)
-        process.standardError = process.standardOutput
+        let handle = try FileHandle(forWritingTo: output)
+        process.standardOutput = handle
+        process.standardError = handle
         try process.run()
+        // The child has its own copy. The parent's would stay open as long as the Process object
+        // lives: hundreds of them at once pushed the test process past 1,024 descriptors, where
+        // libmodbus's select() can no longer wait on an RTU port.
+        try? handle.close()
     }
 
     var pid: Int32 { process.processIdentifier }

@@ -161,10 +161,15 @@ struct PythonPeer {
         process.executableURL = URL(fileURLWithPath: python)
         process.arguments = ["-W", "ignore", "-c", script] + arguments
         // A file, not a pipe: waiting on it never holds a thread of the test's pool.
-        process.standardOutput = FileHandle(forWritingAtPath: output)
+        let out = FileHandle(forWritingAtPath: output)
         FileManager.default.createFile(atPath: output + ".err", contents: nil)
-        process.standardError = FileHandle(forWritingAtPath: output + ".err")
+        let err = FileHandle(forWritingAtPath: output + ".err")
+        process.standardOutput = out
+        process.standardError = err
         try process.run()
+        // The child has its own copies (see Child).
+        try? out?.close()
+        try? err?.close()
         return process
     }
 
