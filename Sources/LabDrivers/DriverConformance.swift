@@ -159,7 +159,7 @@ public struct DriverConformance: Sendable {
 
     /// " degC" after a value; nothing for a plain count (unit 1).
     static func unit(_ channel: ChannelSpec) -> String {
-        channel.unit.description == "1" || channel.unit.description.isEmpty ? "" : " \(channel.unit)"
+        channel.unit == .one ? "" : " \(channel.unit)"
     }
 
     /// Whether the device refused the read (it answered, with an error).

@@ -113,6 +113,16 @@ extension USBAdapter {
 // MARK: reading them from a lab config
 
 extension LabConfig.Connection {
+    /// The address form `parse(address:for:)` reads; a simulated or plugin instrument has none.
+    public var address: String {
+        switch self {
+        case .modbusTCP(let host, let port, let unit): "modbus-tcp://\(host):\(port)?unit=\(unit)"
+        case .modbusRTU(let address): address.description
+        case .serial(let address): address.description
+        case .simulated, .plugin: "(not served)"
+        }
+    }
+
     /// One device's connection from its address alone (`serendip driver test --address`): any of the
     /// forms a lab config takes as text, with unset line settings from the driver file.
     public static func parse(address text: String, for driver: DriverSpec) throws(LabError) -> LabConfig.Connection {

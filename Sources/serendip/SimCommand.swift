@@ -60,13 +60,13 @@ struct Sim: AsyncParsableCommand {
             try Self.labConfig(named: config.name, addresses).write(toFile: writeLab, atomically: true, encoding: .utf8)
         }
         if json {
-            let object = addresses.mapValues { ["address": Self.address($0.1, $0.0.driver), "driver": $0.0.driver.name] }
+            let object = addresses.mapValues { ["address": $0.1.address, "driver": $0.0.driver.name] }
             let data = try JSONSerialization.data(withJSONObject: ["instruments": object], options: [.sortedKeys, .withoutEscapingSlashes])
             Output.line(String(decoding: data, as: UTF8.self))
         } else {
             let width = addresses.keys.map(\.count).max() ?? 0
-            for (name, (binding, connection)) in addresses.sorted(by: { $0.key < $1.key }) {
-                Output.line(name.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + Self.address(connection, binding.driver))
+            for (name, (_, connection)) in addresses.sorted(by: { $0.key < $1.key }) {
+                Output.line(name.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + connection.address)
             }
         }
         for name in config.instruments.keys.sorted() where config.instruments[name]!.connection == .simulated && addresses[name] == nil {
@@ -78,17 +78,6 @@ struct Sim: AsyncParsableCommand {
             break
         }
         withExtendedLifetime(stop) {}    // the handler is unsubscribed when `stop` goes
-    }
-
-    /// The address of a simulator as a URL: the lab config's forms where it has one
-    /// (`modbus-rtu://...`), and `modbus-tcp://` and `serial://` in the same style for the others.
-    static func address(_ connection: LabConfig.Connection, _ driver: DriverSpec) -> String {
-        switch connection {
-        case .modbusTCP(let host, let port, let unit): "modbus-tcp://\(host):\(port)?unit=\(unit)"
-        case .modbusRTU(let address): address.description
-        case .serial(let address): address.description
-        case .simulated, .plugin: "(not served)"
-        }
     }
 
     /// A lab config that connects to the running simulators: the same instruments and drivers (by
