@@ -30,11 +30,12 @@ let package = Package(
                        providers: [.apt(["libmodbus-dev"])]),
         .systemLibrary(name: "CSerialPort", pkgConfig: "libserialport",
                        providers: [.apt(["libserialport-dev"])]),
+        .target(name: "CPoll"),
         .target(name: "LabCore"),
         .target(name: "LabSpec", dependencies: [
             "LabCore", .product(name: "Yams", package: "Yams"), .product(name: "Crypto", package: "swift-crypto"),
         ]),
-        .target(name: "LabTransport", dependencies: ["LabCore", "CModbus", "CSerialPort"]),
+        .target(name: "LabTransport", dependencies: ["LabCore", "CModbus", "CSerialPort", "CPoll"]),
         .target(name: "LabDrivers", dependencies: ["LabCore", "LabSpec", "LabTransport", .product(name: "Logging", package: "swift-log")]),
         .target(name: "LabStorage", dependencies: [
             "LabCore", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "GRDBSQLite", package: "GRDB.swift"),

@@ -4,6 +4,6 @@ public enum TrafficDirection: String, Sendable, Codable {
     case sent, received
 }
 
-/// Called by a transport, on its own thread, with each frame or line it sent or received whole.
+/// Called by a transport, on the thread that runs the request, with each frame or line it sent or received whole.
 /// It must not block: the recorder only hands the bytes over.
 public typealias TrafficTap = @Sendable (TrafficDirection, [UInt8]) -> Void

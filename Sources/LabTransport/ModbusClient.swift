@@ -1,4 +1,4 @@
-public import LabCore
+import LabCore
 
 public enum ModbusTable: Sendable { case holding, input, coil, discreteInput }
 
@@ -33,7 +33,7 @@ public struct ModbusSession: Sendable {
 }
 
 extension ModbusTCPClient: ModbusClient {
-    public nonisolated var address: String { endpoint.description }
+    public var address: String { endpoint.description }
 }
 
 /// The CRC-16 every Modbus RTU frame ends with (polynomial 0xA001, initial 0xFFFF), low byte first on the wire.

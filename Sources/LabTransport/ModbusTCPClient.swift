@@ -1,10 +1,10 @@
 import Dispatch
+import CPoll
 import Glibc
 public import LabCore
 import Synchronization
 
-/// One Modbus TCP connection. Its actor runs on its own serial queue because each request blocks
-/// for up to its timeout, and everything on one connection must be serialised.
+/// One Modbus TCP connection.
 ///
 /// The MBAP framing is done here rather than by libmodbus's client, because a reply must be matched
 /// to its request: libmodbus 3.1.6 takes a reply from another unit id as the answer, reports a reply
@@ -14,7 +14,14 @@ import Synchronization
 /// connection dropped; after a timeout the connection is dropped too, so a late answer lands on a
 /// closed socket. No value is ever returned for a request other than its own. Links are re-opened
 /// here with a bounded backoff (never libmodbus's link recovery, which can retry forever).
-public actor ModbusTCPClient {
+///
+/// Requests take turns on a lock. One whose connection is open and idle runs on the caller's thread:
+/// it is sent there and its reply awaited there for at most `callerBudget`, which a loopback or LAN
+/// device meets, and which spares the two thread hops a request handed to a queue costs. Whatever can
+/// block for longer (connecting and the greeting, a backoff, `min_interval:` pacing, a reply that
+/// takes longer) runs on the connection's own serial queue, the lane, so Swift's cooperative pool is
+/// never held for more than the budget (decision 0016).
+public final class ModbusTCPClient: Sendable {
     public struct Endpoint: Sendable, Hashable, CustomStringConvertible {
         public var host: String
         public var port: Int
@@ -34,8 +41,189 @@ public actor ModbusTCPClient {
 
     public typealias Table = ModbusTable
 
-    public nonisolated let endpoint: Endpoint
-    private let executor: SerialQueueExecutor
+    /// How long a request may wait for its reply on the caller's thread before the lane takes it over.
+    static let callerBudget: UInt64 = 250_000
+
+    public let endpoint: Endpoint
+    private let link: Mutex<ModbusTCPLink>
+    private let lane: DispatchQueue
+    private let session = Mutex(ModbusSession())
+
+    public init(_ endpoint: Endpoint, tap: TrafficTap? = nil) {
+        self.endpoint = endpoint
+        link = Mutex(ModbusTCPLink(endpoint: endpoint, tap: tap))
+        lane = DispatchQueue(label: "serendip.modbus.\(endpoint.host):\(endpoint.port)")
+    }
+
+    deinit {
+        link.withLock { $0.disconnect() }
+    }
+
+    /// Set by the instrument that owns the connection, before its first request.
+    public func prepare(_ session: ModbusSession) { self.session.withLock { $0 = session } }
+
+    /// Reads registers; `retries` more attempts (on a fresh connection) when the link breaks or the
+    /// device does not answer in time. Only for reads the driver file says are safe to repeat.
+    public func readRegisters(_ table: Table, address: UInt16, count: Int, retries: Int = 0) async throws(LabError) -> [UInt16] {
+        precondition(table == .holding || table == .input)
+        let data = try await perform(ModbusRequest(function: table == .holding ? 0x03 : 0x04, address: address, count: count, retries: retries))
+        return (0..<count).map { UInt16(data[1 + 2 * $0]) << 8 | UInt16(data[2 + 2 * $0]) }
+    }
+
+    public func writeRegisters(address: UInt16, values: [UInt16]) async throws(LabError) {
+        _ = try await perform(ModbusRequest(writing: values, at: address))
+    }
+
+    public func readBits(_ table: Table, address: UInt16, count: Int, retries: Int = 0) async throws(LabError) -> [Bool] {
+        precondition(table == .coil || table == .discreteInput)
+        let data = try await perform(ModbusRequest(function: table == .coil ? 0x01 : 0x02, address: address, count: count, retries: retries))
+        return (0..<count).map { (i: Int) -> Bool in (data[1 + i / 8] >> UInt8(i % 8)) & 1 != 0 }
+    }
+
+    public func writeBit(address: UInt16, _ value: Bool) async throws(LabError) {
+        _ = try await perform(ModbusRequest(writing: value, at: address))
+    }
+
+    /// Opens the connection if it is not open (or was closed by the device): a probe that sends nothing.
+    public func connect() async throws(LabError) {
+        try await onLane { link throws(LabError) in try link.connect() }
+    }
+
+    public func disconnect() async {
+        _ = try? await onLane { link throws(LabError) in link.disconnect() }
+    }
+
+    /// What became of a request tried on the caller's thread.
+    private enum Quick {
+        case done(Result<[UInt8], LabError>)
+        /// Sent, and its reply is being awaited on the lane.
+        case parked(ReplySlot)
+        /// The link is busy, closed or slow: the whole request goes to the lane.
+        case declined
+    }
+
+    private func perform(_ request: ModbusRequest) async throws(LabError) -> [UInt8] {
+        let quick = link.withLockIfAvailable { link -> Quick in
+            guard link.servesCallers else { return .declined }
+            var attempt = ModbusTCPLink.Attempt()
+            do throws(LabError) {
+                if let data = try link.perform(request, &attempt, budget: Self.callerBudget) { return .done(.success(data)) }
+            } catch {
+                return .done(.failure(error))
+            }
+            // Enqueued before the lock is let go: any request that takes the lock after this one
+            // finishes the parked one first, so its reply is never skipped as another's.
+            let slot = ReplySlot()
+            precondition(link.parked == nil, "a second request parked on one Modbus TCP connection")
+            link.parked = (request, attempt, slot)
+            lane.async { self.link.withLock { $0.finishParked() } }
+            return .parked(slot)
+        } ?? .declined
+        switch quick {
+        case .done(let result): return try result.get()
+        case .parked(let slot): return try await slot.result.get()
+        case .declined:
+            return try await onLane { link throws(LabError) in
+                var attempt = ModbusTCPLink.Attempt()
+                return try link.complete(request, &attempt)
+            }
+        }
+    }
+
+    /// Runs `body` on the lane, after any request parked there.
+    private func onLane<T: Sendable>(_ body: @escaping @Sendable (inout ModbusTCPLink) throws(LabError) -> T) async throws(LabError) -> T {
+        let session = self.session.withLock { $0 }
+        let result: Result<T, LabError> = await withCheckedContinuation { continuation in
+            lane.async {
+                continuation.resume(returning: self.link.withLock { link in
+                    link.session = session
+                    link.finishParked()
+                    return Result { () throws(LabError) in try body(&link) }
+                })
+            }
+        }
+        return try result.get()
+    }
+}
+
+/// A reply awaited on the lane for a caller that has gone to sleep: whichever of the two arrives
+/// second, the result or the caller, hands the one to the other.
+final class ReplySlot: Sendable {
+    private let state = Mutex<(result: Result<[UInt8], LabError>?, waiter: CheckedContinuation<Result<[UInt8], LabError>, Never>?)>((nil, nil))
+
+    func fill(_ result: Result<[UInt8], LabError>) {
+        let waiter = state.withLock { state in
+            state.result = result
+            return state.waiter.take()
+        }
+        waiter?.resume(returning: result)
+    }
+
+    var result: Result<[UInt8], LabError> {
+        get async {
+            await withCheckedContinuation { continuation in
+                let ready = state.withLock { state in
+                    if state.result == nil { state.waiter = continuation }
+                    return state.result
+                }
+                if let ready { continuation.resume(returning: ready) }
+            }
+        }
+    }
+}
+
+/// One request: its PDU (function code and data), what its reply must look like, and how often a
+/// read may be repeated (`nil`: never, as for every write).
+struct ModbusRequest: Sendable {
+    enum Reply: Sendable { case counted(Int), echo([UInt8]) }
+    var pdu: [UInt8]
+    var reply: Reply
+    var retries: Int?
+
+    init(function: UInt8, address: UInt16, count: Int, retries: Int) {
+        pdu = [function] + address.bytes + UInt16(count).bytes
+        reply = .counted(function <= 0x02 ? (count + 7) / 8 : 2 * count)
+        self.retries = retries
+    }
+
+    init(writing values: [UInt16], at address: UInt16) {
+        let header = address.bytes + UInt16(values.count).bytes
+        pdu = [0x10] + header + [UInt8(2 * values.count)] + values.flatMap(\.bytes)
+        reply = .echo(header)
+    }
+
+    init(writing bit: Bool, at address: UInt16) {
+        let body = address.bytes + (bit ? [0xFF, 0x00] : [0x00, 0x00])
+        pdu = [0x05] + body
+        reply = .echo(body)
+    }
+
+    /// The reply's data (after the function code) answers this request.
+    func fits(_ data: [UInt8]) -> Bool {
+        switch reply {
+        case .counted(let bytes): data.count == 1 + bytes && Int(data[0]) == bytes
+        case .echo(let echo): data == echo
+        }
+    }
+
+    /// Names the request in an error: `read 10 register(s) at 100`.
+    var what: String {
+        let address = Int(pdu[1]) << 8 | Int(pdu[2]), count = Int(pdu[3]) << 8 | Int(pdu[4])
+        return switch pdu[0] {
+        case 0x01, 0x02: "read \(count) bit(s) at \(address)"
+        case 0x03, 0x04: "read \(count) register(s) at \(address)"
+        case 0x05: "write coil \(address)"
+        default: "write \(count) register(s) at \(address)"
+        }
+    }
+}
+
+/// The connection's state and its synchronous protocol: whoever holds the client's lock runs it.
+struct ModbusTCPLink {
+    let endpoint: ModbusTCPClient.Endpoint
+    /// Told every frame sent and received, when the instrument's traffic is recorded.
+    let tap: TrafficTap?
+    var session = ModbusSession()
     private var socket: Int32 = -1
     /// Bytes received and not yet taken as a frame: a reply is read whole in one recv where it can
     /// be, and what follows it (a duplicate, say) waits here as it would in the socket.
@@ -43,73 +231,28 @@ public actor ModbusTCPClient {
     /// Where recv writes, kept between requests rather than allocated for each.
     private var scratch = [UInt8](repeating: 0, count: 512)
     private var transactionID: UInt16 = 0
-
-    public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
-
-    /// Told every frame sent and received, when the instrument's traffic is recorded.
-    private let tap: TrafficTap?
-
-    private let session = Mutex(ModbusSession())
     private var pacer = RequestPacer()
+    /// How long the last reply took: a device slower than the budget is served on the lane alone.
+    private var lastReplyTime: UInt64 = 0
+    /// A request sent on a caller's thread whose reply is awaited on the lane.
+    var parked: (request: ModbusRequest, attempt: Attempt, slot: ReplySlot)?
 
-    /// Set by the instrument that owns the connection, before its first request.
-    public nonisolated func prepare(_ session: ModbusSession) { self.session.withLock { $0 = session } }
-
-    public init(_ endpoint: Endpoint, tap: TrafficTap? = nil) {
+    init(endpoint: ModbusTCPClient.Endpoint, tap: TrafficTap?) {
         self.endpoint = endpoint
         self.tap = tap
-        executor = SerialQueueExecutor(label: "serendip.modbus.\(endpoint.host):\(endpoint.port)")
     }
 
-    deinit {
-        if socket >= 0 { Glibc.close(socket) }
+    /// One request's progress, carried from the caller's thread to the lane when it is parked.
+    struct Attempt {
+        var connectFailures = 0, repeats = 0
+        var checkedPeer = false
+        /// Sent, and not yet answered: its transaction id, when it left, and when it times out.
+        var awaiting: (id: UInt16, sent: UInt64, deadline: UInt64)?
     }
 
-    /// Reads registers; `retries` more attempts (on a fresh connection) when the link breaks or the
-    /// device does not answer in time. Only for reads the driver file says are safe to repeat.
-    public func readRegisters(_ table: Table, address: UInt16, count: Int, retries: Int = 0) throws(LabError) -> [UInt16] {
-        precondition(table == .holding || table == .input)
-        let data = try perform("read \(count) register(s) at \(address)",
-                               [table == .holding ? 0x03 : 0x04] + address.bytes + UInt16(count).bytes, retries: retries) { data in
-            data.count == 1 + 2 * count && Int(data[0]) == 2 * count
-        }
-        return (0..<count).map { UInt16(data[1 + 2 * $0]) << 8 | UInt16(data[2 + 2 * $0]) }
-    }
-
-    public func writeRegisters(address: UInt16, values: [UInt16]) throws(LabError) {
-        let header = address.bytes + UInt16(values.count).bytes
-        _ = try perform("write \(values.count) register(s) at \(address)",
-                        [0x10] + header + [UInt8(2 * values.count)] + values.flatMap(\.bytes), retries: nil) { $0 == header }
-    }
-
-    public func readBits(_ table: Table, address: UInt16, count: Int, retries: Int = 0) throws(LabError) -> [Bool] {
-        precondition(table == .coil || table == .discreteInput)
-        let bytes = (count + 7) / 8
-        let data = try perform("read \(count) bit(s) at \(address)",
-                               [table == .coil ? 0x01 : 0x02] + address.bytes + UInt16(count).bytes, retries: retries) { data in
-            data.count == 1 + bytes && Int(data[0]) == bytes
-        }
-        return (0..<count).map { (i: Int) -> Bool in (data[1 + i / 8] >> UInt8(i % 8)) & 1 != 0 }
-    }
-
-    public func writeBit(address: UInt16, _ value: Bool) throws(LabError) {
-        let body = address.bytes + (value ? [0xFF, 0x00] : [0x00, 0x00])
-        _ = try perform("write coil \(address)", [0x05] + body, retries: nil) { $0 == body }
-    }
-
-    /// Opens the connection if it is not open (or was closed by the device): a probe that sends nothing.
-    public func connect() throws(LabError) {
-        try refuseIfClosedByPeer("connect")
-        do throws(Failure) { _ = try connectedSocket() } catch {
-            if case .refused(let refusal) = error { throw refusal }
-            throw LabError(.instrumentLost, "\(endpoint): \(error.message)")
-        }
-    }
-
-    public func disconnect() {
-        if socket >= 0 { Glibc.close(socket) }
-        socket = -1
-        inbox = []
+    /// Whether a caller's thread may run a request now: nothing there can block past the budget.
+    var servesCallers: Bool {
+        socket >= 0 && parked == nil && pacer.interval == 0 && lastReplyTime < ModbusTCPClient.callerBudget
     }
 
     /// Why one exchange did not return its answer. `sent` says whether any byte of the request may
@@ -118,6 +261,8 @@ public actor ModbusTCPClient {
         case broken(String, sent: Bool), timeout, mismatch(String), exception(UInt8)
         /// A step of the connection's greeting failed: reported as it is, never retried.
         case refused(LabError)
+        /// The caller's budget ran out before the reply came: the lane carries on.
+        case overBudget
 
         var message: String {
             switch self {
@@ -125,49 +270,73 @@ public actor ModbusTCPClient {
             case .refused(let error): error.message
             case .timeout: "no reply"
             case .exception(let code): "exception \(code)"
+            case .overBudget: "over budget"
             }
         }
     }
 
-    /// Runs one request (a PDU: function code and data) and returns the reply's data after the
-    /// function code. A request that never left (the connect failed) is tried again, a bounded number
-    /// of times with a backoff doubling from 20 ms. One whose link broke, or that got no reply, after
-    /// it was sent is repeated only if it is a read with `retries` left; a write (`retries: nil`) is
+    mutating func finishParked() {
+        guard var parked = parked.take() else { return }
+        parked.slot.fill(Result { () throws(LabError) in try complete(parked.request, &parked.attempt) })
+    }
+
+    /// Runs a request to its end, on the lane.
+    mutating func complete(_ request: ModbusRequest, _ attempt: inout Attempt) throws(LabError) -> [UInt8] {
+        guard let data = try perform(request, &attempt, budget: nil) else { preconditionFailure("no budget, yet over it") }
+        return data
+    }
+
+    /// Runs one request and returns the reply's data after the function code, or nil when `budget`
+    /// nanoseconds pass first, or it would have to connect, back off or be paced (`attempt` says
+    /// where it stands). A request that never left (the connect failed) is tried again, a bounded
+    /// number of times with a backoff doubling from 20 ms. One whose link broke, or that got no
+    /// reply, after it was sent is repeated only if it is a read with `retries` left; a write is
     /// never repeated, because the device may already have applied it.
-    private func perform(_ request: @autoclosure () -> String, _ pdu: [UInt8], retries: Int?, fits: ([UInt8]) -> Bool) throws(LabError) -> [UInt8] {
-        var connectFailures = 0, repeats = 0
-        // The request is named only in an error: most requests never need the text.
-        var what: String { request() }
-        try refuseIfClosedByPeer(request())
+    mutating func perform(_ request: ModbusRequest, _ attempt: inout Attempt, budget: UInt64?) throws(LabError) -> [UInt8]? {
+        let budgetEnd = budget.map { now() + $0 }
+        if !attempt.checkedPeer {
+            attempt.checkedPeer = true
+            try refuseIfClosedByPeer(request.what)
+        }
         while true {
-            do {
-                return try exchange(connectedSocket(), pdu, fits: fits)
+            do throws(Failure) {
+                if attempt.awaiting == nil {
+                    guard budget == nil || servesCallersNow else { return nil }
+                    if attempt.connectFailures > 0 { usleep(UInt32(20_000 << (attempt.connectFailures - 1))) }
+                    attempt.awaiting = try send(connectedSocket(), request.pdu)
+                }
+                let data = try receiveReply(to: request, attempt.awaiting!, budgetEnd: budgetEnd)
+                lastReplyTime = now() - attempt.awaiting!.sent
+                return data
             } catch {
+                attempt.awaiting = nil
+                let what = request.what
                 switch error {
+                case .overBudget:
+                    return nil
                 case .broken(let message, sent: false):
                     disconnect()
-                    connectFailures += 1
-                    guard connectFailures < endpoint.connectAttempts else {
+                    attempt.connectFailures += 1
+                    guard attempt.connectFailures < endpoint.connectAttempts else {
                         throw LabError(.instrumentLost, "\(endpoint): \(what): \(message)")
                     }
-                    usleep(UInt32(20_000 << (connectFailures - 1)))
                 case .broken(let message, sent: true):
                     disconnect()
-                    guard let retries else {
+                    guard let retries = request.retries else {
                         throw LabError(.instrumentLost, "\(endpoint): \(what): \(message) after the request was sent; the device may or may not have applied it (not repeated)")
                     }
-                    guard repeats < retries else { throw LabError(.instrumentLost, "\(endpoint): \(what): \(message)") }
-                    repeats += 1
+                    guard attempt.repeats < retries else { throw LabError(.instrumentLost, "\(endpoint): \(what): \(message)") }
+                    attempt.repeats += 1
                 case .timeout:
                     // The device may still answer: drop the connection so that answer is never read.
                     disconnect()
-                    guard let retries else {
+                    guard let retries = request.retries else {
                         throw LabError(.timeout, "\(endpoint): \(what): no reply within \(endpoint.responseTimeout) s; the device may or may not have applied it (not repeated)")
                     }
-                    guard repeats < retries else {
+                    guard attempt.repeats < retries else {
                         throw LabError(.timeout, "\(endpoint): \(what): no reply within \(endpoint.responseTimeout) s")
                     }
-                    repeats += 1
+                    attempt.repeats += 1
                 case .mismatch(let detail):
                     disconnect()
                     throw LabError(.transport, "\(endpoint): \(what): reply did not match the request (\(detail)); link resynchronised")
@@ -181,11 +350,29 @@ public actor ModbusTCPClient {
         }
     }
 
+    /// A request about to be sent from a caller's thread needs neither a connect nor a wait for its turn.
+    private var servesCallersNow: Bool { socket >= 0 && pacer.interval == 0 }
+
+    /// Opens the connection if it is not open (or was closed by the device): a probe that sends nothing.
+    mutating func connect() throws(LabError) {
+        try refuseIfClosedByPeer("connect")
+        do throws(Failure) { _ = try connectedSocket() } catch {
+            if case .refused(let refusal) = error { throw refusal }
+            throw LabError(.instrumentLost, "\(endpoint): \(error.message)")
+        }
+    }
+
+    mutating func disconnect() {
+        if socket >= 0 { Glibc.close(socket) }
+        socket = -1
+        inbox = []
+    }
+
     /// A connection the device closed while idle (it restarted, or was unplugged and is back) is
     /// dropped, and reported as a loss before anything is sent: a device that restarted may have lost
     /// its setpoints, and a run that went on unaware would be wrong about the lab. The next request
     /// goes out on a fresh connection.
-    private func refuseIfClosedByPeer(_ what: @autoclosure () -> String) throws(LabError) {
+    private mutating func refuseIfClosedByPeer(_ what: @autoclosure () -> String) throws(LabError) {
         guard socket >= 0 else { return }
         // 0x2000 is POLLRDHUP (the peer shut its side), which Swift's Glibc module does not export.
         var entry = pollfd(fd: socket, events: Int16(POLLIN | 0x2000), revents: 0)
@@ -202,76 +389,79 @@ public actor ModbusTCPClient {
                        + "(did it restart? its state may have changed); nothing was sent")
     }
 
-    private func exchange(_ fd: Int32, _ pdu: [UInt8], fits: ([UInt8]) -> Bool) throws(Failure) -> [UInt8] {
+    /// Frames and sends a request; returns what its reply is awaited by.
+    private mutating func send(_ fd: Int32, _ pdu: [UInt8]) throws(Failure) -> (id: UInt16, sent: UInt64, deadline: UInt64) {
         transactionID &+= 1
-        let id = transactionID, unit = UInt8(endpoint.unit)
-        let frame = id.bytes + [0, 0] + UInt16(pdu.count + 1).bytes + [unit] + pdu
+        let frame = transactionID.bytes + [0, 0] + UInt16(pdu.count + 1).bytes + [UInt8(endpoint.unit)] + pdu
         pacer.waitForTurn()
-        try send(fd, frame)
-        tap?(.sent, frame)
-        let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(endpoint.responseTimeout * 1e9)
-        while true {
-            let header = try receive(fd, count: 7, before: deadline)
-            let length = Int(header[4]) << 8 | Int(header[5])
-            guard header[2] == 0, header[3] == 0, (2...254).contains(length) else {
-                throw .mismatch("not a Modbus TCP frame")
-            }
-            let body = try receive(fd, count: length - 1, before: deadline)
-            tap?(.received, header + body)
-            // The answer to an earlier request, late or sent twice: skip it and wait for this one's.
-            guard UInt16(header[0]) << 8 | UInt16(header[1]) == id else { continue }
-            guard header[6] == unit else { throw .mismatch("unit \(header[6]) answered, not unit \(unit)") }
-            if body[0] == pdu[0] | 0x80, body.count == 2 { throw .exception(body[1]) }
-            let data = Array(body.dropFirst())
-            guard body[0] == pdu[0], fits(data) else {
-                throw .mismatch("function \(body[0]) with \(data.count) byte(s) for function \(pdu[0])")
-            }
-            return data
-        }
-    }
-
-    private func send(_ fd: Int32, _ frame: [UInt8]) throws(Failure) {
         var rest = frame[...]
         while !rest.isEmpty {
             let n = rest.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
             if n < 0 {
-                if errno == EAGAIN || errno == EINTR { try wait(fd, for: POLLOUT, before: nil); continue }
+                if errno == EAGAIN || errno == EINTR { try wait(fd, for: POLLOUT, before: now() + timeout); continue }
                 // Bytes the kernel already took may have reached the device; none taken means none left.
                 throw .broken("send failed: \(String(cString: strerror(errno)))", sent: rest.count < frame.count)
             }
             rest = rest.dropFirst(n)
         }
+        tap?(.sent, frame)
+        let sent = now()
+        return (transactionID, sent, sent + timeout)
     }
 
-    /// The next `count` bytes of the stream: from the inbox, then from the socket, waiting only
-    /// when nothing has arrived.
-    private func receive(_ fd: Int32, count: Int, before deadline: UInt64) throws(Failure) -> [UInt8] {
+    /// The reply to the request awaited, skipping answers to earlier ones. A frame is taken from the
+    /// inbox only once it is whole, so a caller's budget can run out at any point and the lane go on.
+    private mutating func receiveReply(to request: ModbusRequest, _ awaiting: (id: UInt16, sent: UInt64, deadline: UInt64),
+                                       budgetEnd: UInt64?) throws(Failure) -> [UInt8] {
+        let unit = UInt8(endpoint.unit), function = request.pdu[0]
+        while true {
+            try fill(7, before: awaiting.deadline, budgetEnd: budgetEnd)
+            let length = Int(inbox[4]) << 8 | Int(inbox[5])
+            guard inbox[2] == 0, inbox[3] == 0, (2...254).contains(length) else { throw .mismatch("not a Modbus TCP frame") }
+            try fill(6 + length, before: awaiting.deadline, budgetEnd: budgetEnd)
+            let frame = Array(inbox[..<(6 + length)])
+            inbox.removeFirst(6 + length)
+            tap?(.received, frame)
+            // The answer to an earlier request, late or sent twice: skip it and wait for this one's.
+            guard UInt16(frame[0]) << 8 | UInt16(frame[1]) == awaiting.id else { continue }
+            guard frame[6] == unit else { throw .mismatch("unit \(frame[6]) answered, not unit \(unit)") }
+            if frame[7] == function | 0x80, length == 3 { throw .exception(frame[8]) }
+            let data = Array(frame[8...])
+            guard frame[7] == function, request.fits(data) else {
+                throw .mismatch("function \(frame[7]) with \(data.count) byte(s) for function \(function)")
+            }
+            return data
+        }
+    }
+
+    /// Receives until the inbox holds `count` bytes, waiting only when nothing has arrived.
+    private mutating func fill(_ count: Int, before deadline: UInt64, budgetEnd: UInt64?) throws(Failure) {
         while inbox.count < count {
-            if inbox.isEmpty { try wait(fd, for: POLLIN, before: deadline) }
-            let n = scratch.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            let n = scratch.withUnsafeMutableBytes { recv(socket, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
             if n > 0 { inbox += scratch[..<n] }
             else if n == 0 { throw .broken("the device closed the connection", sent: true) }
-            else if errno == EAGAIN || errno == EINTR { try wait(fd, for: POLLIN, before: deadline) }
+            else if errno == EAGAIN || errno == EINTR { try wait(socket, for: POLLIN, before: deadline, budgetEnd: budgetEnd) }
             else { throw .broken("receive failed: \(String(cString: strerror(errno)))", sent: true) }
         }
-        defer { inbox.removeFirst(count) }
-        return Array(inbox.prefix(count))
     }
 
-    /// Waits until the socket is ready; no deadline means the response timeout from now.
-    private func wait(_ fd: Int32, for event: Int32, before deadline: UInt64?) throws(Failure) {
-        let deadline = deadline ?? DispatchTime.now().uptimeNanoseconds + UInt64(endpoint.responseTimeout * 1e9)
+    /// Waits until the socket is ready, the deadline passes (a timeout) or the budget does.
+    private func wait(_ fd: Int32, for event: Int32, before deadline: UInt64, budgetEnd: UInt64? = nil) throws(Failure) {
         while true {
-            let now = DispatchTime.now().uptimeNanoseconds
+            let now = now()
             guard now < deadline else { throw .timeout }
-            var entry = pollfd(fd: fd, events: Int16(event), revents: 0)
-            let ready = poll(&entry, 1, Int32((deadline - now) / 1_000_000) + 1)
+            if let budgetEnd, now >= budgetEnd { throw .overBudget }
+            let left = min(deadline, budgetEnd ?? .max) - now
+            let ready = serendip_poll_ns(fd, Int16(event), Int64(left))
             if ready > 0 { return }
             if ready < 0 && errno != EINTR { throw .broken("poll failed: \(String(cString: strerror(errno)))", sent: true) }
         }
     }
 
-    private func connectedSocket() throws(Failure) -> Int32 {
+    private var timeout: UInt64 { UInt64(endpoint.responseTimeout * 1e9) }
+    private func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+
+    private mutating func connectedSocket() throws(Failure) -> Int32 {
         if socket >= 0 { return socket }
         var hints = addrinfo()
         hints.ai_family = AF_INET
@@ -288,7 +478,7 @@ public actor ModbusTCPClient {
         if Glibc.connect(fd, address.pointee.ai_addr, address.pointee.ai_addrlen) != 0 {
             var failure = errno
             if failure == EINPROGRESS {
-                do throws(Failure) { try wait(fd, for: POLLOUT, before: nil) } catch {
+                do throws(Failure) { try wait(fd, for: POLLOUT, before: now() + timeout) } catch {
                     Glibc.close(fd)
                     throw .broken("cannot connect: no answer within \(endpoint.responseTimeout) s", sent: false)
                 }
@@ -301,24 +491,23 @@ public actor ModbusTCPClient {
             }
         }
         socket = fd
-        try greet(fd)
+        lastReplyTime = 0
+        try greet()
         return fd
     }
 
     /// Sends the session's greeting (the driver file's `init:`) on a fresh connection. A step that
     /// fails closes the connection again and fails the request that opened it, naming the step.
-    private func greet(_ fd: Int32) throws(Failure) {
-        let session = self.session.withLock { $0 }
+    private mutating func greet() throws(Failure) {
         pacer.interval = session.minInterval
         for write in session.greeting {
-            let pdu: [UInt8]
-            switch write.target {
-            case .registers(let address, let values):
-                pdu = [0x10] + address.bytes + UInt16(values.count).bytes + [UInt8(2 * values.count)] + values.flatMap(\.bytes)
-            case .coil(let address, let bit):
-                pdu = [0x05] + address.bytes + (bit ? [0xFF, 0x00] : [0x00, 0x00])
+            let request = switch write.target {
+            case .registers(let address, let values): ModbusRequest(writing: values, at: address)
+            case .coil(let address, let bit): ModbusRequest(writing: bit, at: address)
             }
-            do throws(Failure) { _ = try exchange(fd, pdu) { $0 == Array(pdu[1...4]) } } catch {
+            do throws(Failure) {
+                _ = try receiveReply(to: request, send(socket, request.pdu), budgetEnd: nil)
+            } catch {
                 disconnect()
                 // A device that refuses its init is not connected, as if the connect had been refused.
                 let code: LabError.Code = if case .timeout = error { .timeout } else { .instrumentLost }

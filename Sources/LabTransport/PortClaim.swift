@@ -1,5 +1,5 @@
 import Glibc
-public import LabCore
+import LabCore
 
 /// A serial port is one device's: two programs writing to it interleave their commands, and one's
 /// safe state lands in the middle of the other's run. Each open port is claimed with a POSIX write

@@ -3,8 +3,8 @@ import LabCore
 import LabTransport
 import Testing
 
-/// Each RTU bus blocks only its own queue: a request waiting out a long timeout on one line holds up
-/// neither another line nor the rest of the process. Timed, so it runs on its own after the parallel
+/// Each RTU bus and each Modbus TCP connection blocks only itself: a request waiting out a long
+/// timeout on one holds up neither another nor the rest of the process. Timed, so it runs on its own after the parallel
 /// phase of `make test` (TIMED_TESTS in the Makefile).
 @Suite struct BusIsolationTests {
     /// SERENDIP_BLOCKED_BUS_SECONDS shortens the blockage when trying the test by hand.
@@ -27,11 +27,19 @@ import Testing
                                     timing: .init(response: Self.blocked, byte: 0.1))
         let other = ModbusRTUClient(bus: ModbusRTUBus(ModbusRTULine(path: lively.path, baud: 19200)), unit: 7,
                                     timing: .init(response: 2, byte: 0.1))
+        // A Modbus TCP device that answers only after the test, and one that answers at once.
+        let silentTCP = try CountingModbusDevice(seed: 1, late: Self.blocked + 5, rates: [(.late, 1)])
+        let livelyTCP = try CountingModbusDevice(seed: 1, late: 0, rates: [])
+        defer { silentTCP.stop(); livelyTCP.stop() }
+        let stuckTCP = ModbusTCPClient(.init(host: "127.0.0.1", port: silentTCP.port, responseTimeout: Self.blocked))
+        let otherTCP = ModbusTCPClient(.init(host: "127.0.0.1", port: livelyTCP.port, responseTimeout: 2))
         let clock = ContinuousClock()
 
+        /// A read of the other RTU bus and of the other TCP device, one after the other.
         func readOther() async throws -> Double {
             let start = clock.now
             _ = try await other.readRegisters(.holding, address: 0, count: 1, retries: 0)
+            _ = try await otherTCP.readRegisters(.holding, address: 0, count: 2, retries: 0)
             return Self.milliseconds(clock.now - start)
         }
         // The other bus alone first, read at the same pace as beside the blocked one: 5 s.
@@ -44,7 +52,8 @@ import Testing
 
         let blockedFrom = clock.now
         let blocking = Task { try? await stuck.readRegisters(.holding, address: 0, count: 1, retries: 0) }
-        #expect(try await eventually { silent.requests.count == 1 })
+        let blockingTCP = Task { try? await stuckTCP.readRegisters(.holding, address: 0, count: 2, retries: 0) }
+        #expect(try await eventually { silent.requests.count == 1 && silentTCP.faults[.late] == 1 })
         let end = blockedFrom + .seconds(Self.blocked - 1)
 
         // The heartbeat: a task elsewhere in the process that wants to run every 10 ms.
@@ -65,11 +74,12 @@ import Testing
         }
         let lateness = Array(await heartbeat.value.dropFirst())
         _ = await blocking.value
+        _ = await blockingTCP.value
         let stuckFor = Self.milliseconds(clock.now - blockedFrom) / 1000
 
         let p = { (values: [Double]) in [0.5, 0.95, 0.99].map { String(format: "%.2f", Self.percentile(values, $0)) }.joined(separator: "/") }
         let figures = "heartbeat lateness over \(lateness.count) ticks: p50/p95/p99 \(p(lateness)) ms, max \(String(format: "%.2f", lateness.max() ?? 0)) ms; "
-            + "a read of the other bus p50/p95/p99 \(p(alone)) ms alone (\(alone.count) reads), \(p(during)) ms beside the blocked one (\(during.count) reads)"
+            + "a read of the other bus and TCP device p50/p95/p99 \(p(alone)) ms alone (\(alone.count) reads), \(p(during)) ms beside the blocked one (\(during.count) reads)"
         print(figures)
         #expect(stuckFor >= Self.blocked - 0.5, "the blocked read returned after \(stuckFor) s")
         #expect(lateness.count >= Int(Self.blocked * 50), "\(figures)")

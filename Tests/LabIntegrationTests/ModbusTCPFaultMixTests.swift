@@ -8,10 +8,11 @@ import Testing
 /// A Modbus TCP device whose every answer can be told apart: a read of two holding registers at
 /// address a answers [a, n], n counting the requests it got. Faults are drawn from a seeded
 /// generator, one per request: a reply after the client gave up, a reply to another transaction
-/// (alone, or before the right one), the right reply twice, or a frame cut short (followed by
-/// silence, or by the device closing the connection).
+/// (alone, or before the right one), the right reply twice, a frame cut short (followed by
+/// silence, or by the device closing the connection), or a reply a millisecond late: within the
+/// client's timeout but past what a caller's thread waits, so the client's queue takes it over.
 final class CountingModbusDevice: Sendable {
-    enum Fault: CaseIterable, Sendable { case late, wrongTransactionOnly, wrongTransactionFirst, twice, truncatedThenSilent, truncatedThenClosed }
+    enum Fault: CaseIterable, Sendable { case late, wrongTransactionOnly, wrongTransactionFirst, twice, truncatedThenSilent, truncatedThenClosed, slow }
 
     let port: Int
     private let listener: Int32
@@ -69,6 +70,9 @@ final class CountingModbusDevice: Sendable {
             case .late?:
                 usleep(UInt32(late * 1e6))
                 send(fd, reply)
+            case .slow?:
+                usleep(1_000)
+                send(fd, reply)
             case .wrongTransactionOnly?: send(fd, stray)
             case .wrongTransactionFirst?: send(fd, stray + reply)
             case .twice?: send(fd, reply + reply)
@@ -113,7 +117,7 @@ final class CountingModbusDevice: Sendable {
         // A timed-out request costs the response timeout: 1.2 % of requests time out, about 12 s per 10,000 at 0.1 s.
         let device = try CountingModbusDevice(seed: Self.seed, late: 0.25, rates: [
             (.late, 0.004), (.wrongTransactionOnly, 0.004), (.truncatedThenSilent, 0.004), (.truncatedThenClosed, 0.005),
-            (.wrongTransactionFirst, 0.01), (.twice, 0.01),
+            (.wrongTransactionFirst, 0.01), (.twice, 0.01), (.slow, 0.02),
         ])
         defer { device.stop() }
         let client = ModbusTCPClient(.init(host: "127.0.0.1", port: device.port, responseTimeout: 0.1))
@@ -137,5 +141,32 @@ final class CountingModbusDevice: Sendable {
         #expect(Set(faults.keys) == Set(CountingModbusDevice.Fault.allCases), "\(faults)")
         // Every fault costs at most one read (two with its repeat); the rest are answered.
         #expect(answered >= Self.reads * 95 / 100, "\(answered) of \(Self.reads) answered; faults \(faults)")
+    }
+
+    @Test func concurrentReadersOnOneConnectionEachGetTheirOwnAnswerWhenRepliesOutlastTheCallersWait() async throws {
+        // A third of the replies come after the caller's thread has handed its wait to the client's
+        // queue. The readers pause at random between reads, so that one often asks just as another's
+        // wait changes hands, and must not take the connection meanwhile.
+        let device = try CountingModbusDevice(seed: Self.seed, late: 0.25, rates: [(.slow, 0.3), (.wrongTransactionFirst, 0.05), (.twice, 0.05)])
+        defer { device.stop() }
+        let client = ModbusTCPClient(.init(host: "127.0.0.1", port: device.port, responseTimeout: 1))
+        let wrong = try await withThrowingTaskGroup(of: [String].self) { group in
+            for reader in 0..<4 {
+                group.addTask {
+                    var random = SplitMix64(seed: UInt64(reader) + Self.seed)
+                    var wrong: [String] = []
+                    for i in 0..<400 {
+                        let address = UInt16(reader * 1000 + i)
+                        let registers = try await client.readRegisters(.holding, address: address, count: 2)
+                        if registers[0] != address { wrong.append("reader \(reader) read \(address), got \(registers)") }
+                        try await Task.sleep(for: .microseconds(random.next() % 1_500))
+                    }
+                    return wrong
+                }
+            }
+            return try await group.reduce(into: []) { $0 += $1 }
+        }
+        #expect(wrong.isEmpty, "\(wrong.prefix(5))")
+        #expect(device.faults[.slow, default: 0] > 300, "\(device.faults)")
     }
 }
