@@ -176,9 +176,10 @@ public actor ModbusRTUBus {
     /// Runs one libmodbus call for `unit`. A read is sent again, as often as `retries` allow, after
     /// no reply, a garbled reply or a broken line; a write (`retries: nil`) never is, because the
     /// device may already have applied it.
-    private func perform(_ unit: Int, _ what: String, _ timing: Timing, retries: Int?,
+    private func perform(_ unit: Int, _ what: @autoclosure () -> String, _ timing: Timing, retries: Int?,
                          _ call: (OpaquePointer) -> Int32) throws(LabError) {
-        let prefix = "\(line)&unit=\(unit): \(what)"
+        // Named only in an error: most requests never need the text.
+        var prefix: String { "\(line)&unit=\(unit): \(what())" }
         var repeats = 0
         while true {
             do throws(Failure) {

@@ -437,6 +437,7 @@ struct ModbusTCPLink {
     /// Receives until the inbox holds `count` bytes, waiting only when nothing has arrived.
     private mutating func fill(_ count: Int, before deadline: UInt64, budgetEnd: UInt64?) throws(Failure) {
         while inbox.count < count {
+            if inbox.isEmpty { try wait(socket, for: POLLIN, before: deadline, budgetEnd: budgetEnd) }
             let n = scratch.withUnsafeMutableBytes { recv(socket, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
             if n > 0 { inbox += scratch[..<n] }
             else if n == 0 { throw .broken("the device closed the connection", sent: true) }
