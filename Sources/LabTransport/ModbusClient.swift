@@ -1,4 +1,5 @@
 import LabCore
+import Synchronization
 
 public enum ModbusTable: Sendable { case holding, input, coil, discreteInput }
 
@@ -58,4 +59,16 @@ public enum ModbusCRC {
         let body = frame.dropLast(2), tail = Array(frame.suffix(2))
         return crc16(body) == UInt16(tail[0]) | UInt16(tail[1]) << 8
     }
+}
+
+/// The sessions of the units behind one connection, set by their instruments and read whenever the
+/// connection opens.
+final class ModbusSessions: Sendable {
+    private let sessions = Mutex<[Int: ModbusSession]>([:])
+
+    subscript(unit: Int) -> ModbusSession {
+        get { sessions.withLock { $0[unit] } ?? ModbusSession() }
+    }
+
+    func set(_ session: ModbusSession, for unit: Int) { sessions.withLock { $0[unit] = session } }
 }

@@ -45,12 +45,12 @@ public actor ModbusRTUBus {
     /// Set after a timeout or a garbled reply: an answer may still be on its way.
     private var unsettled = false
     /// Each unit's session (request spacing, greeting), and the units greeted since the port opened.
-    private let sessions = Mutex<[Int: ModbusSession]>([:])
+    private let sessions = ModbusSessions()
     private var greeted: Set<Int> = []
     private var pacers: [Int: RequestPacer] = [:]
 
     /// Set by the instrument of `unit`, before its first request.
-    public nonisolated func prepare(unit: Int, _ session: ModbusSession) { sessions.withLock { $0[unit] = session } }
+    public nonisolated func prepare(unit: Int, _ session: ModbusSession) { sessions.set(session, for: unit) }
 
     public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
 
@@ -225,7 +225,7 @@ public actor ModbusRTUBus {
     /// anything else goes to that unit. A failing step fails the request that needed it, naming the step.
     private func greet(_ unit: Int, _ timing: Timing, _ ctx: OpaquePointer) throws(Failure) {
         guard !greeted.contains(unit) else { return }
-        let session = sessions.withLock { $0[unit] } ?? ModbusSession()
+        let session = sessions[unit]
         pacers[unit, default: RequestPacer()].interval = session.minInterval
         for write in session.greeting {
             do throws(Failure) {

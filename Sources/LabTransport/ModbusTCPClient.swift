@@ -15,12 +15,10 @@ import Synchronization
 /// closed socket. No value is ever returned for a request other than its own. Links are re-opened
 /// here with a bounded backoff (never libmodbus's link recovery, which can retry forever).
 ///
-/// Requests take turns on a lock. One whose connection is open and idle runs on the caller's thread:
-/// it is sent there and its reply awaited there for at most `callerBudget`, which a loopback or LAN
-/// device meets, and which spares the two thread hops a request handed to a queue costs. Whatever can
-/// block for longer (connecting and the greeting, a backoff, `min_interval:` pacing, a reply that
-/// takes longer) runs on the connection's own serial queue, the lane, so Swift's cooperative pool is
-/// never held for more than the budget (decision 0016).
+/// Requests run through a `RequestLane`: on the caller's thread when the connection is open, idle
+/// and unpaced and its replies come within the budget (a loopback or LAN device), on the
+/// connection's own serial queue otherwise (connecting and the greeting, backoff, `min_interval:`
+/// pacing, a slower reply).
 public final class ModbusTCPClient: Sendable {
     public struct Endpoint: Sendable, Hashable, CustomStringConvertible {
         public var host: String
@@ -41,189 +39,59 @@ public final class ModbusTCPClient: Sendable {
 
     public typealias Table = ModbusTable
 
-    /// How long a request may wait for its reply on the caller's thread before the lane takes it over.
-    static let callerBudget: UInt64 = 250_000
-
     public let endpoint: Endpoint
-    private let link: Mutex<ModbusTCPLink>
-    private let lane: DispatchQueue
-    private let session = Mutex(ModbusSession())
+    private let lane: RequestLane<ModbusTCPLink>
+    private let sessions = ModbusSessions()
 
     public init(_ endpoint: Endpoint, tap: TrafficTap? = nil) {
         self.endpoint = endpoint
-        link = Mutex(ModbusTCPLink(endpoint: endpoint, tap: tap))
-        lane = DispatchQueue(label: "serendip.modbus.\(endpoint.host):\(endpoint.port)")
+        lane = RequestLane(ModbusTCPLink(endpoint: endpoint, tap: tap, sessions: sessions),
+                           label: "serendip.modbus.\(endpoint.host):\(endpoint.port)")
     }
 
     deinit {
-        link.withLock { $0.disconnect() }
+        lane.withLink { $0.disconnect() }
     }
 
     /// Set by the instrument that owns the connection, before its first request.
-    public func prepare(_ session: ModbusSession) { self.session.withLock { $0 = session } }
+    public func prepare(_ session: ModbusSession) { sessions.set(session, for: endpoint.unit) }
 
     /// Reads registers; `retries` more attempts (on a fresh connection) when the link breaks or the
     /// device does not answer in time. Only for reads the driver file says are safe to repeat.
     public func readRegisters(_ table: Table, address: UInt16, count: Int, retries: Int = 0) async throws(LabError) -> [UInt16] {
         precondition(table == .holding || table == .input)
-        let data = try await perform(ModbusRequest(function: table == .holding ? 0x03 : 0x04, address: address, count: count, retries: retries))
-        return (0..<count).map { UInt16(data[1 + 2 * $0]) << 8 | UInt16(data[2 + 2 * $0]) }
+        return ModbusRequest.registers(try await lane.run(ModbusRequest(read: table, address: address, count: count, retries: retries)))
     }
 
     public func writeRegisters(address: UInt16, values: [UInt16]) async throws(LabError) {
-        _ = try await perform(ModbusRequest(writing: values, at: address))
+        _ = try await lane.run(ModbusRequest(writing: values, at: address))
     }
 
     public func readBits(_ table: Table, address: UInt16, count: Int, retries: Int = 0) async throws(LabError) -> [Bool] {
         precondition(table == .coil || table == .discreteInput)
-        let data = try await perform(ModbusRequest(function: table == .coil ? 0x01 : 0x02, address: address, count: count, retries: retries))
-        return (0..<count).map { (i: Int) -> Bool in (data[1 + i / 8] >> UInt8(i % 8)) & 1 != 0 }
+        return ModbusRequest.bits(try await lane.run(ModbusRequest(read: table, address: address, count: count, retries: retries)), count: count)
     }
 
     public func writeBit(address: UInt16, _ value: Bool) async throws(LabError) {
-        _ = try await perform(ModbusRequest(writing: value, at: address))
+        _ = try await lane.run(ModbusRequest(writing: value, at: address))
     }
 
     /// Opens the connection if it is not open (or was closed by the device): a probe that sends nothing.
     public func connect() async throws(LabError) {
-        try await onLane { link throws(LabError) in try link.connect() }
+        try await lane.onLane { link throws(LabError) in try link.connect() }
     }
 
     public func disconnect() async {
-        _ = try? await onLane { link throws(LabError) in link.disconnect() }
-    }
-
-    /// What became of a request tried on the caller's thread.
-    private enum Quick {
-        case done(Result<[UInt8], LabError>)
-        /// Sent, and its reply is being awaited on the lane.
-        case parked(ReplySlot)
-        /// The link is busy, closed or slow: the whole request goes to the lane.
-        case declined
-    }
-
-    private func perform(_ request: ModbusRequest) async throws(LabError) -> [UInt8] {
-        let quick = link.withLockIfAvailable { link -> Quick in
-            guard link.servesCallers else { return .declined }
-            var attempt = ModbusTCPLink.Attempt()
-            do throws(LabError) {
-                if let data = try link.perform(request, &attempt, budget: Self.callerBudget) { return .done(.success(data)) }
-            } catch {
-                return .done(.failure(error))
-            }
-            // Enqueued before the lock is let go: any request that takes the lock after this one
-            // finishes the parked one first, so its reply is never skipped as another's.
-            let slot = ReplySlot()
-            precondition(link.parked == nil, "a second request parked on one Modbus TCP connection")
-            link.parked = (request, attempt, slot)
-            lane.async { self.link.withLock { $0.finishParked() } }
-            return .parked(slot)
-        } ?? .declined
-        switch quick {
-        case .done(let result): return try result.get()
-        case .parked(let slot): return try await slot.result.get()
-        case .declined:
-            return try await onLane { link throws(LabError) in
-                var attempt = ModbusTCPLink.Attempt()
-                return try link.complete(request, &attempt)
-            }
-        }
-    }
-
-    /// Runs `body` on the lane, after any request parked there.
-    private func onLane<T: Sendable>(_ body: @escaping @Sendable (inout ModbusTCPLink) throws(LabError) -> T) async throws(LabError) -> T {
-        let session = self.session.withLock { $0 }
-        let result: Result<T, LabError> = await withCheckedContinuation { continuation in
-            lane.async {
-                continuation.resume(returning: self.link.withLock { link in
-                    link.session = session
-                    link.finishParked()
-                    return Result { () throws(LabError) in try body(&link) }
-                })
-            }
-        }
-        return try result.get()
-    }
-}
-
-/// A reply awaited on the lane for a caller that has gone to sleep: whichever of the two arrives
-/// second, the result or the caller, hands the one to the other.
-final class ReplySlot: Sendable {
-    private let state = Mutex<(result: Result<[UInt8], LabError>?, waiter: CheckedContinuation<Result<[UInt8], LabError>, Never>?)>((nil, nil))
-
-    func fill(_ result: Result<[UInt8], LabError>) {
-        let waiter = state.withLock { state in
-            state.result = result
-            return state.waiter.take()
-        }
-        waiter?.resume(returning: result)
-    }
-
-    var result: Result<[UInt8], LabError> {
-        get async {
-            await withCheckedContinuation { continuation in
-                let ready = state.withLock { state in
-                    if state.result == nil { state.waiter = continuation }
-                    return state.result
-                }
-                if let ready { continuation.resume(returning: ready) }
-            }
-        }
-    }
-}
-
-/// One request: its PDU (function code and data), what its reply must look like, and how often a
-/// read may be repeated (`nil`: never, as for every write).
-struct ModbusRequest: Sendable {
-    enum Reply: Sendable { case counted(Int), echo([UInt8]) }
-    var pdu: [UInt8]
-    var reply: Reply
-    var retries: Int?
-
-    init(function: UInt8, address: UInt16, count: Int, retries: Int) {
-        pdu = [function] + address.bytes + UInt16(count).bytes
-        reply = .counted(function <= 0x02 ? (count + 7) / 8 : 2 * count)
-        self.retries = retries
-    }
-
-    init(writing values: [UInt16], at address: UInt16) {
-        let header = address.bytes + UInt16(values.count).bytes
-        pdu = [0x10] + header + [UInt8(2 * values.count)] + values.flatMap(\.bytes)
-        reply = .echo(header)
-    }
-
-    init(writing bit: Bool, at address: UInt16) {
-        let body = address.bytes + (bit ? [0xFF, 0x00] : [0x00, 0x00])
-        pdu = [0x05] + body
-        reply = .echo(body)
-    }
-
-    /// The reply's data (after the function code) answers this request.
-    func fits(_ data: [UInt8]) -> Bool {
-        switch reply {
-        case .counted(let bytes): data.count == 1 + bytes && Int(data[0]) == bytes
-        case .echo(let echo): data == echo
-        }
-    }
-
-    /// Names the request in an error: `read 10 register(s) at 100`.
-    var what: String {
-        let address = Int(pdu[1]) << 8 | Int(pdu[2]), count = Int(pdu[3]) << 8 | Int(pdu[4])
-        return switch pdu[0] {
-        case 0x01, 0x02: "read \(count) bit(s) at \(address)"
-        case 0x03, 0x04: "read \(count) register(s) at \(address)"
-        case 0x05: "write coil \(address)"
-        default: "write \(count) register(s) at \(address)"
-        }
+        _ = try? await lane.onLane { link throws(LabError) in link.disconnect() }
     }
 }
 
 /// The connection's state and its synchronous protocol: whoever holds the client's lock runs it.
-struct ModbusTCPLink {
+struct ModbusTCPLink: LaneLink {
     let endpoint: ModbusTCPClient.Endpoint
     /// Told every frame sent and received, when the instrument's traffic is recorded.
     let tap: TrafficTap?
-    var session = ModbusSession()
+    let sessions: ModbusSessions
     private var socket: Int32 = -1
     /// Bytes received and not yet taken as a frame: a reply is read whole in one recv where it can
     /// be, and what follows it (a duplicate, say) waits here as it would in the socket.
@@ -234,25 +102,26 @@ struct ModbusTCPLink {
     private var pacer = RequestPacer()
     /// How long the last reply took: a device slower than the budget is served on the lane alone.
     private var lastReplyTime: UInt64 = 0
-    /// A request sent on a caller's thread whose reply is awaited on the lane.
-    var parked: (request: ModbusRequest, attempt: Attempt, slot: ReplySlot)?
+    var parked: Parked<Self>?
 
-    init(endpoint: ModbusTCPClient.Endpoint, tap: TrafficTap?) {
+    init(endpoint: ModbusTCPClient.Endpoint, tap: TrafficTap?, sessions: ModbusSessions) {
         self.endpoint = endpoint
         self.tap = tap
+        self.sessions = sessions
     }
 
+    static func attempt() -> Attempt { Attempt() }
+
     /// One request's progress, carried from the caller's thread to the lane when it is parked.
-    struct Attempt {
+    struct Attempt: Sendable {
         var connectFailures = 0, repeats = 0
         var checkedPeer = false
         /// Sent, and not yet answered: its transaction id, when it left, and when it times out.
         var awaiting: (id: UInt16, sent: UInt64, deadline: UInt64)?
     }
 
-    /// Whether a caller's thread may run a request now: nothing there can block past the budget.
-    var servesCallers: Bool {
-        socket >= 0 && parked == nil && pacer.interval == 0 && lastReplyTime < ModbusTCPClient.callerBudget
+    func servesCallers(_ request: ModbusRequest) -> Bool {
+        servesCallersNow && lastReplyTime < RequestLane<Self>.budget
     }
 
     /// Why one exchange did not return its answer. `sent` says whether any byte of the request may
@@ -273,17 +142,6 @@ struct ModbusTCPLink {
             case .overBudget: "over budget"
             }
         }
-    }
-
-    mutating func finishParked() {
-        guard var parked = parked.take() else { return }
-        parked.slot.fill(Result { () throws(LabError) in try complete(parked.request, &parked.attempt) })
-    }
-
-    /// Runs a request to its end, on the lane.
-    mutating func complete(_ request: ModbusRequest, _ attempt: inout Attempt) throws(LabError) -> [UInt8] {
-        guard let data = try perform(request, &attempt, budget: nil) else { preconditionFailure("no budget, yet over it") }
-        return data
     }
 
     /// Runs one request and returns the reply's data after the function code, or nil when `budget`
@@ -308,12 +166,15 @@ struct ModbusTCPLink {
                 let data = try receiveReply(to: request, attempt.awaiting!, budgetEnd: budgetEnd)
                 lastReplyTime = now() - attempt.awaiting!.sent
                 return data
+            } catch .overBudget {
+                // Still awaited: the lane waits on for this reply, and must not send the request again.
+                return nil
             } catch {
                 attempt.awaiting = nil
                 let what = request.what
                 switch error {
                 case .overBudget:
-                    return nil
+                    preconditionFailure("handled above")
                 case .broken(let message, sent: false):
                     disconnect()
                     attempt.connectFailures += 1
@@ -392,7 +253,7 @@ struct ModbusTCPLink {
     /// Frames and sends a request; returns what its reply is awaited by.
     private mutating func send(_ fd: Int32, _ pdu: [UInt8]) throws(Failure) -> (id: UInt16, sent: UInt64, deadline: UInt64) {
         transactionID &+= 1
-        let frame = transactionID.bytes + [0, 0] + UInt16(pdu.count + 1).bytes + [UInt8(endpoint.unit)] + pdu
+        let frame = transactionID.bigEndianBytes + [0, 0] + UInt16(pdu.count + 1).bigEndianBytes + [UInt8(endpoint.unit)] + pdu
         pacer.waitForTurn()
         var rest = frame[...]
         while !rest.isEmpty {
@@ -413,7 +274,7 @@ struct ModbusTCPLink {
     /// inbox only once it is whole, so a caller's budget can run out at any point and the lane go on.
     private mutating func receiveReply(to request: ModbusRequest, _ awaiting: (id: UInt16, sent: UInt64, deadline: UInt64),
                                        budgetEnd: UInt64?) throws(Failure) -> [UInt8] {
-        let unit = UInt8(endpoint.unit), function = request.pdu[0]
+        let unit = UInt8(endpoint.unit)
         while true {
             try fill(7, before: awaiting.deadline, budgetEnd: budgetEnd)
             let length = Int(inbox[4]) << 8 | Int(inbox[5])
@@ -425,12 +286,11 @@ struct ModbusTCPLink {
             // The answer to an earlier request, late or sent twice: skip it and wait for this one's.
             guard UInt16(frame[0]) << 8 | UInt16(frame[1]) == awaiting.id else { continue }
             guard frame[6] == unit else { throw .mismatch("unit \(frame[6]) answered, not unit \(unit)") }
-            if frame[7] == function | 0x80, length == 3 { throw .exception(frame[8]) }
-            let data = Array(frame[8...])
-            guard frame[7] == function, request.fits(data) else {
-                throw .mismatch("function \(frame[7]) with \(data.count) byte(s) for function \(function)")
+            switch request.judge(frame[7...]) {
+            case .data(let data): return data
+            case .exception(let code): throw .exception(code)
+            case .mismatch(let detail): throw .mismatch(detail)
             }
-            return data
         }
     }
 
@@ -500,12 +360,10 @@ struct ModbusTCPLink {
     /// Sends the session's greeting (the driver file's `init:`) on a fresh connection. A step that
     /// fails closes the connection again and fails the request that opened it, naming the step.
     private mutating func greet() throws(Failure) {
+        let session = sessions[endpoint.unit]
         pacer.interval = session.minInterval
         for write in session.greeting {
-            let request = switch write.target {
-            case .registers(let address, let values): ModbusRequest(writing: values, at: address)
-            case .coil(let address, let bit): ModbusRequest(writing: bit, at: address)
-            }
+            let request = ModbusRequest(write)
             do throws(Failure) {
                 _ = try receiveReply(to: request, send(socket, request.pdu), budgetEnd: nil)
             } catch {
@@ -517,9 +375,4 @@ struct ModbusTCPLink {
             }
         }
     }
-}
-
-extension UInt16 {
-    /// Big-endian, as Modbus sends every 16-bit field.
-    fileprivate var bytes: [UInt8] { [UInt8(self >> 8), UInt8(self & 0xFF)] }
 }

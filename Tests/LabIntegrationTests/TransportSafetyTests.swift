@@ -231,6 +231,22 @@ func eventually(within seconds: Double = 20, _ condition: () -> Bool) async thro
         #expect(device.requests == 1)
     }
 
+    @Test func writesAnsweredAfterTheCallersWaitAreSentOnceAndTheirRepliesTaken() async throws {
+        // A prompt read, then a write answered 20 ms late, twenty times: after a prompt reply the write
+        // goes out on the caller's thread, whose wait the client's queue takes over (decision 0016).
+        let device = try MisbehavingModbusDevice(faults: Dictionary(uniqueKeysWithValues: (1...20).map { (2 * $0, .late(seconds: 0.02)) }))
+        defer { device.stop() }
+        let client = ModbusTCPClient(Self.endpoint(device.port))
+        for i in UInt16(1)...20 {
+            #expect(try await client.readRegisters(.holding, address: 50 + i, count: 1, retries: 0) == [1050 + i])
+            try await client.writeRegisters(address: i, values: [i])
+        }
+        #expect(device.requests == 40)
+        for i in UInt16(1)...20 {
+            #expect(try await client.readRegisters(.holding, address: i, count: 1, retries: 0) == [i])
+        }
+    }
+
     @Test func aReadIsRepeatedAsOftenAsItsRetriesAllowAndNoMore() async throws {
         let device = try MisbehavingModbusDevice(faults: [1: .closeWithoutReply, 2: .closeWithoutReply, 3: .closeWithoutReply])
         defer { device.stop() }
