@@ -73,7 +73,6 @@ final class RequestLane<Link: LaneLink>: @unchecked Sendable {
             // Queued before the lock is let go: any request that takes the lock after this one
             // finishes the parked one first, so its reply is never taken for another's.
             let slot = ReplySlot()
-            precondition(link.parked == nil, "a second request parked on one connection")
             link.parked = Parked(request: request, attempt: attempt, slot: slot)
             queue.async { self.link.withLock { $0.finishParked() } }
             return .parked(slot)
