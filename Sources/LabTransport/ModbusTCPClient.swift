@@ -49,10 +49,6 @@ public final class ModbusTCPClient: Sendable {
                            label: "serendip.modbus.\(endpoint.host):\(endpoint.port)")
     }
 
-    deinit {
-        lane.withLink { $0.disconnect() }
-    }
-
     /// Set by the instrument that owns the connection, before its first request.
     public func prepare(_ session: ModbusSession) { sessions.set(session, for: endpoint.unit) }
 

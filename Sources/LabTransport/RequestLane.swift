@@ -14,6 +14,7 @@ protocol LaneLink: Sendable {
     /// Runs a request and returns its reply's data, or nil when `budget` nanoseconds pass first or it
     /// would have to do something that can block (connect, back off, wait for its turn).
     mutating func perform(_ request: Request, _ attempt: inout Attempt, budget: UInt64?) throws(LabError) -> [UInt8]?
+    mutating func disconnect()
 }
 
 /// A request sent on a caller's thread whose reply is awaited on the lane.
@@ -50,6 +51,12 @@ final class RequestLane<Link: LaneLink>: @unchecked Sendable {
     init(_ link: Link, label: String) {
         self.link = Mutex(link)
         queue = DispatchQueue(label: label)
+    }
+
+    /// Every job on the lane holds the lane, so none is running or waiting now: the lock is free, and
+    /// closing never waits behind a reply still being awaited (as it would in the client's deinit).
+    deinit {
+        link.withLock { $0.disconnect() }
     }
 
     /// What became of a request tried on the caller's thread.
@@ -100,9 +107,6 @@ final class RequestLane<Link: LaneLink>: @unchecked Sendable {
         }
         return try result.get()
     }
-
-    /// For a deinit, when nothing else can reach the link.
-    func withLink(_ body: (inout Link) -> Void) { link.withLock { body(&$0) } }
 }
 
 /// A reply awaited on the lane for a caller that has gone to sleep: whichever of the two arrives
