@@ -68,14 +68,27 @@ public struct DriverConformance: Sendable {
     public func run() async -> ConformanceReport {
         var report = ConformanceReport(driver: spec.name, address: instrument.identity.address)
         var feeder: Task<Void, Never>?
+        // Channels whose reading cannot be right (a wrong word order, type or scale): what would be
+        // written to them is not what the device would get, so nothing is, not even the safe state.
+        var wrong: Set<String> = []
         if await connect(&report) {
             await identify(&report)
             feeder = await armWatchdog(&report)
             var refused: [(row: Int, channel: ChannelSpec)] = []
             for channel in channels(where: { $0.readable }) {
-                if await checkRead(channel, &report) { refused.append((report.checks.count - 1, channel)) }
+                switch await checkRead(channel, &report) {
+                case .refused: refused.append((report.checks.count - 1, channel))
+                case .wrong: wrong.insert(channel.name)
+                case .other: break
+                }
             }
-            for channel in channels(where: { $0.writable }) { await checkWrites(channel, &report) }
+            for channel in channels(where: { $0.writable }) {
+                guard !wrong.contains(channel.name) else {
+                    report.checks.append(.init(channel: channel.name, check: "write", result: .skipped, detail: Self.unwritten))
+                    continue
+                }
+                await checkWrites(channel, &report)
+            }
             // A device may refuse a read in its safe state (no absorbance with the lamp off): asked
             // again now that each bool was last written away from its safe value.
             for (row, channel) in refused where !Task.isCancelled {
@@ -87,9 +100,19 @@ public struct DriverConformance: Sendable {
             }
             for channel in channels(where: { $0.writable }) { await checkLimits(channel, &report) }
         }
-        await commandSafeState(&report)
+        await commandSafeState(&report, except: wrong)
         feeder?.cancel()
         return report
+    }
+
+    static let unwritten = "not written: its reading cannot be right (above), so a value sent would not be the value the device gets"
+
+    private enum ReadOutcome {
+        /// The device refused the read (it answered, with an error).
+        case refused
+        /// A value came back that cannot be what the device holds.
+        case wrong
+        case other
     }
 
     private func channels(where wanted: (ChannelSpec) -> Bool) -> [ChannelSpec] {
@@ -162,16 +185,15 @@ public struct DriverConformance: Sendable {
         channel.unit == .one ? "" : " \(channel.unit)"
     }
 
-    /// Whether the device refused the read (it answered, with an error).
     @discardableResult
-    private func checkRead(_ channel: ChannelSpec, _ report: inout ConformanceReport) async -> Bool {
-        guard !interrupted(channel.name, "read", &report) else { return false }
+    private func checkRead(_ channel: ChannelSpec, _ report: inout ConformanceReport) async -> ReadOutcome {
+        guard !interrupted(channel.name, "read", &report) else { return .other }
         let clock = ContinuousClock(), start = clock.now
         do {
             if let layout = channel.array {
                 guard let arrays = instrument as? any ArrayReadable else {
                     report.checks.append(.init(channel: channel.name, check: "read", result: .skipped, detail: "array channels are not read over this transport"))
-                    return false
+                    return .other
                 }
                 let values = try await arrays.readArray(channel.name)
                 let took = Self.ms(clock.now - start)
@@ -180,16 +202,16 @@ public struct DriverConformance: Sendable {
                     .init(channel: channel.name, check: "read", result: .fail,
                           detail: "element \($0.offset): \(Self.implausibility($0.element, channel)!)", milliseconds: took)
                 } ?? .init(channel: channel.name, check: "read", result: .pass, detail: "\(values.count) of \(layout.length) values in \(channel.unit)", milliseconds: took))
-                return false
+                return odd == nil ? .other : .wrong
             }
             if channel.isText {
                 guard let texts = instrument as? any TextReadable else {
                     report.checks.append(.init(channel: channel.name, check: "read", result: .skipped, detail: "string channels are not read over this transport"))
-                    return false
+                    return .other
                 }
                 let text = try await texts.readText(channel.name)
                 report.checks.append(.init(channel: channel.name, check: "read", result: .pass, detail: "'\(text)'", milliseconds: Self.ms(clock.now - start)))
-                return false
+                return .other
             }
             let value = try await instrument.read(channel.name)
             let took = Self.ms(clock.now - start)
@@ -199,7 +221,7 @@ public struct DriverConformance: Sendable {
                 report.checks.append(.init(channel: channel.name, check: "read", result: .fail,
                                            detail: "\(value) after \(Int(took)) ms, longer than the driver file's timeout of \(timeout) s: the device answered "
                                                    + "only to a repeated request; give it a longer timeout", milliseconds: took))
-                return false
+                return .other
             }
             switch (channel.type, value) {
             case (.bool, .bool), (.bool, .real(0)), (.bool, .real(1)):
@@ -221,9 +243,9 @@ public struct DriverConformance: Sendable {
             }
         } catch {
             report.checks.append(.init(channel: channel.name, check: "read", result: .fail, detail: "\(error)", milliseconds: Self.ms(clock.now - start)))
-            return (error as? LabError)?.code == .protocolViolation
+            return (error as? LabError)?.code == .protocolViolation ? .refused : .other
         }
-        return false
+        return report.checks.last?.result == .fail ? .wrong : .other
     }
 
     /// Why a value read from a channel cannot be what the device measures, if it cannot. A float in
@@ -344,17 +366,24 @@ public struct DriverConformance: Sendable {
     }
 
     /// Always runs, also after failures: the device must not be left off its safe state.
-    private func commandSafeState(_ report: inout ConformanceReport) async {
+    private func commandSafeState(_ report: inout ConformanceReport, except wrong: Set<String>) async {
         guard !spec.safeState.isEmpty else {
             return report.checks.append(.init(channel: nil, check: "safe-state", result: .skipped, detail: "the driver file declares no safe_state"))
         }
+        let safeState = spec.safeState.filter { !wrong.contains($0.channel) }
+        let untouched = spec.safeState.filter { wrong.contains($0.channel) }.map(\.channel)
+        let leftAlone = untouched.isEmpty ? "" : "; \(untouched.joined(separator: ", ")) left as found: never written, since its reading cannot be right"
         // Commanded again after a failure (a connection dropped under it): a write is never
         // repeated by the transport, since a device may have applied it, but the safe state may be.
         var attempts = 0
         while true {
             attempts += 1
             do {
-                try await instrument.goToSafeState()
+                if untouched.isEmpty {
+                    try await instrument.goToSafeState()
+                } else {
+                    for (name, value) in safeState { try await instrument.write(name, value, rateLimited: false) }
+                }
                 break
             } catch {
                 guard attempts < 3 else {
@@ -365,7 +394,7 @@ public struct DriverConformance: Sendable {
             }
         }
         var off: [String] = []
-        for (name, value) in spec.safeState {
+        for (name, value) in safeState {
             guard let channel = spec.channel(name), channel.readable, channel.array == nil else { continue }
             do {
                 let held = try await instrument.read(name)
@@ -374,11 +403,11 @@ public struct DriverConformance: Sendable {
                 off.append("\(name): \(error)")
             }
         }
-        let all = spec.safeState.map { "\($0.channel) = \(Self.text($0.value))" }.joined(separator: ", ")
+        let all = safeState.map { "\($0.channel) = \(Self.text($0.value))" }.joined(separator: ", ")
         let again = attempts > 1 ? " (at the \(attempts == 2 ? "second" : "third") attempt)" : ""
         report.checks.append(off.isEmpty
-            ? .init(channel: nil, check: "safe-state", result: .pass, detail: "commanded \(all)\(again)")
-            : .init(channel: nil, check: "safe-state", result: .fail, detail: "commanded \(all), but " + off.joined(separator: "; ")))
+            ? .init(channel: nil, check: "safe-state", result: .pass, detail: "\(all.isEmpty ? "nothing commanded" : "commanded \(all)")\(again)\(leftAlone)")
+            : .init(channel: nil, check: "safe-state", result: .fail, detail: "commanded \(all), but " + off.joined(separator: "; ") + leftAlone))
     }
 }
 

@@ -200,6 +200,14 @@ public struct LabConfig: Sendable {
         let station = map.optional("station").flatMap { source.string($0, "station") }
         let recordTraffic = map.optional("record_traffic").flatMap { source.bool($0, "record_traffic") } ?? false
         map.rejectUnknownKeys()
+        if let simulate = map.optional("simulate"), source.bool(simulate, "simulate") == true,
+           let real = ["modbus", "modbus-rtu", "serial", "plugin"].first(where: { map.optional($0) != nil }) {
+            // Either choice made silently would surprise someone: the device driven by a config that
+            // says simulate, or a simulation run by one that names the device.
+            source.error(map.keyNode("simulate") ?? simulate, "'\(name)' has both 'simulate: true' and '\(real):'",
+                         hint: "remove '\(real):' to simulate it, or 'simulate: true' to drive the device at that address")
+            return nil
+        }
         guard let connection else {
             if refusedAddress { return nil }
             source.error(node, "instrument '\(name)' has no connection", hint: "add 'modbus:', 'modbus-rtu:', 'serial:', 'plugin:' or 'simulate: true'")

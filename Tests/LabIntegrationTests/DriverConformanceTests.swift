@@ -91,6 +91,9 @@ import Testing
         let spec = try Self.driver("thermo-reactor")
         let simulator = try ModbusSimulator(spec: spec, model: Self.model(spec))
         defer { simulator.stop() }
+        // A first, right check leaves the setpoint at its safe 25 degC.
+        #expect(try await DriverConformance.connect(spec, at: .modbusTCP(host: "127.0.0.1", port: simulator.port, unit: 1)).run().passed)
+        let writtenBefore = simulator.written["setpoint"]
         let wrong = try Self.wrongReactor("""
               setpoint:    { holding: 100, type: float32, word_order: CDAB, unit: degC, access: rw, limits: [0, 150] }
               temperature: { input: 0, type: float32, word_order: CDAB, unit: degC }
@@ -100,6 +103,14 @@ import Testing
         let read = try #require(report.check("temperature", "read"))
         #expect(read.result == .fail && read.detail.contains("wrong word order"), "\(read.detail)")
         #expect(!report.passed)
+        // The setpoint read wrong too, so nothing is written to it: 6 degC in the wrong word order
+        // would reach the device as about -1e8, and its safe value as well.
+        #expect(report.check("setpoint", "read")?.result == .fail)
+        #expect(report.check("setpoint", "write")?.result == .skipped)
+        #expect(report.check("stirrer", "write")?.result == .pass)
+        let safe = try #require(report.check(nil, "safe-state"))
+        #expect(safe.result == .pass && safe.detail.contains("setpoint left as found"), "\(safe.detail)")
+        #expect(simulator.written["setpoint"] == writtenBefore, "\(simulator.written["setpoint"])")
     }
 
     /// A writable channel that reads outside its own limits is a sign of a wrong scale or type:
@@ -277,8 +288,8 @@ import Testing
             transport: modbus
             timeout: 5 s
             channels:
-              setpoint:    { holding: 100, type: float32, unit: degC, access: rw, limits: [0, 150] }
-              temperature: { input: 0, type: float32, unit: degC }
+              setpoint:    { holding: 100, type: uint16, unit: degC, access: rw, limits: [0, 2000] }
+              temperature: { input: 0, type: uint16, unit: degC }
             safe_state: { setpoint: 25 degC }
             """.write(to: file, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(at: file) }
@@ -304,8 +315,8 @@ import Testing
         let checks = try #require(report["checks"] as? [[String: Any]])
         #expect(checks.contains { $0["detail"] as? String == "interrupted" })
         #expect(checks.last?["check"] as? String == "safe-state" && checks.last?["result"] as? String == "pass")
-        // 25.0 as a float32, ABCD: 0x41C8 0x0000. Nothing beyond it was written.
-        #expect(device.holding(100) == 0x41C8 && device.holding(101) == 0)
+        // The safe value, and nothing else was written.
+        #expect(device.holding(100) == 25 && device.holding(101) == 1101)
     }
 
     @Test func aSafeStateWhoseConnectionDroppedIsCommandedAgain() async throws {
@@ -317,11 +328,11 @@ import Testing
             vendor: test
             transport: modbus
             channels:
-              setpoint: { holding: 100, type: float32, unit: degC, access: rw, limits: [0, 150] }
+              setpoint: { holding: 100, type: uint16, unit: degC, access: rw, limits: [0, 2000] }
             safe_state: { setpoint: 25 degC }
             """, path: "heater.yaml")
         let report = try await DriverConformance.connect(spec, at: .modbusTCP(host: "127.0.0.1", port: device.port, unit: 1)).run()
         #expect(report.check(nil, "safe-state")?.detail == "commanded setpoint = 25 (at the second attempt)", "\(report.checks)")
-        #expect(device.holding(100) == 0x41C8 && device.holding(101) == 0)
+        #expect(device.holding(100) == 25)
     }
 }

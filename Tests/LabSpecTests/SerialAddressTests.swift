@@ -175,4 +175,15 @@ import Testing
             #expect(diagnostic.hint?.contains("baud") == true || diagnostic.message.contains("unit"), "\(diagnostic)")
         }
     }
+
+    @Test func anInstrumentBothSimulatedAndAddressedIsRefusedRatherThanDrivenAtItsAddress() throws {
+        for address in ["modbus: \"modbus-tcp://127.0.0.1:1\"", "modbus: { host: 10.0.0.5 }"] {
+            let refusal = try #require(try Self.refusal(Self.reactor, "\(address), simulate: true"))
+            #expect(refusal.message == "'a' has both 'simulate: true' and 'modbus:'", "\(refusal)")
+            #expect(refusal.hint?.contains("remove 'modbus:' to simulate it") == true)
+        }
+        let serial = try #require(try Self.refusal(Self.meter, "simulate: true, serial: /dev/ttyUSB0"))
+        #expect(serial.message == "'a' has both 'simulate: true' and 'serial:'")
+        #expect(try Self.connection(Self.reactor, "simulate: true") == .simulated)
+    }
 }
