@@ -493,6 +493,27 @@ extension DriverSpec {
                                   writable: access.contains("w"), readable: access.contains("r"), limits: limits,
                                   maxRate: maxRate, readBackTolerance: readBack, location: source.location(node), retries: retries,
                                   array: array, scale: scale, offset: offset, textRegisters: textRegisters)
+        switch register {
+        case .holding(let first), .input(let first):
+            let width = switch type {
+            case .string: textRegisters
+            case .int32, .uint32, .float32: 2
+            case .float64: 4
+            default: 1
+            }
+            if Int(first) + width > 65536 {
+                source.error(map.keyNode("holding") ?? map.keyNode("input"), "'\(name)' at register \(first) takes \(width) registers and runs past register 65535",
+                             hint: "give the channel's real address or type")
+            }
+            if case .input = register, access.contains("w") {
+                source.error(map.keyNode("access"), "'\(name)' is an input register, which a device never lets anyone write",
+                             hint: "use 'access: r', or 'holding:' if the device takes writes there")
+            }
+        case .discreteInput where access.contains("w"):
+            source.error(map.keyNode("access"), "'\(name)' is a discrete input, which a device never lets anyone write",
+                         hint: "use 'access: r', or 'coil:' if the device takes writes there")
+        default: break
+        }
         // Limits a register cannot reach would let a driver file promise a range the guard then
         // refuses on every write past it (and a safe state there could never be commanded).
         if let limits, let held = channel.registerRange {

@@ -93,4 +93,30 @@ import Testing
             """, parameters: "parameters: { t: { type: real, unit: degC, range: [0, 500] } }")
         #expect(found.count == 1 && found[0].hasPrefix("7:9: '$t' reaches 500 degC"), "\(found)")
     }
+
+    /// The first diagnostic of a driver file with one channel, as "line:column: message".
+    static func driverRefusal(_ channel: String) -> String? {
+        let text = "driver: d\ntransport: modbus\nchannels:\n  x: \(channel)\n"
+        do {
+            _ = try DriverSpec.parse(text, path: "d.yaml")
+            return nil
+        } catch {
+            return error.diagnostics.first.map { "\($0.location.line):\($0.location.column): \($0.message)" }
+        }
+    }
+
+    @Test func aChannelRunningPastTheLastRegisterIsRefusedAtItsAddress() {
+        // A float32 at 65535 needs 65536 too: it used to pass, then crash the process on its first write.
+        #expect(Self.driverRefusal("{ holding: 65535, type: float32, unit: degC, access: rw }")
+                == "4:8: 'x' at register 65535 takes 2 registers and runs past register 65535")
+        #expect(Self.driverRefusal("{ input: 65533, type: float64, unit: degC }")
+                == "4:8: 'x' at register 65533 takes 4 registers and runs past register 65535")
+        #expect(Self.driverRefusal("{ holding: 65534, type: float32, unit: degC, access: rw }") == nil)
+    }
+
+    @Test func anInputRegisterOrDiscreteInputCannotBeDeclaredWritable() {
+        #expect(Self.driverRefusal("{ input: 3, type: uint16, access: rw }") == "4:32: 'x' is an input register, which a device never lets anyone write")
+        #expect(Self.driverRefusal("{ discrete: 3, access: w }") == "4:21: 'x' is a discrete input, which a device never lets anyone write")
+        #expect(Self.driverRefusal("{ coil: 3, access: w }") == nil)
+    }
 }
