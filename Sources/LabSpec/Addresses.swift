@@ -116,7 +116,7 @@ extension LabConfig.Connection {
     /// The address form `parse(address:for:)` reads; a simulated or plugin instrument has none.
     public var address: String {
         switch self {
-        case .modbusTCP(let host, let port, let unit): "modbus-tcp://\(host):\(port)?unit=\(unit)"
+        case .modbusTCP(let host, let port, let unit): "modbus-tcp://\(host.contains(":") ? "[\(host)]" : host):\(port)?unit=\(unit)"
         case .modbusRTU(let address): address.description
         case .serial(let address): address.description
         case .simulated, .plugin: "(not served)"
@@ -251,6 +251,12 @@ enum ModbusTCPAddress {
             host = String(host[..<colon])
         }
         guard !host.isEmpty, !host.contains("/") else { throw AddressProblem("'\(text)' names no host; write it as \(forms)") }
+        if !parts.location.hasPrefix("["), host.contains(":") {
+            throw AddressProblem("'\(host)' is an IPv6 host without brackets; write it as modbus-tcp://[\(host)]:502")
+        }
+        guard host.allSatisfy({ $0.isLetter || $0.isNumber || "-._:%".contains($0) }) else {
+            throw AddressProblem("'\(host)' is not a host name or address; write it as \(forms)")
+        }
         var unit = 1
         for (key, value) in parts.query {
             guard key == "unit" else { throw AddressProblem("unknown setting '\(key)' in a modbus-tcp address (the only one is unit)") }

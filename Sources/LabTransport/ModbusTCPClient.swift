@@ -34,7 +34,8 @@ public final class ModbusTCPClient: Sendable {
             self.connectAttempts = max(1, connectAttempts)
         }
 
-        public var description: String { "modbus-tcp://\(host):\(port)/\(unit)" }
+        /// An IPv6 host in brackets, as in the address form it is read from.
+        public var description: String { "modbus-tcp://\(host.contains(":") ? "[\(host)]" : host):\(port)/\(unit)" }
     }
 
     public typealias Table = ModbusTable
@@ -321,14 +322,14 @@ struct ModbusTCPLink: LaneLink {
     private mutating func connectedSocket() throws(Failure) -> Int32 {
         if socket >= 0 { return socket }
         var hints = addrinfo()
-        hints.ai_family = AF_INET
+        hints.ai_family = AF_UNSPEC
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
         var found: UnsafeMutablePointer<addrinfo>?
         guard getaddrinfo(endpoint.host, String(endpoint.port), &hints, &found) == 0, let address = found else {
             throw .broken("cannot connect: unknown host \(endpoint.host)", sent: false)
         }
         defer { freeaddrinfo(found) }
-        let fd = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+        let fd = Glibc.socket(address.pointee.ai_family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
         guard fd >= 0 else { throw .broken("cannot connect: \(String(cString: strerror(errno)))", sent: false) }
         var one: Int32 = 1
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))

@@ -141,6 +141,12 @@ import Testing
                                                    line: .init(baud: 115200, dataBits: 8, parity: .none, stopBits: 1, flowControl: .rtscts))))
     }
 
+    @Test func anIPv6HostIsReadFromBracketsAndPrintedInThem() throws {
+        let connection = try Self.connection(Self.reactor, "modbus: \"modbus-tcp://[::1]:1502?unit=2\"")
+        #expect(connection == .modbusTCP(host: "::1", port: 1502, unit: 2))
+        #expect(connection?.address == "modbus-tcp://[::1]:1502?unit=2")
+    }
+
     @Test func anAddressPrintsAsTheFormItIsReadFrom() throws {
         let serial = SerialAddress(port: .usb(USBAdapter(serial: "FT4XYZ12", vendorID: "0403")), line: .init(baud: 4800, dataBits: 7, parity: .odd))
         #expect(try Self.connection(Self.meter, "serial: \"\(serial)\"") == .serial(serial))
@@ -163,6 +169,8 @@ import Testing
         ("reactor", "modbus: \"modbus-tcp://10.0.0.7:99999\"", "port '99999'", 32),
         ("reactor", "modbus: \"modbus-tcp://10.0.0.7?slave=3\"", "unknown setting 'slave'", 32),
         ("reactor", "modbus: \"tcp://10.0.0.7\"", "not a modbus-tcp:// one", 32),
+        ("reactor", "modbus: \"modbus-tcp://::1:502\"", "an IPv6 host without brackets; write it as modbus-tcp://[::1]:502", 32),
+        ("reactor", "modbus: \"modbus-tcp://my host:502\"", "'my host' is not a host name or address", 32),
     ])
     func aBadAddressIsRefusedAtItsPlaceNamingTheAcceptedForm(driver: String, connection: String, message: String, column: Int) throws {
         let text = ["meter": Self.meter, "controller": Self.controller, "reactor": Self.reactor][driver]!

@@ -20,6 +20,39 @@ import Testing
         #expect(try await client.readBits(.coil, address: 0, count: 8) == [false, false, false, false, false, true, false, false])
     }
 
+    @Test func aDeviceAtAnIPv6AddressIsReached() async throws {
+        let server = try ModbusServer(sizes: .init(holding: 4)) { _, _ in }
+        defer { server.stop() }
+        try await client(server.port).writeRegisters(address: 2, values: [77])
+        // socat stands in for a device on ::1, forwarding to the server (which listens on IPv4).
+        let ipv6Port = try freeIPv6Port()
+        let socat = Process()
+        socat.executableURL = URL(fileURLWithPath: "/usr/bin/socat")
+        socat.arguments = ["TCP6-LISTEN:\(ipv6Port),bind=[::1],reuseaddr,fork", "TCP4:127.0.0.1:\(server.port)"]
+        try socat.run()
+        // SIGKILL: a child spawned from a Swift concurrency thread inherits its blocked signals, SIGTERM among them.
+        defer { kill(socat.processIdentifier, SIGKILL); socat.waitUntilExit() }
+        let client = ModbusTCPClient(.init(host: "::1", port: ipv6Port, connectAttempts: 20))
+        #expect(client.address == "modbus-tcp://[::1]:\(ipv6Port)/1")
+        #expect(try await client.readRegisters(.holding, address: 2, count: 1) == [77])
+    }
+
+    private func client(_ port: Int) -> ModbusTCPClient { ModbusTCPClient(.init(host: "127.0.0.1", port: port)) }
+
+    private func freeIPv6Port() throws -> Int {
+        let fd = socket(AF_INET6, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in6()
+        address.sin6_family = sa_family_t(AF_INET6)
+        address.sin6_addr = in6addr_loopback
+        var length = socklen_t(MemoryLayout<sockaddr_in6>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+        }
+        guard bound else { throw LabError(.transport, "no IPv6 loopback here") }
+        return Int(UInt16(bigEndian: address.sin6_port))
+    }
+
     /// Run alone (`make soak`): it takes and then closes every free descriptor below 1030, which in a
     /// process running other tests at once would turn any stray double close there into a closed socket.
     @Test(.enabled(if: ProcessInfo.processInfo.environment["SERENDIP_HIGH_DESCRIPTORS"] != nil))
