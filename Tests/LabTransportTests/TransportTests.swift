@@ -32,7 +32,7 @@ import Testing
         try socat.run()
         // SIGKILL: a child spawned from a Swift concurrency thread inherits its blocked signals, SIGTERM among them.
         defer { kill(socat.processIdentifier, SIGKILL); socat.waitUntilExit() }
-        let client = ModbusTCPClient(.init(host: "::1", port: ipv6Port, connectAttempts: 20))
+        let client = ModbusTCPClient(.init(host: "::1", port: ipv6Port, connectAttempts: 8))
         #expect(client.address == "modbus-tcp://[::1]:\(ipv6Port)/1")
         #expect(try await client.readRegisters(.holding, address: 2, count: 1) == [77])
     }
