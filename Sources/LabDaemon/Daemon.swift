@@ -1,6 +1,7 @@
 import Foundation
 public import LabCore
 import LabDrivers
+import LabTransport
 public import LabEngine
 public import LabScheduler
 public import LabSpec
@@ -116,6 +117,9 @@ public final class Daemon: Sendable {
         await safety.stop()
         try? await database.flush()
         simulators?.stop()
+        // The safe states are commanded: no plugin may outlive the daemon holding its device, not
+        // even one stuck in a request.
+        PluginLink.endEveryPlugin()
         do {
             try database.appendAudit(actor: who, action: "daemon stopped", subject: "daemon", detail: nil)
         } catch {

@@ -61,6 +61,9 @@ public actor PluginLink {
         return try reply.get()
     }
 
+    /// Ends every plugin of this process, each link busy or not: for a process about to exit.
+    public static func endEveryPlugin(grace: Double = 1) { PluginProcess.endAll(grace: grace) }
+
     /// Stops the plugin: end of file on its stdin, a second to exit, then SIGKILL. The next request starts it again.
     public func stop() {
         process?.finish(grace: 1)

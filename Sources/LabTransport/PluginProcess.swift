@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import LabCore
+import Synchronization
 
 /// One running plugin process: its stdin (a socket, so that writing to a dead plugin is an error
 /// and never a SIGPIPE), its stdout (read in bounded lines) and its stderr (drained by a thread of
@@ -63,6 +64,7 @@ final class PluginProcess {
             throw LabError(.instrumentLost, "cannot start plugin '\(command.joined(separator: " "))' in \(directory): \(String(cString: strerror(status)))")
         }
         self.pid = pid
+        Self.running.withLock { $0[pid] = stdinPair[0] }
         input = stdinPair[0]
         output = stdoutPipe[0]
         _ = fcntl(input, F_SETFL, fcntl(input, F_GETFL) | O_NONBLOCK)
@@ -72,6 +74,27 @@ final class PluginProcess {
     }
 
     deinit { finish(grace: 1) }
+
+    /// Every plugin this process started and has not killed: its pid (and process group) and stdin.
+    private static let running = Mutex<[pid_t: Int32]>([:])
+
+    /// Ends every plugin at once, from any thread, also one stuck in a request its link still waits
+    /// on: end of file on each stdin, `grace` seconds for all of them, then SIGKILL to each group
+    /// (which takes whatever a plugin started along). For a process about to exit: a plugin left
+    /// running would keep its device. The links learn of it on their next request.
+    static func endAll(grace: Double) {
+        let plugins = running.withLock { $0 }
+        for input in plugins.values { _ = shutdown(input, Int32(SHUT_WR)) }
+        let deadline = now() + grace
+        for pid in plugins.keys {
+            // Not reaped: the pid, and so the group, stays ours until the SIGKILL below.
+            var info = siginfo_t()
+            while now() < deadline, !(waitid(P_PID, id_t(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info._sifields._sigchld.si_pid == pid) {
+                usleep(2000)
+            }
+        }
+        for pid in plugins.keys { _ = Glibc.kill(-pid, SIGKILL) }
+    }
 
     /// Ends the plugin the polite way: closes its stdin (end of file is its cue to close the device
     /// and exit), gives it `grace` seconds, then kills it.
@@ -144,6 +167,7 @@ final class PluginProcess {
     func kill() {
         guard !finished else { return }
         finished = true
+        Self.running.withLock { _ = $0.removeValue(forKey: pid) }
         _ = Glibc.kill(-pid, SIGKILL)
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}

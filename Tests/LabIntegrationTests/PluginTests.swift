@@ -38,6 +38,10 @@ import Testing
                     open("once", "w").close()
                     if mode == "crash":
                         os._exit(3)
+                    if mode == "hang-with-a-child":
+                        import subprocess
+                        child = subprocess.Popen(["sleep", "3600"])
+                        open("pids", "w").write(f"{os.getpid()} {child.pid}")
                     if mode.startswith("hang"):
                         time.sleep(1000)
                     if mode == "garbage":
@@ -154,6 +158,31 @@ import Testing
         #expect(error?.message.contains("exited with status 3 during 'read'") == true)
         #expect(await Self.servedAgain(plugin))
         #expect(await plugin.link.starts == 2)
+    }
+
+    @Test func aPluginStuckInARequestAndWhatItStartedAreEndedWhenTheProcessEnds() async throws {
+        let folder = Self.folder()
+        try Self.misbehaving.write(toFile: folder + "/plugin.py", atomically: true, encoding: .utf8)
+        let plugin = Self.instrument(["python3", "plugin.py", "hang-with-a-child"], in: folder, timeout: 600)
+        let reading = Task { try await plugin.read("x") }
+        var pids: [pid_t] = []
+        let deadline = ContinuousClock.now + .seconds(30)
+        while pids.count < 2, ContinuousClock.now < deadline {
+            pids = ((try? String(contentsOfFile: folder + "/pids", encoding: .utf8)) ?? "").split(separator: " ").compactMap { pid_t($0) }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        try #require(pids.count == 2)
+        #expect(pids.allSatisfy { kill($0, 0) == 0 })
+        // What `serve` does as it exits, while the read still waits on the plugin.
+        PluginLink.endEveryPlugin(grace: 0.2)
+        // Gone: the plugin is reaped by its link when the read fails; the sleep by init, as an orphan.
+        #expect(try await eventually { pids.allSatisfy { kill($0, 0) != 0 || Self.isZombie($0) } })
+        _ = await Self.failure { _ = try await reading.value }
+    }
+
+    /// A process that has ended but is not yet reaped by its parent.
+    static func isZombie(_ pid: pid_t) -> Bool {
+        ((try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? "").contains(") Z ")
     }
 
     @Test func aPluginThatHangsTimesOutAndIsKilledAndRestarted() async throws {
