@@ -236,17 +236,11 @@ public struct Planner: Sendable, Codable {
         var box: (lower: [Double], upper: [Double])? = nil
         let climbs = Int(environment["SERENDIP_EXP_RUNNERUP"] ?? "") ?? 0
         let step = observations.count - options.initialPoints
-        let every = Int(environment["SERENDIP_EXP_RUEVERY"] ?? "") ?? 0
-        let lsRadius = Double(environment["SERENDIP_EXP_LSRADIUS"] ?? "")
-        func apart(_ a: [Double], _ b: [Double]) -> Double {
-            guard lsRadius != nil else { return Self.distance(a, b) }
-            return zip(zip(a, b), model.hyperparameters.lengthScales).reduce(0) { $0 + pow(($1.0.0 - $1.0.1) / $1.1, 2) }.squareRoot()
-        }
-        if (climbs > 0 && step < 2 * climbs && step % 2 == 1) || (every > 0 && step % every == every - 1), let incumbent = best {
-            let radius = lsRadius ?? Double(environment["SERENDIP_EXP_RADIUS"] ?? "") ?? 0.5
+        if climbs > 0, step < 2 * climbs, step % 2 == 1, let incumbent = best {
+            let radius = Double(environment["SERENDIP_EXP_RADIUS"] ?? "") ?? 0.5
             let half = Double(environment["SERENDIP_EXP_BOX"] ?? "") ?? 0.15
             let top = zip(successes, scalar).first { $0.1 == incumbent }!.0.x
-            if let runnerUp = zip(successes, scalar).filter({ apart($0.0.x, top) > radius && $0.0.outcome!.meetsConstraints })
+            if let runnerUp = zip(successes, scalar).filter({ Self.distance($0.0.x, top) > radius && $0.0.outcome!.meetsConstraints })
                 .max(by: { $0.1 < $1.1 }) {
                 best = runnerUp.1
                 box = (runnerUp.0.x.map { max($0 - half, 0) }, runnerUp.0.x.map { min($0 + half, 1) })
