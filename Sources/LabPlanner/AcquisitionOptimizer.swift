@@ -70,11 +70,6 @@ struct AcquisitionOptimizer {
     var pending: [[Double]] = []
     let rawSamples: Int
     let restarts: Int
-    /// Further models with other hyperparameters: log EI is then the log of the average of every
-    /// model's EI (`model`'s included).
-    var ensemble: [GaussianProcess] = []
-    /// A box the proposal must lie in (unit coordinates), or nil for the whole space.
-    var box: (lower: [Double], upper: [Double])? = nil
 
     /// log EI (or UCB) + Σ log P, with its gradient when asked.
     func value(_ x: [Double], gradient: Bool = false) -> (Double, [Double]) {
@@ -87,34 +82,13 @@ struct AcquisitionOptimizer {
             if gradient {
                 for j in g.indices { g[j] = p.dMean[j] + root * p.dVariance[j] / (2 * sigma) }
             }
-        } else if case .probabilityOfImprovement = acquisition, let best {
+        } else if let best {
             let p = model.predictStandardised(x, gradient: gradient)
             let sigma = p.variance.squareRoot()
-            let z = (p.mean - (best - model.mean) / model.scale) / sigma
-            value = ProbabilityModel.logNormalCDF(z)
+            let ei = LogExpectedImprovement.value(mean: p.mean, sigma: sigma, best: (best - model.mean) / model.scale)
+            value = ei.value
             if gradient {
-                // d log Φ(z) = φ(z)/Φ(z) dz,  dz = dμ/σ − z dσ/σ,  dσ = dVar/(2σ).
-                let ratio = exp(-z * z / 2 - 0.5 * log(2 * Double.pi) - value)
-                for j in g.indices { g[j] = ratio * (p.dMean[j] - z * p.dVariance[j] / (2 * sigma)) / sigma }
-            }
-        } else if let best {
-            var terms: [(Double, [Double])] = []
-            for member in [model] + ensemble {
-                let p = member.predictStandardised(x, gradient: gradient)
-                let sigma = p.variance.squareRoot()
-                let ei = LogExpectedImprovement.value(mean: p.mean, sigma: sigma, best: (best - member.mean) / member.scale)
-                terms.append((ei.value, gradient ? g.indices.map { ei.dMean * p.dMean[$0] + ei.dSigma * p.dVariance[$0] / (2 * sigma) } : []))
-            }
-            // log of the mean of e^{log EI}; its gradient weights each member's by its share.
-            let top = terms.map(\.0).max()!
-            guard top.isFinite else { return (top, g) }
-            let total = terms.reduce(0) { $0 + exp($1.0 - top) }
-            value = top + log(total / Double(terms.count))
-            if gradient {
-                for (v, dv) in terms {
-                    let w = exp(v - top) / total
-                    for j in g.indices { g[j] += w * dv[j] }
-                }
+                for j in g.indices { g[j] = ei.dMean * p.dMean[j] + ei.dSigma * p.dVariance[j] / (2 * sigma) }
             }
         }
         for model in probabilities {
@@ -135,11 +109,6 @@ struct AcquisitionOptimizer {
             }
     }
 
-    func inBox(_ x: [Double]) -> Bool {
-        guard let box else { return true }
-        return x.indices.allSatisfy { box.lower[$0] <= x[$0] && x[$0] <= box.upper[$0] }
-    }
-
     func maximize(using rng: inout some RandomNumberGenerator) -> [Double]? {
         let width = space.width
         var sobol = Sobol(dimensions: min(width, Sobol.maximumDimensions), scramble: &rng)
@@ -148,17 +117,16 @@ struct AcquisitionOptimizer {
         var candidates: [[Double]] = (0..<samples).map { _ in
             var x = sobol.next()
             while x.count < width { x.append(Double.random(in: 0..<1, using: &rng)) }
-            if let box { x = x.indices.map { box.lower[$0] + x[$0] * (box.upper[$0] - box.lower[$0]) } }
             return x
         }
         // Around the best results: Gaussian steps scaled by each input's length scale.
-        let ranked = zip(model.inputs, model.standardised).filter { inBox($0.0) }.sorted { $0.1 > $1.1 }.prefix(5).map(\.0)
+        let ranked = zip(model.inputs, model.standardised).sorted { $0.1 > $1.1 }.prefix(5).map(\.0)
         let lengthScales = model.hyperparameters.lengthScales
         for (rank, centre) in ranked.enumerated() {
             for k in 0..<(rank == 0 ? 200 : 60) {
                 let spread = k % 2 == 0 ? 0.1 : 0.02
                 candidates.append(centre.indices.map { j in
-                    min(max(centre[j] + spread * min(lengthScales[j], 2) * Self.gaussian(&rng), box?.lower[j] ?? 0), box?.upper[j] ?? 1)
+                    min(max(centre[j] + spread * min(lengthScales[j], 2) * Self.gaussian(&rng), 0), 1)
                 })
             }
         }
@@ -177,7 +145,7 @@ struct AcquisitionOptimizer {
         }
         let scored = usable.map { ($0, value($0).0) }.filter { $0.1.isFinite }
         guard var best = scored.max(by: { $0.1 < $1.1 }) else { return nil }
-        let lower = box?.lower ?? [Double](repeating: 0, count: width), upper = box?.upper ?? [Double](repeating: 1, count: width)
+        let lower = [Double](repeating: 0, count: width), upper = [Double](repeating: 1, count: width)
         for start in [best.0] + Self.roulette(scored, count: restarts - 1, excluding: best.0, using: &rng) {
             let refined = BoxLBFGS.minimize({ x in
                 let (v, g) = self.value(x, gradient: true)

@@ -15,10 +15,6 @@ public struct GaussianProcess: Sendable {
         case inferred
         /// Each observation's noise variance is known, in the units of the outputs squared.
         case known([Double])
-        /// The noise is unknown and estimated, but its variance at each observation is in these
-        /// proportions: results measured with one noise and then bent by an output transform carry
-        /// that noise times the transform's slope squared there.
-        case inferredRelative([Double])
     }
 
     public struct Hyperparameters: Sendable, Hashable, Codable {
@@ -27,11 +23,9 @@ public struct GaussianProcess: Sendable {
         public var signalVariance: Double
         /// Noise variance of the standardised outputs (for `.known`, added to the known variances).
         public var noise: Double
-        /// Kumaraswamy input warping w = 1 − (1 − x^a)^b per input: a₁…a_d then b₁…b_d; nil: none.
-        public var warping: [Double]? = nil
 
-        public init(lengthScales: [Double], signalVariance: Double = 1, noise: Double = 1e-6, warping: [Double]? = nil) {
-            self.lengthScales = lengthScales; self.signalVariance = signalVariance; self.noise = noise; self.warping = warping
+        public init(lengthScales: [Double], signalVariance: Double = 1, noise: Double = 1e-6) {
+            self.lengthScales = lengthScales; self.signalVariance = signalVariance; self.noise = noise
         }
     }
 
@@ -48,8 +42,6 @@ public struct GaussianProcess: Sendable {
     /// K⁻¹(y − constant).
     let alpha: [Double]
     let noiseDiagonal: [Double]
-    /// The inputs after the input warping (the inputs themselves without one).
-    let warped: [[Double]]
 
     /// The smallest noise variance (standardised) any model keeps, for numerical stability.
     static let minimumNoise = 1e-6
@@ -58,11 +50,11 @@ public struct GaussianProcess: Sendable {
     /// With `centred` false the outputs are used as they are (prior mean 0, scale 1), as a classifier
     /// of ±1 labels needs: far from every observation it should say 0, not the labels' average.
     public init?(inputs: [[Double]], outputs: [Double], noise: NoiseModel = .inferred, warmStart: Hyperparameters? = nil,
-                 maxIterations: Int = 200, centred: Bool = true, warps: Bool = false) {
+                 maxIterations: Int = 200, centred: Bool = true) {
         guard let first = inputs.first, inputs.count == outputs.count else { return nil }
         let (mean, scale) = centred ? Self.standardisation(outputs) : (0, 1)
         let y = outputs.map { ($0 - mean) / scale }
-        let fit = Fit(inputs: inputs, y: y, noiseModel: noise, scale: scale, dimensions: first.count, estimatesMean: centred, warps: warps)
+        let fit = Fit(inputs: inputs, y: y, noiseModel: noise, scale: scale, dimensions: first.count, estimatesMean: centred)
         // From the last fit, which is usually near the new optimum, and from the prior's mode; with no
         // last fit, also from short length scales, in case the data are wiggly.
         let starts = warmStart.map { [fit.vector($0), fit.priorMode] }
@@ -83,10 +75,8 @@ public struct GaussianProcess: Sendable {
         let (mean, scale) = centred ? Self.standardisation(outputs) : (0, 1)
         let y = outputs.map { ($0 - mean) / scale }
         let diagonal = Self.noiseDiagonal(noise, hyperparameters.noise, scale: scale, count: inputs.count)
-        let warped = inputs.map { Self.warp($0, hyperparameters.warping).value }
-        guard let factor = Cholesky(Self.covariance(warped, hyperparameters, diagonal), n: inputs.count) else { return nil }
+        guard let factor = Cholesky(Self.covariance(inputs, hyperparameters, diagonal), n: inputs.count) else { return nil }
         self.inputs = inputs
-        self.warped = warped
         self.hyperparameters = hyperparameters
         self.noiseModel = noise
         self.mean = mean
@@ -107,17 +97,16 @@ public struct GaussianProcess: Sendable {
     func predictStandardised(_ x: [Double], gradient: Bool) -> (mean: Double, variance: Double, dMean: [Double], dVariance: [Double]) {
         let n = inputs.count, d = x.count
         let ls = hyperparameters.lengthScales, sf2 = hyperparameters.signalVariance
-        let (x, slope) = Self.warp(x, hyperparameters.warping)
         var k = [Double](repeating: 0, count: n)
         var dk: [Double] = gradient ? [Double](repeating: 0, count: n * d) : []
         for i in 0..<n {
-            let xi = warped[i]
+            let xi = inputs[i]
             let m = Self.matern(x, xi, ls)
             k[i] = sf2 * m.value
             if gradient {
                 // ∂k/∂x_j = −σ²·(5/3)(1 + √5 r) e^{−√5 r} · (x_j − x_ij)/ℓ_j²
                 let c = -sf2 * m.slope
-                for j in 0..<d { dk[i * d + j] = c * (x[j] - xi[j]) / (ls[j] * ls[j]) * slope[j] }
+                for j in 0..<d { dk[i * d + j] = c * (x[j] - xi[j]) / (ls[j] * ls[j]) }
             }
         }
         var mu = constant
@@ -149,21 +138,6 @@ public struct GaussianProcess: Sendable {
         return (m, zip(a, b).map { $0 - m * $1 })
     }
 
-    /// The warped point and dw/dx per input. Kumaraswamy's CDF 1 − (1 − x^a)^b bends each input
-    /// so that one length scale can fit a function that changes faster near one end of its range.
-    static func warp(_ x: [Double], _ warping: [Double]?) -> (value: [Double], slope: [Double]) {
-        guard let warping else { return (x, [Double](repeating: 1, count: x.count)) }
-        let d = x.count
-        var value = x, slope = x
-        for j in 0..<d {
-            let a = warping[j], b = warping[d + j], u = min(max(x[j], 1e-6), 1 - 1e-6)
-            let ua = pow(u, a)
-            value[j] = 1 - pow(1 - ua, b)
-            slope[j] = a * b * ua / u * pow(1 - ua, b - 1)
-        }
-        return (value, slope)
-    }
-
     static func standardisation(_ y: [Double]) -> (Double, Double) {
         let mean = y.reduce(0, +) / Double(y.count)
         let variance = y.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(max(y.count - 1, 1))
@@ -193,7 +167,6 @@ public struct GaussianProcess: Sendable {
         case .noiseFree: Array(repeating: minimumNoise, count: count)
         case .inferred: Array(repeating: max(noise, minimumNoise), count: count)
         case .known(let variances): (0..<count).map { max(variances[$0] / (scale * scale) + noise, minimumNoise) }
-        case .inferredRelative(let weights): (0..<count).map { max(weights[$0] * noise, minimumNoise) }
         }
     }
 
@@ -222,8 +195,6 @@ struct Fit {
     /// Whether the constant prior mean is estimated (profiled out: at its estimate the likelihood's
     /// derivative in m is 0, so the gradient in θ keeps its form).
     var estimatesMean = true
-    /// Whether Kumaraswamy input warping concentrations are fitted too (θ's last 2d components).
-    var warps = false
 
     /// Priors, as in Optuna's GP sampler: each inverse squared length scale λ = 1/ℓ² is kept near 1 by
     /// −0.1(λ + 1/λ); the signal variance follows Gamma(2, 1); the noise variance Gamma(1.1, 30), which
@@ -246,40 +217,27 @@ struct Fit {
         return (value, gradient)
     }
 
-    /// How the i-th observation's noise variance scales with the inferred one.
-    func noiseWeight(_ i: Int) -> Double {
-        if case .inferredRelative(let weights) = noiseModel { return weights[i] }
-        return 1
-    }
-
     var infersNoise: Bool {
         if case .noiseFree = noiseModel { return false }
         return true
     }
-    var warpStart: Int { dimensions + 1 + (infersNoise ? 1 : 0) }
-    var count: Int { warpStart + (warps ? 2 * dimensions : 0) }
+    var count: Int { dimensions + 1 + (infersNoise ? 1 : 0) }
     var lower: [Double] {
         Array(repeating: log(1e-3), count: dimensions) + [log(0.05)] + (infersNoise ? [log(GaussianProcess.minimumNoise)] : [])
-            + Array(repeating: log(0.2), count: warps ? 2 * dimensions : 0)
     }
-    var upper: [Double] {
-        Array(repeating: log(1e3), count: dimensions) + [log(20.0)] + (infersNoise ? [log(2.0)] : [])
-            + Array(repeating: log(5.0), count: warps ? 2 * dimensions : 0)
-    }
+    var upper: [Double] { Array(repeating: log(1e3), count: dimensions) + [log(20.0)] + (infersNoise ? [log(2.0)] : []) }
 
     var priorMode: [Double] {
-        Array(repeating: 0, count: dimensions) + [0] + (infersNoise ? [log(0.1 / 30)] : []) + Array(repeating: 0, count: warps ? 2 * dimensions : 0)
+        Array(repeating: 0, count: dimensions) + [0] + (infersNoise ? [log(0.1 / 30)] : [])
     }
 
     func vector(_ h: GaussianProcess.Hyperparameters) -> [Double] {
         h.lengthScales.map { log($0) } + [log(h.signalVariance)] + (infersNoise ? [log(max(h.noise, GaussianProcess.minimumNoise))] : [])
-            + (warps ? (h.warping ?? Array(repeating: 1, count: 2 * dimensions)).map { log($0) } : [])
     }
 
     func hyperparameters(_ theta: [Double]) -> GaussianProcess.Hyperparameters {
         GaussianProcess.Hyperparameters(lengthScales: theta.prefix(dimensions).map { exp($0) }, signalVariance: exp(theta[dimensions]),
-                                        noise: infersNoise ? exp(theta[dimensions + 1]) : GaussianProcess.minimumNoise,
-                                        warping: warps ? theta[warpStart...].map { exp($0) } : nil)
+                                        noise: infersNoise ? exp(theta[dimensions + 1]) : GaussianProcess.minimumNoise)
     }
 
     /// −log p(θ | y) up to a constant, and its gradient: ½ tr((ααᵀ − K⁻¹) ∂K/∂θ) per component.
@@ -287,10 +245,7 @@ struct Fit {
         let h = hyperparameters(theta)
         let n = inputs.count, d = dimensions
         let diagonal = GaussianProcess.noiseDiagonal(noiseModel, h.noise, scale: scale, count: n)
-        let inputs = self.inputs.map { GaussianProcess.warp($0, h.warping).value }
         guard let factor = Cholesky(GaussianProcess.covariance(inputs, h, diagonal), n: n) else { return nil }
-        // ∂(−log p)/∂w_ic: how the objective moves with each warped coordinate.
-        var dWarped = [Double](repeating: 0, count: warps ? n * d : 0)
         let (constant, alpha) = GaussianProcess.weights(factor, y, estimatesMean: estimatesMean)
         var logPosterior = -0.5 * BoxLBFGS.dot(y.map { $0 - constant }, alpha) - 0.5 * factor.logDeterminant
         var gradient = [Double](repeating: 0, count: count)
@@ -308,35 +263,11 @@ struct Fit {
                 for c in 0..<d {
                     let t = (xi[c] - xj[c]) / ls[c]
                     gradient[c] += c5 * t * t
-                    if warps {
-                        // ∂k/∂x_ic = −σ²·slope·(x_ic − x_jc)/ℓ_c²; the pair counts twice, the ½ cancels.
-                        let g = -c5 * t / ls[c]
-                        dWarped[i * d + c] += g
-                        dWarped[j * d + c] -= g
-                    }
                 }
             }
             let wii = alpha[i] * alpha[i] - inverse[i * n + i]
             gradient[d] += 0.5 * wii * sf2
-            if infersNoise { gradient[d + 1] += 0.5 * wii * h.noise * noiseWeight(i) }
-        }
-        if warps, let warping = h.warping {
-            // Chain through w = 1 − (1 − x^a)^b: ∂w/∂log a = −b(1 − x^a)^{b−1}·(−x^a log x)·a, ∂w/∂log b = −(1 − x^a)^b log(1 − x^a)·b.
-            for i in 0..<n {
-                for c in 0..<d {
-                    let a = warping[c], b = warping[d + c], u = min(max(self.inputs[i][c], 1e-6), 1 - 1e-6)
-                    let ua = pow(u, a), rest = 1 - ua
-                    let dA = b * pow(rest, b - 1) * ua * log(u) * a
-                    let dB = -pow(rest, b) * log(rest) * b
-                    gradient[warpStart + c] += dWarped[i * d + c] * dA
-                    gradient[warpStart + d + c] += dWarped[i * d + c] * dB
-                }
-            }
-            // log-normal priors on the concentrations (as BoTorch's Kumaraswamy warping): log a, log b ~ N(0, 0.75²).
-            for k in warpStart..<count {
-                logPosterior -= theta[k] * theta[k] / (2 * 0.5625)
-                gradient[k] -= theta[k] / 0.5625
-            }
+            if infersNoise { gradient[d + 1] += 0.5 * wii * h.noise }
         }
         let prior = Self.logPrior(theta, dimensions: d, infersNoise: infersNoise)
         logPosterior += prior.value

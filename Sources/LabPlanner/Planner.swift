@@ -41,8 +41,6 @@ public struct Planner: Sendable, Codable {
         case logExpectedImprovement
         /// mean + √β · standard deviation: explores more as β grows.
         case upperConfidenceBound(beta: Double)
-        /// log probability of improvement over the best result so far.
-        case probabilityOfImprovement
     }
 
     public struct Options: Sendable, Codable {
@@ -144,14 +142,9 @@ public struct Planner: Sendable, Codable {
                     "random (fewer than two successful runs)")
         }
         let objectives = successes[0].outcome!.objectives.count
-        let environment = ProcessInfo.processInfo.environment
         // Each objective transformed over all results; a known noise follows the first one's slope
         // (held finite: a steep slope, as the log's near zero, must not overflow it).
-        var transform = options.outputTransform
-        if ProcessInfo.processInfo.environment["SERENDIP_EXP_CHOOSE"] != nil, objectives == 1, transform == .power, options.noise == .inferred {
-            transform = Self.likelierTransform([.power, .none], inputs: successes.map(\.x), values: successes.map { $0.outcome!.objectives[0] }) ?? transform
-        }
-        let columns = try (0..<objectives).map { i in try transform.apply(successes.map { $0.outcome!.objectives[i] }) }
+        let columns = try (0..<objectives).map { i in try options.outputTransform.apply(successes.map { $0.outcome!.objectives[i] }) }
         let scalar = Self.scalarisation(successes.indices.map { r in columns.map { $0.values[r] } }, using: &rng)
         var training = successes.indices.map { r in
             (x: successes[r].x, y: scalar[r],
@@ -168,27 +161,7 @@ public struct Planner: Sendable, Codable {
                 training += failed.map { (x: $0.x, y: worst, noise: nil) }
             }
         }
-        // Experiment: the inferred noise follows the transform's slope (single objective).
-        var relative: [Double]? = nil
-        if environment["SERENDIP_EXP_SLOPENOISE"] != nil, objectives == 1, options.noise == .inferred {
-            let squares = columns[0].slopes.map { $0 * $0 }
-            let mean = squares.reduce(0, +) / Double(squares.count)
-            if mean > 0, mean.isFinite {
-                relative = squares.map { $0 / mean } + Array(repeating: 1, count: training.count - squares.count)
-            }
-        }
-        if environment["SERENDIP_EXP_GRADCHECK"] != nil {
-            let gp0 = GaussianProcess(inputs: training.map(\.x), outputs: training.map(\.y), hyperparameters: .init(lengthScales: Array(repeating: 0.5, count: space.width)))!
-            let fit = Fit(inputs: gp0.inputs, y: gp0.standardised, noiseModel: .inferred, scale: gp0.scale, dimensions: space.width, warps: true)
-            let theta = fit.priorMode.indices.map { 0.3 * sin(Double($0) * 1.7 + 0.4) + fit.priorMode[$0] }
-            let g = fit.negativeLogPosterior(theta)!.gradient
-            let fd = theta.indices.map { k -> Double in
-                var p = theta, m = theta; p[k] += 1e-6; m[k] -= 1e-6
-                return (fit.negativeLogPosterior(p)!.value - fit.negativeLogPosterior(m)!.value) / 2e-6
-            }
-            FileHandle.standardError.write(Data("grad \(zip(g, fd).map { "\(($0 * 1e4).rounded() / 1e4)/\(($1 * 1e4).rounded() / 1e4)" })\n".utf8))
-        }
-        guard let model = fitObjective(training, relative: relative) else {
+        guard let model = fitObjective(training) else {
             throw LabError(.planner, "the Gaussian process could not be fitted to \(training.count) results")
         }
         let slackCounts = successes[0].outcome!.constraintSlacks.count
@@ -205,101 +178,17 @@ public struct Planner: Sendable, Codable {
             believed = GaussianProcess(inputs: xs, outputs: ys, hyperparameters: model.hyperparameters,
                                        noise: model.noiseModel.forCount(xs.count)) ?? model
         }
-        let pairs = Int(environment["SERENDIP_EXP_PAIRS"] ?? "") ?? 0
-        var ensemble: [GaussianProcess] = []
-        var ensembleSettings: [GaussianProcess.Hyperparameters] = []
-        if pairs > 0 {
-            var ensembleRandom = SplitMix64(seed: ~seed, stream: UInt64(proposals + 1))
-            let settings = HyperparameterEnsemble.laplace(model, pairs: pairs, inflation: Double(environment["SERENDIP_EXP_INFLATION"] ?? "") ?? 1,
-                                                          using: &ensembleRandom)
-            ensembleSettings = Array(settings.dropFirst())
-        }
-        let modes = Int(environment["SERENDIP_EXP_MODES"] ?? "") ?? 0
-        if modes > 0 {
-            var ensembleRandom = SplitMix64(seed: ~seed, stream: UInt64(proposals + 1))
-            ensembleSettings += HyperparameterEnsemble.modes(model, starts: modes, delta: Double(environment["SERENDIP_EXP_MODEDELTA"] ?? "") ?? 3,
-                                                             using: &ensembleRandom)
-        }
-        if !ensembleSettings.isEmpty {
-            let outputs = believed.standardised.map { believed.mean + believed.scale * $0 }
-            ensemble = ensembleSettings.compactMap {
-                GaussianProcess(inputs: believed.inputs, outputs: outputs, hyperparameters: $0, noise: believed.noiseModel)
-            }
-        }
         // The incumbent: the best result that met the outcome constraints; with none yet, the
         // acquisition only seeks where they are met.
-        var best = zip(successes, scalar).filter { $0.0.outcome!.meetsConstraints }.map(\.1).max()
-        if environment["SERENDIP_EXP_BEST"] == "mean", best != nil {
-            best = successes.filter { $0.outcome!.meetsConstraints }.map { model.predict($0.x).mean }.max()
-        }
-        // Experiment: early on, every other proposal climbs the best result away from the incumbent.
-        var box: (lower: [Double], upper: [Double])? = nil
-        let climbs = Int(environment["SERENDIP_EXP_RUNNERUP"] ?? "") ?? 0
-        let step = observations.count - options.initialPoints
-        let every = Int(environment["SERENDIP_EXP_RUEVERY"] ?? "") ?? 0
-        let lsRadius = Double(environment["SERENDIP_EXP_LSRADIUS"] ?? "")
-        func apart(_ a: [Double], _ b: [Double]) -> Double {
-            guard lsRadius != nil else { return Self.distance(a, b) }
-            return zip(zip(a, b), model.hyperparameters.lengthScales).reduce(0) { $0 + pow(($1.0.0 - $1.0.1) / $1.1, 2) }.squareRoot()
-        }
-        if (climbs > 0 && step < 2 * climbs && step % 2 == 1) || (every > 0 && step % every == every - 1), let incumbent = best {
-            let radius = lsRadius ?? Double(environment["SERENDIP_EXP_RADIUS"] ?? "") ?? 0.5
-            let half = Double(environment["SERENDIP_EXP_BOX"] ?? "") ?? 0.15
-            let top = zip(successes, scalar).first { $0.1 == incumbent }!.0.x
-            if let runnerUp = zip(successes, scalar).filter({ apart($0.0.x, top) > radius && $0.0.outcome!.meetsConstraints })
-                .max(by: { $0.1 < $1.1 }) {
-                best = runnerUp.1
-                box = (runnerUp.0.x.map { max($0 - half, 0) }, runnerUp.0.x.map { min($0 + half, 1) })
-                // Experiment: a model of the results near the runner-up only, with its own length scales.
-                if let reach = Double(environment["SERENDIP_EXP_LOCALGP"] ?? "") {
-                    let near = zip(successes, scalar).filter { zip($0.0.x, runnerUp.0.x).allSatisfy { abs($0 - $1) <= reach } }
-                    if near.count >= 4, let local = GaussianProcess(inputs: near.map(\.0.x), outputs: near.map(\.1), noise: .inferred) {
-                        believed = local
-                    }
-                }
-            }
-        }
-        if environment["SERENDIP_EXP_DEBUG"] != nil {
-            FileHandle.standardError.write(Data("n=\(successes.count) \(columns[0].note ?? "none") noise=\(model.hyperparameters.noise) sf2=\(model.hyperparameters.signalVariance) ls=\(model.hyperparameters.lengthScales) best=\(best ?? .nan) maxobs=\(scalar.max()!) scale=\(model.scale)\n".utf8))
-        }
-        var acquisition = options.acquisition
-        if environment["SERENDIP_EXP_PORTFOLIO"] != nil {
-            var choice = SplitMix64(seed: seed ^ 0x5EED, stream: UInt64(proposals + 1))
-            let t = Double(observations.count + 1), d = Double(space.width)
-            let beta = Double(environment["SERENDIP_EXP_BETA"] ?? "") ?? 2 * 0.5 * log(pow(t, d / 2 + 2) * Double.pi * Double.pi / (3 * 0.1))
-            acquisition = [Acquisition.logExpectedImprovement, .probabilityOfImprovement, .upperConfidenceBound(beta: beta)][Int(choice.next() % 3)]
-        }
-        let optimizer = AcquisitionOptimizer(model: believed, acquisition: acquisition, probabilities: probabilities,
+        let best = zip(successes, scalar).filter { $0.0.outcome!.meetsConstraints }.map(\.1).max()
+        let optimizer = AcquisitionOptimizer(model: believed, acquisition: options.acquisition, probabilities: probabilities,
                                              best: best, space: space,
                                              avoid: observations.map(\.x), pending: pending, rawSamples: options.rawSamples,
-                                             restarts: options.restarts, ensemble: ensemble, box: box)
+                                             restarts: options.restarts)
         guard let x = optimizer.maximize(using: &rng) else { throw LabError(.planner, "no point satisfies the constraints") }
         let scalarised = objectives > 1 ? "ParEGO, " : ""
-        let criterion = switch acquisition {
-        case .upperConfidenceBound: "upper confidence bound"
-        case .probabilityOfImprovement: "probability of improvement"
-        case .logExpectedImprovement: "log expected improvement"
-        }
+        let criterion = if case .upperConfidenceBound = options.acquisition { "upper confidence bound" } else { "log expected improvement" }
         return (x, "planner (GP, \(scalarised)\(criterion)\(Self.modelled(columns.map(\.note))))")
-    }
-
-    /// The transform under which a fitted Gaussian process makes the results, as measured, most
-    /// likely: its log marginal likelihood at the fitted hyperparameters (with their prior), less
-    /// the log of the scale it standardised by, plus the log of the transform's slope at each result.
-    static func likelierTransform(_ transforms: [OutputTransform], inputs: [[Double]], values: [Double]) -> OutputTransform? {
-        var best: (OutputTransform, Double)?
-        for transform in transforms {
-            guard let t = try? transform.apply(values),
-                  let gp = GaussianProcess(inputs: inputs, outputs: t.values, noise: .inferred) else { continue }
-            let fit = Fit(inputs: inputs, y: gp.standardised, noiseModel: .inferred, scale: gp.scale, dimensions: inputs[0].count)
-            guard let negative = fit.negativeLogPosterior(fit.vector(gp.hyperparameters))?.value else { continue }
-            let score = -negative - Double(values.count) * log(gp.scale) + t.slopes.reduce(0) { $0 + log($1) }
-            if ProcessInfo.processInfo.environment["SERENDIP_EXP_DEBUG"] != nil {
-                FileHandle.standardError.write(Data("  \(transform) score=\(score) note=\(t.note ?? "")\n".utf8))
-            }
-            if score > best?.1 ?? -.infinity { best = (transform, score) }
-        }
-        return best?.0
     }
 
     /// How the results were transformed, for `chosenBy` ("…, results power 0.42": the Yeo–Johnson
@@ -328,11 +217,11 @@ public struct Planner: Sendable, Codable {
         }
     }
 
-    private mutating func fitObjective(_ training: [(x: [Double], y: Double, noise: Double?)], relative: [Double]? = nil) -> GaussianProcess? {
+    private mutating func fitObjective(_ training: [(x: [Double], y: Double, noise: Double?)]) -> GaussianProcess? {
         let xs = training.map(\.x), ys = training.map(\.y)
         let noise: GaussianProcess.NoiseModel = switch options.noise {
         case .noiseFree: .noiseFree
-        case .inferred: relative.map { .inferredRelative($0) } ?? .inferred
+        case .inferred: .inferred
         case .known:
             .known({
                 let given = training.compactMap(\.noise)
@@ -354,8 +243,7 @@ public struct Planner: Sendable, Codable {
         // the model matters most, and an even spread of the rest), then condition on everything kept.
         let subset = Self.fittingSubset(ys, size: Self.maximumFittingPoints)
         guard let fitted = GaussianProcess(inputs: subset.map { xs[$0] }, outputs: subset.map { ys[$0] },
-                                           noise: noise.subset(subset), warmStart: lastFit,
-                                           warps: ProcessInfo.processInfo.environment["SERENDIP_EXP_WARP"] != nil) else { return nil }
+                                           noise: noise.subset(subset), warmStart: lastFit) else { return nil }
         (lastFit, lastFitCount) = (fitted.hyperparameters, xs.count)
         return subset.count == xs.count ? fitted
             : GaussianProcess(inputs: keptX, outputs: keptY, hyperparameters: fitted.hyperparameters, noise: keptNoise)
@@ -416,23 +304,14 @@ public struct Planner: Sendable, Codable {
 
 extension GaussianProcess.NoiseModel {
     func subset(_ indices: [Int]) -> Self {
-        switch self {
-        case .known(let variances): return .known(indices.map { variances[$0] })
-        case .inferredRelative(let weights): return .inferredRelative(indices.map { weights[$0] })
-        default: return self
-        }
+        guard case .known(let variances) = self else { return self }
+        return .known(indices.map { variances[$0] })
     }
 
     /// The same model for a data set grown to `count` points (known noise: the new points get the mean).
     func forCount(_ count: Int) -> Self {
-        func padded(_ values: [Double]) -> [Double] {
-            let mean = values.reduce(0, +) / Double(max(values.count, 1))
-            return values + Array(repeating: mean, count: max(count - values.count, 0))
-        }
-        switch self {
-        case .known(let variances): return .known(padded(variances))
-        case .inferredRelative(let weights): return .inferredRelative(padded(weights))
-        default: return self
-        }
+        guard case .known(let variances) = self, variances.count < count else { return self }
+        let mean = variances.reduce(0, +) / Double(max(variances.count, 1))
+        return .known(variances + Array(repeating: mean, count: count - variances.count))
     }
 }
