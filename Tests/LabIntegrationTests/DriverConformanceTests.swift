@@ -113,6 +113,20 @@ import Testing
         #expect(simulator.written["setpoint"] == writtenBefore, "\(simulator.written["setpoint"])")
     }
 
+    /// The host's own pacing is not the device's slowness: with `min_interval` near the timeout, a
+    /// read queued behind a watchdog feed waits two intervals before it is even sent.
+    @Test func readsSlowedOnlyByTheHostsPacingPass() async throws {
+        let text = try String(contentsOfFile: Repository.path("drivers/temperature-controller.yaml"), encoding: .utf8)
+            .replacingOccurrences(of: "min_interval: 20 ms", with: "min_interval: 300 ms")
+            .replacingOccurrences(of: "watchdog: { holding: 100, value: 10 s }", with: "watchdog: { holding: 100, value: 1 s }")
+        let spec = try DriverSpec.parse(text, path: "paced.yaml")
+        let simulator = try ModbusSimulator(spec: spec, model: Self.model(spec))
+        defer { simulator.stop() }
+        let address = "modbus-rtu://\(try #require(simulator.rtuPath))?unit=1"
+        let report = try await DriverConformance.connect(spec, at: LabConfig.Connection.parse(address: address, for: spec)).run()
+        #expect(report.passed, "\(Self.failures(report))")
+    }
+
     /// A writable channel that reads outside its own limits is a sign of a wrong scale or type:
     /// the temperature controller's int16 setpoint in tenths read as whole degrees (25.0 → 250).
     @Test func aReadingOutsideTheChannelsLimitsFails() async throws {
