@@ -73,6 +73,9 @@ public struct LabUnit: Hashable, Sendable, CustomStringConvertible {
     public var description: String { symbol }
 
     public static let one = LabUnit("1", .dimensionless)
+
+    /// What follows a number in a message: " degC", or nothing for a plain count ("5", not "5 1").
+    public var afterNumber: String { self == .one ? "" : " \(symbol)" }
     public static let second = LabUnit("s", .time)
     public static let kelvin = LabUnit("K", .temperature)
 

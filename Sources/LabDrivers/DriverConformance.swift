@@ -181,9 +181,7 @@ public struct DriverConformance: Sendable {
     }
 
     /// " degC" after a value; nothing for a plain count (unit 1).
-    static func unit(_ channel: ChannelSpec) -> String {
-        channel.unit == .one ? "" : " \(channel.unit)"
-    }
+    static func unit(_ channel: ChannelSpec) -> String { channel.unit.afterNumber }
 
     @discardableResult
     private func checkRead(_ channel: ChannelSpec, _ report: inout ConformanceReport) async -> ReadOutcome {

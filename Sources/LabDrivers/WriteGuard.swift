@@ -70,7 +70,7 @@ public final class WriteGuard: Sendable {
         case (let type, .real(let x)):
             guard x.isFinite else { throw LabError(.notANumber, "refused to write \(x) to \(name)") }
             if let limits = channel.limits, !limits.contains(x) {
-                throw LabError(.outOfLimits, "refused to write \(x) \(channel.unit) to \(name): outside \(limits.lowerBound)…\(limits.upperBound)")
+                throw LabError(.outOfLimits, "refused to write \(x)\(channel.unit.afterNumber) to \(name): outside \(limits.lowerBound)…\(limits.upperBound)")
             }
             // On a Modbus register a `float` is sent as a float32; on a serial line it is text.
             let number: ModbusFloat.Number? = switch (type, channel.register) {

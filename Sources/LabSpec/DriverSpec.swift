@@ -518,8 +518,8 @@ extension DriverSpec {
         // refuses on every write past it (and a safe state there could never be commanded).
         if let limits, let held = channel.registerRange {
             for bound in [limits.lowerBound, limits.upperBound] where !held.contains(channel.raw(bound).rounded()) {
-                source.error(map.keyNode("limits"), "the limit \(bound) \(unit) of '\(name)' does not fit its \(type.rawValue) register "
-                             + "(\(Int(held.lowerBound))…\(Int(held.upperBound)) counts; \(bound) \(unit) is \(channel.raw(bound)) counts)",
+                source.error(map.keyNode("limits"), "the limit \(bound)\(unit.afterNumber) of '\(name)' does not fit its \(type.rawValue) register "
+                             + "(\(Int(held.lowerBound))…\(Int(held.upperBound)) counts; \(bound)\(unit.afterNumber) is \(channel.raw(bound)) counts)",
                              hint: "narrow the limits, or give the register's real type or scale")
                 break
             }
@@ -672,7 +672,7 @@ extension DriverSpec {
             if q.unit == .one { q.unit = channel.unit }
             let value = try q.converted(to: channel.unit).value
             if let limits = channel.limits, !limits.contains(value) {
-                source.error(node, "\(value) \(channel.unit) is outside the limits \(limits) of '\(channel.name)'")
+                source.error(node, "\(value)\(channel.unit.afterNumber) is outside the limits \(limits) of '\(channel.name)'")
                 return nil
             }
             if let held = channel.registerRange, !held.contains(channel.raw(value).rounded()) {

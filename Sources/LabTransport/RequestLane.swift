@@ -47,6 +47,9 @@ final class RequestLane<Link: LaneLink>: @unchecked Sendable {
 
     private let link: Mutex<Link>
     private let queue: DispatchQueue
+    /// Jobs queued on the lane and not yet done. A caller's thread takes its turn only when there are
+    /// none: the lock is not fair, and a caller asking again and again would starve them.
+    private let queued = Atomic<Int>(0)
 
     init(_ link: Link, label: String) {
         self.link = Mutex(link)
@@ -69,7 +72,19 @@ final class RequestLane<Link: LaneLink>: @unchecked Sendable {
     }
 
     func run(_ request: Link.Request) async throws(LabError) -> [UInt8] {
-        let quick = link.withLockIfAvailable { link -> Quick in
+        switch queued.load(ordering: .acquiring) == 0 ? tryOnCallersThread(request) : .declined {
+        case .done(let result): return try result.get()
+        case .parked(let slot): return try await slot.result.get()
+        case .declined:
+            return try await onLane { link throws(LabError) in
+                var attempt = Link.attempt()
+                return try link.complete(request, &attempt)
+            }
+        }
+    }
+
+    private func tryOnCallersThread(_ request: Link.Request) -> Quick {
+        link.withLockIfAvailable { link -> Quick in
             guard link.parked == nil, link.servesCallers(request) else { return .declined }
             var attempt = Link.attempt()
             do throws(LabError) {
@@ -81,31 +96,28 @@ final class RequestLane<Link: LaneLink>: @unchecked Sendable {
             // finishes the parked one first, so its reply is never taken for another's.
             let slot = ReplySlot()
             link.parked = Parked(request: request, attempt: attempt, slot: slot)
-            queue.async { self.link.withLock { $0.finishParked() } }
+            enqueue { $0.finishParked() }
             return .parked(slot)
         } ?? .declined
-        switch quick {
-        case .done(let result): return try result.get()
-        case .parked(let slot): return try await slot.result.get()
-        case .declined:
-            return try await onLane { link throws(LabError) in
-                var attempt = Link.attempt()
-                return try link.complete(request, &attempt)
-            }
-        }
     }
 
     /// Runs `body` on the lane, after any request parked there.
     func onLane<T: Sendable>(_ body: @escaping @Sendable (inout Link) throws(LabError) -> T) async throws(LabError) -> T {
         let result: Result<T, LabError> = await withCheckedContinuation { continuation in
-            queue.async {
-                continuation.resume(returning: self.link.withLock { link in
-                    link.finishParked()
-                    return Result { () throws(LabError) in try body(&link) }
-                })
+            enqueue { link in
+                link.finishParked()
+                continuation.resume(returning: Result { () throws(LabError) in try body(&link) })
             }
         }
         return try result.get()
+    }
+
+    private func enqueue(_ job: @escaping @Sendable (inout Link) -> Void) {
+        queued.add(1, ordering: .acquiringAndReleasing)
+        queue.async {
+            self.link.withLock { job(&$0) }
+            self.queued.subtract(1, ordering: .acquiringAndReleasing)
+        }
     }
 }
 
