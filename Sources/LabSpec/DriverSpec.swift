@@ -383,10 +383,17 @@ extension DriverSpec {
         let address = { (key: String) -> UInt16? in
             map.optional(key).flatMap { source.integer($0, key, in: 0...65535) }.map(UInt16.init)
         }
+        let given = ["holding", "input", "coil", "discrete"].filter { map.keyNode($0) != nil }
+        if given.count > 1 {
+            source.error(map.keyNode(given[1]), "channel '\(name)' has both '\(given[0])' and '\(given[1])': a channel is one register",
+                         hint: "keep the one the device's manual gives for '\(name)', or make two channels")
+        }
         if let a = address("holding") { register = .holding(a) }
         else if let a = address("input") { register = .input(a) }
         else if let a = address("coil") { register = .coil(a) }
         else if let a = address("discrete") { register = .discreteInput(a) }
+        // The others are reported above; not again as unknown keys.
+        given.dropFirst().forEach { _ = map.optional($0) }
         let query = map.optional("query").flatMap { source.string($0, "query") }
         let write = parseWriteCommand(map, source: source)
         if query != nil || write != nil { register = .command(query: query, write: write) }

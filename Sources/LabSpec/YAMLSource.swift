@@ -54,7 +54,7 @@ final class YAMLSource {
         }
         do {
             guard let node = try YAMLComposer.compose(text) else {
-                error(nil, "file is empty", hint: "start with 'serendip: 1'")
+                error(nil, "file is empty", hint: "a protocol starts with 'serendip: 1', a driver file with 'driver: NAME', a lab config with 'lab: NAME'")
                 return nil
             }
             return node

@@ -119,4 +119,8 @@ import Testing
         #expect(Self.driverRefusal("{ discrete: 3, access: w }") == "4:21: 'x' is a discrete input, which a device never lets anyone write")
         #expect(Self.driverRefusal("{ coil: 3, access: w }") == nil)
     }
+
+    @Test func aChannelWithTwoRegistersIsRefusedNamingBoth() {
+        #expect(Self.driverRefusal("{ coil: 1, holding: 2 }") == "4:8: channel 'x' has both 'holding' and 'coil': a channel is one register")
+    }
 }
