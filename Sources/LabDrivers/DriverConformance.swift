@@ -12,6 +12,10 @@ public struct DriverConformance: Sendable {
     public let instrument: any DriverBackedInstrument
     /// Writes that left for the device; nil where the transport cannot tell.
     public let wire: WireCounter?
+    /// Whether a float that reads exactly 0 may be written: 0 reads the same in every word order,
+    /// so the driver file's order is unchecked there (`--trust-word-order`; always for `--simulate`,
+    /// whose device is built from the same file).
+    public var trustsWordOrder = false
 
     public init(spec: DriverSpec, instrument: any DriverBackedInstrument, wire: WireCounter?) {
         self.spec = spec; self.instrument = instrument; self.wire = wire
@@ -54,7 +58,9 @@ public struct DriverConformance: Sendable {
             let connection: LabConfig.Connection = simulator.rtuPath.map {
                 .modbusRTU(ModbusRTUAddress(port: .path($0), line: spec.serial.line, unit: 1))
             } ?? .modbusTCP(host: "127.0.0.1", port: simulator.port, unit: 1)
-            return (try connect(spec, at: connection), simulator.stop)
+            var check = try connect(spec, at: connection)
+            check.trustsWordOrder = true
+            return (check, simulator.stop)
         case .serial:
             let simulator = try SerialSimulator(spec: spec, model: model)
             return (try connect(spec, at: .serial(SerialAddress(port: .path(simulator.path), line: spec.serial.line))), simulator.stop)
@@ -70,7 +76,7 @@ public struct DriverConformance: Sendable {
         var feeder: Task<Void, Never>?
         // Channels whose reading cannot be right (a wrong word order, type or scale): what would be
         // written to them is not what the device would get, so nothing is, not even the safe state.
-        var wrong: Set<String> = []
+        var wrong: Set<String> = [], unchecked: Set<String> = []
         if await connect(&report) {
             await identify(&report)
             feeder = await armWatchdog(&report)
@@ -79,12 +85,14 @@ public struct DriverConformance: Sendable {
                 switch await checkRead(channel, &report) {
                 case .refused: refused.append((report.checks.count - 1, channel))
                 case .wrong: wrong.insert(channel.name)
+                case .orderUnchecked: unchecked.insert(channel.name)
                 case .other: break
                 }
             }
             for channel in channels(where: { $0.writable }) {
-                guard !wrong.contains(channel.name) else {
-                    report.checks.append(.init(channel: channel.name, check: "write", result: .skipped, detail: Self.unwritten))
+                guard !wrong.contains(channel.name), !unchecked.contains(channel.name) else {
+                    report.checks.append(.init(channel: channel.name, check: "write", result: .skipped,
+                                               detail: wrong.contains(channel.name) ? Self.unwritten : Self.uncheckedOrder))
                     continue
                 }
                 await checkWrites(channel, &report)
@@ -100,18 +108,22 @@ public struct DriverConformance: Sendable {
             }
             for channel in channels(where: { $0.writable }) { await checkLimits(channel, &report) }
         }
-        await commandSafeState(&report, except: wrong)
+        await commandSafeState(&report, except: wrong.union(unchecked))
         feeder?.cancel()
         return report
     }
 
     static let unwritten = "not written: its reading cannot be right (above), so a value sent would not be the value the device gets"
+    static let uncheckedOrder = "not written: it reads 0, which is the same in every word order, so a wrong word_order would send the device "
+        + "nonsense; set the device to another value first, or pass --trust-word-order"
 
     private enum ReadOutcome {
         /// The device refused the read (it answered, with an error).
         case refused
         /// A value came back that cannot be what the device holds.
         case wrong
+        /// A float of 0: right in every word order, so the driver file's order is unchecked.
+        case orderUnchecked
         case other
     }
 
@@ -238,6 +250,10 @@ public struct DriverConformance: Sendable {
                                                milliseconds: took))
                 } else if let problem = Self.implausibility(x, channel) {
                     report.checks.append(.init(channel: channel.name, check: "read", result: .fail, detail: problem, milliseconds: took))
+                } else if x == 0, [.float32, .float64].contains(channel.type), !trustsWordOrder {
+                    report.checks.append(.init(channel: channel.name, check: "read", result: .pass, detail: "0.0\(Self.unit(channel)) (0 reads the same in every word order)",
+                                               milliseconds: took))
+                    return .orderUnchecked
                 } else {
                     report.checks.append(.init(channel: channel.name, check: "read", result: .pass, detail: "\(x)\(Self.unit(channel))", milliseconds: took))
                 }
@@ -373,7 +389,7 @@ public struct DriverConformance: Sendable {
         }
         let safeState = spec.safeState.filter { !wrong.contains($0.channel) }
         let untouched = spec.safeState.filter { wrong.contains($0.channel) }.map(\.channel)
-        let leftAlone = untouched.isEmpty ? "" : "; \(untouched.joined(separator: ", ")) left as found: never written, since its reading cannot be right"
+        let leftAlone = untouched.isEmpty ? "" : "; \(untouched.joined(separator: ", ")) left as found: never written (see its read)"
         // Commanded again after a failure (a connection dropped under it): a write is never
         // repeated by the transport, since a device may have applied it, but the safe state may be.
         var attempts = 0

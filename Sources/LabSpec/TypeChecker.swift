@@ -182,7 +182,7 @@ extension ProtocolCompiler {
         guard let range = ValueRange.of(value, knownRanges(for: value)) else { return }
         func inUnit(_ q: Quantity) -> Double? { q.unit == .one ? q.value : (try? q.converted(to: unit))?.value }
         guard let low = inUnit(range.low.value), let high = inUnit(range.high.value) else { return }
-        let allowed = "outside the limits \(Self.number(limits.lowerBound))…\(Self.number(limits.upperBound)) \(unit) of '\(ref)'"
+        let allowed = "outside the limits \(Self.number(limits.lowerBound))…\(Self.number(limits.upperBound))\(unit.afterNumber) of '\(ref)'"
         let names = value.parameterNames.sorted().map { "$\($0)" }.joined(separator: ", ")
         if names.isEmpty {
             // A constant: checkType has already refused one that is not a finite number.
@@ -190,11 +190,11 @@ extension ProtocolCompiler {
             if case .number(let q) = value, q.unit == unit || q.unit == .one {
                 source.error(node, "'\(value)' is \(allowed)")
             } else {
-                source.error(node, "'\(value)' is \(Self.number(low)) \(unit), \(allowed)")
+                source.error(node, "'\(value)' is \(Self.number(low))\(unit.afterNumber), \(allowed)")
             }
             return
         }
-        let within = "\(Self.number(limits.lowerBound))…\(Self.number(limits.upperBound)) \(unit)"
+        let within = "\(Self.number(limits.lowerBound))…\(Self.number(limits.upperBound))\(unit.afterNumber)"
         let either = value.parameterNames.sorted().map { "$\($0)" }.joined(separator: " or ")
         let remedy = "narrow the range of \(either) so that it stays within \(within)"
         if high < limits.lowerBound || low > limits.upperBound {

@@ -17,6 +17,14 @@ import Testing
         RememberingModel(SimulatedLab.model(driver: spec, chemistry: ToyChemistry(clock: ScaledClock(), seed: 1), bench: ToyBench(seed: 1)))
     }
 
+    /// A check against a simulator built from the same driver file, whose word order is right by
+    /// construction (as `--simulate` does): floats that read 0 are written too.
+    static func trusted(_ spec: DriverSpec, at connection: LabConfig.Connection) throws -> DriverConformance {
+        var check = try DriverConformance.connect(spec, at: connection)
+        check.trustsWordOrder = true
+        return check
+    }
+
     static func failures(_ report: ConformanceReport) -> String {
         report.checks.filter { $0.result == .fail }.map { "\($0.channel ?? "-") \($0.check): \($0.detail)" }.joined(separator: "\n")
     }
@@ -38,7 +46,7 @@ import Testing
         let spec = try Self.driver("thermo-reactor")
         let simulator = try ModbusSimulator(spec: spec, model: Self.model(spec))
         defer { simulator.stop() }
-        let report = try await DriverConformance.connect(spec, at: .modbusTCP(host: "127.0.0.1", port: simulator.port, unit: 1)).run()
+        let report = try await Self.trusted(spec, at: .modbusTCP(host: "127.0.0.1", port: simulator.port, unit: 1)).run()
         #expect(report.passed, "\(Self.failures(report))")
         #expect(simulator.written["setpoint"].allSatisfy { (0...150).contains($0) })
         #expect(Set(simulator.written["setpoint"]).isSuperset(of: [0, 75, 150]))
@@ -78,7 +86,7 @@ import Testing
               temperature: { input: 40, type: float32, unit: degC }
               stirrer:     { coil: 5, access: rw }
             """)
-        let report = try await DriverConformance.connect(spec, at: .modbusTCP(host: "127.0.0.1", port: simulator.port, unit: 1)).run()
+        let report = try await Self.trusted(spec, at: .modbusTCP(host: "127.0.0.1", port: simulator.port, unit: 1)).run()
         #expect(!report.passed)
         let read = try #require(report.check("temperature", "read"))
         #expect(read.result == .fail && read.detail.contains("illegal data address"))
@@ -92,7 +100,7 @@ import Testing
         let simulator = try ModbusSimulator(spec: spec, model: Self.model(spec))
         defer { simulator.stop() }
         // A first, right check leaves the setpoint at its safe 25 degC.
-        #expect(try await DriverConformance.connect(spec, at: .modbusTCP(host: "127.0.0.1", port: simulator.port, unit: 1)).run().passed)
+        #expect(try await Self.trusted(spec, at: .modbusTCP(host: "127.0.0.1", port: simulator.port, unit: 1)).run().passed)
         let writtenBefore = simulator.written["setpoint"]
         let wrong = try Self.wrongReactor("""
               setpoint:    { holding: 100, type: float32, word_order: CDAB, unit: degC, access: rw, limits: [0, 150] }
@@ -125,6 +133,23 @@ import Testing
         let address = "modbus-rtu://\(try #require(simulator.rtuPath))?unit=1"
         let report = try await DriverConformance.connect(spec, at: LabConfig.Connection.parse(address: address, for: spec)).run()
         #expect(report.passed, "\(Self.failures(report))")
+    }
+
+    /// A float at 0 reads the same in every word order: unless told to trust the driver file's
+    /// order, the check writes nothing to it (a wrong order would send the device about -1e8).
+    @Test func aFloatAtZeroIsNotWrittenUnlessTheWordOrderIsTrusted() async throws {
+        let spec = try Self.driver("thermo-reactor")
+        let simulator = try ModbusSimulator(spec: spec, model: Self.model(spec))
+        defer { simulator.stop() }
+        let address = LabConfig.Connection.modbusTCP(host: "127.0.0.1", port: simulator.port, unit: 1)
+        let report = try await DriverConformance.connect(spec, at: address).run()
+        #expect(report.check("setpoint", "read")?.detail == "0.0 degC (0 reads the same in every word order)")
+        #expect(report.check("setpoint", "write")?.result == .skipped)
+        #expect(report.check("setpoint", "write")?.detail.contains("--trust-word-order") == true)
+        #expect(report.check("stirrer", "write")?.result == .pass)
+        #expect(simulator.written["setpoint"].isEmpty)
+        #expect(try await Self.trusted(spec, at: address).run().passed)
+        #expect(simulator.written["setpoint"].last == 25)
     }
 
     /// A writable channel that reads outside its own limits is a sign of a wrong scale or type:
