@@ -41,7 +41,7 @@ extension LaneLink {
 /// and the reply comes within `budget`, which spares the two thread hops of a request handed to a
 /// queue; on the connection's own serial queue, the lane, whenever something could block longer
 /// (decision 0016). Swift's cooperative pool is never held for more than the budget.
-final class RequestLane<Link: LaneLink>: @unchecked Sendable {
+final class RequestLane<Link: LaneLink>: Sendable {
     /// How long a request may wait for its reply on the caller's thread before the lane takes it over.
     static var budget: UInt64 { 250_000 }
 
