@@ -28,9 +28,12 @@ extension DriverBackedInstrument {
 
     /// Writes every channel of the safe state, each attempted even when an earlier one failed.
     /// Exempt from `max_rate` (the safe state must be reached now), not from limits or NaN.
-    public func goToSafeState() async throws {
+    public func goToSafeState() async throws { try await goToSafeState(leaving: []) }
+
+    /// The safe state but for the channels `left` (ones whose encoding is in doubt).
+    public func goToSafeState(leaving left: Set<String>) async throws {
         var failures: [String] = []
-        for (channel, value) in spec.safeState {
+        for (channel, value) in spec.safeState where !left.contains(channel) {
             do { try await write(channel, value, rateLimited: false) } catch { failures.append("\(channel): \(error)") }
         }
         guard failures.isEmpty else {

@@ -74,9 +74,10 @@ public struct DriverConformance: Sendable {
     public func run() async -> ConformanceReport {
         var report = ConformanceReport(driver: spec.name, address: instrument.identity.address)
         var feeder: Task<Void, Never>?
-        // Channels whose reading cannot be right (a wrong word order, type or scale): what would be
-        // written to them is not what the device would get, so nothing is, not even the safe state.
-        var wrong: Set<String> = [], unchecked: Set<String> = []
+        // Channels whose encoding is in doubt (a reading that cannot be right, or a float of 0 that
+        // reads the same in every word order), each with why: what would be written to them may not
+        // be what the device gets, so nothing is, not even the safe state.
+        var unwritable: [String: String] = [:]
         if await connect(&report) {
             await identify(&report)
             feeder = await armWatchdog(&report)
@@ -84,15 +85,14 @@ public struct DriverConformance: Sendable {
             for channel in channels(where: { $0.readable }) {
                 switch await checkRead(channel, &report) {
                 case .refused: refused.append((report.checks.count - 1, channel))
-                case .wrong: wrong.insert(channel.name)
-                case .orderUnchecked: unchecked.insert(channel.name)
+                case .wrong: unwritable[channel.name] = Self.unwritten
+                case .orderUnchecked: unwritable[channel.name] = Self.uncheckedOrder
                 case .other: break
                 }
             }
             for channel in channels(where: { $0.writable }) {
-                guard !wrong.contains(channel.name), !unchecked.contains(channel.name) else {
-                    report.checks.append(.init(channel: channel.name, check: "write", result: .skipped,
-                                               detail: wrong.contains(channel.name) ? Self.unwritten : Self.uncheckedOrder))
+                if let why = unwritable[channel.name] {
+                    report.checks.append(.init(channel: channel.name, check: "write", result: .skipped, detail: why))
                     continue
                 }
                 await checkWrites(channel, &report)
@@ -108,7 +108,7 @@ public struct DriverConformance: Sendable {
             }
             for channel in channels(where: { $0.writable }) { await checkLimits(channel, &report) }
         }
-        await commandSafeState(&report, except: wrong.union(unchecked))
+        await commandSafeState(&report, leaving: Set(unwritable.keys))
         feeder?.cancel()
         return report
     }
@@ -192,9 +192,6 @@ public struct DriverConformance: Sendable {
         }
     }
 
-    /// " degC" after a value; nothing for a plain count (unit 1).
-    static func unit(_ channel: ChannelSpec) -> String { channel.unit.afterNumber }
-
     @discardableResult
     private func checkRead(_ channel: ChannelSpec, _ report: inout ConformanceReport) async -> ReadOutcome {
         guard !interrupted(channel.name, "read", &report) else { return .other }
@@ -246,16 +243,16 @@ public struct DriverConformance: Sendable {
             case (_, .real(let x)):
                 if let limits = channel.limits, !limits.contains(x) {
                     report.checks.append(.init(channel: channel.name, check: "read", result: .fail,
-                                               detail: "\(x)\(Self.unit(channel)) is outside the driver file's limits \(limits.lowerBound)…\(limits.upperBound): a wrong scale, type, word order or address?",
+                                               detail: "\(x)\(channel.unit.afterNumber) is outside the driver file's limits \(limits.lowerBound)…\(limits.upperBound): a wrong scale, type, word order or address?",
                                                milliseconds: took))
                 } else if let problem = Self.implausibility(x, channel) {
                     report.checks.append(.init(channel: channel.name, check: "read", result: .fail, detail: problem, milliseconds: took))
                 } else if x == 0, [.float32, .float64].contains(channel.type), !trustsWordOrder {
-                    report.checks.append(.init(channel: channel.name, check: "read", result: .pass, detail: "0.0\(Self.unit(channel)) (0 reads the same in every word order)",
+                    report.checks.append(.init(channel: channel.name, check: "read", result: .pass, detail: "0.0\(channel.unit.afterNumber) (0 reads the same in every word order)",
                                                milliseconds: took))
                     return .orderUnchecked
                 } else {
-                    report.checks.append(.init(channel: channel.name, check: "read", result: .pass, detail: "\(x)\(Self.unit(channel))", milliseconds: took))
+                    report.checks.append(.init(channel: channel.name, check: "read", result: .pass, detail: "\(x)\(channel.unit.afterNumber)", milliseconds: took))
                 }
             }
         } catch {
@@ -326,7 +323,7 @@ public struct DriverConformance: Sendable {
                                                   detail: "writing \(Self.text(value)): \(error)"))
             }
         }
-        let unit = channel.type == .bool ? "" : Self.unit(channel)
+        let unit = channel.type == .bool ? "" : channel.unit.afterNumber
         var detail = "wrote \(done.joined(separator: ", "))\(unit)" + (channel.readable ? ", each read back" : " (write-only: not read back)")
         if let note { detail += "; \(note)" }
         report.checks.append(.init(channel: channel.name, check: "write", result: .pass, detail: detail))
@@ -379,16 +376,16 @@ public struct DriverConformance: Sendable {
             }
         }
         report.checks.append(.init(channel: channel.name, check: "limits", result: .pass,
-                                   detail: "\(refused.joined(separator: " and "))\(Self.unit(channel)) refused before the wire"))
+                                   detail: "\(refused.joined(separator: " and "))\(channel.unit.afterNumber) refused before the wire"))
     }
 
     /// Always runs, also after failures: the device must not be left off its safe state.
-    private func commandSafeState(_ report: inout ConformanceReport, except wrong: Set<String>) async {
+    private func commandSafeState(_ report: inout ConformanceReport, leaving left: Set<String>) async {
         guard !spec.safeState.isEmpty else {
             return report.checks.append(.init(channel: nil, check: "safe-state", result: .skipped, detail: "the driver file declares no safe_state"))
         }
-        let safeState = spec.safeState.filter { !wrong.contains($0.channel) }
-        let untouched = spec.safeState.filter { wrong.contains($0.channel) }.map(\.channel)
+        let safeState = spec.safeState.filter { !left.contains($0.channel) }
+        let untouched = spec.safeState.filter { left.contains($0.channel) }.map(\.channel)
         let leftAlone = untouched.isEmpty ? "" : "; \(untouched.joined(separator: ", ")) left as found: never written (see its read)"
         // Commanded again after a failure (a connection dropped under it): a write is never
         // repeated by the transport, since a device may have applied it, but the safe state may be.
@@ -396,11 +393,7 @@ public struct DriverConformance: Sendable {
         while true {
             attempts += 1
             do {
-                if untouched.isEmpty {
-                    try await instrument.goToSafeState()
-                } else {
-                    for (name, value) in safeState { try await instrument.write(name, value, rateLimited: false) }
-                }
+                try await instrument.goToSafeState(leaving: left)
                 break
             } catch {
                 guard attempts < 3 else {

@@ -95,6 +95,17 @@ struct AddressProblem: Error {
     init(_ message: String, hint: String? = nil, key: String? = nil) { self.message = message; self.hint = hint; self.key = key }
 }
 
+extension YAMLSource {
+    /// An address given as text, parsed; what is wrong with it is reported at `node`, with the
+    /// accepted forms as the hint unless the message already names them.
+    func address<T>(_ node: Node, forms: String, _ parse: () throws(AddressProblem) -> T) -> T? {
+        do throws(AddressProblem) { return try parse() } catch {
+            self.error(node, error.message, hint: error.hint ?? (error.message.contains(forms) ? nil : forms))
+            return nil
+        }
+    }
+}
+
 extension USBAdapter {
     /// The adapter, with its ids checked (four hex digits, as `serendip ports` prints them).
     static func checked(serial: String, vendor: String?, product: String?) throws(AddressProblem) -> USBAdapter {
@@ -163,12 +174,7 @@ extension SerialAddress {
                 }
                 return SerialAddress(port: .path(text), line: defaults)
             }
-            do throws(AddressProblem) {
-                return try parse(text, defaults: defaults)
-            } catch {
-                source.error(node, error.message, hint: error.hint ?? (error.message.contains(forms) ? nil : forms))
-                return nil
-            }
+            return source.address(node, forms: forms) { () throws(AddressProblem) in try parse(text, defaults: defaults) }
         }
         guard let map = source.mapping(node, "serial") else { return nil }
         guard let port = SerialPort.parse(map, source: source) else { return nil }
@@ -205,12 +211,7 @@ extension ModbusRTUAddress {
     /// `usb: { serial: FT4XYZ12 }` for `port:`, or the address form.
     static func parse(_ node: Node, defaults: SerialLineSettings, source: YAMLSource) -> ModbusRTUAddress? {
         if node.scalar != nil, let text = source.string(node, "modbus-rtu") {
-            do throws(AddressProblem) {
-                return try parse(text, defaults: defaults)
-            } catch {
-                source.error(node, error.message, hint: error.hint ?? (error.message.contains(forms) ? nil : forms))
-                return nil
-            }
+            return source.address(node, forms: forms) { () throws(AddressProblem) in try parse(text, defaults: defaults) }
         }
         guard let map = source.mapping(node, "modbus-rtu") else { return nil }
         guard let port = SerialPort.parse(map, source: source) else { return nil }

@@ -143,12 +143,7 @@ public struct LabConfig: Sendable {
     /// `modbus: { host: 10.0.0.7, port: 502, unit: 1 }` or `modbus: "modbus-tcp://10.0.0.7:502?unit=1"`.
     private static func modbusTCP(_ node: Node, source: YAMLSource) -> (String, Int, Int)? {
         if node.scalar != nil, let text = source.string(node, "modbus") {
-            do throws(AddressProblem) {
-                return try ModbusTCPAddress.parse(text)
-            } catch {
-                source.error(node, error.message, hint: error.hint ?? (error.message.contains(ModbusTCPAddress.forms) ? nil : ModbusTCPAddress.forms))
-                return nil
-            }
+            return source.address(node, forms: ModbusTCPAddress.forms) { () throws(AddressProblem) in try ModbusTCPAddress.parse(text) }
         }
         guard let m = source.mapping(node, "modbus") else { return nil }
         let host = m.required("host").flatMap { source.string($0, "host") } ?? "127.0.0.1"

@@ -83,17 +83,26 @@ final class PluginProcess {
     /// (which takes whatever a plugin started along). For a process about to exit: a plugin left
     /// running would keep its device. The links learn of it on their next request.
     static func endAll(grace: Double) {
-        let plugins = running.withLock { $0 }
-        for input in plugins.values { _ = shutdown(input, Int32(SHUT_WR)) }
-        let deadline = now() + grace
-        for pid in plugins.keys {
-            // Not reaped: the pid, and so the group, stays ours until the SIGKILL below.
-            var info = siginfo_t()
-            while now() < deadline, !(waitid(P_PID, id_t(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info._sifields._sigchld.si_pid == pid) {
-                usleep(2000)
-            }
+        // Under the lock: a link's `kill` leaves the table before it closes the socket and reaps the
+        // pid, so neither number here can belong to something else yet.
+        let pids = running.withLock { plugins in
+            for input in plugins.values { _ = shutdown(input, Int32(SHUT_WR)) }
+            return Array(plugins.keys)
         }
-        for pid in plugins.keys { _ = Glibc.kill(-pid, SIGKILL) }
+        let deadline = now() + grace
+        for pid in pids {
+            while now() < deadline, exitInfo(pid) == nil { usleep(2000) }
+        }
+        running.withLock { plugins in
+            for pid in pids where plugins[pid] != nil { _ = Glibc.kill(-pid, SIGKILL) }
+        }
+    }
+
+    /// How `pid` ended, if it has, without reaping it: its pid, and so its group, stay ours until `kill`.
+    private static func exitInfo(_ pid: pid_t) -> siginfo_t? {
+        var info = siginfo_t()
+        guard waitid(P_PID, id_t(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0, info._sifields._sigchld.si_pid == pid else { return nil }
+        return info
     }
 
     /// Ends the plugin the polite way: closes its stdin (end of file is its cue to close the device
@@ -152,10 +161,9 @@ final class PluginProcess {
         }
     }
 
-    /// How the process ended, if it has (without reaping it: its pid, and so its group, stay ours until `kill`).
+    /// How the process ended, if it has (without reaping it).
     func exitStatus() -> String? {
-        var info = siginfo_t()
-        guard waitid(P_PID, id_t(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0, info._sifields._sigchld.si_pid == pid else { return nil }
+        guard let info = Self.exitInfo(pid) else { return nil }
         let code = info._sifields._sigchld.si_status
         guard Int(info.si_code) == Int(CLD_EXITED) else { return "was killed by signal \(code)" }
         // The shell that starts the plugin says 127 and 126 when it cannot run the command.

@@ -1,5 +1,7 @@
+import Foundation
 import Glibc
 import LabCore
+import Synchronization
 
 /// A TCP socket bound to 127.0.0.1 at a port the system chose, for the tests' scripted devices.
 enum LoopbackListener {
@@ -30,5 +32,36 @@ enum LoopbackListener {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
         }
         return bound ? Int(UInt16(bigEndian: address.sin_port)) : nil
+    }
+}
+
+/// A scripted device's listening side: it accepts connections on a loopback port until stopped and
+/// serves each on a thread of its own.
+final class LoopbackAcceptor: Sendable {
+    let port: Int
+    private let listener: Int32
+    private let stopping = Atomic<Bool>(false)
+
+    init(backlog: Int32) throws { (listener, port) = try LoopbackListener.open(backlog: backlog) }
+
+    var isStopping: Bool { stopping.load(ordering: .acquiring) }
+
+    /// Accepts until `stop()`, handing each connection to `serve` (which closes it).
+    func start(_ serve: @escaping @Sendable (Int32) -> Void) {
+        Thread { [self] in
+            defer { close(listener) }
+            while !isStopping {
+                let client = accept(listener, nil, nil)
+                guard client >= 0 else { return }
+                Thread { serve(client) }.start()
+            }
+        }.start()
+    }
+
+    /// Wakes the accepting thread, which closes the listener itself: closed here, its number could
+    /// be another test's socket by the time that thread calls accept() on it again.
+    func stop() {
+        guard !stopping.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        shutdown(listener, Int32(SHUT_RDWR))
     }
 }

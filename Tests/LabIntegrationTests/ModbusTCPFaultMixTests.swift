@@ -14,9 +14,8 @@ import Testing
 final class CountingModbusDevice: Sendable {
     enum Fault: CaseIterable, Sendable { case late, wrongTransactionOnly, wrongTransactionFirst, twice, truncatedThenSilent, truncatedThenClosed, slow }
 
-    let port: Int
-    private let listener: Int32
-    private let stopping = Atomic<Bool>(false)
+    private let acceptor: LoopbackAcceptor
+    var port: Int { acceptor.port }
     private let state: Mutex<(random: SplitMix64, requests: Int, faults: [Fault: Int])>
     private let late: Double
     /// The chance of each fault, per request.
@@ -26,29 +25,17 @@ final class CountingModbusDevice: Sendable {
         state = Mutex((SplitMix64(seed: seed), 0, [:]))
         self.late = late
         self.rates = rates
-        (listener, port) = try LoopbackListener.open(backlog: 16)
-        Thread { [self] in acceptLoop() }.start()
+        acceptor = try LoopbackAcceptor(backlog: 16)
+        acceptor.start { [self] in serve($0) }
     }
 
     var faults: [Fault: Int] { state.withLock { $0.faults } }
 
-    func stop() {
-        guard !stopping.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        shutdown(listener, Int32(SHUT_RDWR))
-    }
-
-    private func acceptLoop() {
-        defer { close(listener) }
-        while !stopping.load(ordering: .acquiring) {
-            let client = accept(listener, nil, nil)
-            guard client >= 0 else { return }
-            Thread { [self] in serve(client) }.start()
-        }
-    }
+    func stop() { acceptor.stop() }
 
     private func serve(_ fd: Int32) {
         defer { close(fd) }
-        while !stopping.load(ordering: .acquiring) {
+        while !acceptor.isStopping {
             guard let header = receive(fd, 7) else { return }
             guard let pdu = receive(fd, Int(header[4]) << 8 | Int(header[5]) - 1), pdu[0] == 0x03 else { return }
             let address = UInt16(pdu[1]) << 8 | UInt16(pdu[2])

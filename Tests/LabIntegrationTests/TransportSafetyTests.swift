@@ -14,10 +14,9 @@ import Testing
 final class MisbehavingModbusDevice: Sendable {
     enum Fault: Sendable { case late(seconds: Double), twice, wrongUnit, wrongTransaction, closeWithoutReply }
 
-    let port: Int
-    private let listener: Int32
+    private let acceptor: LoopbackAcceptor
+    var port: Int { acceptor.port }
     private let state = Mutex(State())
-    private let stopping = Atomic<Bool>(false)
 
     private struct State {
         var requests = 0
@@ -30,9 +29,8 @@ final class MisbehavingModbusDevice: Sendable {
     /// `faults` by request number, counted from 1 over all connections.
     init(faults: [Int: Fault]) throws {
         state.withLock { $0.faults = faults }
-        (listener, port) = try LoopbackListener.open(backlog: 8)
-        let thread = Thread { [self] in acceptLoop() }
-        thread.start()
+        acceptor = try LoopbackAcceptor(backlog: 8)
+        acceptor.start { [self] in serve($0) }
     }
 
     var lateRepliesSent: Int { state.withLock { $0.lateRepliesSent } }
@@ -41,26 +39,11 @@ final class MisbehavingModbusDevice: Sendable {
     func holding(_ address: Int) -> UInt16 { state.withLock { $0.holding[address] } }
     func coil(_ address: Int) -> Bool { state.withLock { $0.coils[address] } }
 
-    /// Wakes the accepting thread, which closes the listener itself: closed here, its number could
-    /// be another test's socket by the time that thread calls accept() on it again.
-    func stop() {
-        guard !stopping.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        shutdown(listener, Int32(SHUT_RDWR))
-    }
-
-    private func acceptLoop() {
-        defer { close(listener) }
-        while !stopping.load(ordering: .acquiring) {
-            let client = accept(listener, nil, nil)
-            guard client >= 0 else { return }
-            let thread = Thread { [self] in serve(client) }
-            thread.start()
-        }
-    }
+    func stop() { acceptor.stop() }
 
     private func serve(_ fd: Int32) {
         defer { close(fd) }
-        while !stopping.load(ordering: .acquiring) {
+        while !acceptor.isStopping {
             guard let header = read(fd, 7) else { return }
             let length = Int(header[4]) << 8 | Int(header[5])
             guard let pdu = read(fd, length - 1) else { return }
