@@ -64,4 +64,20 @@ final class LoopbackAcceptor: Sendable {
         guard !stopping.exchange(true, ordering: .acquiringAndReleasing) else { return }
         shutdown(listener, Int32(SHUT_RDWR))
     }
+
+    /// Exactly `count` bytes from a connection, or nil when it ends first (or nothing is asked).
+    static func receive(_ fd: Int32, _ count: Int) -> [UInt8]? {
+        guard count > 0 else { return nil }
+        var bytes = [UInt8](repeating: 0, count: count), got = 0
+        while got < count {
+            let n = bytes.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + got, count - got, 0) }
+            guard n > 0 else { return nil }
+            got += n
+        }
+        return bytes
+    }
+
+    static func send(_ fd: Int32, _ bytes: [UInt8]) {
+        _ = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    }
 }

@@ -78,20 +78,8 @@ final class CountingModbusDevice: Sendable {
         return frame + pdu
     }
 
-    private func receive(_ fd: Int32, _ count: Int) -> [UInt8]? {
-        guard count > 0 else { return nil }
-        var bytes = [UInt8](repeating: 0, count: count), got = 0
-        while got < count {
-            let n = bytes.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + got, count - got, 0) }
-            guard n > 0 else { return nil }
-            got += n
-        }
-        return bytes
-    }
-
-    private func send(_ fd: Int32, _ bytes: [UInt8]) {
-        _ = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-    }
+    private func receive(_ fd: Int32, _ count: Int) -> [UInt8]? { LoopbackAcceptor.receive(fd, count) }
+    private func send(_ fd: Int32, _ bytes: [UInt8]) { LoopbackAcceptor.send(fd, bytes) }
 }
 
 @Suite struct ModbusTCPFaultMixTests {

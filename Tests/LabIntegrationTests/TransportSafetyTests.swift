@@ -98,19 +98,8 @@ final class MisbehavingModbusDevice: Sendable {
         }
     }
 
-    private func read(_ fd: Int32, _ count: Int) -> [UInt8]? {
-        var bytes = [UInt8](repeating: 0, count: count), got = 0
-        while got < count {
-            let n = bytes.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + got, count - got, 0) }
-            guard n > 0 else { return nil }
-            got += n
-        }
-        return bytes
-    }
-
-    private func write(_ fd: Int32, _ bytes: [UInt8]) {
-        _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-    }
+    private func read(_ fd: Int32, _ count: Int) -> [UInt8]? { LoopbackAcceptor.receive(fd, count) }
+    private func write(_ fd: Int32, _ bytes: [UInt8]) { LoopbackAcceptor.send(fd, bytes) }
 }
 
 /// Waits, up to a generous limit, for a condition another thread makes true.
