@@ -1,7 +1,7 @@
 """Whether a planner or its starting points decide a campaign (decision 15): runs BayBE continued
 from our planner's five initial points ('baybe'), our planner continued from BayBE's five random
 ones ('ours'), or each from its own start ('baybe-own', 'ours-own', as bo_peers.py runs them).
-Results and noise are computed as bo_peers.py's Recorder does. Prints "seed regret" per line.
+Results and noise come from bo_peers.py's Recorder, seeded as it seeds it. Prints "seed regret" per line.
 
     PEERS=../shared/peers SERENDIP=.build/release/serendip .build/peers-venv/bin/python \
         scripts/planner_swap_starts.py WHICH FUNCTION BUDGET NOISE_SD FIRST_SEED END_SEED
@@ -17,11 +17,11 @@ f, fopt, bounds = prob["f"], prob["fopt"], [list(b) for b in prob["bounds"]]
 d, n_init = len(bounds), 5
 SERENDIP = [os.environ.get("SERENDIP", ".build/release/serendip"), "planner", "--stdio"]
 
-class Evaluate:
-    def __init__(self, seed): self.rng, self.true = np.random.default_rng(99_991 + seed), []
-    def __call__(self, x):
-        y = float(f(np.asarray(x))); self.true.append(y)
-        return y + noise_sd * self.rng.standard_normal() if noise_sd > 0 else y
+def recorder(seed):
+    """bo_peers.py's own recorder, seeded as it seeds it: the same noise for the same seed."""
+    rec = bp.Recorder(f, noise_sd, np.random.default_rng(99_991 + seed))
+    rec.start()
+    return rec
 
 def planner(seed):
     p = subprocess.Popen(SERENDIP, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
@@ -31,12 +31,12 @@ def planner(seed):
     return p, call
 
 def ours(seed, init):
-    p, call = planner(seed); ev = Evaluate(seed)
+    p, call = planner(seed); ev = recorder(seed)
     xs = init if init is not None else [call(dict(op="ask"))["x"] for _ in range(n_init)]
     for x in xs: call(dict(op="tell", x=x, y=ev(x)))
     for _ in range(budget - n_init):
         x = call(dict(op="ask"))["x"]; call(dict(op="tell", x=x, y=ev(x)))
-    p.kill(); return min(ev.true) - fopt
+    p.kill(); return min(ev.ys_true) - fopt
 
 def our_start(seed):
     p, call = planner(seed); xs = [call(dict(op="ask"))["x"] for _ in range(n_init)]; p.kill(); return xs
@@ -55,7 +55,7 @@ def baybe(seed, init, start_only=False):
     campaign = Campaign(searchspace=space, objective=NumericalTarget(name="y", minimize=True).to_objective(),
                         recommender=TwoPhaseMetaRecommender(initial_recommender=RandomRecommender(),
                                                             recommender=BotorchRecommender(), switch_after=n_init))
-    ev = Evaluate(seed)
+    ev = recorder(seed)
     def step():
         df = campaign.recommend(batch_size=1); x = [float(df[n].iloc[0]) for n in names]
         df["y"] = [ev(x)]; campaign.add_measurements(df); return x
@@ -65,7 +65,7 @@ def baybe(seed, init, start_only=False):
     else:
         campaign.add_measurements(pd.DataFrame([dict(zip(names, x), y=ev(x)) for x in init]))
     for _ in range(budget - n_init): step()
-    return min(ev.true) - fopt
+    return min(ev.ys_true) - fopt
 
 for seed in range(lo, hi):
     r = {"baybe": lambda: baybe(seed, our_start(seed)), "ours": lambda: ours(seed, baybe(seed, None, start_only=True)),

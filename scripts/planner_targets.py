@@ -32,7 +32,8 @@ def load(paths):
         with open(path) as fh:
             data = json.load(fh)
         meta = data["meta"]
-        setup = f"{meta['function']}/{meta['budget']}" + (f" noise {meta['noise_sd']}" if meta.get("noise_sd") else "")
+        setup = (f"{meta['function']}/{meta['budget']}" + (f" n_init {meta['n_init']}" if meta["n_init"] != 5 else "")
+                 + (f" noise {meta['noise_sd']}" if meta.get("noise_sd") else ""))
         for r in data["runs"]:
             if not r.get("error"):  # a seed run twice (in two files) counts once: the later file's
                 setups.setdefault(setup, {}).setdefault(r["method"], {})[r["seed"]] = r
