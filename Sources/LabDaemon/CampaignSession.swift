@@ -140,6 +140,7 @@ public struct CampaignSession {
             }
             options.failures = optimization.onFailure == .worst ? .worst : .avoid
             options.outputTransform = switch optimization.transform {
+            case .auto: .auto
             case .none: .none
             case .log: .log
             case .power: .power

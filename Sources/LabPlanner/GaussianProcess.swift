@@ -87,6 +87,9 @@ public struct GaussianProcess: Sendable {
         self.noiseDiagonal = diagonal
     }
 
+    /// The outputs conditioned on, as given.
+    var outputs: [Double] { standardised.map { mean + scale * $0 } }
+
     /// Posterior mean and variance of the latent function at x, in the units of the outputs.
     public func predict(_ x: [Double]) -> (mean: Double, variance: Double) {
         let p = predictStandardised(x, gradient: false)

@@ -6,10 +6,11 @@ public import LabCore
 /// impurity spanning four orders of magnitude, does not. Each transform is increasing, so "better"
 /// keeps its meaning, and it is refitted to all results at every proposal.
 ///
-/// `power` is the default: its exponent is learnt from the results at every proposal, and comes out
-/// near 1 (no bend) for results that are already symmetric. Measured against `none` over 20 seeds
-/// it was better on Hartmann-6, Hartmann-3, Branin, the six-hump camel and a 4-D Rosenbrock whose
-/// values span six orders of magnitude (where `log` was worse than `power` too); see docs/planner.md.
+/// `auto` is the default: `power`, until the results show the scatter of noisy measurements, when
+/// they are modelled as measured (see `Planner.looksNoisy`). Measured against `none` over 20
+/// seeds, `power` was better on Hartmann-6, Hartmann-3, Branin, the six-hump camel and a 4-D
+/// Rosenbrock whose values span six orders of magnitude (where `log` was worse than `power` too);
+/// on noisy results it was worse. See docs/planner.md and decisions 14 and 17.
 public enum OutputTransform: String, Sendable, Codable, CaseIterable {
     /// The results as measured (standardised).
     case none
@@ -19,6 +20,10 @@ public enum OutputTransform: String, Sendable, Codable, CaseIterable {
     /// The Yeo–Johnson power transform, its power chosen to make the results look most normal:
     /// for skewed results, without needing them positive.
     case power
+    /// `power` while the results look noise-free; `none`, with the best posterior mean rather than
+    /// the best (luckiest) result as the one to beat, once they look noisy. Decided by the planner
+    /// at each proposal; applied on its own it is `power`.
+    case auto
 
     /// The transformed values, each one's slope dT/dv, which carries a known noise variance
     /// across (variance × slope²), and what was done, in words, for the record of a proposal (nil:
@@ -36,7 +41,7 @@ public enum OutputTransform: String, Sendable, Codable, CaseIterable {
                                + "use transform: power, which takes any values")
             }
             return (values.map { sign * Foundation.log(sign * $0) }, values.map { 1 / abs($0) }, "log")
-        case .power:
+        case .power, .auto:
             let (mean, scale) = GaussianProcess.standardisation(values)
             let z = values.map { ($0 - mean) / scale }
             let lambda = YeoJohnson.bestPower(z)
@@ -60,7 +65,9 @@ enum YeoJohnson {
     }
 
     /// The power that maximises the normal log-likelihood of the transformed values (with the
-    /// transform's Jacobian), by golden-section search over [−3, 3], where it is unimodal in practice.
+    /// transform's Jacobian), by golden-section search over [−3, 6], where it is unimodal in practice.
+    /// (Up to 6, not 3: the long tail of bad results of a 4-D Rosenbrock took every power up to 3,
+    /// and the stronger bend measured better there and no worse elsewhere; decision 17.)
     static func bestPower(_ v: [Double]) -> Double {
         func logLikelihood(_ lambda: Double) -> Double {
             let t = v.map { transform($0, lambda) }
@@ -69,7 +76,7 @@ enum YeoJohnson {
             let jacobian = v.reduce(0) { $0 + ($1 >= 0 ? 1 : -1) * log1p(abs($1)) }
             return -Double(v.count) / 2 * log(max(variance, 1e-300)) + (lambda - 1) * jacobian
         }
-        var (a, b) = (-3.0, 3.0)
+        var (a, b) = (-3.0, 6.0)
         let ratio = (5.0.squareRoot() - 1) / 2
         while b - a > 1e-6 {
             let c = b - ratio * (b - a), d = a + ratio * (b - a)

@@ -49,7 +49,7 @@ public struct Planner: Sendable, Codable {
         public var initialPoints = 5
         public var noise: Noise = .inferred
         public var failures: Failures = .avoid
-        public var outputTransform: OutputTransform = .power
+        public var outputTransform: OutputTransform = .auto
         /// Quasi-random candidates scored before the best few are refined by L-BFGS.
         public var rawSamples = 1024
         public var restarts = 8
@@ -141,28 +141,19 @@ public struct Planner: Sendable, Codable {
             return (feasibleRandomPoints(1, using: &rng).first ?? initialPoint(started, of: initialDesign(started + 1)),
                     "random (fewer than two successful runs)")
         }
-        let objectives = successes[0].outcome!.objectives.count
-        // Each objective transformed over all results; a known noise follows the first one's slope
-        // (held finite: a steep slope, as the log's near zero, must not overflow it).
-        let columns = try (0..<objectives).map { i in try options.outputTransform.apply(successes.map { $0.outcome!.objectives[i] }) }
-        let scalar = Self.scalarisation(successes.indices.map { r in columns.map { $0.values[r] } }, using: &rng)
-        var training = successes.indices.map { r in
-            (x: successes[r].x, y: scalar[r],
-             noise: successes[r].outcome!.noiseVariance.map { min($0 * pow(columns[0].slopes[r], 2), Self.largestResult * Self.largestResult) })
-        }
         var probabilities: [ProbabilityModel] = []
         let failed = observations.filter { $0.outcome == nil }
-        if !failed.isEmpty {
-            switch options.failures {
-            case .avoid:
-                if let classifier = ProbabilityModel(classifying: observations) { probabilities.append(classifier) }
-            case .worst:
-                let worst = scalar.min()!
-                training += failed.map { (x: $0.x, y: worst, noise: nil) }
-            }
+        if !failed.isEmpty, options.failures == .avoid, let classifier = ProbabilityModel(classifying: observations) {
+            probabilities.append(classifier)
         }
-        guard let model = fitObjective(training) else {
-            throw LabError(.planner, "the Gaussian process could not be fitted to \(training.count) results")
+        let weights = rng  // the same ParEGO weights whichever transform is fitted
+        var (notes, scalar, model) = try fitted(successes, failed: failed, options.outputTransform, remember: true, using: &rng)
+        let noisy = options.outputTransform == .auto && looksNoisy(model, results: successes.count)
+        if noisy {
+            let noise = model.hyperparameters.noise
+            rng = weights
+            (_, scalar, model) = try fitted(successes, failed: failed, .none, remember: false, using: &rng)
+            notes = ["as measured: noisy, noise \((100 * noise).formatted(.number.precision(.significantDigits(2)))) % of their variance"]
         }
         let slackCounts = successes[0].outcome!.constraintSlacks.count
         for j in 0..<slackCounts {
@@ -174,22 +165,57 @@ public struct Planner: Sendable, Codable {
         var believed = model
         if !pending.isEmpty {
             let xs = model.inputs + pending
-            let ys = training.map(\.y) + pending.map { model.predict($0).mean }
+            let ys = model.outputs + pending.map { model.predict($0).mean }
             believed = GaussianProcess(inputs: xs, outputs: ys, hyperparameters: model.hyperparameters,
                                        noise: model.noiseModel.forCount(xs.count)) ?? model
         }
-        // The incumbent: the best result that met the outcome constraints; with none yet, the
+        // The incumbent: the best result that met the outcome constraints (of noisy results, the
+        // best posterior mean at them: the best result is also the luckiest); with none yet, the
         // acquisition only seeks where they are met.
-        let best = zip(successes, scalar).filter { $0.0.outcome!.meetsConstraints }.map(\.1).max()
+        let meeting = zip(successes, scalar).filter { $0.0.outcome!.meetsConstraints }
+        let best = noisy ? meeting.map { model.predict($0.0.x).mean }.max() : meeting.map(\.1).max()
         let optimizer = AcquisitionOptimizer(model: believed, acquisition: options.acquisition, probabilities: probabilities,
                                              best: best, space: space,
                                              avoid: observations.map(\.x), pending: pending, rawSamples: options.rawSamples,
                                              restarts: options.restarts)
         guard let x = optimizer.maximize(using: &rng) else { throw LabError(.planner, "no point satisfies the constraints") }
-        let scalarised = objectives > 1 ? "ParEGO, " : ""
+        let scalarised = successes[0].outcome!.objectives.count > 1 ? "ParEGO, " : ""
         let criterion = if case .upperConfidenceBound = options.acquisition { "upper confidence bound" } else { "log expected improvement" }
-        return (x, "planner (GP, \(scalarised)\(criterion)\(Self.modelled(columns.map(\.note))))")
+        return (x, "planner (GP, \(scalarised)\(criterion)\(Self.modelled(notes)))")
     }
+
+    /// The results' objectives, each transformed over all results, scalarised (ParEGO), and the model
+    /// fitted to them, with what each transform did. A known noise follows the first objective's
+    /// slope (held finite: a steep slope, as the log's near zero, must not overflow it).
+    private mutating func fitted(_ successes: [Observation], failed: [Observation], _ transform: OutputTransform, remember: Bool,
+                                 using rng: inout SplitMix64) throws -> (notes: [String?], scalar: [Double], model: GaussianProcess) {
+        let objectives = successes[0].outcome!.objectives.count
+        let columns = try (0..<objectives).map { i in try transform.apply(successes.map { $0.outcome!.objectives[i] }) }
+        let scalar = Self.scalarisation(successes.indices.map { r in columns.map { $0.values[r] } }, using: &rng)
+        var training = successes.indices.map { r in
+            (x: successes[r].x, y: scalar[r],
+             noise: successes[r].outcome!.noiseVariance.map { min($0 * pow(columns[0].slopes[r], 2), Self.largestResult * Self.largestResult) })
+        }
+        if options.failures == .worst, let worst = scalar.min() {
+            training += failed.map { (x: $0.x, y: worst, noise: nil) }
+        }
+        guard let model = fitObjective(training, remember: remember) else {
+            throw LabError(.planner, "the Gaussian process could not be fitted to \(training.count) results")
+        }
+        return (columns.map(\.note), scalar, model)
+    }
+
+    /// Whether the results look like noisy measurements: with at least `resultsBeforeNoiseCheck` of
+    /// them (before that the fitted noise mostly reflects its prior), the model needs a noise
+    /// variance above `noisyResults` of theirs to explain them. By 15 results, noise-free test
+    /// functions have mostly fallen to the floor (10⁻⁶); Branin with noise of SD 1 (about 1/50 of its
+    /// results' spread) sits at 0.3–0.9 %. Decision 17.
+    func looksNoisy(_ model: GaussianProcess, results: Int) -> Bool {
+        options.noise == .inferred && results >= Self.resultsBeforeNoiseCheck && model.hyperparameters.noise > Self.noisyResults
+    }
+
+    static let resultsBeforeNoiseCheck = 15
+    static let noisyResults = 2e-3
 
     /// How the results were transformed, for `chosenBy` ("…, results power 0.42": the Yeo–Johnson
     /// exponent learnt from them; 1 is no bend).
@@ -217,7 +243,9 @@ public struct Planner: Sendable, Codable {
         }
     }
 
-    private mutating func fitObjective(_ training: [(x: [Double], y: Double, noise: Double?)]) -> GaussianProcess? {
+    /// The model of the training results. With `remember`, its hyperparameters are kept for the
+    /// next fit to start from (and, with many results, to reuse).
+    private mutating func fitObjective(_ training: [(x: [Double], y: Double, noise: Double?)], remember: Bool) -> GaussianProcess? {
         let xs = training.map(\.x), ys = training.map(\.y)
         let noise: GaussianProcess.NoiseModel = switch options.noise {
         case .noiseFree: .noiseFree
@@ -235,7 +263,7 @@ public struct Planner: Sendable, Codable {
         let (keptX, keptY, keptNoise) = (kept.map { xs[$0] }, kept.map { ys[$0] }, noise.subset(kept))
         // Refit the hyperparameters while data are few; with many, only when they grew by a tenth
         // (conditioning on the new data is still exact).
-        if let lastFit, xs.count > Self.maximumFittingPoints, Double(xs.count) < 1.1 * Double(lastFitCount),
+        if remember, let lastFit, xs.count > Self.maximumFittingPoints, Double(xs.count) < 1.1 * Double(lastFitCount),
            let gp = GaussianProcess(inputs: keptX, outputs: keptY, hyperparameters: lastFit, noise: keptNoise) {
             return gp
         }
@@ -244,7 +272,7 @@ public struct Planner: Sendable, Codable {
         let subset = Self.fittingSubset(ys, size: Self.maximumFittingPoints)
         guard let fitted = GaussianProcess(inputs: subset.map { xs[$0] }, outputs: subset.map { ys[$0] },
                                            noise: noise.subset(subset), warmStart: lastFit) else { return nil }
-        (lastFit, lastFitCount) = (fitted.hyperparameters, xs.count)
+        if remember { (lastFit, lastFitCount) = (fitted.hyperparameters, xs.count) }
         return subset.count == xs.count ? fitted
             : GaussianProcess(inputs: keptX, outputs: keptY, hyperparameters: fitted.hyperparameters, noise: keptNoise)
     }

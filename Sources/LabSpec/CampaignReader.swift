@@ -258,7 +258,7 @@ struct CampaignReader {
         }
         let batchSize = map.optional("batch_size").flatMap { source.integer($0, "batch_size", in: 1...100) } ?? 1
         let onFailure = choice(map, "on_failure", default: Optimization.OnFailure.avoid)
-        let transform = choice(map, "transform", default: Optimization.Transform.power)
+        let transform = choice(map, "transform", default: Optimization.Transform.auto)
 
         var ucbBeta: Double?
         if let node = map.optional("acquisition"), let text = source.string(node, "acquisition") {

@@ -128,7 +128,7 @@ public struct Optimization: Sendable {
         case stop
     }
     /// `none`, `log` (results spanning orders of magnitude) or `power` (skewed results).
-    public enum Transform: String, Sendable, CaseIterable { case none, log, power }
+    public enum Transform: String, Sendable, CaseIterable { case auto, none, log, power }
     /// How noisy results are: estimated, absent, or measured by an output (its standard deviation).
     public enum Noise: Sendable, Hashable { case inferred, noiseFree, measured(output: String) }
 

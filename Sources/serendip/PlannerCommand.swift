@@ -17,14 +17,14 @@ struct PlannerCommand: ParsableCommand {
     @Option(help: "Initial design: sobol, latin-hypercube or random.")
     var initialDesign = "latin-hypercube"
 
-    @Option(help: "Output transform when init does not give one: power (learnt from the results), none or log.")
-    var transform = "power"
+    @Option(help: "Output transform when init does not give one: auto (power, or none once the results look noisy), power (learnt from the results), none or log.")
+    var transform = "auto"
 
     func validate() throws {
         guard Planner.InitialDesign(jsonName: initialDesign) != nil else { throw ValidationError("--initial-design is sobol, latin-hypercube or random") }
         guard stdio else { throw ValidationError("pass --stdio") }
         guard Planner.Noise(jsonName: noise) != nil else { throw ValidationError("--noise is inferred or noise-free") }
-        guard OutputTransform(rawValue: transform) != nil else { throw ValidationError("--transform is power, none or log") }
+        guard OutputTransform(rawValue: transform) != nil else { throw ValidationError("--transform is auto, power, none or log") }
     }
 
     func run() throws {

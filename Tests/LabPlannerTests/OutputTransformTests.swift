@@ -31,6 +31,14 @@ import Testing
         #expect(abs(YeoJohnson.bestPower(symmetric) - 1) < 0.2)
     }
 
+    /// A minimised result with a long tail of bad values (a Rosenbrock function's: 3 to 10⁶) needs a
+    /// bend stronger than a power of 3, the search's old bound.
+    @Test func aLongTailOfBadResultsGetsAPowerAboveThree() {
+        let values = (0..<40).map { i in -pow(10, 6 * pow(Double(i) / 39, 3)) }
+        let (mean, scale) = GaussianProcess.standardisation(values)
+        #expect(YeoJohnson.bestPower(values.map { ($0 - mean) / scale }) > 3.2)
+    }
+
     @Test func thePowerTransformsSlopeMatchesFiniteDifferences() {
         for lambda in [-1.5, 0, 0.5, 2, 2.5] {
             for v in [-2.0, -0.3, 0, 0.4, 3] {

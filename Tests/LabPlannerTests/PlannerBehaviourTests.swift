@@ -166,4 +166,30 @@ import Testing
         _ = try Self.run(&untransformed, budget: 8, f)
         #expect(try untransformed.propose(1)[0].chosenBy == "planner (GP, log expected improvement)")
     }
+
+    /// `auto` models noisy results as measured, and says so, once there are enough of them to tell;
+    /// noise-free results of the same function keep the power transform, and so does an explicit
+    /// `power` on the noisy ones.
+    @Test func noisyResultsAreModelledAsMeasuredAndTheRecordSaysWhy() throws {
+        let space = PlannerSpace([.real(name: "x", lower: 0, upper: 1, logScale: false),
+                                  .real(name: "y", lower: 0, upper: 1, logScale: false)])
+        let smooth = { (v: [String: Double]) in -pow(v["x"]! - 0.3, 2) - pow(v["y"]! - 0.6, 2) }
+        func lastChoice(_ transform: OutputTransform, noiseSD: Double) throws -> String {
+            var options = Self.options(initial: 6)
+            options.outputTransform = transform
+            var planner = Planner(space: space, options: options, seed: 5)
+            var noise = SplitMix64(seed: 11)
+            _ = try Self.run(&planner, budget: Planner.resultsBeforeNoiseCheck + 2) { v in
+                // Normal noise by Box–Muller, from a seeded generator: the same on every run.
+                let u = Double.random(in: Double.ulpOfOne..<1, using: &noise), w = Double.random(in: 0..<1, using: &noise)
+                return Outcome(smooth(v) + noiseSD * (-2 * log(u)).squareRoot() * cos(2 * Double.pi * w))
+            }
+            return try planner.propose(1)[0].chosenBy
+        }
+        // Noise of SD 0.03 on results spread over about 0.2.
+        let noisy = try lastChoice(.auto, noiseSD: 0.03)
+        #expect(noisy.contains("results as measured: noisy, noise "), "\(noisy)")
+        #expect(try lastChoice(.auto, noiseSD: 0).contains("results power "))
+        #expect(try lastChoice(.power, noiseSD: 0.03).contains("results power "))
+    }
 }

@@ -95,7 +95,7 @@ import Testing
         } catch {
             let text = String(describing: error)
             #expect(text.contains("cube_root.yaml:8:14") && text.contains("unknown transform 'cube_root'"), "\(text)")
-            #expect(text.contains("none, log, power"), "\(text)")
+            #expect(text.contains("auto, none, log, power"), "\(text)")
         }
     }
 
