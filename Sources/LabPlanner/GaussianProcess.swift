@@ -96,6 +96,13 @@ public struct GaussianProcess: Sendable {
         return (mean + scale * p.mean, scale * scale * p.variance)
     }
 
+    /// Posterior mean at x, in the units of the outputs, without the variance's O(n²) cost.
+    func predictMean(_ x: [Double]) -> Double {
+        var mu = constant
+        for i in inputs.indices { mu += hyperparameters.signalVariance * Self.matern(x, inputs[i], hyperparameters.lengthScales).value * alpha[i] }
+        return mean + scale * mu
+    }
+
     /// Mean and variance in standardised units, with their gradients in x when asked.
     func predictStandardised(_ x: [Double], gradient: Bool) -> (mean: Double, variance: Double, dMean: [Double], dVariance: [Double]) {
         let n = inputs.count, d = x.count

@@ -69,8 +69,12 @@ public struct Planner: Sendable, Codable {
     /// Proposals handed out and not yet observed; the next proposals keep away from them.
     public private(set) var pending: [[Double]] = []
     private var proposals = 0
+    /// The last fit's hyperparameters and how many results it saw, to start the next fit from (and,
+    /// with many results, to reuse); for results modelled as measured because they look noisy, their own.
     private var lastFit: GaussianProcess.Hyperparameters?
     private var lastFitCount = 0
+    private var lastMeasuredFit: GaussianProcess.Hyperparameters?
+    private var lastMeasuredFitCount: Int?
 
     public init(space: PlannerSpace, options: Options = Options(), seed: UInt64) {
         self.space = space
@@ -147,12 +151,12 @@ public struct Planner: Sendable, Codable {
             probabilities.append(classifier)
         }
         let weights = rng  // the same ParEGO weights whichever transform is fitted
-        var (notes, scalar, model) = try fitted(successes, failed: failed, options.outputTransform, remember: true, using: &rng)
+        var (notes, scalar, model) = try fitted(successes, failed: failed, options.outputTransform, asMeasured: false, using: &rng)
         let noisy = options.outputTransform == .auto && looksNoisy(model, results: successes.count)
         if noisy {
             let noise = model.hyperparameters.noise
             rng = weights
-            (_, scalar, model) = try fitted(successes, failed: failed, .none, remember: false, using: &rng)
+            (_, scalar, model) = try fitted(successes, failed: failed, .none, asMeasured: true, using: &rng)
             notes = ["as measured: noisy, noise \((100 * noise).formatted(.number.precision(.significantDigits(2)))) % of their variance"]
         }
         let slackCounts = successes[0].outcome!.constraintSlacks.count
@@ -165,7 +169,7 @@ public struct Planner: Sendable, Codable {
         var believed = model
         if !pending.isEmpty {
             let xs = model.inputs + pending
-            let ys = model.outputs + pending.map { model.predict($0).mean }
+            let ys = model.outputs + pending.map { model.predictMean($0) }
             believed = GaussianProcess(inputs: xs, outputs: ys, hyperparameters: model.hyperparameters,
                                        noise: model.noiseModel.forCount(xs.count)) ?? model
         }
@@ -173,7 +177,7 @@ public struct Planner: Sendable, Codable {
         // best posterior mean at them: the best result is also the luckiest); with none yet, the
         // acquisition only seeks where they are met.
         let meeting = zip(successes, scalar).filter { $0.0.outcome!.meetsConstraints }
-        let best = noisy ? meeting.map { model.predict($0.0.x).mean }.max() : meeting.map(\.1).max()
+        let best = noisy ? meeting.map { model.predictMean($0.0.x) }.max() : meeting.map(\.1).max()
         let optimizer = AcquisitionOptimizer(model: believed, acquisition: options.acquisition, probabilities: probabilities,
                                              best: best, space: space,
                                              avoid: observations.map(\.x), pending: pending, rawSamples: options.rawSamples,
@@ -187,7 +191,7 @@ public struct Planner: Sendable, Codable {
     /// The results' objectives, each transformed over all results, scalarised (ParEGO), and the model
     /// fitted to them, with what each transform did. A known noise follows the first objective's
     /// slope (held finite: a steep slope, as the log's near zero, must not overflow it).
-    private mutating func fitted(_ successes: [Observation], failed: [Observation], _ transform: OutputTransform, remember: Bool,
+    private mutating func fitted(_ successes: [Observation], failed: [Observation], _ transform: OutputTransform, asMeasured: Bool,
                                  using rng: inout SplitMix64) throws -> (notes: [String?], scalar: [Double], model: GaussianProcess) {
         let objectives = successes[0].outcome!.objectives.count
         let columns = try (0..<objectives).map { i in try transform.apply(successes.map { $0.outcome!.objectives[i] }) }
@@ -199,7 +203,7 @@ public struct Planner: Sendable, Codable {
         if options.failures == .worst, let worst = scalar.min() {
             training += failed.map { (x: $0.x, y: worst, noise: nil) }
         }
-        guard let model = fitObjective(training, remember: remember) else {
+        guard let model = fitObjective(training, asMeasured: asMeasured) else {
             throw LabError(.planner, "the Gaussian process could not be fitted to \(training.count) results")
         }
         return (columns.map(\.note), scalar, model)
@@ -243,9 +247,10 @@ public struct Planner: Sendable, Codable {
         }
     }
 
-    /// The model of the training results. With `remember`, its hyperparameters are kept for the
-    /// next fit to start from (and, with many results, to reuse).
-    private mutating func fitObjective(_ training: [(x: [Double], y: Double, noise: Double?)], remember: Bool) -> GaussianProcess? {
+    /// The model of the training results (`asMeasured`: noisy results, modelled as measured, whose
+    /// fits are remembered apart from the transformed results').
+    private mutating func fitObjective(_ training: [(x: [Double], y: Double, noise: Double?)], asMeasured: Bool) -> GaussianProcess? {
+        let (previous, previousCount) = asMeasured ? (lastMeasuredFit, lastMeasuredFitCount ?? 0) : (lastFit, lastFitCount)
         let xs = training.map(\.x), ys = training.map(\.y)
         let noise: GaussianProcess.NoiseModel = switch options.noise {
         case .noiseFree: .noiseFree
@@ -263,16 +268,17 @@ public struct Planner: Sendable, Codable {
         let (keptX, keptY, keptNoise) = (kept.map { xs[$0] }, kept.map { ys[$0] }, noise.subset(kept))
         // Refit the hyperparameters while data are few; with many, only when they grew by a tenth
         // (conditioning on the new data is still exact).
-        if remember, let lastFit, xs.count > Self.maximumFittingPoints, Double(xs.count) < 1.1 * Double(lastFitCount),
-           let gp = GaussianProcess(inputs: keptX, outputs: keptY, hyperparameters: lastFit, noise: keptNoise) {
+        if let previous, xs.count > Self.maximumFittingPoints, Double(xs.count) < 1.1 * Double(previousCount),
+           let gp = GaussianProcess(inputs: keptX, outputs: keptY, hyperparameters: previous, noise: keptNoise) {
             return gp
         }
         // Each step of the fit costs O(n³): with many data, fit to a subset (the best results, where
         // the model matters most, and an even spread of the rest), then condition on everything kept.
         let subset = Self.fittingSubset(ys, size: Self.maximumFittingPoints)
         guard let fitted = GaussianProcess(inputs: subset.map { xs[$0] }, outputs: subset.map { ys[$0] },
-                                           noise: noise.subset(subset), warmStart: lastFit) else { return nil }
-        if remember { (lastFit, lastFitCount) = (fitted.hyperparameters, xs.count) }
+                                           noise: noise.subset(subset), warmStart: previous) else { return nil }
+        if asMeasured { (lastMeasuredFit, lastMeasuredFitCount) = (fitted.hyperparameters, xs.count) }
+        else { (lastFit, lastFitCount) = (fitted.hyperparameters, xs.count) }
         return subset.count == xs.count ? fitted
             : GaussianProcess(inputs: keptX, outputs: keptY, hyperparameters: fitted.hyperparameters, noise: keptNoise)
     }

@@ -286,24 +286,32 @@ struct Bench: AsyncParsableCommand {
         for (observations, dimensions) in [(20, 2), (60, 6), (500, 6), (2_000, 6), (5_000, 6)] {
             try await plannerLatency(observations: observations, dimensions: dimensions)
         }
+        // Noisy results are modelled a second time, as measured.
+        try await plannerLatency(observations: 5_000, dimensions: 6, noiseSD: 0.05)
     }
 
-    func plannerLatency(observations: Int, dimensions: Int) async throws {
+    func plannerLatency(observations: Int, dimensions: Int, noiseSD: Double = 0) async throws {
         let space = PlannerSpace((0..<dimensions).map { .real(name: "x\($0)", lower: 0, upper: 1, logScale: false) })
         var options = Planner.Options()
         options.initialPoints = observations
         let optimizer = BayesianOptimizer(space: space, options: options, seed: 1)
+        var rng = SplitMix64(seed: 2)
         for _ in 0..<observations {
             let s = try await optimizer.suggest()
-            try await optimizer.observe(s.values, outcome: Outcome(s.values.values.reduce(0) { $0 - ($1 - 0.3) * ($1 - 0.3) }))
+            let noise = noiseSD * (-2 * log(Double.random(in: Double.ulpOfOne..<1, using: &rng))).squareRoot()
+                * cos(2 * Double.pi * Double.random(in: 0..<1, using: &rng))
+            try await optimizer.observe(s.values, outcome: Outcome(s.values.values.reduce(noise) { $0 - ($1 - 0.3) * ($1 - 0.3) }))
         }
         var samples: [Double] = []
         for _ in 0..<5 {
+            var chosenBy = ""
             samples.append(try await seconds {
                 let s = try await optimizer.suggest()
+                chosenBy = s.chosenBy
                 try await optimizer.observe(s.values, outcome: Outcome(0))
             })
+            if noiseSD > 0, !chosenBy.contains("noisy") { throw LabError(.planner, "the noisy results were not modelled as such: \(chosenBy)") }
         }
-        row("Planner proposal, \(observations) observations in \(dimensions) dimensions", samples, "ms", scale: 1e3)
+        row("Planner proposal, \(observations) \(noiseSD > 0 ? "noisy " : "")observations in \(dimensions) dimensions", samples, "ms", scale: 1e3)
     }
 }

@@ -50,6 +50,15 @@ import Testing
         Self.expectClose(p.dVariance, Self.finiteDifference({ gp.predictStandardised($0, gradient: false).variance }, at: x), "∂variance/∂x")
     }
 
+    /// The cheap mean (no variance) used for the incumbent of noisy results is the full prediction's.
+    @Test func theMeanAloneIsTheFullPredictionsMean() throws {
+        let (xs, ys) = Self.data(n: 15, d: 4, seed: 9)
+        let gp = try #require(GaussianProcess(inputs: xs, outputs: ys.map { 40 + 7 * $0 }))
+        for x in [[0.31, 0.62, 0.45, 0.17], xs[3], [0, 1, 0.5, 0.99]] {
+            #expect(abs(gp.predictMean(x) - gp.predict(x).mean) < 1e-9 * max(1, abs(gp.predict(x).mean)), "\(x)")
+        }
+    }
+
     @Test(arguments: [-40.0, -8, -1.5, -0.5, 0.3, 3])
     func logExpectedImprovementAndItsDerivativesMatchFiniteDifferences(z: Double) {
         let sigma = 0.7, best = 1.0, mean = best + z * sigma
