@@ -180,6 +180,7 @@ public final class LabDatabase: Sendable {
         registerProvenance(&migrator)
         ArrayTable.register(&migrator)
         MeasurementTable.register(&migrator)
+        QueueTable.registerMissingBudget(&migrator)
         return migrator
     }
 

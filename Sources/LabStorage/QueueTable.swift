@@ -51,6 +51,16 @@ enum QueueTable {
 
     /// A run can be paused: its entry's state says so. SQLite cannot change a CHECK constraint, so
     /// the table is rebuilt with the new list of states.
+    /// `budget` was added to v4 after v4 had created databases (2026-11-30): those lack it, and
+    /// every campaign start failed on them. Migrations are append-only from here on.
+    static func registerMissingBudget(_ migrator: inout DatabaseMigrator) {
+        migrator.registerMigration("v13: the campaign budget, where v4 did not add it") { db in
+            if try !db.columns(in: "campaign").contains(where: { $0.name == "budget" }) {
+                try db.execute(sql: "ALTER TABLE campaign ADD COLUMN budget INTEGER")
+            }
+        }
+    }
+
     static func registerPausedState(_ migrator: inout DatabaseMigrator) {
         migrator.registerMigration("v6: paused runs") { db in
             let columns = try db.columns(in: "queue_entry").map(\.name).joined(separator: ", ")
