@@ -152,12 +152,15 @@ public struct Planner: Sendable, Codable {
         }
         let weights = rng  // the same ParEGO weights whichever transform is fitted
         var (notes, scalar, model) = try fitted(successes, failed: failed, options.outputTransform, asMeasured: false, using: &rng)
-        let noisy = options.outputTransform == .auto && looksNoisy(model, results: successes.count)
-        if noisy {
-            let noise = model.hyperparameters.noise
-            rng = weights
-            (_, scalar, model) = try fitted(successes, failed: failed, .none, asMeasured: true, using: &rng)
-            notes = ["as measured: noisy, noise \((100 * noise).formatted(.number.precision(.significantDigits(2)))) % of their variance"]
+        // Results that look noisy are modelled again, as measured (should that fit fail, the bent
+        // model serves).
+        var noisy = false
+        if options.outputTransform == .auto, looksNoisy(model, results: successes.count) {
+            var measuredWeights = weights
+            if let measured = try? fitted(successes, failed: failed, .none, asMeasured: true, using: &measuredWeights) {
+                notes = ["as measured: noisy, noise \((100 * model.hyperparameters.noise).formatted(.number.precision(.significantDigits(2)))) % of their variance"]
+                (noisy, scalar, model, rng) = (true, measured.scalar, measured.model, measuredWeights)
+            }
         }
         let slackCounts = successes[0].outcome!.constraintSlacks.count
         for j in 0..<slackCounts {
