@@ -148,10 +148,16 @@ public struct GaussianProcess: Sendable {
         return (m, zip(a, b).map { $0 - m * $1 })
     }
 
+    /// Mean and standard deviation; a deviation below 10⁻¹² of the results' size (equal results, up
+    /// to rounding) is taken as 1. Relative, not absolute: currents in amperes or amounts in moles
+    /// vary by 10⁻¹² and less, and are not all equal. Computed on the results scaled by their size,
+    /// so that squares of tiny results do not underflow.
     static func standardisation(_ y: [Double]) -> (Double, Double) {
         let mean = y.reduce(0, +) / Double(y.count)
-        let variance = y.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(max(y.count - 1, 1))
-        return (mean, variance > 1e-18 ? variance.squareRoot() : 1)
+        let size = y.reduce(0) { max($0, abs($1)) }
+        guard size > 0 else { return (mean, 1) }
+        let relative = (y.reduce(0) { $0 + pow(($1 - mean) / size, 2) } / Double(max(y.count - 1, 1))).squareRoot()
+        return (mean, relative > 1e-12 ? relative * size : 1)
     }
 
     /// Matérn-5/2 correlation between two points.

@@ -243,8 +243,9 @@ public struct Planner: Sendable, Codable {
         let highs = (0..<count).map { i in objectives.map { $0[i] }.max()! }
         return objectives.map { (o: [Double]) -> Double in
             let scaled: [Double] = (0..<count).map { (i: Int) -> Double in
-                let range = max(highs[i] - lows[i], 1e-12)
-                return weights[i] * (o[i] - lows[i]) / range
+                // Relative, whatever the objective's units: equal results all scale to 0.
+                let range = highs[i] - lows[i]
+                return range > 0 ? weights[i] * (o[i] - lows[i]) / range : 0
             }
             return scaled.min()! + 0.05 * scaled.reduce(0, +)
         }

@@ -44,8 +44,12 @@ public struct PlannerSession {
                 throw PlannerRequest.error("init needs bounds: [[low, high], ...], one pair per input, at most \(Limits.dimensions)")
             }
             for (i, pair) in bounds.enumerated() {
-                guard pair.count == 2, pair[0] < pair[1], (pair[1] - pair[0]).isFinite else {
+                guard pair.count == 2, pair[0] < pair[1] else {
                     throw PlannerRequest.error("bounds[\(i)] must be a pair [low, high] with low < high; got \(pair)")
+                }
+                guard (pair[1] - pair[0]).isFinite else {
+                    throw PlannerRequest.error("bounds[\(i)] spans more than the largest number (\(Double.greatestFiniteMagnitude)): "
+                                               + "send a narrower range, or the input in larger units; got \(pair)")
                 }
             }
             if let dim = try request.integer("dim", in: 1...Limits.dimensions), dim != bounds.count {
@@ -97,12 +101,19 @@ public struct PlannerSession {
             // The log needs a result above zero, and not so near zero that its slope overflows.
             if let y, options.outputTransform == .log, !(1 / Planner.largestResult...Planner.largestResult).contains(y) {
                 throw PlannerRequest.error("y is \(y), and transform log takes results from \(1 / Planner.largestResult) to \(Planner.largestResult): "
-                                           + "send a result above zero, or init with transform power, which takes any values")
+                                           + "send a result above zero, or init with transform auto (the default), which takes any values")
             }
             let noise = try request.number("noise", largest: .greatestFiniteMagnitude)
             let largestNoise = Planner.largestResult * Planner.largestResult
             if let noise, !(0...largestNoise).contains(noise) {
                 throw PlannerRequest.error("noise is \(noise): send the variance of y, a number from 0 to \(largestNoise)")
+            }
+            // A noise the model would ignore, or a missing one it would guess, is a client's mistake.
+            if noise != nil, options.noise != .known {
+                throw PlannerRequest.error("noise is taken only after init with noise known: send y alone, or init with \"noise\": \"known\"")
+            }
+            if noise == nil, y != nil, options.noise == .known {
+                throw PlannerRequest.error("init said noise known, so tell needs noise: the variance of y (0 if it is exact)")
             }
             let outcome = y.map { Outcome(objectives: [minimize ? -$0 : $0], noiseVariance: noise) }
             planner.observe(Dictionary(uniqueKeysWithValues: x.enumerated().map { ("x\($0.offset)", $0.element) }), outcome: outcome)

@@ -11,19 +11,19 @@ struct PlannerCommand: ParsableCommand {
     @Flag(help: "Read requests from standard input and answer on standard output (the only mode so far).")
     var stdio = false
 
-    @Option(help: "Noise model when init does not give one: inferred or noise-free.")
+    @Option(help: "Noise model when init does not give one: inferred, noise-free or known (each tell gives the variance of y).")
     var noise = "inferred"
 
     @Option(help: "Initial design: sobol, latin-hypercube or random.")
     var initialDesign = "latin-hypercube"
 
-    @Option(help: "Output transform when init does not give one: auto (power, or none once the results look noisy), power (learnt from the results), none or log.")
+    @Option(help: "Output transform when init does not give one: auto (power, or none with the best predicted value to beat once the results look noisy), power (learnt from the results), none or log.")
     var transform = "auto"
 
     func validate() throws {
         guard Planner.InitialDesign(jsonName: initialDesign) != nil else { throw ValidationError("--initial-design is sobol, latin-hypercube or random") }
         guard stdio else { throw ValidationError("pass --stdio") }
-        guard Planner.Noise(jsonName: noise) != nil else { throw ValidationError("--noise is inferred or noise-free") }
+        guard Planner.Noise(jsonName: noise) != nil else { throw ValidationError("--noise is inferred, noise-free or known") }
         guard OutputTransform(rawValue: transform) != nil else { throw ValidationError("--transform is auto, power, none or log") }
     }
 

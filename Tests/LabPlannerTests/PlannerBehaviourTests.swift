@@ -192,4 +192,23 @@ import Testing
         #expect(try lastChoice(.auto, noiseSD: 0).contains("results power "))
         #expect(try lastChoice(.power, noiseSD: 0.03).contains("results power "))
     }
+
+    /// Results of any size are modelled alike: a current in amperes (10⁻¹² and below) is not taken
+    /// for a set of equal results. The same campaign in units 10¹² times larger proposes the same points.
+    @Test func tinyResultsAreModelledAsTheSameResultsInLargerUnits() throws {
+        let space = PlannerSpace([.real(name: "x", lower: 0, upper: 1, logScale: false),
+                                  .real(name: "y", lower: 0, upper: 1, logScale: false)])
+        func proposals(unit: Double) throws -> [[String: Double]] {
+            var planner = Planner(space: space, options: Self.options(initial: 5), seed: 4)
+            return try Self.run(&planner, budget: 12) { v in
+                Outcome(unit * (2 - pow(v["x"]! - 0.3, 2) - pow(v["y"]! - 0.6, 2)))
+            }
+        }
+        let tiny = try proposals(unit: 1e-14), plain = try proposals(unit: 1)
+        for (a, b) in zip(tiny, plain) {
+            #expect(abs(a["x"]! - b["x"]!) < 1e-3 && abs(a["y"]! - b["y"]!) < 1e-3, "\(a) against \(b)")
+        }
+        // And they home in: the last is near the optimum, not in a corner.
+        #expect(abs(tiny.last!["x"]! - 0.3) < 0.1 && abs(tiny.last!["y"]! - 0.6) < 0.1, "\(tiny.last!)")
+    }
 }

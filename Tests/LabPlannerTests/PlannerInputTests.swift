@@ -26,7 +26,7 @@ import Testing
 
     /// Requires an error reply that says each of `words`, then that the session still proposes
     /// points within the bounds and learns from them.
-    static func expectRefusal(_ line: String, saying words: [String], in session: inout PlannerSession,
+    static func expectRefusal(_ line: String, saying words: [String], in session: inout PlannerSession, knownNoise: Bool = false,
                               sourceLocation: Testing.SourceLocation = #_sourceLocation) throws {
         let answer = try reply(&session, line)
         let message = try #require(answer["error"] as? String, "\(line) got \(answer)", sourceLocation: sourceLocation)
@@ -35,7 +35,7 @@ import Testing
             let asked = try reply(&session, #"{"op":"ask"}"#)
             let x = try #require(asked["x"] as? [Double], "ask after \(line) got \(asked)", sourceLocation: sourceLocation)
             #expect(x.count == 2 && (-5...10).contains(x[0]) && (0...15).contains(x[1]), sourceLocation: sourceLocation)
-            let told = try reply(&session, #"{"op":"tell","x":[\#(x[0]),\#(x[1])],"y":\#(x[0] * x[0] + x[1])}"#)
+            let told = try reply(&session, #"{"op":"tell","x":[\#(x[0]),\#(x[1])],"y":\#(x[0] * x[0] + x[1])\#(knownNoise ? #","noise":0.01"# : "")}"#)
             #expect(told["ok"] as? Bool == true, "tell after \(line) got \(told)", sourceLocation: sourceLocation)
         }
     }
@@ -125,7 +125,7 @@ import Testing
         for (x, y) in [([1.0, 2.0], 30.5), ([7.5, 12.0], 80.25)] {
             #expect(try Self.reply(&session, #"{"op":"tell","x":\#(x),"y":\#(y)}"#)["ok"] as? Bool == true)
         }
-        try Self.expectRefusal(#"{"op":"tell","x":[1,1],"y":0}"#, saying: ["y is 0.0, and transform log takes results from 1e-100", "transform power"], in: &session)
+        try Self.expectRefusal(#"{"op":"tell","x":[1,1],"y":0}"#, saying: ["y is 0.0, and transform log takes results from 1e-100", "transform auto"], in: &session)
         try Self.expectRefusal(#"{"op":"tell","x":[1,1],"y":-2}"#, saying: ["transform log"], in: &session)
         try Self.expectRefusal(#"{"op":"tell","x":[1,1],"y":1e-300}"#, saying: ["transform log"], in: &session)
     }
@@ -135,7 +135,7 @@ import Testing
         #expect(try Self.reply(&session, #"{"op":"init","bounds":[[-5,10],[0,15]],"n_init":2,"transform":"log","noise":"known"}"#)["ok"] as? Bool == true)
         #expect(try Self.reply(&session, #"{"op":"tell","x":[1,2],"y":1e-100,"noise":1e200}"#)["ok"] as? Bool == true)
         #expect(try Self.reply(&session, #"{"op":"tell","x":[4,9],"y":5,"noise":0.1}"#)["ok"] as? Bool == true)
-        try Self.expectRefusal("", saying: ["empty line"], in: &session)
+        try Self.expectRefusal("", saying: ["empty line"], in: &session, knownNoise: true)
     }
 
     @Test func askingWithoutTellingStopsAtTheLimitOfPendingPoints() throws {
@@ -162,12 +162,23 @@ import Testing
         try Self.expectRefusal(#"{"op":"tell","x":[1,1],"y":3,"noise":"small"}"#, saying: ["noise must be a number"], in: &session)
     }
 
+    /// A noise the model would ignore (noise not known) or have to guess (known, but not sent) is refused.
+    @Test func aNoiseIsSentExactlyWhenInitSaidItIsKnown() throws {
+        var session = try Self.session()
+        try Self.expectRefusal(#"{"op":"tell","x":[1,1],"y":3,"noise":0.1}"#, saying: ["noise is taken only after init with noise known"], in: &session)
+        #expect(try Self.reply(&session, #"{"op":"init","bounds":[[-5,10],[0,15]],"noise":"known"}"#)["ok"] as? Bool == true)
+        try Self.expectRefusal(#"{"op":"tell","x":[1,1],"y":3}"#, saying: ["init said noise known, so tell needs noise"], in: &session, knownNoise: true)
+        // A failed run has no result, so no noise either.
+        #expect(try Self.reply(&session, #"{"op":"tell","x":[1,1],"y":null}"#)["ok"] as? Bool == true)
+        #expect(try Self.reply(&session, #"{"op":"tell","x":[2,1],"y":3,"noise":0.1}"#)["ok"] as? Bool == true)
+    }
+
     @Test func aKnownNoiseAtItsLimitLeavesTheSessionUsable() throws {
         var session = PlannerSession()
         #expect(try Self.reply(&session, #"{"op":"init","bounds":[[-5,10],[0,15]],"n_init":2,"noise":"known"}"#)["ok"] as? Bool == true)
         #expect(try Self.reply(&session, #"{"op":"tell","x":[1,2],"y":3,"noise":1e200}"#)["ok"] as? Bool == true)
         #expect(try Self.reply(&session, #"{"op":"tell","x":[4,9],"y":5,"noise":0}"#)["ok"] as? Bool == true)
-        try Self.expectRefusal(#"{"op":"tell","x":[1,1],"y":3,"noise":1e201}"#, saying: ["noise is"], in: &session)
+        try Self.expectRefusal(#"{"op":"tell","x":[1,1],"y":3,"noise":1e201}"#, saying: ["noise is"], in: &session, knownNoise: true)
     }
 
     @Test func aSeedOutOfRangeIsRefused() throws {
@@ -193,7 +204,7 @@ import Testing
         try Self.expectRefusal(#"{"op":"init","bounds":[[0,1]],"minimize":"yes"}"#, saying: ["minimize must be true or false"], in: &session)
         try Self.expectRefusal(#"{"op":"init","bounds":[[0,1]],"noise":"loud"}"#, saying: ["noise must be inferred, noise-free or known"], in: &session)
         try Self.expectRefusal(#"{"op":"init","bounds":[[0,1]],"dim":1.5}"#, saying: ["dim must be a whole number"], in: &session)
-        try Self.expectRefusal(#"{"op":"init","bounds":[[-1e308,1e308]]}"#, saying: ["bounds[0]"], in: &session)
+        try Self.expectRefusal(#"{"op":"init","bounds":[[-1e308,1e308]]}"#, saying: ["bounds[0] spans more than the largest number", "narrower range"], in: &session)
         try Self.expectRefusal(#"{"op":"fly"}"#, saying: [#"unknown op "fly""#, "init, ask, tell or done"], in: &session)
         try Self.expectRefusal("[1,2]", saying: ["a request is a JSON object"], in: &session)
         try Self.expectRefusal("null", saying: ["a request is a JSON object"], in: &session)
