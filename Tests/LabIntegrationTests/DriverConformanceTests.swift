@@ -317,15 +317,17 @@ import Testing
     }
 
     @Test func ctrlCEndsTheChecksCommandsTheSafeStateAndExits130() async throws {
-        // The second request (the first read after the probe) is answered 2 s late, inside the 5 s timeout.
-        let device = try MisbehavingModbusDevice(faults: [2: .late(seconds: 2)])
+        // The second request (the first read after the probe) is answered 8 s late, inside the 10 s
+        // timeout: long enough that, on a machine busy with the rest of the suite, the Ctrl-C is
+        // handled before the checks could end on their own (with 2 s, once in a clean-clone run, it was not).
+        let device = try MisbehavingModbusDevice(faults: [2: .late(seconds: 8)])
         defer { device.stop() }
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("slow-\(UUID().uuidString).yaml")
         try """
             driver: slow-reactor
             vendor: test
             transport: modbus
-            timeout: 5 s
+            timeout: 10 s
             channels:
               setpoint:    { holding: 100, type: uint16, unit: degC, access: rw, limits: [0, 2000] }
               temperature: { input: 0, type: uint16, unit: degC }
