@@ -38,7 +38,7 @@ public enum OutputTransform: String, Sendable, Codable, CaseIterable {
             let sign: Double = values.allSatisfy { $0 > 0 } ? 1 : values.allSatisfy { $0 < 0 } ? -1 : 0
             guard sign != 0 else {
                 throw LabError(.planner, "the log transform needs every result above zero, and one is zero or below: "
-                               + "use transform: power, which takes any values")
+                               + "use transform: auto (the default), which takes any values")
             }
             return (values.map { sign * Foundation.log(sign * $0) }, values.map { 1 / abs($0) }, "log")
         case .power, .auto:
