@@ -298,9 +298,7 @@ struct Bench: AsyncParsableCommand {
         var rng = SplitMix64(seed: 2)
         for _ in 0..<observations {
             let s = try await optimizer.suggest()
-            let noise = noiseSD * (-2 * log(Double.random(in: Double.ulpOfOne..<1, using: &rng))).squareRoot()
-                * cos(2 * Double.pi * Double.random(in: 0..<1, using: &rng))
-            try await optimizer.observe(s.values, outcome: Outcome(s.values.values.reduce(noise) { $0 - ($1 - 0.3) * ($1 - 0.3) }))
+            try await optimizer.observe(s.values, outcome: Outcome(s.values.values.reduce(noiseSD * rng.nextGaussian()) { $0 - ($1 - 0.3) * ($1 - 0.3) }))
         }
         var samples: [Double] = []
         for _ in 0..<5 {
