@@ -11,12 +11,14 @@ struct ProbabilityModel {
 
     init?(classifying observations: [Planner.Observation]) {
         guard let gp = GaussianProcess(inputs: observations.map(\.x), outputs: observations.map { $0.outcome == nil ? -1 : 1 },
-                                       noise: .inferred, maxIterations: 60, centred: false) else { return nil }
+                                       noise: .inferred, maxIterations: 60, centred: false,
+                                       noiseFloor: GaussianProcess.coarseNoise) else { return nil }
         (self.gp, offset) = (gp, 1)
     }
 
     init?(constraint inputs: [[Double]], slacks: [Double]) {
-        guard let gp = GaussianProcess(inputs: inputs, outputs: slacks, noise: .inferred, maxIterations: 60) else { return nil }
+        guard let gp = GaussianProcess(inputs: inputs, outputs: slacks, noise: .inferred, maxIterations: 60,
+                                       noiseFloor: GaussianProcess.coarseNoise) else { return nil }
         (self.gp, offset) = (gp, 0)
     }
 
@@ -70,6 +72,8 @@ struct AcquisitionOptimizer {
     var pending: [[Double]] = []
     let rawSamples: Int
     let restarts: Int
+    /// Where the proposal must lie, if anywhere in particular.
+    var region: TrustRegion?
 
     /// log EI (or UCB) + Σ log P, with its gradient when asked.
     func value(_ x: [Double], gradient: Bool = false) -> (Double, [Double]) {
@@ -117,7 +121,7 @@ struct AcquisitionOptimizer {
         var candidates: [[Double]] = (0..<samples).map { _ in
             var x = sobol.next()
             while x.count < width { x.append(Double.random(in: 0..<1, using: &rng)) }
-            return x
+            return region?.scale(x) ?? x
         }
         // Around the best results: Gaussian steps scaled by each input's length scale.
         let ranked = zip(model.inputs, model.standardised).sorted { $0.1 > $1.1 }.prefix(5).map(\.0)
@@ -125,9 +129,8 @@ struct AcquisitionOptimizer {
         for (rank, centre) in ranked.enumerated() {
             for k in 0..<(rank == 0 ? 200 : 60) {
                 let spread = k % 2 == 0 ? 0.1 : 0.02
-                candidates.append(centre.indices.map { j in
-                    min(max(centre[j] + spread * min(lengthScales[j], 2) * Self.gaussian(&rng), 0), 1)
-                })
+                let step = centre.indices.map { j in min(max(centre[j] + spread * min(lengthScales[j], 2) * Self.gaussian(&rng), 0), 1) }
+                candidates.append(region?.clamp(step) ?? step)
             }
         }
         let runnable = candidates.compactMap { x -> [Double]? in
@@ -145,7 +148,7 @@ struct AcquisitionOptimizer {
         }
         let scored = usable.map { ($0, value($0).0) }.filter { $0.1.isFinite }
         guard var best = scored.max(by: { $0.1 < $1.1 }) else { return nil }
-        let lower = [Double](repeating: 0, count: width), upper = [Double](repeating: 1, count: width)
+        let lower = region?.lower ?? [Double](repeating: 0, count: width), upper = region?.upper ?? [Double](repeating: 1, count: width)
         for start in [best.0] + Self.roulette(scored, count: restarts - 1, excluding: best.0, using: &rng) {
             let refined = BoxLBFGS.minimize({ x in
                 let (v, g) = self.value(x, gradient: true)

@@ -43,18 +43,24 @@ public struct GaussianProcess: Sendable {
     let alpha: [Double]
     let noiseDiagonal: [Double]
 
-    /// The smallest noise variance (standardised) any model keeps, for numerical stability.
-    static let minimumNoise = 1e-6
+    /// The smallest noise variance (standardised) a model of the objective keeps, for numerical
+    /// stability: small enough that noise-free results are interpolated to about 10⁻⁴ of their
+    /// spread, where the last digits of a campaign are won (decision 18).
+    public static let minimumNoise = 1e-8
+    /// The floor of the models of outcome constraints and of failures, which at 10⁻⁸ misjudged
+    /// where a linear constraint holds (decision 18).
+    public static let coarseNoise = 1e-6
 
     /// Fits the hyperparameters (starting also from `warmStart`, if given), then conditions on the data.
     /// With `centred` false the outputs are used as they are (prior mean 0, scale 1), as a classifier
     /// of ±1 labels needs: far from every observation it should say 0, not the labels' average.
     public init?(inputs: [[Double]], outputs: [Double], noise: NoiseModel = .inferred, warmStart: Hyperparameters? = nil,
-                 maxIterations: Int = 200, centred: Bool = true) {
+                 maxIterations: Int = 200, centred: Bool = true, noiseFloor: Double = minimumNoise) {
         guard let first = inputs.first, inputs.count == outputs.count else { return nil }
         let (mean, scale) = centred ? Self.standardisation(outputs) : (0, 1)
         let y = outputs.map { ($0 - mean) / scale }
-        let fit = Fit(inputs: inputs, y: y, noiseModel: noise, scale: scale, dimensions: first.count, estimatesMean: centred)
+        let fit = Fit(inputs: inputs, y: y, noiseModel: noise, scale: scale, dimensions: first.count, estimatesMean: centred,
+                      noiseFloor: noiseFloor)
         // From the last fit, which is usually near the new optimum, and from the prior's mode; with no
         // last fit, also from short length scales, in case the data are wiggly.
         let starts = warmStart.map { [fit.vector($0), fit.priorMode] }
@@ -66,15 +72,16 @@ public struct GaussianProcess: Sendable {
             if result.value < best?.value ?? .infinity { best = (result.x, result.value) }
         }
         guard let best else { return nil }
-        self.init(inputs: inputs, outputs: outputs, hyperparameters: fit.hyperparameters(best.theta), noise: noise, centred: centred)
+        self.init(inputs: inputs, outputs: outputs, hyperparameters: fit.hyperparameters(best.theta), noise: noise, centred: centred,
+                  noiseFloor: noiseFloor)
     }
 
     /// Conditions on the data with given hyperparameters.
     public init?(inputs: [[Double]], outputs: [Double], hyperparameters: Hyperparameters, noise: NoiseModel = .inferred,
-                 centred: Bool = true) {
+                 centred: Bool = true, noiseFloor: Double = minimumNoise) {
         let (mean, scale) = centred ? Self.standardisation(outputs) : (0, 1)
         let y = outputs.map { ($0 - mean) / scale }
-        let diagonal = Self.noiseDiagonal(noise, hyperparameters.noise, scale: scale, count: inputs.count)
+        let diagonal = Self.noiseDiagonal(noise, hyperparameters.noise, floor: noiseFloor, scale: scale, count: inputs.count)
         guard let factor = Cholesky(Self.covariance(inputs, hyperparameters, diagonal), n: inputs.count) else { return nil }
         self.inputs = inputs
         self.hyperparameters = hyperparameters
@@ -178,11 +185,11 @@ public struct GaussianProcess: Sendable {
         return ((1 + r + r * r / 3) * e, (5.0 / 3) * (1 + r) * e)
     }
 
-    static func noiseDiagonal(_ model: NoiseModel, _ noise: Double, scale: Double, count: Int) -> [Double] {
+    static func noiseDiagonal(_ model: NoiseModel, _ noise: Double, floor: Double, scale: Double, count: Int) -> [Double] {
         switch model {
-        case .noiseFree: Array(repeating: minimumNoise, count: count)
-        case .inferred: Array(repeating: max(noise, minimumNoise), count: count)
-        case .known(let variances): (0..<count).map { max(variances[$0] / (scale * scale) + noise, minimumNoise) }
+        case .noiseFree: Array(repeating: floor, count: count)
+        case .inferred: Array(repeating: max(noise, floor), count: count)
+        case .known(let variances): (0..<count).map { max(variances[$0] / (scale * scale) + noise, floor) }
         }
     }
 
@@ -211,6 +218,7 @@ struct Fit {
     /// Whether the constant prior mean is estimated (profiled out: at its estimate the likelihood's
     /// derivative in m is 0, so the gradient in θ keeps its form).
     var estimatesMean = true
+    var noiseFloor = GaussianProcess.minimumNoise
 
     /// Priors, as in Optuna's GP sampler: each inverse squared length scale λ = 1/ℓ² is kept near 1 by
     /// −0.1(λ + 1/λ); the signal variance follows Gamma(2, 1); the noise variance Gamma(1.1, 30), which
@@ -239,7 +247,7 @@ struct Fit {
     }
     var count: Int { dimensions + 1 + (infersNoise ? 1 : 0) }
     var lower: [Double] {
-        Array(repeating: log(1e-3), count: dimensions) + [log(0.05)] + (infersNoise ? [log(GaussianProcess.minimumNoise)] : [])
+        Array(repeating: log(1e-3), count: dimensions) + [log(0.05)] + (infersNoise ? [log(noiseFloor)] : [])
     }
     var upper: [Double] { Array(repeating: log(1e3), count: dimensions) + [log(20.0)] + (infersNoise ? [log(2.0)] : []) }
 
@@ -248,19 +256,19 @@ struct Fit {
     }
 
     func vector(_ h: GaussianProcess.Hyperparameters) -> [Double] {
-        h.lengthScales.map { log($0) } + [log(h.signalVariance)] + (infersNoise ? [log(max(h.noise, GaussianProcess.minimumNoise))] : [])
+        h.lengthScales.map { log($0) } + [log(h.signalVariance)] + (infersNoise ? [log(max(h.noise, noiseFloor))] : [])
     }
 
     func hyperparameters(_ theta: [Double]) -> GaussianProcess.Hyperparameters {
         GaussianProcess.Hyperparameters(lengthScales: theta.prefix(dimensions).map { exp($0) }, signalVariance: exp(theta[dimensions]),
-                                        noise: infersNoise ? exp(theta[dimensions + 1]) : GaussianProcess.minimumNoise)
+                                        noise: infersNoise ? exp(theta[dimensions + 1]) : noiseFloor)
     }
 
     /// −log p(θ | y) up to a constant, and its gradient: ½ tr((ααᵀ − K⁻¹) ∂K/∂θ) per component.
     func negativeLogPosterior(_ theta: [Double]) -> (value: Double, gradient: [Double])? {
         let h = hyperparameters(theta)
         let n = inputs.count, d = dimensions
-        let diagonal = GaussianProcess.noiseDiagonal(noiseModel, h.noise, scale: scale, count: n)
+        let diagonal = GaussianProcess.noiseDiagonal(noiseModel, h.noise, floor: noiseFloor, scale: scale, count: n)
         guard let factor = Cholesky(GaussianProcess.covariance(inputs, h, diagonal), n: n) else { return nil }
         let (constant, alpha) = GaussianProcess.weights(factor, y, estimatesMean: estimatesMean)
         var logPosterior = -0.5 * BoxLBFGS.dot(y.map { $0 - constant }, alpha) - 0.5 * factor.logDeterminant

@@ -180,15 +180,28 @@ public struct Planner: Sendable, Codable {
         // best posterior mean at them: the best result is also the luckiest); with none yet, the
         // acquisition only seeks where they are met.
         let meeting = zip(successes, scalar).filter { $0.0.outcome!.meetsConstraints }
-        let best = noisy ? meeting.map { model.predictMean($0.0.x) }.max() : meeting.map(\.1).max()
-        let optimizer = AcquisitionOptimizer(model: believed, acquisition: options.acquisition, probabilities: probabilities,
+        let values = noisy ? meeting.map { model.predictMean($0.0.x) } : meeting.map(\.1)
+        let top = values.indices.max { values[$0] < values[$1] }
+        let best = top.map { values[$0] }
+        // Every other proposal climbs: it stays in a trust region around the incumbent (decision 18).
+        let region = started % 2 == 0 ? top.flatMap {
+            TrustRegion(centre: meeting[$0].0.x, results: scalar, initial: options.initialPoints,
+                        lengthScales: model.hyperparameters.lengthScales)
+        } : nil
+        var optimizer = AcquisitionOptimizer(model: believed, acquisition: options.acquisition, probabilities: probabilities,
                                              best: best, space: space,
                                              avoid: observations.map(\.x), pending: pending, rawSamples: options.rawSamples,
-                                             restarts: options.restarts)
-        guard let x = optimizer.maximize(using: &rng) else { throw LabError(.planner, "no point satisfies the constraints") }
+                                             restarts: options.restarts, region: region)
+        var proposal = optimizer.maximize(using: &rng)
+        if proposal == nil, region != nil {  // nothing runnable in the region: anywhere will do
+            optimizer.region = nil
+            proposal = optimizer.maximize(using: &rng)
+        }
+        guard let x = proposal else { throw LabError(.planner, "no point satisfies the constraints") }
+        let climb = optimizer.region.map { ", within \($0.length.formatted(.number.precision(.significantDigits(1...2)))) of the best" } ?? ""
         let scalarised = successes[0].outcome!.objectives.count > 1 ? "ParEGO, " : ""
         let criterion = if case .upperConfidenceBound = options.acquisition { "upper confidence bound" } else { "log expected improvement" }
-        return (x, "planner (GP, \(scalarised)\(criterion)\(Self.modelled(notes)))")
+        return (x, "planner (GP, \(scalarised)\(criterion)\(climb)\(Self.modelled(notes)))")
     }
 
     /// The results' objectives, each transformed over all results, scalarised (ParEGO), and the model
