@@ -183,8 +183,9 @@ public struct Planner: Sendable, Codable {
         let values = noisy ? meeting.map { model.predictMean($0.0.x) } : meeting.map(\.1)
         let top = values.indices.max { values[$0] < values[$1] }
         let best = top.map { values[$0] }
-        // Every other proposal climbs: it stays in a trust region around the incumbent (decision 18).
-        let region = started % 2 == 0 ? top.flatMap {
+        // Once the first results have settled which basin to climb, every other proposal climbs: it
+        // stays in a trust region around the incumbent (decision 18).
+        let region = started % 2 == 0 && successes.count >= Self.resultsBeforeClimbing ? top.flatMap {
             TrustRegion(centre: meeting[$0].0.x, results: scalar, initial: options.initialPoints,
                         lengthScales: model.hyperparameters.lengthScales)
         } : nil
@@ -235,6 +236,9 @@ public struct Planner: Sendable, Codable {
     }
 
     static let resultsBeforeNoiseCheck = 15
+    /// Climbing from the start narrowed the search while the first results were still deciding the
+    /// basin: more Hartmann-6 campaigns ended in the second-best one (decision 18).
+    static let resultsBeforeClimbing = 15
     static let noisyResults = 2e-3
 
     /// How the results were transformed, for `chosenBy` ("…, results power 0.42": the Yeo–Johnson
