@@ -103,14 +103,25 @@ struct AcquisitionOptimizer {
         return (value, g)
     }
 
-    /// Whether x can be proposed: feasible, not on the failing side, not (nearly) a point already
-    /// run, and not crowding a pending one.
-    func admissible(_ x: [Double], strict: Bool = true) -> Bool {
-        space.isFeasible(unit: x) && !(strict && probabilities.contains { $0.rulesOut(x) })
+    /// Whether x can be proposed: feasible, not (nearly) a point already run or pending, and, unless
+    /// relaxed, not crowding a pending point and not on the failing side.
+    func admissible(_ x: [Double], relaxed: Relaxation = []) -> Bool {
+        space.isFeasible(unit: x) && !(!relaxed.contains(.mayFail) && probabilities.contains { $0.rulesOut(x) })
             && !avoid.contains { Planner.distance($0, x) < 1e-6 }
             && !pending.contains { p in
-                zip(zip(p, x), model.hyperparameters.lengthScales).reduce(0) { $0 + pow(($1.0.0 - $1.0.1) / $1.1, 2) } < 0.01
+                relaxed.contains(.mayCrowd) ? Planner.distance(p, x) < 1e-6
+                    : zip(zip(p, x), model.hyperparameters.lengthScales).reduce(0) { $0 + pow(($1.0.0 - $1.0.1) / $1.1, 2) } < 0.01
             }
+    }
+
+    /// Rules dropped, in turn, while no candidate meets them: first the distance kept from pending
+    /// points (a batch larger than the space has room for, or length scales longer than the space
+    /// when the results barely change), then the classifier's verdict (when most runs failed, its
+    /// probability alone has to steer).
+    struct Relaxation: OptionSet {
+        let rawValue: Int
+        static let mayCrowd = Relaxation(rawValue: 1), mayFail = Relaxation(rawValue: 2)
+        static let inTurn: [Relaxation] = [[], [.mayCrowd], [.mayFail], [.mayCrowd, .mayFail]]
     }
 
     func maximize(using rng: inout some RandomNumberGenerator) -> [Double]? {
@@ -138,13 +149,10 @@ struct AcquisitionOptimizer {
             guard !space.constraints.isEmpty, !space.isFeasible(unit: p) else { return p }
             return space.projectOntoConstraints(p).map(space.snap)
         }
-        // If the classifier rules out everywhere (most runs failed), the probability penalty alone
-        // has to steer.
-        var strict = true
-        var usable = runnable.filter { admissible($0) }
-        if usable.isEmpty {
-            strict = false
-            usable = runnable.filter { admissible($0, strict: false) }
+        var relaxed: Relaxation = [], usable: [[Double]] = []
+        for rules in Relaxation.inTurn where usable.isEmpty {
+            relaxed = rules
+            usable = runnable.filter { admissible($0, relaxed: rules) }
         }
         let scored = usable.map { ($0, value($0).0) }.filter { $0.1.isFinite }
         guard var best = scored.max(by: { $0.1 < $1.1 }) else { return nil }
@@ -159,7 +167,7 @@ struct AcquisitionOptimizer {
                 guard let projected = space.projectOntoConstraints(x) else { continue }
                 x = space.snap(projected)
             }
-            guard admissible(x, strict: strict) else { continue }
+            guard admissible(x, relaxed: relaxed) else { continue }
             let v = value(x).0
             if v > best.1 { best = (x, v) }
         }

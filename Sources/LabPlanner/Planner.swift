@@ -113,9 +113,12 @@ public struct Planner: Sendable, Codable {
         var design: [[Double]]?
         for _ in 0..<count {
             let (x, chosenBy) = try proposeOne(design: &design)
-            pending.append(x)
+            let values = space.decode(x)
+            // Pending as it will be told back: the values handed out, encoded again (a range tiny
+            // beside its values, 10¹² to 10¹² + 1, rounds them), so that telling it clears it.
+            pending.append(space.encode(values))
             proposals += 1
-            result.append((space.decode(x), chosenBy))
+            result.append((values, chosenBy))
         }
         return result
     }
@@ -198,7 +201,10 @@ public struct Planner: Sendable, Codable {
             optimizer.region = nil
             proposal = optimizer.maximize(using: &rng)
         }
-        guard let x = proposal else { throw LabError(.planner, "no point satisfies the constraints") }
+        guard let x = proposal else {
+            throw LabError(.planner, space.constraints.isEmpty ? "no point is left to propose: every candidate has been run or is pending"
+                                                               : "no point satisfies the constraints")
+        }
         let climb = optimizer.region.map { ", within \($0.length.formatted(.number.precision(.significantDigits(1...2)))) of the best" } ?? ""
         let scalarised = successes[0].outcome!.objectives.count > 1 ? "ParEGO, " : ""
         let criterion = if case .upperConfidenceBound = options.acquisition { "upper confidence bound" } else { "log expected improvement" }

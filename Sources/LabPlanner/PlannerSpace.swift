@@ -66,10 +66,17 @@ public struct PlannerSpace: Sendable, Hashable, Codable {
         return values
     }
 
-    /// Whether every parameter is a real, so any point of the cube can run as it is.
-    var isContinuous: Bool { parameters.allSatisfy { if case .real = $0 { true } else { false } } }
+    /// Whether any point of the cube can run as it is: every parameter is a real whose range is not
+    /// so narrow beside its values (10¹² to 10¹² + 1) that a double rounds points of it together.
+    var isContinuous: Bool {
+        parameters.allSatisfy {
+            if case .real(_, let lo, let hi, _) = $0 { return max(abs(lo), abs(hi)).ulp <= 1e-12 * (hi - lo) }
+            return false
+        }
+    }
 
-    /// The nearest point the space can actually run: integers on whole numbers, categoricals one-hot.
+    /// The nearest point the space can actually run: integers on whole numbers, categoricals
+    /// one-hot, reals on the doubles their range holds.
     public func snap(_ x: [Double]) -> [Double] {
         isContinuous ? x.map { min(max($0, 0), 1) } : encode(decode(x))
     }

@@ -43,4 +43,47 @@ import Testing
         let next = try #require(reply["x"] as? [Double])
         #expect(next[0] < 0.7)
     }
+
+    /// Drives a session: `asks` single asks, each told `f` of its point, then one ask for `batch`
+    /// points; every reply must be a proposal. Points go back as the text they came in, as a client
+    /// that parses doubles exactly sends them (Foundation's parser can be an ulp off, which in a
+    /// range of 10¹² to 10¹² + 1 is a different point).
+    static func campaign(_ session: inout PlannerSession, asks: Int, batch: Int, _ f: ([Double]) -> Double) throws -> [[Double]] {
+        var told: [[Double]] = []
+        for _ in 0..<asks {
+            let line = session.reply(to: #"{"op":"ask"}"#)
+            let reply = try #require(line)
+            let text = try #require(reply.firstMatch(of: /"x":(\[[^\]]*\])/)?.1, "\(reply)")
+            let x = try #require(Self.json(reply)["x"] as? [Double])
+            let tell = try Self.json(session.reply(to: #"{"op":"tell","x":\#(text),"y":\#(f(x))}"#))
+            #expect(tell["ok"] as? Bool == true, "\(tell)")
+            told.append(x)
+        }
+        let line = session.reply(to: #"{"op":"ask","n":\#(batch)}"#)
+        let reply = try #require(line)
+        let points = reply.matches(of: /\[[^\[\]]*\]/).map { String($0.0) }
+        #expect(points.count == batch && Set(points).count == batch, "\(reply)")
+        return told
+    }
+
+    /// Results that never change fit length scales longer than the space, and a batch kept a tenth
+    /// of a length scale apart has no room: the batch comes anyway, its points only distinct.
+    @Test func aBatchIsProposedWhenTheResultsNeverChange() throws {
+        var session = PlannerSession()
+        #expect(try Self.json(session.reply(to: #"{"op":"init","bounds":[[-5,10],[0,15]]}"#))["ok"] as? Bool == true)
+        _ = try Self.campaign(&session, asks: 15, batch: 20) { _ in 3 }
+        var oneDimension = PlannerSession()
+        #expect(try Self.json(oneDimension.reply(to: #"{"op":"init","bounds":[[0,1]]}"#))["ok"] as? Bool == true)
+        _ = try Self.campaign(&oneDimension, asks: 20, batch: 40) { x in (x[0] - 0.3) * (x[0] - 0.3) }
+    }
+
+    /// A range tiny beside its values (10¹² to 10¹² + 1) rounds the points handed out; told back,
+    /// they must stop being pending, or they crowd out every later proposal.
+    @Test func pointsOfARangeTinyBesideItsValuesStopBeingPendingWhenTold() throws {
+        var session = PlannerSession()
+        #expect(try Self.json(session.reply(to: #"{"op":"init","bounds":[[1e12,1000000000001]]}"#))["ok"] as? Bool == true)
+        let told = try Self.campaign(&session, asks: 30, batch: 5) { x in pow(x[0] - 1e12 - 0.3, 2) }
+        let best = told.map { abs($0[0] - 1e12 - 0.3) }.min()!
+        #expect(best < 0.01, "never homed in on 0.3 above 10¹²: \(told.map { $0[0] - 1e12 })")
+    }
 }
