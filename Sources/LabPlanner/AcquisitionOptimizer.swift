@@ -105,11 +105,11 @@ struct AcquisitionOptimizer {
 
     /// Whether x can be proposed: feasible, not (nearly) a point already run or pending, and, unless
     /// relaxed, not crowding a pending point and not on the failing side.
-    func admissible(_ x: [Double], relaxed: Relaxation = []) -> Bool {
+    func admissible(_ x: [Double], relaxed: Relaxation = [], samePoint: Double = 1e-6) -> Bool {
         space.isFeasible(unit: x) && !(!relaxed.contains(.mayFail) && probabilities.contains { $0.rulesOut(x) })
-            && !avoid.contains { Planner.distance($0, x) < 1e-6 }
+            && !avoid.contains { Planner.distance($0, x) < samePoint }
             && !pending.contains { p in
-                relaxed.contains(.mayCrowd) ? Planner.distance(p, x) < 1e-6
+                relaxed.contains(.mayCrowd) ? Planner.distance(p, x) < samePoint
                     : zip(zip(p, x), model.hyperparameters.lengthScales).reduce(0) { $0 + pow(($1.0.0 - $1.0.1) / $1.1, 2) } < 0.01
             }
     }
@@ -150,9 +150,10 @@ struct AcquisitionOptimizer {
             return space.projectOntoConstraints(p).map(space.snap)
         }
         var relaxed: Relaxation = [], usable: [[Double]] = []
+        let samePoint = max(1e-6, space.samePoint)
         for rules in Relaxation.inTurn where usable.isEmpty {
             relaxed = rules
-            usable = runnable.filter { admissible($0, relaxed: rules) }
+            usable = runnable.filter { admissible($0, relaxed: rules, samePoint: samePoint) }
         }
         let scored = usable.map { ($0, value($0).0) }.filter { $0.1.isFinite }
         guard var best = scored.max(by: { $0.1 < $1.1 }) else { return nil }
@@ -167,7 +168,7 @@ struct AcquisitionOptimizer {
                 guard let projected = space.projectOntoConstraints(x) else { continue }
                 x = space.snap(projected)
             }
-            guard admissible(x, relaxed: relaxed) else { continue }
+            guard admissible(x, relaxed: relaxed, samePoint: samePoint) else { continue }
             let v = value(x).0
             if v > best.1 { best = (x, v) }
         }

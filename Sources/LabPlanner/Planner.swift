@@ -91,7 +91,7 @@ public struct Planner: Sendable, Codable {
     /// below zero or beyond its square), count as a failed run.
     public mutating func observe(_ values: [String: Double], outcome: Outcome?) {
         let x = space.encode(values)
-        if let index = pending.firstIndex(where: { Self.distance($0, x) < 1e-9 }) { pending.remove(at: index) }
+        if let index = pending.firstIndex(where: { Self.distance($0, x) < space.samePoint }) { pending.remove(at: index) }
         let valid = outcome.flatMap { o in
             (o.objectives + o.constraintSlacks).allSatisfy { abs($0) <= Self.largestResult } && !o.objectives.isEmpty
                 && (0...Self.largestResult * Self.largestResult).contains(o.noiseVariance ?? 0) ? o : nil
@@ -102,7 +102,7 @@ public struct Planner: Sendable, Codable {
     /// Forgets a proposal that will not be run (a person rejected it): it is no longer pending.
     public mutating func withdraw(_ values: [String: Double]) {
         let x = space.encode(values)
-        if let index = pending.firstIndex(where: { Self.distance($0, x) < 1e-9 }) { pending.remove(at: index) }
+        if let index = pending.firstIndex(where: { Self.distance($0, x) < space.samePoint }) { pending.remove(at: index) }
     }
 
     /// The next `count` points to run, as values by name, with who chose each. Points handed out in
@@ -205,7 +205,7 @@ public struct Planner: Sendable, Codable {
             throw LabError(.planner, space.constraints.isEmpty ? "no point is left to propose: every candidate has been run or is pending"
                                                                : "no point satisfies the constraints")
         }
-        let climb = optimizer.region.map { ", within \($0.length.formatted(.number.precision(.significantDigits(1...2)))) of the best" } ?? ""
+        let climb = optimizer.region.map { ", climbing near the best (box \($0.length.formatted(.number.precision(.significantDigits(1...2)))) of the range)" } ?? ""
         let scalarised = successes[0].outcome!.objectives.count > 1 ? "ParEGO, " : ""
         let criterion = if case .upperConfidenceBound = options.acquisition { "upper confidence bound" } else { "log expected improvement" }
         return (x, "planner (GP, \(scalarised)\(criterion)\(climb)\(Self.modelled(notes)))")

@@ -82,7 +82,7 @@ public struct PlannerSession {
             let count = try request.integer("n", in: 1...Limits.batch)
             // Every pending point joins the model at each ask: a client that never tells must not grow it without end.
             guard planner.pending.count + (count ?? 1) <= Limits.batch else {
-                throw PlannerRequest.error("\(planner.pending.count) points are pending (asked for, not told) and at most \(Limits.batch) may be: "
+                throw PlannerRequest.error("\(planner.pending.count) \(planner.pending.count == 1 ? "point is" : "points are") pending (asked for, not told) and at most \(Limits.batch) may be: "
                                            + "tell their results first (y null for a run that failed or was not done)")
             }
             let proposals = try planner.propose(count ?? 1).map { vector($0.values) }
@@ -124,9 +124,10 @@ public struct PlannerSession {
         }
     }
 
-    /// Within the bounds, give or take a rounding of the numbers on their way through the client.
+    /// Within the bounds, give or take a rounding of the numbers on their way through the client
+    /// (and through a JSON parser an ulp off, which matters where the range is tiny beside its values).
     private static func contains(_ bounds: [Double], _ value: Double) -> Bool {
-        let slack = 1e-9 * (bounds[1] - bounds[0])
+        let slack = max(1e-9 * (bounds[1] - bounds[0]), 4 * max(abs(bounds[0]), abs(bounds[1])).ulp)
         return value >= bounds[0] - slack && value <= bounds[1] + slack
     }
 

@@ -75,6 +75,17 @@ public struct PlannerSpace: Sendable, Hashable, Codable {
         }
     }
 
+    /// How near, in the unit cube, two points are the same run: 10⁻⁹, or four doubles of a range
+    /// tiny beside its values, where a client's JSON parser an ulp off (Foundation's can be) moves a
+    /// point by 10⁻⁴ of the range.
+    public var samePoint: Double {
+        parameters.reduce(1e-9) { nearest, p in
+            guard case .real(_, let lo, let hi, let logScale) = p else { return nearest }
+            let top = max(abs(lo), abs(hi))
+            return max(nearest, logScale ? 4 * top.ulp / top / (log(hi) - log(lo)) : 4 * top.ulp / (hi - lo))
+        }
+    }
+
     /// The nearest point the space can actually run: integers on whole numbers, categoricals
     /// one-hot, reals on the doubles their range holds.
     public func snap(_ x: [Double]) -> [Double] {
