@@ -156,7 +156,7 @@ public struct CampaignSession {
             let rules = CampaignRules(objectives: optimization.objectives.map { .init(output: $0.output, maximize: $0.maximize) },
                                       budget: budget ?? optimization.budget, fixed: campaign.fixed,
                                       outcomeConstraints: optimization.outcomeConstraints, noiseOutput: noiseOutput,
-                                      batchSize: optimization.batchSize,
+                                      batchSize: optimization.batchSize ?? 1,
                                       stopAfterNoImprovement: optimization.stopAfterNoImprovement,
                                       stopAtTarget: optimization.stopAtTarget, stopOnFailure: optimization.onFailure == .stop)
             return (advisor, rules, optimization.initialPoints)

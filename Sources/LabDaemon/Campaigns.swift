@@ -111,7 +111,7 @@ public actor Campaigns {
                         needsApproval: Bool, history: [FinishedRun], retries: [Suggestion]) async throws {
         let settings = CampaignDriver.Settings(
             campaignID: id, definition: spec.definition, rules: rules, owner: owner, project: nil,
-            needsApproval: needsApproval, capacity: max(1, min(rules.batchSize > 1 ? rules.batchSize : .max, capacity(for: spec.definition))))
+            needsApproval: needsApproval, capacity: max(1, min(Self.batchSize(of: spec) ?? .max, capacity(for: spec.definition))))
         let database = self.database
         let driver = try await CampaignDriver(settings: settings, advisor: advisor, scheduler: scheduler, logger: logger,
                                               history: history, retries: retries,
@@ -121,6 +121,12 @@ public actor Campaigns {
     }
 
     /// How many runs of a protocol the lab can run at once: the policy's answer on an idle lab.
+    /// The batch size the campaign file sets, if it sets one: without, as many as the lab can run.
+    static func batchSize(of spec: CampaignSpec) -> Int? {
+        if case .optimize(let optimization) = spec.plan { return optimization.batchSize }
+        return nil
+    }
+
     func capacity(for definition: ProtocolDefinition) -> Int {
         let needs = Dictionary(uniqueKeysWithValues: definition.instruments.map { ($0.role, $0.driver) })
         let pool = lab.instruments.mapValues(\.driver.name)

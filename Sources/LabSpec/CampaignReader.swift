@@ -256,7 +256,7 @@ struct CampaignReader {
             if points > budget { source.error(pointsNode, "initial_points (\(points)) is more than the budget (\(budget))") }
             initialPoints = points
         }
-        let batchSize = map.optional("batch_size").flatMap { source.integer($0, "batch_size", in: 1...100) } ?? 1
+        let batchSize = map.optional("batch_size").flatMap { source.integer($0, "batch_size", in: 1...100) }
         let onFailure = choice(map, "on_failure", default: Optimization.OnFailure.avoid)
         let transform = choice(map, "transform", default: Optimization.Transform.auto)
 

@@ -139,7 +139,9 @@ public struct Optimization: Sendable {
     public var budget: Int
     public var initialDesign: InitialDesign
     public var initialPoints: Int
-    public var batchSize: Int
+    /// Proposals made at once; nil if the file does not say (the daemon then proposes as many as
+    /// the lab can run at once, a campaign run on its own one at a time).
+    public var batchSize: Int?
     /// The parameters the planner chooses; the others take their fixed or default values.
     public var parameters: [String]
     /// Linear conditions on the parameters, in their declared units.

@@ -44,6 +44,19 @@ import Testing
         await daemon.shutDown(by: "the test")
     }
 
+    /// `batch_size: 1` in the file runs one experiment at a time, however many stations are free.
+    @Test func aCampaignWithABatchSizeOfOneRunsOneExperimentAtATime() async throws {
+        let daemon = try await Self.daemon()
+        let text = try String(contentsOfFile: Self.campaign, encoding: .utf8)
+            .replacingOccurrences(of: "  budget: 20\n", with: "  budget: 6\n  batch_size: 1\n")
+        let id = try await daemon.campaigns.start(text: text, path: Self.campaign, protocolText: nil, owner: "tester", needsApproval: false)
+        try await waitFor(seconds: 60) { try daemon.database.daemonCampaign(id)?.state == "finished" }
+        let runs = try await Self.runs(of: id, in: daemon)
+        #expect(runs.count == 6)
+        #expect(runs.allSatisfy { run in runs.filter { $0.start <= run.start && run.start < $0.end }.count == 1 }, "\(runs)")
+        await daemon.shutDown(by: "the test")
+    }
+
     @Test func aCampaignNeedingApprovalWaitsForAPersonAndARejectedProposalIsReplaced() async throws {
         let daemon = try await Self.daemon()
         let text = try String(contentsOfFile: Self.campaign, encoding: .utf8)
