@@ -36,8 +36,12 @@ struct PlannerRequest {
         do {
             object = try Self.parse(line)
         } catch {
-            let detail = ((error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String).map { " (\($0))" } ?? ""
-            throw Self.error(#"not JSON\#(detail): send one JSON object per line, such as {"op":"ask"}"#)
+            let detail = (error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String
+            if let detail, detail.contains("not representable") {
+                throw Self.error("a number beyond what a double holds (about ±1.8e308): send results in other units or as their "
+                                 + "logarithm (y at most 1e100), or null for a run without a result")
+            }
+            throw Self.error(#"not JSON\#(detail.map { " (\($0))" } ?? ""): send one JSON object per line, such as {"op":"ask"}"#)
         }
         guard let fields = object as? [String: Any] else { throw Self.error(#"a request is a JSON object, such as {"op":"ask"}"#) }
         let ops = Self.fieldsByOp.map(\.key)
