@@ -120,13 +120,13 @@ public actor Campaigns {
         await driver.start()
     }
 
-    /// How many runs of a protocol the lab can run at once: the policy's answer on an idle lab.
     /// The batch size the campaign file sets, if it sets one: without, as many as the lab can run.
     static func batchSize(of spec: CampaignSpec) -> Int? {
         if case .optimize(let optimization) = spec.plan { return optimization.batchSize }
         return nil
     }
 
+    /// How many runs of a protocol the lab can run at once: the policy's answer on an idle lab.
     func capacity(for definition: ProtocolDefinition) -> Int {
         let needs = Dictionary(uniqueKeysWithValues: definition.instruments.map { ($0.role, $0.driver) })
         let pool = lab.instruments.mapValues(\.driver.name)
