@@ -117,9 +117,6 @@ public final class Daemon: Sendable {
         await safety.stop()
         try? await database.flush()
         simulators?.stop()
-        // The safe states are commanded: no plugin may outlive the daemon holding its device, not
-        // even one stuck in a request.
-        PluginLink.endEveryPlugin()
         do {
             try database.appendAudit(actor: who, action: "daemon stopped", subject: "daemon", detail: nil)
         } catch {

@@ -2,6 +2,7 @@ import Foundation
 import LabEngine
 import LabScheduler
 import LabServer
+import LabTransport
 import Logging
 public import ServiceLifecycle
 import Synchronization
@@ -50,6 +51,11 @@ private struct RunService: Service {
     func run() async throws {
         try? await gracefulShutdown()
         await daemon.shutDown(by: reason())
+        // The safe states are commanded and the process is about to exit: no plugin may outlive
+        // it holding its device, not even one stuck in a request. Here rather than in `shutDown`,
+        // which also ends daemons inside a process that goes on (tests run many at once), and
+        // this ends every plugin of the process.
+        PluginLink.endEveryPlugin()
     }
 }
 
