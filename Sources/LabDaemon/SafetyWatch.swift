@@ -118,7 +118,11 @@ actor SafetyWatch {
                 guard case .paused(let reason) = transition.to else { break }
                 switch reason {
                 case .instrumentLost(let name, let detail):
-                    // The run found it first: the hub watches it from now on until it is back.
+                    // The run found it first: blocked now, before its alert (the hub's own report of
+                    // the loss comes later, and a resume in between was let through); the hub watches
+                    // it from now on until it is back.
+                    lost[name] = detail
+                    await updateBlocked()
                     try await raise(.instrumentLost, subject: name, message: "lost: \(detail)", runs: [entry], instrument: name)
                     await hub.reportLost(name, error: detail)
                 case .readBack(let name, let detail):
