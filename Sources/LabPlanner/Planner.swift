@@ -91,7 +91,7 @@ public struct Planner: Sendable, Codable {
     /// below zero or beyond its square), count as a failed run.
     public mutating func observe(_ values: [String: Double], outcome: Outcome?) {
         let x = space.encode(values)
-        if let index = pending.firstIndex(where: { Self.distance($0, x) < space.samePoint }) { pending.remove(at: index) }
+        forgetPending(x)
         let valid = outcome.flatMap { o in
             (o.objectives + o.constraintSlacks).allSatisfy { abs($0) <= Self.largestResult } && !o.objectives.isEmpty
                 && (0...Self.largestResult * Self.largestResult).contains(o.noiseVariance ?? 0) ? o : nil
@@ -101,7 +101,11 @@ public struct Planner: Sendable, Codable {
 
     /// Forgets a proposal that will not be run (a person rejected it): it is no longer pending.
     public mutating func withdraw(_ values: [String: Double]) {
-        let x = space.encode(values)
+        forgetPending(space.encode(values))
+    }
+
+    /// The pending point x is (up to the doubles its range holds) stops being pending.
+    private mutating func forgetPending(_ x: [Double]) {
         if let index = pending.firstIndex(where: { Self.distance($0, x) < space.samePoint }) { pending.remove(at: index) }
     }
 

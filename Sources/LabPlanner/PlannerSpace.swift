@@ -69,21 +69,22 @@ public struct PlannerSpace: Sendable, Hashable, Codable {
     /// Whether any point of the cube can run as it is: every parameter is a real whose range is not
     /// so narrow beside its values (10¹² to 10¹² + 1) that a double rounds points of it together.
     var isContinuous: Bool {
-        parameters.allSatisfy {
-            if case .real(_, let lo, let hi, _) = $0 { return max(abs(lo), abs(hi)).ulp <= 1e-12 * (hi - lo) }
-            return false
-        }
+        parameters.allSatisfy { Self.doubleWidth($0).map { $0 <= 1e-12 } ?? false }
     }
 
     /// How near, in the unit cube, two points are the same run: 10⁻⁹, or four doubles of a range
     /// tiny beside its values, where a client's JSON parser an ulp off (Foundation's can be) moves a
     /// point by 10⁻⁴ of the range.
     public var samePoint: Double {
-        parameters.reduce(1e-9) { nearest, p in
-            guard case .real(_, let lo, let hi, let logScale) = p else { return nearest }
-            let top = max(abs(lo), abs(hi))
-            return max(nearest, logScale ? 4 * top.ulp / top / (log(hi) - log(lo)) : 4 * top.ulp / (hi - lo))
-        }
+        parameters.reduce(1e-9) { nearest, p in max(nearest, 4 * (Self.doubleWidth(p) ?? 0)) }
+    }
+
+    /// For a real, the width in its unit coordinate of one double at the far end of its range: about
+    /// 10⁻¹⁶ for most ranges, 10⁻⁴ for 10¹² to 10¹² + 1. Nil for integers and categoricals.
+    static func doubleWidth(_ parameter: Parameter) -> Double? {
+        guard case .real(_, let lo, let hi, let logScale) = parameter else { return nil }
+        let top = max(abs(lo), abs(hi))
+        return logScale ? top.ulp / top / (log(hi) - log(lo)) : top.ulp / (hi - lo)
     }
 
     /// The nearest point the space can actually run: integers on whole numbers, categoricals

@@ -10,7 +10,7 @@ import Foundation
 /// saved planner, or one told results it did not propose, gets the same region. Decision 18: the
 /// climb it forces is what long, curved valleys need (Rosenbrock), while the proposals in between,
 /// over the whole space, keep looking for other basins.
-struct TrustRegion: Equatable {
+struct TrustRegion {
     let lower: [Double]
     let upper: [Double]
     /// The side before the length scales shape it, in unit-cube lengths.
