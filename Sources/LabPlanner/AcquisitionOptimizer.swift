@@ -74,8 +74,6 @@ struct AcquisitionOptimizer {
     let restarts: Int
     /// Where the proposal must lie, if anywhere in particular.
     var region: TrustRegion?
-    var exclude: ([Double], Double)?
-    var bestOverride: Double?
 
     /// log EI (or UCB) + Σ log P, with its gradient when asked.
     func value(_ x: [Double], gradient: Bool = false) -> (Double, [Double]) {
@@ -88,7 +86,7 @@ struct AcquisitionOptimizer {
             if gradient {
                 for j in g.indices { g[j] = p.dMean[j] + root * p.dVariance[j] / (2 * sigma) }
             }
-        } else if let best = bestOverride ?? best {
+        } else if let best {
             let p = model.predictStandardised(x, gradient: gradient)
             let sigma = p.variance.squareRoot()
             let ei = LogExpectedImprovement.value(mean: p.mean, sigma: sigma, best: (best - model.mean) / model.scale)
@@ -108,7 +106,7 @@ struct AcquisitionOptimizer {
     /// Whether x can be proposed: feasible, not (nearly) a point already run or pending, and, unless
     /// relaxed, not crowding a pending point and not on the failing side.
     func admissible(_ x: [Double], relaxed: Relaxation = [], samePoint: Double = 1e-6) -> Bool {
-        space.isFeasible(unit: x) && !(exclude.map { Planner.distance($0.0, x) < $0.1 } ?? false) && !(!relaxed.contains(.mayFail) && probabilities.contains { $0.rulesOut(x) })
+        space.isFeasible(unit: x) && !(!relaxed.contains(.mayFail) && probabilities.contains { $0.rulesOut(x) })
             && !avoid.contains { Planner.distance($0, x) < samePoint }
             && !pending.contains { p in
                 relaxed.contains(.mayCrowd) ? Planner.distance(p, x) < samePoint

@@ -299,36 +299,3 @@ struct Fit {
         return (-logPosterior, gradient.map { -$0 })
     }
 }
-
-extension GaussianProcess {
-    /// EXPERIMENT: the candidate where one joint posterior sample of the latent function is highest.
-    func thompsonArgmax(_ candidates: [[Double]], using rng: inout some RandomNumberGenerator) -> [Double]? {
-        let m = candidates.count
-        guard m > 0 else { return nil }
-        let ls = hyperparameters.lengthScales, sf2 = hyperparameters.signalVariance
-        var mu = [Double](repeating: 0, count: m)
-        var vs: [[Double]] = []
-        for (c, x) in candidates.enumerated() {
-            let k = inputs.map { sf2 * Self.matern(x, $0, ls).value }
-            mu[c] = constant + zip(k, alpha).reduce(0) { $0 + $1.0 * $1.1 }
-            vs.append(factor.forward(k))
-        }
-        var cov = [Double](repeating: 0, count: m * m)
-        for a in 0..<m {
-            for b in 0...a {
-                let v = sf2 * Self.matern(candidates[a], candidates[b], ls).value - BoxLBFGS.dot(vs[a], vs[b])
-                cov[a * m + b] = v; cov[b * m + a] = v
-            }
-            cov[a * m + a] += 1e-9 * sf2
-        }
-        guard let l = Cholesky(cov, n: m) else { return nil }
-        let z = (0..<m).map { _ in AcquisitionOptimizer.gaussian(&rng) }
-        var best = -Double.infinity, arg = 0
-        for a in 0..<m {
-            var s = mu[a]
-            for b in 0...a { s += l.lower[a * m + b] * z[b] }
-            if s > best { (best, arg) = (s, a) }
-        }
-        return candidates[arg]
-    }
-}

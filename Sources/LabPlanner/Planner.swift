@@ -200,57 +200,7 @@ public struct Planner: Sendable, Codable {
                                              best: best, space: space,
                                              avoid: observations.map(\.x), pending: pending, rawSamples: options.rawSamples,
                                              restarts: options.restarts, region: region)
-        if noisy, let r = region, let grow = Double(ProcessInfo.processInfo.environment["EXP_LOCAL"] ?? "") {
-            let lo = zip(r.lower, r.upper).map { $0 - grow * ($1 - $0) / 2 }, hi = zip(r.lower, r.upper).map { $1 + grow * ($1 - $0) / 2 }
-            let idx = successes.indices.filter { i in successes[i].x.indices.allSatisfy { j in successes[i].x[j] >= lo[j] && successes[i].x[j] <= hi[j] } }
-            if idx.count >= 10, let local = GaussianProcess(inputs: idx.map { successes[$0].x }, outputs: idx.map { scalar[$0] }, noise: .inferred) {
-                let lb = idx.map { local.predictMean(successes[$0].x) }.max()
-                optimizer = AcquisitionOptimizer(model: local, acquisition: options.acquisition, probabilities: probabilities,
-                                                 best: lb, space: space, avoid: observations.map(\.x), pending: pending, rawSamples: options.rawSamples,
-                                                 restarts: options.restarts, region: region)
-            }
-        }
-        let env = ProcessInfo.processInfo.environment
-        let expN = env["EXP_N"] ?? "", expS = env["EXP_S"] ?? ""
-        let expBeta = Double(env["EXP_BETA"] ?? "0") ?? 0
-        if noisy {
-            if expN == "climbmean", region != nil { optimizer.acquisition = .upperConfidenceBound(beta: expBeta) }
-            if expN == "every3", started % 3 == 0 { optimizer.acquisition = .upperConfidenceBound(beta: expBeta) }
-            if expN == "last", let b = Int(env["EXP_BUDGET"] ?? ""), let k = Int(env["EXP_K"] ?? ""), started >= b - k {
-                optimizer.acquisition = .upperConfidenceBound(beta: expBeta)
-            }
-            if expN == "lastregion", let b = Int(env["EXP_BUDGET"] ?? ""), let k = Int(env["EXP_K"] ?? ""), started >= b - k {
-                optimizer.acquisition = .upperConfidenceBound(beta: expBeta)
-                optimizer.region = top.flatMap { TrustRegion(centre: meeting[$0].0.x, results: scalar, initial: options.initialPoints, lengthScales: model.hyperparameters.lengthScales) }
-            }
-        }
-        if !noisy, expS.hasPrefix("stall"), started % 2 == 1, let t = top {
-            let parts = expS.split(separator: ":").map(String.init)
-            let k = Int(parts[1])!, d = Double(parts[2])!, mode = parts[3]
-            let ys = scalar, range = (ys.max()! - ys.min()!)
-            let before = ys.dropLast(k).max() ?? -.infinity
-            if ys.count > k + options.initialPoints, ys.max()! <= before + 1e-3 * range {
-                let centre = meeting[t].0.x
-                if mode == "elsewhere" {
-                    optimizer.exclude = (centre, d)
-                } else if mode == "second" {
-                    let far = meeting.indices.filter { Self.distance(meeting[$0].0.x, centre) >= d }
-                    if let f = far.max(by: { meeting[$0].1 < meeting[$1].1 }) {
-                        let fx = meeting[f].0.x
-                        optimizer.exclude = (centre, d)
-                        optimizer.region = TrustRegion(centre: fx, results: [0, 0], initial: 1, lengthScales: model.hyperparameters.lengthScales)
-                        optimizer.bestOverride = meeting[f].1
-                    }
-                }
-            }
-        }
-        var proposal: [Double]? = nil
-        if noisy, let mode = ProcessInfo.processInfo.environment["EXP_TS"], mode == "all" || (mode == "climb" && region != nil) || (mode == "odd" && region == nil) {
-            let cands = (0..<400).map { _ in (0..<space.width).map { _ in Double.random(in: 0..<1, using: &rng) } }.map { region?.scale($0) ?? $0 }
-                .map(space.snap).filter { optimizer.admissible($0) }
-            proposal = model.thompsonArgmax(cands, using: &rng)
-        }
-        if proposal == nil { proposal = optimizer.maximize(using: &rng) }
+        var proposal = optimizer.maximize(using: &rng)
         if proposal == nil, region != nil {  // nothing runnable in the region: anywhere will do
             optimizer.region = nil
             proposal = optimizer.maximize(using: &rng)
@@ -277,11 +227,6 @@ public struct Planner: Sendable, Codable {
             (x: successes[r].x, y: scalar[r],
              noise: successes[r].outcome!.noiseVariance.map { min($0 * pow(columns[0].slopes[r], 2), Self.largestResult * Self.largestResult) })
         }
-        if asMeasured, let q = Double(ProcessInfo.processInfo.environment["EXP_CAP"] ?? "") {
-            let sorted = training.map(\.y).sorted()
-            let floor = sorted[min(sorted.count - 1, Int(q * Double(sorted.count)))]
-            training = training.map { (x: $0.x, y: max($0.y, floor), noise: $0.noise) }
-        }
         if options.failures == .worst, let worst = scalar.min() {
             training += failed.map { (x: $0.x, y: worst, noise: nil) }
         }
@@ -300,7 +245,7 @@ public struct Planner: Sendable, Codable {
         options.noise == .inferred && results >= Self.resultsBeforeNoiseCheck && model.hyperparameters.noise > Self.noisyResults
     }
 
-    static let resultsBeforeNoiseCheck = Int(ProcessInfo.processInfo.environment["EXP_CHECK"] ?? "") ?? 15
+    static let resultsBeforeNoiseCheck = 15
     /// Climbing from the start narrowed the search while the first results were still deciding the
     /// basin: more Hartmann-6 campaigns ended in the second-best one (decision 18).
     static let resultsBeforeClimbing = 15
@@ -391,20 +336,7 @@ public struct Planner: Sendable, Codable {
         case .sobol where space.width <= Sobol.maximumDimensions:
             { var sobol = Sobol(dimensions: space.width, scramble: &rng); return sobol.points(n) }()
         case .latinHypercube:
-            { () -> [[Double]] in
-                let env = ProcessInfo.processInfo.environment
-                let tries = Int(env["EXP_MAXIMIN"] ?? "1") ?? 1, centred = env["EXP_CENTRED"] != nil
-                var bestD: [[Double]] = [], bestScore = -1.0
-                for _ in 0..<tries {
-                    var d = LatinHypercube.sample(count: n, dimensions: space.width, using: &rng)
-                    if centred { d = d.map { $0.map { (floor($0 * Double(n)) + 0.5) / Double(n) } } }
-                    var score = Double.infinity
-                    for a in d.indices { for b in d.indices where b > a { score = min(score, Self.distance(d[a], d[b])) } }
-                    if env["EXP_MINIMAX"] != nil { score = -d.map { p in p.map { abs($0 - 0.5) }.max()! }.max()! }
-                    if score > bestScore { (bestD, bestScore) = (d, score) }
-                }
-                return bestD
-            }()
+            LatinHypercube.sample(count: n, dimensions: space.width, using: &rng)
         default:
             (0..<n).map { _ in (0..<space.width).map { _ in Double.random(in: 0..<1, using: &rng) } }
         }
