@@ -65,10 +65,13 @@ enum YeoJohnson {
     }
 
     /// The power that maximises the normal log-likelihood of the transformed values (with the
-    /// transform's Jacobian), by golden-section search over [−3, 6], where it is unimodal in practice.
+    /// transform's Jacobian), by golden-section search over [−3, 6], where it is unimodal in practice;
+    /// 1 (no bend) for results that are all equal.
     /// (Up to 6, not 3: the long tail of bad results of a 4-D Rosenbrock took every power up to 3,
     /// and the stronger bend measured better there and no worse elsewhere; decision 17.)
     static func bestPower(_ v: [Double]) -> Double {
+        // Equal results look equally normal under every power: leave them straight.
+        guard v.contains(where: { $0 != v.first }) else { return 1 }
         func logLikelihood(_ lambda: Double) -> Double {
             let t = v.map { transform($0, lambda) }
             let mean = t.reduce(0, +) / Double(t.count)

@@ -44,6 +44,9 @@ struct PlannerRequest {
             throw Self.error(#"not JSON\#(detail.map { " (\($0))" } ?? ""): send one JSON object per line, such as {"op":"ask"}"#)
         }
         guard let fields = object as? [String: Any] else { throw Self.error(#"a request is a JSON object, such as {"op":"ask"}"#) }
+        // A JSON parser keeps one of a repeated key's values and drops the other without a word:
+        // {"op":"ask","op":"done"} would end the session.
+        if let key = Self.repeatedKey(line) { throw Self.error("'\(key)' is given twice: send each field once") }
         let ops = Self.fieldsByOp.map(\.key)
         guard let op = fields["op"] as? String, let known = Self.fieldsByOp.first(where: { $0.key == op })?.value else {
             let what = fields["op"].map { "unknown op \(Self.show($0))" } ?? "a request needs an op"
@@ -152,6 +155,31 @@ struct PlannerRequest {
             guard marked != line, let object = try? JSONSerialization.jsonObject(with: Data(marked.utf8), options: .fragmentsAllowed) else { throw error }
             return object
         }
+    }
+
+    /// The first key the line's outermost object names twice, if any.
+    static func repeatedKey(_ line: String) -> String? {
+        var depth = 0, inString = false, escaped = false
+        var token = "", lastString: String?, keys: Set<String> = []
+        for c in line {
+            if inString {
+                if escaped { escaped = false } else if c == "\\" { escaped = true } else if c == "\"" { inString = false; lastString = token; continue }
+                token.append(c)
+                continue
+            }
+            switch c {
+            case "\"": (inString, token) = (true, "")
+            case ":" where depth == 1:
+                // The key as the parser reads it, escapes decoded.
+                if let raw = lastString, let key = try? JSONSerialization.jsonObject(with: Data("\"\(raw)\"".utf8), options: .fragmentsAllowed) as? String,
+                   !keys.insert(key).inserted { return key }
+            case "{", "[": depth += 1
+            case "}", "]": depth -= 1
+            default: break
+            }
+            if !c.isWhitespace, c != "\"" { lastString = nil }
+        }
+        return nil
     }
 
     /// The line with each bare NaN, Infinity and -Infinity outside strings quoted and marked.

@@ -39,6 +39,13 @@ import Testing
         #expect(YeoJohnson.bestPower(values.map { ($0 - mean) / scale }) > 3.2)
     }
 
+    /// Equal results give the search nothing to prefer: they are not bent, and the record says so
+    /// (it said "power 6.00", the search's bound).
+    @Test func equalResultsAreLeftStraight() throws {
+        #expect(YeoJohnson.bestPower([0, 0, 0, 0]) == 1)
+        #expect(try OutputTransform.power.apply([3, 3, 3]).note == "power 1.00")
+    }
+
     @Test func thePowerTransformsSlopeMatchesFiniteDifferences() {
         for lambda in [-1.5, 0, 0.5, 2, 2.5] {
             for v in [-2.0, -0.3, 0, 0.4, 3] {

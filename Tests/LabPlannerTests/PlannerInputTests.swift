@@ -211,4 +211,17 @@ import Testing
         try Self.expectRefusal("null", saying: ["a request is a JSON object"], in: &session)
         try Self.expectRefusal(#"{"n":2}"#, saying: ["a request needs an op; use init, ask, tell or done"], in: &session)
     }
+
+    /// A JSON parser keeps one value of a repeated key: {"op":"ask","op":"done"} ended the session
+    /// without a reply. A key written with escapes is the same key.
+    @Test func aFieldGivenTwiceIsRefused() throws {
+        var session = try Self.session()
+        try Self.expectRefusal(#"{"op":"ask","op":"done"}"#, saying: ["'op' is given twice", "send each field once"], in: &session)
+        try Self.expectRefusal(#"{"op":"tell","x":[1,1],"y":1, "y" :2}"#, saying: ["'y' is given twice"], in: &session)
+        try Self.expectRefusal(#"{"op":"ask","\u006fp":"done"}"#, saying: ["'op' is given twice"], in: &session)
+        // Text that looks like a key inside a string, or a key of a nested object, is not one.
+        try Self.expectRefusal(#"{"op":"fly","note":"\"op\":1"}"#, saying: [#"unknown op "fly""#], in: &session)
+        try Self.expectRefusal(#"{"op":"tell","x":[1,1],"y":{"op":1,"op":2}}"#, saying: ["y must be a number"], in: &session)
+        #expect(!session.finished)
+    }
 }
