@@ -106,12 +106,19 @@ struct AcquisitionOptimizer {
     /// Whether x can be proposed: feasible, not (nearly) a point already run or pending, and, unless
     /// relaxed, not crowding a pending point and not on the failing side.
     func admissible(_ x: [Double], relaxed: Relaxation = [], samePoint: Double = 1e-6) -> Bool {
-        space.isFeasible(unit: x) && !(!relaxed.contains(.mayFail) && probabilities.contains { $0.rulesOut(x) })
-            && !avoid.contains { Planner.distance($0, x) < samePoint }
-            && !pending.contains { p in
-                relaxed.contains(.mayCrowd) ? Planner.distance(p, x) < samePoint
-                    : zip(zip(p, x), model.hyperparameters.lengthScales).reduce(0) { $0 + pow(($1.0.0 - $1.0.1) / $1.1, 2) } < 0.01
+        guard space.isFeasible(unit: x), relaxed.contains(.mayFail) || !probabilities.contains(where: { $0.rulesOut(x) }),
+              !avoid.contains(where: { Planner.distance($0, x) < samePoint }) else { return false }
+        if relaxed.contains(.mayCrowd) { return !pending.contains { Planner.distance($0, x) < samePoint } }
+        // Scored for every candidate against every pending point (a batch of hundreds): plain loops.
+        let lengthScales = model.hyperparameters.lengthScales
+        return !pending.contains { p in
+            var sum = 0.0
+            for j in p.indices {
+                let step = (p[j] - x[j]) / lengthScales[j]
+                sum += step * step
             }
+            return sum < 0.01
+        }
     }
 
     /// Rules dropped, in turn, while no candidate meets them: first the distance kept from pending

@@ -104,10 +104,18 @@ public struct Planner: Sendable, Codable {
         forgetPending(space.encode(values))
     }
 
-    /// The pending point x is (up to the doubles its range holds) stops being pending.
+    /// The pending point nearest x stops being pending, if x is within `toldMatch` of it in every
+    /// input: a client rounds the point it was given (to an instrument's resolution, or through a
+    /// CSV file), and a result must not leave the point asked for pending for good.
     private mutating func forgetPending(_ x: [Double]) {
-        if let index = pending.firstIndex(where: { Self.distance($0, x) < space.samePoint }) { pending.remove(at: index) }
+        let tolerance = max(Self.toldMatch, space.samePoint)
+        let matching = pending.indices.filter { i in zip(pending[i], x).allSatisfy { abs($0 - $1) <= tolerance } }
+        if let index = matching.min(by: { Self.distance(pending[$0], x) < Self.distance(pending[$1], x) }) { pending.remove(at: index) }
     }
+
+    /// How far, as a fraction of each input's range, a point told may lie from the pending point it
+    /// answers.
+    static let toldMatch = 1e-3
 
     /// The next `count` points to run, as values by name, with who chose each. Points handed out in
     /// one call, or not yet observed from earlier calls, are kept apart.
@@ -206,7 +214,8 @@ public struct Planner: Sendable, Codable {
             proposal = optimizer.maximize(using: &rng)
         }
         guard let x = proposal else {
-            throw LabError(.planner, space.constraints.isEmpty ? "no point is left to propose: every candidate has been run or is pending"
+            throw LabError(.planner, space.constraints.isEmpty ? "no point is left to propose: every candidate has been run or is pending; "
+                               + "tell the pending points' results, or widen the ranges"
                                                                : "no point satisfies the constraints")
         }
         let climb = optimizer.region.map { ", climbing near the best (box \($0.length.formatted(.number.precision(.significantDigits(1...2)))) of the range)" } ?? ""

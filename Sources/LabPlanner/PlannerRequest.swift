@@ -4,13 +4,13 @@ import LabCore
 /// One request line of the JSON-lines protocol (docs/planner.md), checked at one gate: every field
 /// is known, has its type and lies within its limits before the session acts on it, and every error
 /// names the field and says what to send instead.
-struct PlannerRequest {
+public struct PlannerRequest {
     let op: String
     private let fields: [String: Any]
 
     /// Limits checked before anything is allocated: each bounds the memory or the time one request
     /// can cost.
-    enum Limits {
+    public enum Limits {
         static let dimensions = 1_000
         static let initialPoints = 10_000
         /// n_init × inputs: the numbers of the initial design, drawn again at each ask.
@@ -18,6 +18,9 @@ struct PlannerRequest {
         static let batch = 1_000
         /// As a campaign file's budget (CampaignSpec.maximumRuns).
         static let budget = 100_000
+        /// One request line, in bytes: the widest init (1,000 pairs of full-precision bounds) is
+        /// about 50 KB.
+        public static let lineBytes = 1 << 20
     }
 
     /// The fields each op takes.
@@ -46,14 +49,14 @@ struct PlannerRequest {
         guard let fields = object as? [String: Any] else { throw Self.error(#"a request is a JSON object, such as {"op":"ask"}"#) }
         // A JSON parser keeps one of a repeated key's values and drops the other without a word:
         // {"op":"ask","op":"done"} would end the session.
-        if let key = Self.repeatedKey(line) { throw Self.error("'\(key)' is given twice: send each field once") }
+        if let key = Self.repeatedKey(line) { throw Self.error("'\(Self.shortened(key))' is given twice: send each field once") }
         let ops = Self.fieldsByOp.map(\.key)
         guard let op = fields["op"] as? String, let known = Self.fieldsByOp.first(where: { $0.key == op })?.value else {
             let what = fields["op"].map { "unknown op \(Self.show($0))" } ?? "a request needs an op"
             throw Self.error("\(what); use \(ops.dropLast().joined(separator: ", ")) or \(ops.last!)")
         }
         if let unknown = fields.keys.sorted().first(where: { $0 != "op" && !known.contains($0) }) {
-            throw Self.error("\(op) has no field '\(unknown)'" + (known.isEmpty ? "" : "; its fields are \(known.joined(separator: ", "))"))
+            throw Self.error("\(op) has no field '\(Self.shortened(unknown))'" + (known.isEmpty ? #"; send {"op":"\#(op)"}"# : "; its fields are \(known.joined(separator: ", "))"))
         }
         self.op = op
         self.fields = fields
@@ -113,7 +116,12 @@ struct PlannerRequest {
     static func number(_ raw: Any, name: String, largest: Double, null: String? = nil) throws -> Double {
         let expected = "a number" + (null.map { ", or null \($0)" } ?? "")
         if let token = raw as? String, token.hasPrefix(nonFiniteMark) {
-            throw error("\(name) must be finite: send \(expected); got \(token.dropFirst()), which is not a number in JSON")
+            let literal = token.dropFirst()
+            guard !literal.allSatisfy(numberCharacters.contains) else {  // a JSON number, too large for a double
+                throw error("\(name) is \(literal), beyond what a double holds (about ±1.8e308): send it in larger units, "
+                            + "or its logarithm" + (null.map { ", or null \($0)" } ?? ""))
+            }
+            throw error("\(name) must be finite: send \(expected); got \(literal), which is not a number in JSON")
         }
         guard !isBoolean(raw), let number = (raw as? NSNumber)?.doubleValue else {
             let quoted = (raw as? String).flatMap(Double.init) != nil ? " (send it without quotes)" : ""
@@ -134,18 +142,23 @@ struct PlannerRequest {
         return number.objCType.pointee == CChar(UInt8(ascii: "c"))
     }
 
+    /// Text as long as an error message should repeat it.
+    static func shortened(_ text: String) -> String { text.count > 60 ? text.prefix(57) + "..." : text }
+
     /// A value as JSON, for error messages.
     static func show(_ value: Any) -> String {
         if let token = value as? String, token.hasPrefix(nonFiniteMark) { return String(token.dropFirst()) }
         if isBoolean(value) { return (value as? Bool) == true ? "true" : "false" }
         guard let data = try? JSONSerialization.data(withJSONObject: value, options: [.fragmentsAllowed, .sortedKeys]) else { return "\(value)" }
-        let text = String(decoding: data, as: UTF8.self)
-        return text.count > 60 ? text.prefix(57) + "..." : text
+        return shortened(String(decoding: data, as: UTF8.self))
     }
 
-    /// Marks a bare NaN or Infinity (which Python's json module writes, and JSON does not allow),
-    /// turned into a string so that the field's check can say what it needs instead of "not JSON".
+    /// Marks a bare NaN or Infinity (which Python's json module writes, and JSON does not allow), or
+    /// a number beyond a double (1e400, which Foundation refuses to parse), turned into a string so
+    /// that the field's check can say what it needs instead of "not JSON".
     static let nonFiniteMark = "\u{1}"
+    /// The characters of a JSON number.
+    static let numberCharacters = "0123456789+-.eE"
 
     static func parse(_ line: String) throws -> Any {
         do {
@@ -182,7 +195,8 @@ struct PlannerRequest {
         return nil
     }
 
-    /// The line with each bare NaN, Infinity and -Infinity outside strings quoted and marked.
+    /// The line with each bare NaN, Infinity and -Infinity, and each number beyond a double, outside
+    /// strings quoted and marked.
     static func markNonFinite(_ line: String) -> String {
         var result = "", inString = false, escaped = false
         var rest = Substring(line)
@@ -194,6 +208,11 @@ struct PlannerRequest {
             } else if let token = ["-Infinity", "Infinity", "NaN"].first(where: { rest.hasPrefix($0) }) {
                 result += "\"\\u0001\(token)\""
                 rest = rest.dropFirst(token.count)
+                continue
+            } else if c == "-" || c.isASCII && c.isNumber {
+                let number = rest.prefix(while: numberCharacters.contains)
+                result += Double(number)?.isInfinite == true ? "\"\\u0001\(number)\"" : String(number)
+                rest = rest.dropFirst(number.count)
                 continue
             }
             result.append(c)

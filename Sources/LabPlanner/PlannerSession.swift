@@ -15,6 +15,16 @@ public struct PlannerSession {
 
     public init(defaults: Planner.Options = Planner.Options()) { self.defaults = defaults }
 
+    /// The reply to one line as `RequestLines` reads it: a line past the limit gets an error.
+    public mutating func reply(to line: RequestLines.Line) -> String? {
+        switch line {
+        case .text(let text): reply(to: text)
+        case .tooLong(let bytes):
+            finished ? nil : Self.encoded(["error": "a request line is at most \(PlannerRequest.Limits.lineBytes) bytes, and this one had \(bytes): "
+                                                     + "send one request per line, such as {\"op\":\"ask\"}"])
+        }
+    }
+
     /// The reply line to one request line (a blank one included, so that a client never waits
     /// for nothing); nil for `done` and after it.
     public mutating func reply(to line: String) -> String? {
@@ -32,6 +42,10 @@ public struct PlannerSession {
         } catch {
             reply = ["error": "\(error)"]
         }
+        return Self.encoded(reply)
+    }
+
+    private static func encoded(_ reply: [String: Any]) -> String {
         let data = (try? JSONSerialization.data(withJSONObject: reply, options: [.sortedKeys])) ?? Data("{}".utf8)
         return String(decoding: data, as: UTF8.self)
     }
@@ -40,8 +54,11 @@ public struct PlannerSession {
         typealias Limits = PlannerRequest.Limits
         switch request.op {
         case "init":
-            guard let bounds = try request.numberLists("bounds"), (1...Limits.dimensions).contains(bounds.count) else {
+            guard let bounds = try request.numberLists("bounds") else {
                 throw PlannerRequest.error("init needs bounds: [[low, high], ...], one pair per input, at most \(Limits.dimensions)")
+            }
+            guard (1...Limits.dimensions).contains(bounds.count) else {
+                throw PlannerRequest.error("bounds must have 1 to \(Limits.dimensions) [low, high] pairs, one per input; got \(bounds.count)")
             }
             for (i, pair) in bounds.enumerated() {
                 guard pair.count == 2, pair[0] < pair[1] else {
@@ -53,7 +70,7 @@ public struct PlannerSession {
                 }
             }
             if let dim = try request.integer("dim", in: 1...Limits.dimensions), dim != bounds.count {
-                throw PlannerRequest.error("dim is \(dim) but there are \(bounds.count) bounds: send as many [low, high] pairs as inputs")
+                throw PlannerRequest.error("dim is \(dim) but bounds has \(bounds.count) [low, high] \(bounds.count == 1 ? "pair" : "pairs"): send one pair per input")
             }
             let budget = try request.integer("budget", in: 1...Limits.budget)
             var options = defaults
@@ -90,8 +107,11 @@ public struct PlannerSession {
             return count == nil ? ["x": proposals[0]] : ["xs": proposals]
         case "tell":
             guard var planner else { throw PlannerRequest.error("send init first") }
-            guard let x = try request.numbers("x"), x.count == bounds.count else {
+            guard let x = try request.numbers("x") else {
                 throw PlannerRequest.error("tell needs x: a list of \(bounds.count) numbers, the point that was run")
+            }
+            guard x.count == bounds.count else {
+                throw PlannerRequest.error("x must be a list of \(bounds.count) numbers, one per input of init's bounds; got \(x.count)")
             }
             for (i, value) in x.enumerated() where !Self.contains(bounds[i], value) {
                 throw PlannerRequest.error("x[\(i)] is \(value), outside its bounds [\(bounds[i][0]), \(bounds[i][1])]: tell the point that was run, within the bounds")
@@ -113,7 +133,7 @@ public struct PlannerSession {
                 throw PlannerRequest.error("noise is taken only after init with noise known: send y alone, or init with \"noise\": \"known\"")
             }
             if noise == nil, y != nil, options.noise == .known {
-                throw PlannerRequest.error("init said noise known, so tell needs noise: the variance of y (0 if it is exact)")
+                throw PlannerRequest.error("noise is known (from init or --noise), so tell needs noise: the variance of y (0 if it is exact)")
             }
             let outcome = y.map { Outcome(objectives: [minimize ? -$0 : $0], noiseVariance: noise) }
             planner.observe(Dictionary(uniqueKeysWithValues: x.enumerated().map { ("x\($0.offset)", $0.element) }), outcome: outcome)

@@ -33,9 +33,13 @@ struct PlannerCommand: ParsableCommand {
         defaults.initialDesign = Planner.InitialDesign(jsonName: initialDesign)!
         defaults.outputTransform = OutputTransform(rawValue: transform)!
         var session = PlannerSession(defaults: defaults)
-        // Every line gets a reply until `done`.
-        while let line = readLine(strippingNewline: true), let reply = session.reply(to: line) {
-            Output.line(reply)
+        // Every line gets a reply until `done`; a client that stops reading ends the session.
+        var lines = RequestLines(descriptor: STDIN_FILENO)
+        while let line = lines.next(), let reply = session.reply(to: line) {
+            guard Output.line(reply) else {
+                Output.error("planner: standard output is closed; ending the session")
+                throw ExitCode(74)  // EX_IOERR
+            }
         }
     }
 }

@@ -54,7 +54,8 @@ import Testing
         try Self.expectRefusal(#"{"op":"tell","x":[11,5],"y":1}"#, saying: ["x[0] is 11", "[-5.0, 10.0]"], in: &session)
         try Self.expectRefusal(#"{"op":"tell","x":[1,-0.5],"y":1}"#, saying: ["x[1] is -0.5"], in: &session)
         try Self.expectRefusal(#"{"op":"tell","x":[true,5],"y":1}"#, saying: ["x[0] must be a number"], in: &session)
-        try Self.expectRefusal(#"{"op":"tell","x":[1],"y":1}"#, saying: ["x: a list of 2 numbers"], in: &session)
+        try Self.expectRefusal(#"{"op":"tell","x":[1],"y":1}"#, saying: ["x must be a list of 2 numbers", "got 1"], in: &session)
+        try Self.expectRefusal(#"{"op":"tell","y":1}"#, saying: ["tell needs x: a list of 2 numbers"], in: &session)
         // The bounds themselves are inside.
         #expect(try Self.reply(&session, #"{"op":"tell","x":[10,0],"y":1}"#)["ok"] as? Bool == true)
     }
@@ -74,7 +75,8 @@ import Testing
         try Self.expectRefusal(#"{"op":"ask","n":1000000000}"#, saying: ["n must be a whole number from 1 to 1000"], in: &session)
         try Self.expectRefusal(#"{"op":"ask","n":0}"#, saying: ["n must be"], in: &session)
         let tooWide = "[" + Array(repeating: "[0,1]", count: 1_001).joined(separator: ",") + "]"
-        try Self.expectRefusal(#"{"op":"init","bounds":\#(tooWide)}"#, saying: ["at most 1000"], in: &session)
+        try Self.expectRefusal(#"{"op":"init","bounds":\#(tooWide)}"#, saying: ["bounds must have 1 to 1000 [low, high] pairs", "got 1001"], in: &session)
+        try Self.expectRefusal(#"{"op":"init","bounds":[]}"#, saying: ["bounds must have 1 to 1000", "got 0"], in: &session)
         let wide = "[" + Array(repeating: "[0,1]", count: 1_000).joined(separator: ",") + "]"
         try Self.expectRefusal(#"{"op":"init","bounds":\#(wide),"n_init":10000}"#,
                                saying: ["n_init × inputs is at most 1000000", "with 1000 inputs, send n_init at most 1000"], in: &session)
@@ -167,7 +169,7 @@ import Testing
         var session = try Self.session()
         try Self.expectRefusal(#"{"op":"tell","x":[1,1],"y":3,"noise":0.1}"#, saying: ["noise is taken only after init with noise known"], in: &session)
         #expect(try Self.reply(&session, #"{"op":"init","bounds":[[-5,10],[0,15]],"noise":"known"}"#)["ok"] as? Bool == true)
-        try Self.expectRefusal(#"{"op":"tell","x":[1,1],"y":3}"#, saying: ["init said noise known, so tell needs noise"], in: &session, knownNoise: true)
+        try Self.expectRefusal(#"{"op":"tell","x":[1,1],"y":3}"#, saying: ["noise is known (from init or --noise), so tell needs noise"], in: &session, knownNoise: true)
         // A failed run has no result, so no noise either.
         #expect(try Self.reply(&session, #"{"op":"tell","x":[1,1],"y":null}"#)["ok"] as? Bool == true)
         #expect(try Self.reply(&session, #"{"op":"tell","x":[2,1],"y":3,"noise":0.1}"#)["ok"] as? Bool == true)
@@ -196,7 +198,12 @@ import Testing
         // Inside a string it is a string.
         try Self.expectRefusal(#"{"op":"tell","x":[1,1],"y":"NaN"}"#, saying: [#"got "NaN""#], in: &session)
         // Beyond a double: what to send instead, not the parser's words.
-        try Self.expectRefusal(#"{"op":"tell","x":[1,1],"y":1e400}"#, saying: ["beyond what a double holds", "other units", "null"], in: &session)
+        try Self.expectRefusal(#"{"op":"tell","x":[1,1],"y":1e400}"#, saying: ["y is 1e400, beyond what a double holds", "larger units", "null"], in: &session)
+        // Named by the field that holds it, wherever it is.
+        try Self.expectRefusal(#"{"op":"tell","x":[-1e400,1],"y":1}"#, saying: ["x[0] is -1e400, beyond what a double holds"], in: &session)
+        try Self.expectRefusal(#"{"op":"init","bounds":[[0,1E+400]]}"#, saying: ["bounds[0][1] is 1E+400, beyond what a double holds"], in: &session)
+        // Too small to tell from zero is zero, as JSON parsers read it.
+        #expect(try Self.reply(&session, #"{"op":"tell","x":[1,1],"y":1e-400}"#)["ok"] as? Bool == true)
     }
 
     @Test func otherMistakesNameTheFieldAndWhatToSend() throws {
@@ -210,6 +217,13 @@ import Testing
         try Self.expectRefusal("[1,2]", saying: ["a request is a JSON object"], in: &session)
         try Self.expectRefusal("null", saying: ["a request is a JSON object"], in: &session)
         try Self.expectRefusal(#"{"n":2}"#, saying: ["a request needs an op; use init, ask, tell or done"], in: &session)
+        try Self.expectRefusal(#"{"op":"done","x":1}"#, saying: ["done has no field 'x'", #"send {"op":"done"}"#], in: &session)
+        try Self.expectRefusal(#"{"op":"init","dim":2,"bounds":[[0,1]]}"#, saying: ["dim is 2 but bounds has 1 [low, high] pair:"], in: &session)
+        // A name as long as the line is not sent back whole.
+        let long = String(repeating: "z", count: 100_000)
+        let reply = session.reply(to: #"{"op":"ask","\#(long)":1}"#)
+        let answer = try #require(reply)
+        #expect(answer.count < 300 && answer.contains("ask has no field 'zzz"), "\(answer.prefix(300))")
     }
 
     /// A JSON parser keeps one value of a repeated key: {"op":"ask","op":"done"} ended the session

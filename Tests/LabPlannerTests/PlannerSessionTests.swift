@@ -78,6 +78,35 @@ import Testing
         _ = try Self.campaign(&oneDimension, asks: 20, batch: 40) { x in (x[0] - 0.3) * (x[0] - 0.3) }
     }
 
+    /// A client that rounds the points it was given (to 4 decimals here) still answers them: once
+    /// told, they are no longer pending, singly or from a batch.
+    @Test func roundedPointsToldBackStopBeingPending() throws {
+        var session = PlannerSession()
+        #expect(try Self.json(session.reply(to: #"{"op":"init","bounds":[[-5,10],[0,15]]}"#))["ok"] as? Bool == true)
+        var changed = 0
+        func tellRounded(_ x: [Double]) throws {
+            let rounded = x.map { ($0 * 1e4).rounded() / 1e4 }
+            if rounded != x { changed += 1 }
+            let told = try Self.json(session.reply(to: #"{"op":"tell","x":\#(rounded),"y":\#(rounded[0] * rounded[0] + rounded[1])}"#))
+            #expect(told["ok"] as? Bool == true, "\(told)")
+        }
+        for _ in 0..<8 {
+            try tellRounded(try #require(Self.json(session.reply(to: #"{"op":"ask"}"#))["x"] as? [Double]))
+            #expect(session.planner?.pending.isEmpty == true)
+        }
+        let batch = try #require(Self.json(session.reply(to: #"{"op":"ask","n":6}"#))["xs"] as? [[Double]])
+        for (told, x) in batch.reversed().enumerated() {
+            try tellRounded(x)
+            #expect(session.planner?.pending.count == batch.count - told - 1)
+        }
+        #expect(changed >= 10, "the points came back unrounded: the test would not test rounding")
+        // A point far from every pending one is a result of its own and clears none.
+        let pending = try #require(Self.json(session.reply(to: #"{"op":"ask","n":2}"#))["xs"] as? [[Double]])
+        let corner = try #require([[-5.0, 0.0], [-5, 15], [10, 0], [10, 15]].first { c in pending.allSatisfy { abs($0[0] - c[0]) > 1 } })
+        #expect(try Self.json(session.reply(to: #"{"op":"tell","x":\#(corner),"y":100}"#))["ok"] as? Bool == true)
+        #expect(session.planner?.pending.count == 2)
+    }
+
     /// A range tiny beside its values (10¹² to 10¹² + 1) rounds the points handed out; told back,
     /// they must stop being pending, or they crowd out every later proposal.
     @Test func pointsOfARangeTinyBesideItsValuesStopBeingPendingWhenTold() throws {
