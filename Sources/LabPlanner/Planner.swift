@@ -121,10 +121,12 @@ public struct Planner: Sendable, Codable {
     /// one call, or not yet observed from earlier calls, are kept apart.
     public mutating func propose(_ count: Int = 1) throws -> [(values: [String: Double], chosenBy: String)] {
         var result: [(values: [String: Double], chosenBy: String)] = []
-        // The initial design is drawn once per call, not once per point of a batch.
+        // The initial design is drawn once per call, not once per point of a batch, and so are the
+        // models of failures and constraints (fitted to the results alone, which a batch does not change).
         var design: [[Double]]?
+        var probabilities: [ProbabilityModel]?
         for _ in 0..<count {
-            let (x, chosenBy) = try proposeOne(design: &design)
+            let (x, chosenBy) = try proposeOne(design: &design, probabilities: &probabilities)
             let values = space.decode(x)
             // Pending as it will be told back: the values handed out, encoded again (a range tiny
             // beside its values, 10¹² to 10¹² + 1, rounds them), so that telling it clears it.
@@ -148,7 +150,7 @@ public struct Planner: Sendable, Codable {
 
     private var random: SplitMix64 { SplitMix64(seed: seed, stream: UInt64(proposals + 1)) }
 
-    private mutating func proposeOne(design: inout [[Double]]?) throws -> ([Double], String) {
+    private mutating func proposeOne(design: inout [[Double]]?, probabilities cached: inout [ProbabilityModel]?) throws -> ([Double], String) {
         let started = observations.count + pending.count
         if started < options.initialPoints {
             if design == nil { design = initialDesign(options.initialPoints) }
@@ -160,11 +162,7 @@ public struct Planner: Sendable, Codable {
             return (feasibleRandomPoints(1, using: &rng).first ?? initialPoint(started, of: initialDesign(started + 1)),
                     "random (fewer than two successful runs)")
         }
-        var probabilities: [ProbabilityModel] = []
         let failed = observations.filter { $0.outcome == nil }
-        if !failed.isEmpty, options.failures == .avoid, let classifier = ProbabilityModel(classifying: observations) {
-            probabilities.append(classifier)
-        }
         let weights = rng  // the same ParEGO weights whichever transform is fitted
         var (notes, scalar, model) = try fitted(successes, failed: failed, options.outputTransform, asMeasured: false, using: &rng)
         // Results that look noisy are modelled again, as measured (should that fit fail, the bent
@@ -177,12 +175,8 @@ public struct Planner: Sendable, Codable {
                 (noisy, scalar, model, rng) = (true, measured.scalar, measured.model, measuredWeights)
             }
         }
-        let slackCounts = successes[0].outcome!.constraintSlacks.count
-        for j in 0..<slackCounts {
-            if let m = ProbabilityModel(constraint: successes.map(\.x), slacks: successes.map { $0.outcome!.constraintSlacks[j] }) {
-                probabilities.append(m)
-            }
-        }
+        let probabilities = cached ?? probabilityModels(successes, failed: failed)
+        cached = probabilities
         // Pending points are believed to come out at the model's mean (the "kriging believer").
         var believed = model
         if !pending.isEmpty {
@@ -222,6 +216,21 @@ public struct Planner: Sendable, Codable {
         let scalarised = successes[0].outcome!.objectives.count > 1 ? "ParEGO, " : ""
         let criterion = if case .upperConfidenceBound = options.acquisition { "upper confidence bound" } else { "log expected improvement" }
         return (x, "planner (GP, \(scalarised)\(criterion)\(climb)\(Self.modelled(notes)))")
+    }
+
+    /// The chance that a run succeeds (learnt from the failures, if they are to be avoided) and that
+    /// it meets each outcome constraint.
+    private func probabilityModels(_ successes: [Observation], failed: [Observation]) -> [ProbabilityModel] {
+        var models: [ProbabilityModel] = []
+        if !failed.isEmpty, options.failures == .avoid, let classifier = ProbabilityModel(classifying: observations) {
+            models.append(classifier)
+        }
+        for j in 0..<successes[0].outcome!.constraintSlacks.count {
+            if let m = ProbabilityModel(constraint: successes.map(\.x), slacks: successes.map { $0.outcome!.constraintSlacks[j] }) {
+                models.append(m)
+            }
+        }
+        return models
     }
 
     /// The results' objectives, each transformed over all results, scalarised (ParEGO), and the model
