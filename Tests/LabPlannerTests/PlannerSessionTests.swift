@@ -78,6 +78,23 @@ import Testing
         _ = try Self.campaign(&oneDimension, asks: 20, batch: 40) { x in (x[0] - 0.3) * (x[0] - 0.3) }
     }
 
+    /// docs/planner.md: a large batch asked for in parts gives the same points as one ask.
+    @Test func aBatchAskedForInPartsIsTheSameBatch() throws {
+        func session() throws -> PlannerSession {
+            var session = PlannerSession()
+            #expect(try Self.json(session.reply(to: #"{"op":"init","bounds":[[-5,10],[0,15]],"n_init":3}"#))["ok"] as? Bool == true)
+            for x in [[1.0, 2.0], [7.5, 12.0], [-3.0, 9.0], [4.0, 4.0], [0.5, 14.0]] {
+                #expect(try Self.json(session.reply(to: #"{"op":"tell","x":\#(x),"y":\#(x[0] * x[0] + x[1])}"#))["ok"] as? Bool == true)
+            }
+            return session
+        }
+        var whole = try session(), parts = try session()
+        let batch = try #require(Self.json(whole.reply(to: #"{"op":"ask","n":6}"#))["xs"] as? [[Double]])
+        var asked: [[Double]] = []
+        for _ in 0..<3 { asked += try #require(Self.json(parts.reply(to: #"{"op":"ask","n":2}"#))["xs"] as? [[Double]]) }
+        #expect(batch.count == 6 && asked == batch)
+    }
+
     /// A client that rounds the points it was given (to 4 decimals here) still answers them: once
     /// told, they are no longer pending, singly or from a batch.
     @Test func roundedPointsToldBackStopBeingPending() throws {
