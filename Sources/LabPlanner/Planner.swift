@@ -108,9 +108,19 @@ public struct Planner: Sendable, Codable {
     /// input: a client rounds the point it was given (to an instrument's resolution, or through a
     /// CSV file), and a result must not leave the point asked for pending for good.
     private mutating func forgetPending(_ x: [Double]) {
+        if let index = pendingAnswered(by: x) { pending.remove(at: index) }
+    }
+
+    /// The pending point nearest x, among those x is within `toldMatch` of in every input.
+    private func pendingAnswered(by x: [Double]) -> Int? {
         let tolerance = max(Self.toldMatch, space.samePoint)
         let matching = pending.indices.filter { i in zip(pending[i], x).allSatisfy { abs($0 - $1) <= tolerance } }
-        if let index = matching.min(by: { Self.distance(pending[$0], x) < Self.distance(pending[$1], x) }) { pending.remove(at: index) }
+        return matching.min { Self.distance(pending[$0], x) < Self.distance(pending[$1], x) }
+    }
+
+    /// Whether values answer a pending point (perhaps rounded a hair past the bound it lies on).
+    public func answersPending(_ values: [String: Double]) -> Bool {
+        pendingAnswered(by: space.encode(values)) != nil
     }
 
     /// How far, as a fraction of each input's range, a point told may lie from the pending point it

@@ -47,9 +47,9 @@ public struct PlannerRequest {
             throw Self.error(#"not JSON\#(detail.map { " (\($0))" } ?? ""): send one JSON object per line, such as {"op":"ask"}"#)
         }
         guard let fields = object as? [String: Any] else { throw Self.error(#"a request is a JSON object, such as {"op":"ask"}"#) }
-        // A JSON parser keeps one of a repeated key's values and drops the other without a word:
-        // {"op":"ask","op":"done"} would end the session.
-        if let key = Self.repeatedKey(line) { throw Self.error("'\(Self.shortened(key))' is given twice: send each field once") }
+        // What Foundation's parser lets through without a word: a repeated key, of whose values it
+        // keeps one ({"op":"ask","op":"done"} would end the session), and a comma before } or ].
+        if let problem = Self.laxity(line) { throw Self.error(problem) }
         let ops = Self.fieldsByOp.map(\.key)
         guard let op = fields["op"] as? String, let known = Self.fieldsByOp.first(where: { $0.key == op })?.value else {
             let what = fields["op"].map { "unknown op \(Self.show($0))" } ?? "a request needs an op"
@@ -170,10 +170,12 @@ public struct PlannerRequest {
         }
     }
 
-    /// The first key the line's outermost object names twice, if any.
-    static func repeatedKey(_ line: String) -> String? {
+    /// What is wrong with a line Foundation parsed although it is not strict JSON, if anything: the
+    /// first key its outermost object names twice, or a comma that ends an object or a list.
+    static func laxity(_ line: String) -> String? {
         var depth = 0, inString = false, escaped = false
         var token = "", lastString: String?, keys: Set<String> = []
+        var previous: Character?  // the last character outside strings that is not white space
         for c in line {
             if inString {
                 if escaped { escaped = false } else if c == "\\" { escaped = true } else if c == "\"" { inString = false; lastString = token; continue }
@@ -185,11 +187,14 @@ public struct PlannerRequest {
             case ":" where depth == 1:
                 // The key as the parser reads it, escapes decoded.
                 if let raw = lastString, let key = try? JSONSerialization.jsonObject(with: Data("\"\(raw)\"".utf8), options: .fragmentsAllowed) as? String,
-                   !keys.insert(key).inserted { return key }
+                   !keys.insert(key).inserted { return "'\(shortened(key))' is given twice: send each field once" }
             case "{", "[": depth += 1
-            case "}", "]": depth -= 1
+            case "}", "]":
+                if previous == "," { return "not JSON: a comma just before '\(c)'; remove it" }
+                depth -= 1
             default: break
             }
+            if !c.isWhitespace { previous = c }
             if !c.isWhitespace, c != "\"" { lastString = nil }
         }
         return nil

@@ -99,23 +99,28 @@ public struct PlannerSession {
             let count = try request.integer("n", in: 1...Limits.batch)
             // Every pending point joins the model at each ask: a client that never tells must not grow it without end.
             guard planner.pending.count + (count ?? 1) <= Limits.batch else {
+                let room = Limits.batch - planner.pending.count
                 throw PlannerRequest.error("\(planner.pending.count) \(planner.pending.count == 1 ? "point is" : "points are") pending (asked for, not told) and at most \(Limits.batch) may be: "
-                                           + "tell their results first (y null for a run that failed or was not done)")
+                                           + (room > 0 ? "ask for at most \(room), or " : "") + "tell their results first (y null for a run that failed or was not done)")
             }
             let proposals = try planner.propose(count ?? 1).map { vector($0.values) }
             self.planner = planner
             return count == nil ? ["x": proposals[0]] : ["xs": proposals]
         case "tell":
             guard var planner else { throw PlannerRequest.error("send init first") }
-            guard let x = try request.numbers("x") else {
+            guard var x = try request.numbers("x") else {
                 throw PlannerRequest.error("tell needs x: a list of \(bounds.count) numbers, the point that was run")
             }
             guard x.count == bounds.count else {
                 throw PlannerRequest.error("x must be a list of \(bounds.count) numbers, one per input of init's bounds; got \(x.count)")
             }
-            for (i, value) in x.enumerated() where !Self.contains(bounds[i], value) {
+            // A point asked for on a bound may come back rounded a hair past it: it is taken at the bound.
+            let point = Self.point(x)
+            let answersPending = planner.answersPending(point)
+            for (i, value) in x.enumerated() where !Self.contains(bounds[i], value) && !answersPending {
                 throw PlannerRequest.error("x[\(i)] is \(value), outside its bounds [\(bounds[i][0]), \(bounds[i][1])]: tell the point that was run, within the bounds")
             }
+            x = zip(x, bounds).map { min(max($0, $1[0]), $1[1]) }
             guard request.has("y") else { throw PlannerRequest.error("tell needs y: a number, or null for a failed experiment") }
             let y = try request.number("y", largest: Planner.largestResult, null: "for a failed experiment")
             // The log needs a result above zero, and not so near zero that its slope overflows.
@@ -136,7 +141,7 @@ public struct PlannerSession {
                 throw PlannerRequest.error("noise is known (from init or --noise), so tell needs noise: the variance of y (0 if it is exact)")
             }
             let outcome = y.map { Outcome(objectives: [minimize ? -$0 : $0], noiseVariance: noise) }
-            planner.observe(Dictionary(uniqueKeysWithValues: x.enumerated().map { ("x\($0.offset)", $0.element) }), outcome: outcome)
+            planner.observe(Self.point(x), outcome: outcome)
             self.planner = planner
             return ["ok": true]
         default:
@@ -149,6 +154,10 @@ public struct PlannerSession {
     private static func contains(_ bounds: [Double], _ value: Double) -> Bool {
         let slack = max(1e-9 * (bounds[1] - bounds[0]), 4 * max(abs(bounds[0]), abs(bounds[1])).ulp)
         return value >= bounds[0] - slack && value <= bounds[1] + slack
+    }
+
+    private static func point(_ x: [Double]) -> [String: Double] {
+        Dictionary(uniqueKeysWithValues: x.enumerated().map { ("x\($0.offset)", $0.element) })
     }
 
     private func vector(_ values: [String: Double]) -> [Double] {

@@ -147,6 +147,8 @@ import Testing
         let refused = try #require(try Self.reply(&session, #"{"op":"ask"}"#)["error"] as? String)
         #expect(refused.contains("1000 points are pending") && refused.contains("tell their results first"))
         #expect(try Self.reply(&session, #"{"op":"tell","x":[\#(xs[0][0])],"y":null}"#)["ok"] as? Bool == true)
+        let tooMany = try #require(try Self.reply(&session, #"{"op":"ask","n":2}"#)["error"] as? String)
+        #expect(tooMany.contains("999 points are pending") && tooMany.contains("ask for at most 1, or tell"), "\(tooMany)")
         #expect(try Self.reply(&session, #"{"op":"ask"}"#)["x"] as? [Double] != nil)
     }
 
@@ -237,5 +239,9 @@ import Testing
         try Self.expectRefusal(#"{"op":"fly","note":"\"op\":1"}"#, saying: [#"unknown op "fly""#], in: &session)
         try Self.expectRefusal(#"{"op":"tell","x":[1,1],"y":{"op":1,"op":2}}"#, saying: ["y must be a number"], in: &session)
         #expect(!session.finished)
+        // Foundation's parser takes a comma before } or ]; JSON does not.
+        try Self.expectRefusal(#"{"op":"ask",}"#, saying: ["not JSON: a comma just before '}'"], in: &session)
+        try Self.expectRefusal(#"{"op":"tell","x":[1,1,],"y":1}"#, saying: ["not JSON: a comma just before ']'"], in: &session)
+        try Self.expectRefusal(#"{"op":"fly","note":",}"}"#, saying: [#"unknown op "fly""#], in: &session)
     }
 }

@@ -78,6 +78,27 @@ import Testing
         _ = try Self.campaign(&oneDimension, asks: 20, batch: 40) { x in (x[0] - 0.3) * (x[0] - 0.3) }
     }
 
+    /// A point asked for on a bound that comes back rounded a hair past it answers it, taken at the
+    /// bound; a hair past a bound where nothing was asked is still refused.
+    @Test func aPointOnABoundToldBackRoundedPastItIsTakenAtTheBound() throws {
+        var session = PlannerSession()
+        #expect(try Self.json(session.reply(to: #"{"op":"init","bounds":[[0.12345,0.98765]],"n_init":3}"#))["ok"] as? Bool == true)
+        var onBound: Double?
+        for _ in 0..<20 where onBound == nil {
+            let x = try #require(Self.json(session.reply(to: #"{"op":"ask"}"#))["x"] as? [Double])
+            if x[0] == 0.12345 { onBound = x[0]; break }
+            #expect(try Self.json(session.reply(to: #"{"op":"tell","x":\#(x),"y":\#(x[0])}"#))["ok"] as? Bool == true)
+        }
+        try #require(onBound != nil, "never proposed the lower bound of a result that falls towards it")
+        let refused = try Self.json(session.reply(to: #"{"op":"tell","x":[0.11],"y":0.11}"#))
+        #expect((refused["error"] as? String)?.contains("x[0] is 0.11, outside its bounds") == true, "\(refused)")
+        #expect(try Self.json(session.reply(to: #"{"op":"tell","x":[0.1234],"y":0.1234}"#))["ok"] as? Bool == true)
+        #expect(session.planner?.pending.isEmpty == true)
+        #expect(session.planner?.observations.last?.x == [0])
+        // Nothing is pending now: the same hair past the bound is refused.
+        #expect(try Self.json(session.reply(to: #"{"op":"tell","x":[0.1234],"y":0.1234}"#))["error"] != nil)
+    }
+
     /// docs/planner.md: a large batch asked for in parts gives the same points as one ask.
     @Test func aBatchAskedForInPartsIsTheSameBatch() throws {
         func session() throws -> PlannerSession {
