@@ -4,13 +4,13 @@ import LabCore
 /// One request line of the JSON-lines protocol (docs/planner.md), checked at one gate: every field
 /// is known, has its type and lies within its limits before the session acts on it, and every error
 /// names the field and says what to send instead.
-public struct PlannerRequest {
+struct PlannerRequest {
     let op: String
     private let fields: [String: Any]
 
     /// Limits checked before anything is allocated: each bounds the memory or the time one request
     /// can cost.
-    public enum Limits {
+    enum Limits {
         static let dimensions = 1_000
         static let initialPoints = 10_000
         /// n_init × inputs: the numbers of the initial design, drawn again at each ask.
@@ -20,7 +20,7 @@ public struct PlannerRequest {
         static let budget = 100_000
         /// One request line, in bytes: the widest init (1,000 pairs of full-precision bounds) is
         /// about 50 KB.
-        public static let lineBytes = 1 << 20
+        static let lineBytes = 1 << 20
     }
 
     /// The fields each op takes.
@@ -114,12 +114,12 @@ public struct PlannerRequest {
     }
 
     static func number(_ raw: Any, name: String, largest: Double, null: String? = nil) throws -> Double {
-        let expected = "a number" + (null.map { ", or null \($0)" } ?? "")
+        let orNull = null.map { ", or null \($0)" } ?? "", expected = "a number" + orNull
         if let token = raw as? String, token.hasPrefix(nonFiniteMark) {
             let literal = token.dropFirst()
             guard !literal.allSatisfy(numberCharacters.contains) else {  // a JSON number, too large for a double
                 throw error("\(name) is \(literal), beyond what a double holds (about ±1.8e308): send it in larger units, "
-                            + "or its logarithm" + (null.map { ", or null \($0)" } ?? ""))
+                            + "or its logarithm" + orNull)
             }
             throw error("\(name) must be finite: send \(expected); got \(literal), which is not a number in JSON")
         }

@@ -115,10 +115,8 @@ public struct PlannerSession {
                 throw PlannerRequest.error("x must be a list of \(bounds.count) numbers, one per input of init's bounds; got \(x.count)")
             }
             // A point asked for on a bound may come back rounded a hair past it: it is taken at the bound.
-            let point = Self.point(x)
-            let answersPending = planner.answersPending(point)
-            for (i, value) in x.enumerated() where !Self.contains(bounds[i], value) && !answersPending {
-                throw PlannerRequest.error("x[\(i)] is \(value), outside its bounds [\(bounds[i][0]), \(bounds[i][1])]: tell the point that was run, within the bounds")
+            if let i = x.indices.first(where: { !Self.contains(bounds[$0], x[$0]) }), !planner.answersPending(Self.point(x)) {
+                throw PlannerRequest.error("x[\(i)] is \(x[i]), outside its bounds [\(bounds[i][0]), \(bounds[i][1])]: tell the point that was run, within the bounds")
             }
             x = zip(x, bounds).map { min(max($0, $1[0]), $1[1]) }
             guard request.has("y") else { throw PlannerRequest.error("tell needs y: a number, or null for a failed experiment") }

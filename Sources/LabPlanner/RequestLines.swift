@@ -17,9 +17,9 @@ public struct RequestLines {
     private var start = 0, end = 0
     private var atEnd = false
 
-    public init(descriptor: Int32, limit: Int = PlannerRequest.Limits.lineBytes) {
-        (self.descriptor, self.limit) = (descriptor, limit)
-    }
+    public init(descriptor: Int32) { self.init(descriptor: descriptor, limit: PlannerRequest.Limits.lineBytes) }
+
+    init(descriptor: Int32, limit: Int) { (self.descriptor, self.limit) = (descriptor, limit) }
 
     /// The next line; nil once the input has ended.
     public mutating func next() -> Line? {

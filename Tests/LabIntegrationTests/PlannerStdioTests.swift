@@ -21,6 +21,8 @@ import Testing
         (#"{"op":"init","bounds":[[0,1]],"n_init":10000000}"#, true),
         (#"{"op":"init","bounds":[[0,1]],"budget":-1}"#, true),
         (#"{"op":"init","bounds":[[0,1]],"seed":-1}"#, true),
+        (#"{"op":"ask","op":"done"}"#, true),
+        (#"{"op":"ask","note":""# + String(repeating: "a", count: 2 << 20) + #""}"#, true),  // past 1 MiB
         (#"{"op":"ask"}"#, false),
         (#"{"op":"tell","x":[3,4],"y":13}"#, false),
         (#"{"op":"ask","n":2}"#, false),
@@ -54,5 +56,22 @@ import Testing
             #expect((json["error"] != nil) == request.refused, "\(request.line) -> \(reply)")
         }
         #expect(replies.last?.contains(#""xs":[["#) == true)
+    }
+
+    /// A client that stops reading ends the session: the planner does not go on answering nobody.
+    @Test func aClosedStandardOutputEndsThePlannerWithStatus74() async throws {
+        let process = Process(), input = Pipe(), output = Pipe()
+        process.executableURL = Child.executable
+        process.arguments = ["planner", "--stdio"]
+        (process.standardInput, process.standardOutput, process.standardError) = (input, output, FileHandle.nullDevice)
+        try process.run()
+        try output.fileHandleForReading.close()
+        try? output.fileHandleForWriting.close()
+        try input.fileHandleForWriting.write(contentsOf: Data(#"{"op":"init","bounds":[[0,1]]}"#.utf8 + [10]))
+        let deadline = ContinuousClock.now + .seconds(60)
+        while process.isRunning, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        if process.isRunning { process.terminate() }
+        try? input.fileHandleForWriting.close()
+        #expect(process.terminationStatus == 74)
     }
 }

@@ -1,6 +1,6 @@
 import Foundation
 import Glibc
-import LabPlanner
+@testable import LabPlanner
 import Testing
 
 /// `serendip planner --stdio` reads its requests through `RequestLines`, from a real file here.
