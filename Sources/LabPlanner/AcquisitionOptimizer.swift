@@ -11,7 +11,7 @@ struct ProbabilityModel {
 
     init?(classifying observations: [Planner.Observation]) {
         guard let gp = GaussianProcess(inputs: observations.map(\.x), outputs: observations.map { $0.outcome == nil ? -1 : 1 },
-                                       noise: .inferred, maxIterations: 60, centred: false,
+                                       noise: .inferred, maxIterations: 60, priorMean: .zero,
                                        noiseFloor: GaussianProcess.coarseNoise) else { return nil }
         (self.gp, offset) = (gp, 1)
     }

@@ -1,8 +1,8 @@
 import Foundation
 
 /// Gaussian-process regression on the unit cube: a Matérn-5/2 kernel with one length scale per
-/// input and a signal variance, outputs standardised to mean 0 and variance 1, and a constant prior
-/// mean estimated from the data (see `weights`). Hyperparameters are
+/// input and a signal variance, outputs standardised to mean 0 and variance 1, and a prior mean
+/// estimated from the data (see `PriorMean` and `weights`). Hyperparameters are
 /// the maximum a posteriori estimate (see `Fit.logPrior`), found by L-BFGS with analytic gradients
 /// of the log marginal likelihood.
 public struct GaussianProcess: Sendable {
@@ -15,6 +15,19 @@ public struct GaussianProcess: Sendable {
         case inferred
         /// Each observation's noise variance is known, in the units of the outputs squared.
         case known([Double])
+    }
+
+    /// What the model expects far from every result.
+    public enum PriorMean: Sendable, Hashable {
+        /// 0, with the outputs used as they are (not standardised): a classifier of ±1 labels
+        /// should say 0 far from every label, not the labels' average.
+        case zero
+        /// A constant estimated from the results.
+        case constant
+        /// A constant that falls towards the edges and corners of the unit cube, as far as the
+        /// results say it does (never rising: then it is the constant). Without it the variance far
+        /// from every result draws proposals to the corners (decision 20).
+        case bowl
     }
 
     public struct Hyperparameters: Sendable, Hashable, Codable {
@@ -37,9 +50,12 @@ public struct GaussianProcess: Sendable {
     public let scale: Double
     let standardised: [Double]
     let factor: Cholesky
-    /// The constant prior mean (standardised): what the model expects far from every result.
+    public let priorMean: PriorMean
+    /// The prior mean (standardised), constant + curvature · `bowl(x)`: what the model expects far
+    /// from every result. The curvature is 0 or below.
     let constant: Double
-    /// K⁻¹(y − constant).
+    let curvature: Double
+    /// K⁻¹(y − prior mean).
     let alpha: [Double]
     let noiseDiagonal: [Double]
 
@@ -52,14 +68,12 @@ public struct GaussianProcess: Sendable {
     public static let coarseNoise = 1e-6
 
     /// Fits the hyperparameters (starting also from `warmStart`, if given), then conditions on the data.
-    /// With `centred` false the outputs are used as they are (prior mean 0, scale 1), as a classifier
-    /// of ±1 labels needs: far from every observation it should say 0, not the labels' average.
     public init?(inputs: [[Double]], outputs: [Double], noise: NoiseModel = .inferred, warmStart: Hyperparameters? = nil,
-                 maxIterations: Int = 200, centred: Bool = true, noiseFloor: Double = minimumNoise) {
+                 maxIterations: Int = 200, priorMean: PriorMean = .constant, noiseFloor: Double = minimumNoise) {
         guard let first = inputs.first, inputs.count == outputs.count else { return nil }
-        let (mean, scale) = centred ? Self.standardisation(outputs) : (0, 1)
+        let (mean, scale) = priorMean == .zero ? (0, 1) : Self.standardisation(outputs)
         let y = outputs.map { ($0 - mean) / scale }
-        let fit = Fit(inputs: inputs, y: y, noiseModel: noise, scale: scale, dimensions: first.count, estimatesMean: centred,
+        let fit = Fit(inputs: inputs, y: y, noiseModel: noise, scale: scale, dimensions: first.count, estimatesMean: priorMean != .zero,
                       noiseFloor: noiseFloor)
         // From the last fit, which is usually near the new optimum, and from the prior's mode; with no
         // last fit, also from short length scales, in case the data are wiggly.
@@ -72,25 +86,26 @@ public struct GaussianProcess: Sendable {
             if result.value < best?.value ?? .infinity { best = (result.x, result.value) }
         }
         guard let best else { return nil }
-        self.init(inputs: inputs, outputs: outputs, hyperparameters: fit.hyperparameters(best.theta), noise: noise, centred: centred,
-                  noiseFloor: noiseFloor)
+        self.init(inputs: inputs, outputs: outputs, hyperparameters: fit.hyperparameters(best.theta), noise: noise,
+                  priorMean: priorMean, noiseFloor: noiseFloor)
     }
 
     /// Conditions on the data with given hyperparameters.
     public init?(inputs: [[Double]], outputs: [Double], hyperparameters: Hyperparameters, noise: NoiseModel = .inferred,
-                 centred: Bool = true, noiseFloor: Double = minimumNoise) {
-        let (mean, scale) = centred ? Self.standardisation(outputs) : (0, 1)
+                 priorMean: PriorMean = .constant, noiseFloor: Double = minimumNoise) {
+        let (mean, scale) = priorMean == .zero ? (0, 1) : Self.standardisation(outputs)
         let y = outputs.map { ($0 - mean) / scale }
         let diagonal = Self.noiseDiagonal(noise, hyperparameters.noise, floor: noiseFloor, scale: scale, count: inputs.count)
         guard let factor = Cholesky(Self.covariance(inputs, hyperparameters, diagonal), n: inputs.count) else { return nil }
         self.inputs = inputs
         self.hyperparameters = hyperparameters
         self.noiseModel = noise
+        self.priorMean = priorMean
         self.mean = mean
         self.scale = scale
         self.standardised = y
         self.factor = factor
-        (self.constant, self.alpha) = Self.weights(factor, y, estimatesMean: centred)
+        (self.constant, self.curvature, self.alpha) = Self.weights(factor, y, priorMean, inputs)
         self.noiseDiagonal = diagonal
     }
 
@@ -105,7 +120,7 @@ public struct GaussianProcess: Sendable {
 
     /// Posterior mean at x, in the units of the outputs, without the variance's O(n²) cost.
     func predictMean(_ x: [Double]) -> Double {
-        var mu = constant
+        var mu = prior(x)
         for i in inputs.indices { mu += hyperparameters.signalVariance * Self.matern(x, inputs[i], hyperparameters.lengthScales).value * alpha[i] }
         return mean + scale * mu
     }
@@ -126,13 +141,14 @@ public struct GaussianProcess: Sendable {
                 for j in 0..<d { dk[i * d + j] = c * (x[j] - xi[j]) / (ls[j] * ls[j]) }
             }
         }
-        var mu = constant
+        var mu = prior(x)
         for i in 0..<n { mu += k[i] * alpha[i] }
         let v = factor.forward(k)
         let variance = max(sf2 - BoxLBFGS.dot(v, v), 1e-12 * sf2)
         guard gradient else { return (mu, variance, [], []) }
         let w = factor.backward(v)  // K⁻¹ k
-        var dMean = [Double](repeating: 0, count: d), dVariance = [Double](repeating: 0, count: d)
+        // ∂bowl/∂xⱼ = 8(xⱼ − 0.5)/d
+        var dMean = x.map { curvature * 8 / Double(d) * ($0 - 0.5) }, dVariance = [Double](repeating: 0, count: d)
         for i in 0..<n {
             for j in 0..<d {
                 dMean[j] += alpha[i] * dk[i * d + j]
@@ -142,17 +158,40 @@ public struct GaussianProcess: Sendable {
         return (mu, variance, dMean, dVariance)
     }
 
-    /// The constant prior mean m and K⁻¹(y − m). m is the generalised-least-squares estimate
-    /// 1ᵀK⁻¹y / 1ᵀK⁻¹1, which maximises the likelihood: unlike the plain average, it does not
-    /// rise as results crowd around a good region, so unexplored regions are not imagined to be as
-    /// good as the best one (which sent proposals to the corners of the space). Without
-    /// `estimatesMean`, m = 0.
-    static func weights(_ factor: Cholesky, _ y: [Double], estimatesMean: Bool) -> (constant: Double, alpha: [Double]) {
+    /// The prior mean at x (standardised).
+    func prior(_ x: [Double]) -> Double {
+        curvature == 0 ? constant : constant + curvature * Self.bowl(x)
+    }
+
+    /// The bowl's shape: 0 at the centre of the unit cube, 1 at its corners, 1/d at the middle of a face.
+    static func bowl(_ x: [Double]) -> Double {
+        var sum = 0.0
+        for v in x { sum += (v - 0.5) * (v - 0.5) }
+        return 4 * sum / Double(x.count)
+    }
+
+    /// The prior mean's constant c and curvature a, and K⁻¹(y − c − a·bowl). Both are the
+    /// generalised-least-squares estimates, which maximise the likelihood: unlike the plain average,
+    /// c does not rise as results crowd around a good region, so unexplored regions are not imagined
+    /// to be as good as the best one. A curvature above 0 (the results are better towards the edges)
+    /// is not taken: then the mean is the constant alone.
+    static func weights(_ factor: Cholesky, _ y: [Double], _ priorMean: PriorMean, _ inputs: [[Double]])
+        -> (constant: Double, curvature: Double, alpha: [Double]) {
         let a = factor.solve(y)
-        guard estimatesMean else { return (0, a) }
+        guard priorMean != .zero else { return (0, 0, a) }
         let b = factor.solve([Double](repeating: 1, count: y.count))
         let m = a.reduce(0, +) / b.reduce(0, +)
-        return (m, zip(a, b).map { $0 - m * $1 })
+        let flat = (m, 0.0, zip(a, b).map { $0 - m * $1 })
+        guard priorMean == .bowl else { return flat }
+        // The normal equations of the two-term model: [1ᵀK⁻¹1 1ᵀK⁻¹q; qᵀK⁻¹1 qᵀK⁻¹q] (c, a) = (1ᵀK⁻¹y, qᵀK⁻¹y).
+        let q = inputs.map(bowl), c = factor.solve(q)
+        let s11 = b.reduce(0, +), s12 = BoxLBFGS.dot(q, b), s22 = BoxLBFGS.dot(q, c)
+        let r1 = a.reduce(0, +), r2 = BoxLBFGS.dot(q, a)
+        let determinant = s11 * s22 - s12 * s12
+        guard determinant > 1e-12 * s11 * s22 else { return flat }  // the results all equally far from the centre
+        let constant = (s22 * r1 - s12 * r2) / determinant, curvature = (s11 * r2 - s12 * r1) / determinant
+        guard curvature < 0 else { return flat }
+        return (constant, curvature, a.indices.map { a[$0] - constant * b[$0] - curvature * c[$0] })
     }
 
     /// Mean and standard deviation; a deviation below 10⁻¹² of the results' size (equal results, up
@@ -215,8 +254,10 @@ struct Fit {
     let noiseModel: GaussianProcess.NoiseModel
     let scale: Double
     let dimensions: Int
-    /// Whether the constant prior mean is estimated (profiled out: at its estimate the likelihood's
-    /// derivative in m is 0, so the gradient in θ keeps its form).
+    /// Whether a constant prior mean is estimated (profiled out: at its estimate the likelihood's
+    /// derivative in m is 0, so the gradient in θ keeps its form). The hyperparameters of a model
+    /// with a bowl are fitted with the constant alone: fitted with the bowl, they missed optima in
+    /// a corner far more often (decision 20).
     var estimatesMean = true
     var noiseFloor = GaussianProcess.minimumNoise
 
@@ -270,7 +311,7 @@ struct Fit {
         let n = inputs.count, d = dimensions
         let diagonal = GaussianProcess.noiseDiagonal(noiseModel, h.noise, floor: noiseFloor, scale: scale, count: n)
         guard let factor = Cholesky(GaussianProcess.covariance(inputs, h, diagonal), n: n) else { return nil }
-        let (constant, alpha) = GaussianProcess.weights(factor, y, estimatesMean: estimatesMean)
+        let (constant, _, alpha) = GaussianProcess.weights(factor, y, estimatesMean ? .constant : .zero, inputs)
         var logPosterior = -0.5 * BoxLBFGS.dot(y.map { $0 - constant }, alpha) - 0.5 * factor.logDeterminant
         var gradient = [Double](repeating: 0, count: count)
         let inverse = factor.inverse()

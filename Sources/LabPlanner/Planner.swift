@@ -193,7 +193,7 @@ public struct Planner: Sendable, Codable {
             let xs = model.inputs + pending
             let ys = model.outputs + pending.map { model.predictMean($0) }
             believed = GaussianProcess(inputs: xs, outputs: ys, hyperparameters: model.hyperparameters,
-                                       noise: model.noiseModel.forCount(xs.count)) ?? model
+                                       noise: model.noiseModel.forCount(xs.count), priorMean: model.priorMean) ?? model
         }
         // The incumbent: the best result that met the outcome constraints (of noisy results, the
         // best posterior mean at them: the best result is also the luckiest); with none yet, the
@@ -328,18 +328,18 @@ public struct Planner: Sendable, Codable {
         // Refit the hyperparameters while data are few; with many, only when they grew by a tenth
         // (conditioning on the new data is still exact).
         if let previous, xs.count > Self.maximumFittingPoints, Double(xs.count) < 1.1 * Double(previousCount),
-           let gp = GaussianProcess(inputs: keptX, outputs: keptY, hyperparameters: previous, noise: keptNoise) {
+           let gp = GaussianProcess(inputs: keptX, outputs: keptY, hyperparameters: previous, noise: keptNoise, priorMean: .bowl) {
             return gp
         }
         // Each step of the fit costs O(n³): with many data, fit to a subset (the best results, where
         // the model matters most, and an even spread of the rest), then condition on everything kept.
         let subset = Self.fittingSubset(ys, size: Self.maximumFittingPoints)
         guard let fitted = GaussianProcess(inputs: subset.map { xs[$0] }, outputs: subset.map { ys[$0] },
-                                           noise: noise.subset(subset), warmStart: previous) else { return nil }
+                                           noise: noise.subset(subset), warmStart: previous, priorMean: .bowl) else { return nil }
         if asMeasured { (lastMeasuredFit, lastMeasuredFitCount) = (fitted.hyperparameters, xs.count) }
         else { (lastFit, lastFitCount) = (fitted.hyperparameters, xs.count) }
         return subset.count == xs.count ? fitted
-            : GaussianProcess(inputs: keptX, outputs: keptY, hyperparameters: fitted.hyperparameters, noise: keptNoise)
+            : GaussianProcess(inputs: keptX, outputs: keptY, hyperparameters: fitted.hyperparameters, noise: keptNoise, priorMean: .bowl)
     }
 
     static let maximumFittingPoints = 150

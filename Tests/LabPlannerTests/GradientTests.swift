@@ -50,6 +50,20 @@ import Testing
         Self.expectClose(p.dVariance, Self.finiteDifference({ gp.predictStandardised($0, gradient: false).variance }, at: x), "∂variance/∂x")
     }
 
+    /// With a bowl in the prior mean (results peaking mid-cube, so its curvature is below 0).
+    @Test func thePosteriorMeanGradientWithABowlMatchesFiniteDifferences() throws {
+        let (xs, ys) = Self.data(n: 15, d: 4, seed: 8)
+        let peaked = zip(xs, ys).map { 0.1 * $0.1 - 3 * GaussianProcess.bowl($0.0) }
+        let h = GaussianProcess.Hyperparameters(lengthScales: [0.4, 0.7, 0.3, 1.2], signalVariance: 1.3, noise: 1e-4)
+        let gp = try #require(GaussianProcess(inputs: xs, outputs: peaked, hyperparameters: h, priorMean: .bowl))
+        #expect(gp.curvature < 0)
+        for x in [[0.31, 0.62, 0.45, 0.17], [0.95, 0.02, 0.5, 0.88]] {
+            let p = gp.predictStandardised(x, gradient: true)
+            Self.expectClose(p.dMean, Self.finiteDifference({ gp.predictStandardised($0, gradient: false).mean }, at: x), "∂mean/∂x")
+            #expect(abs(gp.predictMean(x) - gp.predict(x).mean) < 1e-9 * max(1, abs(gp.predict(x).mean)))
+        }
+    }
+
     /// The cheap mean (no variance) used for the incumbent of noisy results is the full prediction's.
     @Test func theMeanAloneIsTheFullPredictionsMean() throws {
         let (xs, ys) = Self.data(n: 15, d: 4, seed: 9)

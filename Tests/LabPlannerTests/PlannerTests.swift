@@ -43,6 +43,35 @@ import Testing
         #expect(abs(gp.predict(x).mean - expected) < 1e-9)
     }
 
+    /// Results lying exactly on 3 − 2·bowl(x), far apart beside the length scale (so K ≈ I and the
+    /// generalised least squares are ordinary ones): far from them the prediction follows the bowl,
+    /// down to 1 at a corner, where a constant mean would say their average.
+    @Test func farFromTheDataABowlPredictsLessTowardsTheCorners() throws {
+        let xs: [[Double]] = [[0.5, 0.5], [0.9, 0.5], [0.2, 0.8], [0.1, 0.1]]
+        let h = GaussianProcess.Hyperparameters(lengthScales: [0.01, 0.01], noise: 1e-6)
+        let bowl = try #require(GaussianProcess(inputs: xs, outputs: xs.map { 3 - 2 * GaussianProcess.bowl($0) },
+                                                hyperparameters: h, priorMean: .bowl))
+        #expect(abs(GaussianProcess.bowl([1, 1]) - 1) < 1e-12 && abs(GaussianProcess.bowl([0.5, 0.9]) - 0.32) < 1e-12)
+        #expect(abs(bowl.predict([1, 1]).mean - 1) < 1e-6)
+        #expect(abs(bowl.predict([0.5, 0.9]).mean - 2.36) < 1e-6)
+        #expect(abs(bowl.predict([0.4, 0.3]).mean - (3 - 2 * 0.1)) < 1e-6)
+    }
+
+    /// Results better towards the edges do not turn the bowl over: far away, the prediction is the
+    /// constant's, as without a bowl.
+    @Test func aBowlNeverRisesTowardsTheEdges() throws {
+        let xs: [[Double]] = [[0.5, 0.5], [0.9, 0.5], [0.2, 0.8], [0.1, 0.1]]
+        let ys = xs.map { 3 + 2 * GaussianProcess.bowl($0) }
+        let h = GaussianProcess.Hyperparameters(lengthScales: [0.01, 0.01], noise: 1e-6)
+        let bowl = try #require(GaussianProcess(inputs: xs, outputs: ys, hyperparameters: h, priorMean: .bowl))
+        let flat = try #require(GaussianProcess(inputs: xs, outputs: ys, hyperparameters: h, priorMean: .constant))
+        #expect(bowl.curvature == 0)
+        for x in [[1.0, 1.0], [0.5, 0.9], [0.0, 0.3]] {
+            #expect(abs(bowl.predict(x).mean - flat.predict(x).mean) < 1e-12)
+            #expect(abs(bowl.predict(x).mean - ys.reduce(0, +) / 4) < 1e-6)
+        }
+    }
+
     @Test func interpolatesNoiseFreeDataAndIsUncertainFarAway() throws {
         let xs: [[Double]] = (0..<8).map { [Double($0) / 7] }
         let ys = xs.map { sin(6 * $0[0]) }
