@@ -177,21 +177,21 @@ public struct GaussianProcess: Sendable {
     /// is not taken: then the mean is the constant alone.
     static func weights(_ factor: Cholesky, _ y: [Double], _ priorMean: PriorMean, _ inputs: [[Double]])
         -> (constant: Double, curvature: Double, alpha: [Double]) {
-        let a = factor.solve(y)
-        guard priorMean != .zero else { return (0, 0, a) }
-        let b = factor.solve([Double](repeating: 1, count: y.count))
-        let m = a.reduce(0, +) / b.reduce(0, +)
-        let flat = (m, 0.0, zip(a, b).map { $0 - m * $1 })
+        let kY = factor.solve(y)
+        guard priorMean != .zero else { return (0, 0, kY) }
+        let k1 = factor.solve([Double](repeating: 1, count: y.count))
+        let m = kY.reduce(0, +) / k1.reduce(0, +)
+        let flat = (m, 0.0, zip(kY, k1).map { $0 - m * $1 })
         guard priorMean == .bowl else { return flat }
-        // The normal equations of the two-term model: [1ᵀK⁻¹1 1ᵀK⁻¹q; qᵀK⁻¹1 qᵀK⁻¹q] (c, a) = (1ᵀK⁻¹y, qᵀK⁻¹y).
-        let q = inputs.map(bowl), c = factor.solve(q)
-        let s11 = b.reduce(0, +), s12 = BoxLBFGS.dot(q, b), s22 = BoxLBFGS.dot(q, c)
-        let r1 = a.reduce(0, +), r2 = BoxLBFGS.dot(q, a)
+        // The normal equations of c + a·q: [1ᵀK⁻¹1 1ᵀK⁻¹q; qᵀK⁻¹1 qᵀK⁻¹q] (c, a) = (1ᵀK⁻¹y, qᵀK⁻¹y).
+        let q = inputs.map(bowl), kQ = factor.solve(q)
+        let s11 = k1.reduce(0, +), s12 = BoxLBFGS.dot(q, k1), s22 = BoxLBFGS.dot(q, kQ)
+        let r1 = kY.reduce(0, +), r2 = BoxLBFGS.dot(q, kY)
         let determinant = s11 * s22 - s12 * s12
         guard determinant > 1e-12 * s11 * s22 else { return flat }  // the results all equally far from the centre
         let constant = (s22 * r1 - s12 * r2) / determinant, curvature = (s11 * r2 - s12 * r1) / determinant
         guard curvature < 0 else { return flat }
-        return (constant, curvature, a.indices.map { a[$0] - constant * b[$0] - curvature * c[$0] })
+        return (constant, curvature, kY.indices.map { kY[$0] - constant * k1[$0] - curvature * kQ[$0] })
     }
 
     /// Mean and standard deviation; a deviation below 10⁻¹² of the results' size (equal results, up
