@@ -310,6 +310,9 @@ public struct Planner: Sendable, Codable {
     /// fits are remembered apart from the transformed results').
     private mutating func fitObjective(_ training: [(x: [Double], y: Double, noise: Double?)], asMeasured: Bool) -> GaussianProcess? {
         let (previous, previousCount) = asMeasured ? (lastMeasuredFit, lastMeasuredFitCount ?? 0) : (lastFit, lastFitCount)
+        // Noisy results are shrunk towards the prior mean, so a bowl would pull the estimates of the
+        // results near a limit down with it, and the best estimate is the result to beat (decision 20).
+        let priorMean: GaussianProcess.PriorMean = asMeasured ? .constant : .bowl
         let xs = training.map(\.x), ys = training.map(\.y)
         let noise: GaussianProcess.NoiseModel = switch options.noise {
         case .noiseFree: .noiseFree
@@ -328,24 +331,21 @@ public struct Planner: Sendable, Codable {
         // Refit the hyperparameters while data are few; with many, only when they grew by a tenth
         // (conditioning on the new data is still exact).
         if let previous, xs.count > Self.maximumFittingPoints, Double(xs.count) < 1.1 * Double(previousCount),
-           let gp = GaussianProcess(inputs: keptX, outputs: keptY, hyperparameters: previous, noise: keptNoise, priorMean: Self.objectivePriorMean) {
+           let gp = GaussianProcess(inputs: keptX, outputs: keptY, hyperparameters: previous, noise: keptNoise, priorMean: priorMean) {
             return gp
         }
         // Each step of the fit costs O(n³): with many data, fit to a subset (the best results, where
         // the model matters most, and an even spread of the rest), then condition on everything kept.
         let subset = Self.fittingSubset(ys, size: Self.maximumFittingPoints)
         guard let fitted = GaussianProcess(inputs: subset.map { xs[$0] }, outputs: subset.map { ys[$0] },
-                                           noise: noise.subset(subset), warmStart: previous, priorMean: Self.objectivePriorMean) else { return nil }
+                                           noise: noise.subset(subset), warmStart: previous, priorMean: priorMean) else { return nil }
         if asMeasured { (lastMeasuredFit, lastMeasuredFitCount) = (fitted.hyperparameters, xs.count) }
         else { (lastFit, lastFitCount) = (fitted.hyperparameters, xs.count) }
         return subset.count == xs.count ? fitted
-            : GaussianProcess(inputs: keptX, outputs: keptY, hyperparameters: fitted.hyperparameters, noise: keptNoise, priorMean: Self.objectivePriorMean)
+            : GaussianProcess(inputs: keptX, outputs: keptY, hyperparameters: fitted.hyperparameters, noise: keptNoise, priorMean: priorMean)
     }
 
     static let maximumFittingPoints = 150
-    /// The objective's model expects results to fall towards the limits of the ranges, as far as
-    /// they do: with a constant, a third of the proposals lay on a limit (decision 20).
-    static let objectivePriorMean = GaussianProcess.PriorMean.bowl
     /// The most results the model is conditioned on. Conditioning costs O(n³) and each prediction
     /// O(n²), so past this a proposal would take seconds; a high-throughput lab's thousands of
     /// results are represented by the best half of this budget and an even spread of the rest.
