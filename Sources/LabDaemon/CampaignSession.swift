@@ -145,6 +145,7 @@ public struct CampaignSession {
             case .log: .log
             case .power: .power
             }
+            options.expectBest = optimization.expectBest == .anywhere ? .anywhere : .inside
             if let beta = optimization.ucbBeta { options.acquisition = .upperConfidenceBound(beta: beta) }
             var noiseOutput: String?
             switch optimization.noise {

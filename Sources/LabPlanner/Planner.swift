@@ -35,6 +35,15 @@ public struct Planner: Sendable, Codable {
         case worst
     }
 
+    /// Where the best result is expected to lie.
+    public enum ExpectBest: String, Sendable, Codable, CaseIterable {
+        /// Inside the ranges: where the results fall towards the limits, unexplored limits and
+        /// corners are expected to be worse still (a bowl in the model's prior mean, decision 20).
+        case inside
+        /// Anywhere, the limits included: far from every result the model expects one level.
+        case anywhere
+    }
+
     /// What "a promising next experiment" means.
     public enum Acquisition: Sendable, Codable, Hashable {
         /// log expected improvement over the best result so far: the default.
@@ -50,6 +59,7 @@ public struct Planner: Sendable, Codable {
         public var noise: Noise = .inferred
         public var failures: Failures = .avoid
         public var outputTransform: OutputTransform = .auto
+        public var expectBest: ExpectBest = .inside
         /// Quasi-random candidates scored before the best few are refined by L-BFGS.
         public var rawSamples = 1024
         public var restarts = 8
@@ -312,7 +322,7 @@ public struct Planner: Sendable, Codable {
         let (previous, previousCount) = asMeasured ? (lastMeasuredFit, lastMeasuredFitCount ?? 0) : (lastFit, lastFitCount)
         // Noisy results are shrunk towards the prior mean, so a bowl would pull the estimates of the
         // results near a limit down with it, and the best estimate is the result to beat (decision 20).
-        let priorMean: GaussianProcess.PriorMean = asMeasured ? .constant : .bowl
+        let priorMean: GaussianProcess.PriorMean = asMeasured || options.expectBest == .anywhere ? .constant : .bowl
         let xs = training.map(\.x), ys = training.map(\.y)
         let noise: GaussianProcess.NoiseModel = switch options.noise {
         case .noiseFree: .noiseFree

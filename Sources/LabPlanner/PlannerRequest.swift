@@ -25,7 +25,7 @@ struct PlannerRequest {
 
     /// The fields each op takes.
     static let fieldsByOp: KeyValuePairs<String, [String]> = [
-        "init": ["bounds", "dim", "budget", "n_init", "seed", "minimize", "noise", "transform"],
+        "init": ["bounds", "dim", "budget", "n_init", "seed", "minimize", "noise", "transform", "expect_best"],
         "ask": ["n"],
         "tell": ["x", "y", "noise"],
         "done": [],

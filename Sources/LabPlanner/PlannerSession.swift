@@ -89,6 +89,9 @@ public struct PlannerSession {
             if let name = try request.string("transform", oneOf: OutputTransform.allCases.map(\.rawValue)) {
                 options.outputTransform = OutputTransform(rawValue: name)!
             }
+            if let name = try request.string("expect_best", oneOf: Planner.ExpectBest.allCases.map(\.rawValue)) {
+                options.expectBest = Planner.ExpectBest(rawValue: name)!
+            }
             minimize = try request.boolean("minimize", default: true)
             let dimensions = bounds.enumerated().map { PlannerSpace.Parameter.real(name: "x\($0.offset)", lower: $0.element[0], upper: $0.element[1], logScale: false) }
             planner = Planner(space: PlannerSpace(dimensions), options: options, seed: UInt64(seed))

@@ -259,6 +259,7 @@ struct CampaignReader {
         let batchSize = map.optional("batch_size").flatMap { source.integer($0, "batch_size", in: 1...100) }
         let onFailure = choice(map, "on_failure", default: Optimization.OnFailure.avoid)
         let transform = choice(map, "transform", default: Optimization.Transform.auto)
+        let expectBest = choice(map, "expect_best", default: Optimization.ExpectBest.inside)
 
         var ucbBeta: Double?
         if let node = map.optional("acquisition"), let text = source.string(node, "acquisition") {
@@ -325,7 +326,7 @@ struct CampaignReader {
         }
         return Optimization(ucbBeta: ucbBeta, objectives: objectives, noise: noise, budget: budget, initialDesign: design, initialPoints: initialPoints,
                             batchSize: batchSize, parameters: chosen, parameterConstraints: parameterConstraints,
-                            outcomeConstraints: outcomeConstraints, onFailure: onFailure, transform: transform,
+                            outcomeConstraints: outcomeConstraints, onFailure: onFailure, transform: transform, expectBest: expectBest,
                             stopAfterNoImprovement: stopAfter, stopAtTarget: target)
     }
 

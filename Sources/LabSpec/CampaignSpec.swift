@@ -129,6 +129,8 @@ public struct Optimization: Sendable {
     }
     /// `none`, `log` (results spanning orders of magnitude) or `power` (skewed results).
     public enum Transform: String, Sendable, CaseIterable { case auto, none, log, power }
+    /// Where the planner expects the best: `inside` the ranges (the default) or `anywhere`, their limits included.
+    public enum ExpectBest: String, Sendable, CaseIterable { case inside, anywhere }
     /// How noisy results are: estimated, absent, or measured by an output (its standard deviation).
     public enum Noise: Sendable, Hashable { case inferred, noiseFree, measured(output: String) }
 
@@ -151,6 +153,7 @@ public struct Optimization: Sendable {
     public var onFailure: OnFailure
     /// How results are reshaped before the model sees them.
     public var transform: Transform
+    public var expectBest: ExpectBest
     /// Stop early after this many runs in a row without improvement.
     public var stopAfterNoImprovement: Int?
     /// Stop early once the (single) objective reaches this value.

@@ -20,11 +20,15 @@ struct PlannerCommand: ParsableCommand {
     @Option(help: "Output transform when init does not give one: auto (power, or none with the best predicted value to beat once the results look noisy), power (learnt from the results), none or log.")
     var transform = "auto"
 
+    @Option(help: "Where the best is expected when init does not say: inside the ranges (results falling towards their limits make unexplored limits look worse still) or anywhere.")
+    var expectBest = "inside"
+
     func validate() throws {
         guard Planner.InitialDesign(jsonName: initialDesign) != nil else { throw ValidationError("--initial-design is sobol, latin-hypercube or random") }
         guard stdio else { throw ValidationError("pass --stdio") }
         guard Planner.Noise(jsonName: noise) != nil else { throw ValidationError("--noise is inferred, noise-free or known") }
         guard OutputTransform(rawValue: transform) != nil else { throw ValidationError("--transform is auto, power, none or log") }
+        guard Planner.ExpectBest(rawValue: expectBest) != nil else { throw ValidationError("--expect-best is inside or anywhere") }
     }
 
     func run() throws {
@@ -32,6 +36,7 @@ struct PlannerCommand: ParsableCommand {
         defaults.noise = Planner.Noise(jsonName: noise)!
         defaults.initialDesign = Planner.InitialDesign(jsonName: initialDesign)!
         defaults.outputTransform = OutputTransform(rawValue: transform)!
+        defaults.expectBest = Planner.ExpectBest(rawValue: expectBest)!
         var session = PlannerSession(defaults: defaults)
         // Every line gets a reply until `done`; a client that stops reading ends the session.
         var lines = RequestLines(descriptor: STDIN_FILENO)

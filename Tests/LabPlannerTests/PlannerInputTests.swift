@@ -160,6 +160,13 @@ import Testing
         try Self.expectRefusal(#"{"op":"init","bounds":[[0,1]],"budget":3,"n_init":5}"#, saying: ["n_init (5) is more than the budget (3)"], in: &session)
     }
 
+    @Test func whereTheBestIsExpectedIsInsideOrAnywhere() throws {
+        var session = try Self.session()
+        try Self.expectRefusal(#"{"op":"init","bounds":[[0,1]],"expect_best":"edge"}"#, saying: ["expect_best must be inside or anywhere", #"got "edge""#], in: &session)
+        try Self.expectRefusal(#"{"op":"init","bounds":[[0,1]],"expect_best":true}"#, saying: ["expect_best must be inside or anywhere", "got true"], in: &session)
+        #expect(try Self.reply(&session, #"{"op":"init","bounds":[[0,1],[0,2]],"expect_best":"anywhere"}"#)["ok"] as? Bool == true)
+    }
+
     @Test func aNegativeNoiseVarianceIsRefused() throws {
         var session = try Self.session()
         try Self.expectRefusal(#"{"op":"tell","x":[1,1],"y":3,"noise":-0.5}"#, saying: ["noise is -0.5", "the variance of y, a number from 0 to 1e+200"], in: &session)

@@ -99,6 +99,21 @@ import Testing
         }
     }
 
+    @Test func whereTheBestIsExpectedIsReadAndInsideByDefault() throws {
+        guard case .optimize(let given) = try Self.reactorCampaign("anywhere", "  expect_best: anywhere").plan,
+              case .optimize(let unsaid) = try Self.reactorCampaign("unsaid", "  transform: auto").plan else {
+            Issue.record("not an optimisation"); return
+        }
+        #expect(given.expectBest == .anywhere && unsaid.expectBest == .inside)
+        do {
+            _ = try Self.reactorCampaign("edges", "  expect_best: edges")
+            Issue.record("an unknown expect_best was accepted")
+        } catch {
+            let text = String(describing: error)
+            #expect(text.contains("edges.yaml:8:16") && text.contains("unknown expect_best 'edges'") && text.contains("use inside, anywhere"), "\(text)")
+        }
+    }
+
     /// Writes `protocolText` and a sweep campaign over it on the example lab (holding `fixed`), and
     /// returns the diagnostics of loading the campaign (none: it loaded).
     static func campaignDiagnostics(protocol protocolText: String, fixed: String) throws -> [Diagnostic] {
