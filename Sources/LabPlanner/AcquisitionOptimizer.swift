@@ -105,10 +105,10 @@ struct AcquisitionOptimizer {
 
     /// Whether x can be proposed: feasible, not (nearly) a point already run or pending, and, unless
     /// relaxed, not crowding a pending point and not on the failing side.
-    func admissible(_ x: [Double], relaxed: Relaxation = [], samePoint: Double = 1e-6) -> Bool {
+    func admissible(_ x: [Double], relaxed: Relaxation = [], sameness: [Double]) -> Bool {
         guard space.isFeasible(unit: x), relaxed.contains(.mayFail) || !probabilities.contains(where: { $0.rulesOut(x) }),
-              !avoid.contains(where: { Planner.distance($0, x) < samePoint }) else { return false }
-        if relaxed.contains(.mayCrowd) { return !pending.contains { Planner.distance($0, x) < samePoint } }
+              !avoid.contains(where: { Self.same($0, x, sameness) }) else { return false }
+        if relaxed.contains(.mayCrowd) { return !pending.contains { Self.same($0, x, sameness) } }
         // Scored for every candidate against every pending point (a batch of hundreds): plain loops.
         let lengthScales = model.hyperparameters.lengthScales
         return !pending.contains { p in
@@ -157,10 +157,10 @@ struct AcquisitionOptimizer {
             return space.projectOntoConstraints(p).map(space.snap)
         }
         var relaxed: Relaxation = [], usable: [[Double]] = []
-        let samePoint = max(1e-6, space.samePoint)
+        let sameness = space.sameness.map { max(1e-6, $0) }
         for rules in Relaxation.inTurn where usable.isEmpty {
             relaxed = rules
-            usable = runnable.filter { admissible($0, relaxed: rules, samePoint: samePoint) }
+            usable = runnable.filter { admissible($0, relaxed: rules, sameness: sameness) }
         }
         let scored = usable.map { ($0, value($0).0) }.filter { $0.1.isFinite }
         guard var best = scored.max(by: { $0.1 < $1.1 }) else { return nil }
@@ -175,11 +175,21 @@ struct AcquisitionOptimizer {
                 guard let projected = space.projectOntoConstraints(x) else { continue }
                 x = space.snap(projected)
             }
-            guard admissible(x, relaxed: relaxed, samePoint: samePoint) else { continue }
+            guard admissible(x, relaxed: relaxed, sameness: sameness) else { continue }
             let v = value(x).0
             if v > best.1 { best = (x, v) }
         }
         return best.0
+    }
+
+    /// Whether a and b are the same run: within the ellipsoid of `sameness` along each coordinate.
+    static func same(_ a: [Double], _ b: [Double], _ sameness: [Double]) -> Bool {
+        var sum = 0.0
+        for j in a.indices {
+            let step = (a[j] - b[j]) / sameness[j]
+            sum += step * step
+        }
+        return sum < 1
     }
 
     /// Starting points drawn with probability proportional to their acquisition value (exp of its

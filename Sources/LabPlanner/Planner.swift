@@ -123,8 +123,8 @@ public struct Planner: Sendable, Codable {
 
     /// The pending point nearest x, among those x is within `toldMatch` of in every input.
     private func pendingAnswered(by x: [Double]) -> Int? {
-        let tolerance = max(Self.toldMatch, space.samePoint)
-        let matching = pending.indices.filter { i in zip(pending[i], x).allSatisfy { abs($0 - $1) <= tolerance } }
+        let tolerances = space.sameness.map { max(Self.toldMatch, $0) }
+        let matching = pending.indices.filter { i in pending[i].indices.allSatisfy { abs(pending[i][$0] - x[$0]) <= tolerances[$0] } }
         return matching.min { Self.distance(pending[$0], x) < Self.distance(pending[$1], x) }
     }
 

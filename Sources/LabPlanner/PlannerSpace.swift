@@ -72,11 +72,12 @@ public struct PlannerSpace: Sendable, Hashable, Codable {
         parameters.allSatisfy { Self.doubleWidth($0).map { $0 <= 1e-12 } ?? false }
     }
 
-    /// How near, in the unit cube, two points are the same run: 10⁻⁹, or four doubles of a range
-    /// tiny beside its values, where a client's JSON parser an ulp off (Foundation's can be) moves a
-    /// point by 10⁻⁴ of the range.
-    public var samePoint: Double {
-        parameters.reduce(1e-9) { nearest, p in max(nearest, 4 * (Self.doubleWidth(p) ?? 0)) }
+    /// How near, along each unit coordinate, two points are the same run: 10⁻⁹, or four doubles of
+    /// a range tiny beside its values, where a client's JSON parser an ulp off (Foundation's can be)
+    /// moves a point by 10⁻⁴ of the range. Per coordinate: such a range must not make points of the
+    /// other parameters the same.
+    public var sameness: [Double] {
+        parameters.flatMap { p in Array(repeating: max(1e-9, 4 * (Self.doubleWidth(p) ?? 0)), count: p.width) }
     }
 
     /// For a real, the width in its unit coordinate of one double at the far end of its range: about

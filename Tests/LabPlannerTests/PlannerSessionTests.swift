@@ -158,4 +158,14 @@ import Testing
             #expect(session.planner?.pending.count == 5, "the points told are still pending")
         }
     }
+
+    /// A range only a few doubles wide (10¹² to 10¹² + 10⁻³) beside a continuous one: its points
+    /// are the same run only when the continuous input is the same too. Sameness measured across
+    /// all inputs at once ran out of points after 7 results ("no point is left to propose").
+    @Test func aRangeAFewDoublesWideLeavesTheOtherInputsFree() throws {
+        var session = PlannerSession()
+        #expect(try Self.json(session.reply(to: #"{"op":"init","bounds":[[1e12,1000000000000.001],[0,1]]}"#))["ok"] as? Bool == true)
+        let told = try Self.campaign(&session, asks: 30, batch: 4) { x in pow(x[1] - 0.3, 2) }
+        #expect(told.map { abs($0[1] - 0.3) }.min()! < 0.01, "never homed in on 0.3: \(told.map { $0[1] })")
+    }
 }
