@@ -235,7 +235,8 @@ public struct Planner: Sendable, Codable {
         let climb = optimizer.region.map { ", climbing near the best (box \($0.length.formatted(.number.precision(.significantDigits(1...2)))) of the range)" } ?? ""
         let scalarised = successes[0].outcome!.objectives.count > 1 ? "ParEGO, " : ""
         let criterion = if case .upperConfidenceBound = options.acquisition { "upper confidence bound" } else { "log expected improvement" }
-        return (x, "planner (GP, \(scalarised)\(criterion)\(climb)\(Self.modelled(notes)))")
+        let bowl = model.curvature < 0 ? ", worse expected towards the limits" : ""
+        return (x, "planner (GP, \(scalarised)\(criterion)\(climb)\(bowl)\(Self.modelled(notes)))")
     }
 
     /// The chance that a run succeeds (learnt from the failures, if they are to be avoided) and that

@@ -218,7 +218,28 @@ import Testing
         plain.outputTransform = .none
         var untransformed = Planner(space: space, options: plain, seed: 3)
         _ = try Self.run(&untransformed, budget: 8, f)
-        #expect(try untransformed.propose(1)[0].chosenBy == "planner (GP, log expected improvement)")
+        let untransformedChoice = try untransformed.propose(1)[0].chosenBy
+        #expect(untransformedChoice.hasPrefix("planner (GP, log expected improvement") && !untransformedChoice.contains("results"),
+                "\(untransformedChoice)")
+    }
+
+    /// Results worse towards the limits than in the middle put a bowl in the model, and each
+    /// proposal says so; with `expect_best: anywhere`, or results better towards a limit, none.
+    @Test func eachProposalSaysWhetherWorseResultsAreExpectedTowardsTheLimits() throws {
+        let space = PlannerSpace([.real(name: "x", lower: 0, upper: 1, logScale: false), .real(name: "y", lower: 0, upper: 1, logScale: false)])
+        let peaked = { (v: [String: Double]) in Outcome(-pow(v["x"]! - 0.45, 2) - pow(v["y"]! - 0.55, 2)) }
+        let rising = { (v: [String: Double]) in Outcome(v["x"]! + v["y"]!) }
+        func choice(_ expectBest: Planner.ExpectBest, _ f: ([String: Double]) -> Outcome?) throws -> String {
+            var options = Self.options(initial: 6)
+            options.expectBest = expectBest
+            var planner = Planner(space: space, options: options, seed: 5)
+            _ = try Self.run(&planner, budget: 8, f)
+            return try planner.propose(1)[0].chosenBy
+        }
+        let said = ", worse expected towards the limits"
+        #expect(try choice(.inside, peaked).contains(said))
+        #expect(try !choice(.anywhere, peaked).contains(said))
+        #expect(try !choice(.inside, rising).contains(said))
     }
 
     /// `auto` models noisy results as measured, and says so, once there are enough of them to tell;
