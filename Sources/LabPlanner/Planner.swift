@@ -235,7 +235,7 @@ public struct Planner: Sendable, Codable {
         let climb = optimizer.region.map { ", climbing near the best (box \($0.length.formatted(.number.precision(.significantDigits(1...2)))) of the range)" } ?? ""
         let scalarised = successes[0].outcome!.objectives.count > 1 ? "ParEGO, " : ""
         let criterion = if case .upperConfidenceBound = options.acquisition { "upper confidence bound" } else { "log expected improvement" }
-        let bowl = model.curvature < 0 ? ", worse expected towards the limits" : ""
+        let bowl = model.curvature < 0 ? ", worse results expected towards the range limits" : ""
         return (x, "planner (GP, \(scalarised)\(criterion)\(climb)\(bowl)\(Self.modelled(notes)))")
     }
 

@@ -236,7 +236,7 @@ import Testing
             _ = try Self.run(&planner, budget: 8, f)
             return try planner.propose(1)[0].chosenBy
         }
-        let said = ", worse expected towards the limits"
+        let said = ", worse results expected towards the range limits"
         #expect(try choice(.inside, peaked).contains(said))
         #expect(try !choice(.anywhere, peaked).contains(said))
         #expect(try !choice(.inside, rising).contains(said))
