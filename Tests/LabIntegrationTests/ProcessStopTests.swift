@@ -91,7 +91,7 @@ import Testing
     @Test func ctrlCPausesTheRunWithItsInstrumentsSafeAndExitsWithTheSignal() async throws {
         let setup = try Setup(finally: "  - set: reactor.setpoint\n    to: 26 degC")
         let child = try setup.demo()
-        try await waitFor { setup.events().contains { $0.message == "reactor.stirrer = true" } }
+        try await waitFor(seconds: 60) { setup.events().contains { $0.message == "reactor.stirrer = true" } }
         child.signal(SIGINT)
         #expect(try await child.exitStatus() == 128 + SIGINT)
         // The demo passes the stop on to its daemon as SIGTERM: the record names the demo as the sender.
@@ -115,7 +115,7 @@ import Testing
         let setup = try Setup(finally: "  - log: cooling down\n  - set: reactor.setpoint\n    to: 26 degC")
         // The run must still be pausing when the second signal comes, however busy the machine.
         let child = try setup.demo(checkpointWait: 10)
-        try await waitFor { setup.events().contains { $0.message == "reactor.stirrer = true" } }
+        try await waitFor(seconds: 60) { setup.events().contains { $0.message == "reactor.stirrer = true" } }
         child.signal(SIGTERM)
         try await waitFor { setup.events().contains { $0.kind == "transition" && $0.message.hasPrefix("running → pausing") } }
         child.signal(SIGTERM)
