@@ -333,9 +333,15 @@ struct CampaignReader {
     /// The case an optional key names, or `value` without the key; an unknown name is an error listing the cases.
     private func choice<Choice: RawRepresentable & CaseIterable>(_ map: MappingReader, _ key: String, default value: Choice) -> Choice
     where Choice.RawValue == String {
-        guard let node = map.optional(key), let text = source.string(node, key) else { return value }
+        guard let node = map.optional(key) else { return value }
+        let choices = "use \(Choice.allCases.map(\.rawValue).joined(separator: ", "))"
+        guard node.scalar != nil else {
+            source.error(node, "\(key) must be a single value", hint: choices)
+            return value
+        }
+        guard let text = source.string(node, key) else { return value }
         guard let chosen = Choice(rawValue: text) else {
-            source.error(node, "unknown \(key) '\(text)'", hint: "use \(Choice.allCases.map(\.rawValue).joined(separator: ", "))")
+            source.error(node, "unknown \(key) '\(text)'", hint: choices)
             return value
         }
         return chosen

@@ -112,6 +112,13 @@ import Testing
             let text = String(describing: error)
             #expect(text.contains("edges.yaml:8:16") && text.contains("unknown expect_best 'edges'") && text.contains("use inside, anywhere"), "\(text)")
         }
+        do {
+            _ = try Self.reactorCampaign("listed", "  expect_best: [inside]")
+            Issue.record("a list was accepted as expect_best")
+        } catch {
+            let text = String(describing: error)
+            #expect(text.contains("listed.yaml:8:16") && text.contains("expect_best must be a single value") && text.contains("use inside, anywhere"), "\(text)")
+        }
     }
 
     /// Writes `protocolText` and a sweep campaign over it on the example lab (holding `fixed`), and
