@@ -105,19 +105,14 @@ import Testing
             Issue.record("not an optimisation"); return
         }
         #expect(given.expectBest == .anywhere && unsaid.expectBest == .inside)
-        do {
-            _ = try Self.reactorCampaign("edges", "  expect_best: edges")
-            Issue.record("an unknown expect_best was accepted")
-        } catch {
-            let text = String(describing: error)
-            #expect(text.contains("edges.yaml:8:16") && text.contains("unknown expect_best 'edges'") && text.contains("use inside, anywhere"), "\(text)")
-        }
-        do {
-            _ = try Self.reactorCampaign("listed", "  expect_best: [inside]")
-            Issue.record("a list was accepted as expect_best")
-        } catch {
-            let text = String(describing: error)
-            #expect(text.contains("listed.yaml:8:16") && text.contains("expect_best must be a single value") && text.contains("use inside, anywhere"), "\(text)")
+        for (name, value, message) in [("edges", "edges", "unknown expect_best 'edges'"), ("listed", "[inside]", "expect_best must be a single value")] {
+            do {
+                _ = try Self.reactorCampaign(name, "  expect_best: \(value)")
+                Issue.record("expect_best: \(value) was accepted")
+            } catch {
+                let text = String(describing: error)
+                #expect(text.contains("\(name).yaml:8:16") && text.contains(message) && text.contains("use inside, anywhere"), "\(text)")
+            }
         }
     }
 
