@@ -107,18 +107,10 @@ struct AcquisitionOptimizer {
     /// relaxed, not crowding a pending point and not on the failing side.
     func admissible(_ x: [Double], relaxed: Relaxation = [], sameness: [Double]) -> Bool {
         guard space.isFeasible(unit: x), relaxed.contains(.mayFail) || !probabilities.contains(where: { $0.rulesOut(x) }),
-              !avoid.contains(where: { Self.same($0, x, sameness) }) else { return false }
-        if relaxed.contains(.mayCrowd) { return !pending.contains { Self.same($0, x, sameness) } }
-        // Scored for every candidate against every pending point (a batch of hundreds): plain loops.
+              !avoid.contains(where: { Self.within($0, x, sameness, 1) }) else { return false }
+        if relaxed.contains(.mayCrowd) { return !pending.contains { Self.within($0, x, sameness, 1) } }
         let lengthScales = model.hyperparameters.lengthScales
-        return !pending.contains { p in
-            var sum = 0.0
-            for j in p.indices {
-                let step = (p[j] - x[j]) / lengthScales[j]
-                sum += step * step
-            }
-            return sum < 0.01
-        }
+        return !pending.contains { Self.within($0, x, lengthScales, 0.01) }
     }
 
     /// Rules dropped, in turn, while no candidate meets them: first the distance kept from pending
@@ -182,14 +174,16 @@ struct AcquisitionOptimizer {
         return best.0
     }
 
-    /// Whether a and b are the same run: within the ellipsoid of `sameness` along each coordinate.
-    static func same(_ a: [Double], _ b: [Double], _ sameness: [Double]) -> Bool {
+    /// Whether Σ ((aⱼ − bⱼ)/scalesⱼ)² < limit: b inside an ellipsoid around a, as the same run (scales
+    /// the resolution of each input, limit 1) or crowding it (length scales, a tenth of one). Scored
+    /// for every candidate against every point run or pending (a batch of hundreds): a plain loop.
+    static func within(_ a: [Double], _ b: [Double], _ scales: [Double], _ limit: Double) -> Bool {
         var sum = 0.0
         for j in a.indices {
-            let step = (a[j] - b[j]) / sameness[j]
+            let step = (a[j] - b[j]) / scales[j]
             sum += step * step
         }
-        return sum < 1
+        return sum < limit
     }
 
     /// Starting points drawn with probability proportional to their acquisition value (exp of its

@@ -335,11 +335,10 @@ struct CampaignReader {
     where Choice.RawValue == String {
         guard let node = map.optional(key) else { return value }
         let choices = "use \(Choice.allCases.map(\.rawValue).joined(separator: ", "))"
-        guard node.scalar != nil else {
+        guard let text = node.scalar?.string else {
             source.error(node, "\(key) must be a single value", hint: choices)
             return value
         }
-        guard let text = source.string(node, key) else { return value }
         guard let chosen = Choice(rawValue: text) else {
             source.error(node, "unknown \(key) '\(text)'", hint: choices)
             return value

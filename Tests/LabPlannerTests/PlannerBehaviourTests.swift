@@ -266,6 +266,26 @@ import Testing
         #expect(try lastChoice(.power, noiseSD: 0.03).contains("results power "))
     }
 
+    /// Noisy results, once modelled as measured, keep a constant prior mean: a bowl would pull the
+    /// estimates near a limit down with them (decision 20). Bent (`power`), the same results get one.
+    @Test func noisyResultsModelledAsMeasuredExpectNoWorseResultsTowardsTheLimits() throws {
+        let space = PlannerSpace([.real(name: "x", lower: 0, upper: 1, logScale: false),
+                                  .real(name: "y", lower: 0, upper: 1, logScale: false)])
+        func lastChoice(_ transform: OutputTransform) throws -> String {
+            var options = Self.options(initial: 6)
+            options.outputTransform = transform
+            var planner = Planner(space: space, options: options, seed: 5)
+            var noise = SplitMix64(seed: 11)
+            _ = try Self.run(&planner, budget: Planner.resultsBeforeNoiseCheck + 2) { v in
+                Outcome(-pow(v["x"]! - 0.45, 2) - pow(v["y"]! - 0.55, 2) + 0.03 * noise.nextGaussian())
+            }
+            return try planner.propose(1)[0].chosenBy
+        }
+        let measured = try lastChoice(.auto), bent = try lastChoice(.power)
+        #expect(measured.contains("results as measured") && !measured.contains("worse results expected"), "\(measured)")
+        #expect(bent.contains("worse results expected towards the range limits"), "\(bent)")
+    }
+
     /// Results of any size are modelled alike: a current in amperes (10⁻¹² and below) is not taken
     /// for a set of equal results. The same campaign in units 10¹² times larger proposes the same points.
     @Test func tinyResultsAreModelledAsTheSameResultsInLargerUnits() throws {
